@@ -1,0 +1,116 @@
+"""``prepare_data.py``: iNat 2021 root (JSON + JPEG folders) → a prepared Arrow dataset folder."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from typing import Literal
+
+from transformers import HfArgumentParser
+
+from ..data import InatDataError, format_summary, prepare_inat, write_demo_dataset
+
+
+@dataclasses.dataclass
+class PrepareArguments:
+    data_dir: str = dataclasses.field(
+        metadata={"help": "iNat 2021 root: split JSON files (train.json, val.json, …) next to the image folders."}
+    )
+    output_dir: str | None = dataclasses.field(
+        default=None,
+        metadata={
+            "help": "Write the DatasetDict here (datasets.load_from_disk) with taxonomy.json and prepare_report.json."
+        },
+    )
+    splits: str | None = dataclasses.field(
+        default=None,
+        metadata={
+            "help": "Comma-separated splits, each 'name' (reads name.json) or 'name=file.json'. "
+            "Default: every standard file present (train, train_mini, val, public_test)."
+        },
+    )
+    rank: Literal["species", "genus", "family", "order", "class", "phylum", "kingdom"] = dataclasses.field(
+        default="species", metadata={"help": "Taxonomic rank of the labels."}
+    )
+    taxon: str = dataclasses.field(
+        default="kingdom=Animalia",
+        metadata={"help": "Category filter 'rank=value[|value…][,rank=value…]', e.g. class=Aves; 'none' keeps all."},
+    )
+    image_storage: Literal["path", "bytes"] | None = dataclasses.field(
+        default=None,
+        metadata={
+            "help": "'path' stores file references (default), 'bytes' embeds JPEGs (default with --resize_shorter)."
+        },
+    )
+    resize_shorter: int | None = dataclasses.field(
+        default=None, metadata={"help": "Embed images re-encoded so their shorter side is at most this many px."}
+    )
+    jpeg_quality: int = dataclasses.field(default=90, metadata={"help": "JPEG quality of re-encoded images."})
+    on_bad_image: Literal["error", "skip"] = dataclasses.field(
+        default="error",
+        metadata={"help": "'error' stops at the first bad image; 'skip' leaves it out and lists it in the report."},
+    )
+    verify_files: bool = dataclasses.field(
+        default=True,
+        metadata={"help": "Decode every image to find missing/corrupt files up front (--no_verify_files to skip)."},
+    )
+    max_image_pixels: int | None = dataclasses.field(
+        default=None, metadata={"help": "Reject larger images as decompression bombs (default: PIL's limit)."}
+    )
+    num_workers: int | None = dataclasses.field(
+        default=None, metadata={"help": "Processes checking/encoding images (default: one per core, up to 8)."}
+    )
+    cache_dir: str | None = dataclasses.field(
+        default=None, metadata={"help": "datasets cache root (default: HF_DATASETS_CACHE)."}
+    )
+    force_rebuild: bool = dataclasses.field(
+        default=False, metadata={"help": "Rebuild even if a cache for these inputs and options exists."}
+    )
+    demo: bool = dataclasses.field(
+        default=False, metadata={"help": "First write the synthetic demo dataset into --data_dir."}
+    )
+    demo_seed: int = dataclasses.field(default=0, metadata={"help": "Seed of the demo dataset."})
+
+    def __post_init__(self):
+        if self.resize_shorter is not None and self.resize_shorter < 1:
+            raise ValueError(f"--resize_shorter must be a positive number of pixels, got {self.resize_shorter}.")
+        if self.resize_shorter is not None and self.image_storage == "path":
+            raise ValueError("--resize_shorter stores re-encoded JPEGs, which needs --image_storage bytes.")
+        if not 1 <= self.jpeg_quality <= 100:
+            raise ValueError(f"--jpeg_quality must be in 1..100, got {self.jpeg_quality}.")
+
+
+def main(argv: list[str] | None = None) -> int:
+    (args,) = HfArgumentParser(PrepareArguments).parse_args_into_dataclasses(args=argv)
+    if args.demo:
+        write_demo_dataset(args.data_dir, seed=args.demo_seed)
+        print(f"Wrote the demo dataset to {args.data_dir}")
+    try:
+        prepared = prepare_inat(
+            args.data_dir,
+            splits=args.splits,
+            rank=args.rank,
+            taxon=args.taxon,
+            image_storage=args.image_storage,
+            resize_shorter=args.resize_shorter,
+            jpeg_quality=args.jpeg_quality,
+            on_bad_image=args.on_bad_image,
+            verify_files=args.verify_files,
+            max_image_pixels=args.max_image_pixels,
+            num_workers=args.num_workers,
+            cache_dir=args.cache_dir,
+            force_rebuild=args.force_rebuild,
+            output_dir=args.output_dir,
+        )
+    except InatDataError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print()
+    print(format_summary(prepared.report))
+    if args.output_dir:
+        print(f"\nPrepared dataset: {args.output_dir}  (datasets.load_from_disk; report: prepare_report.json)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,131 @@
+"""Per-image checks and (optional) re-encoding done while a dataset is prepared.
+
+Every image the builder writes has passed :func:`check_image`; every image it does not write has a reason from
+here, which ends up in the skip report. Problems we can repair are repaired, not reported: non-RGB modes (L, P,
+RGBA, CMYK …) are converted to RGB and EXIF orientation is applied when images are embedded or resized (for
+path storage both happen at decode time: ``datasets.Image(mode="RGB")`` and :mod:`inat_hf.data.decode` do them).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import os
+import warnings
+
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+# PIL's own guard against decompression bombs (~89 Mpx). iNat 2021 images are at most 500 px on the long side.
+DEFAULT_MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485
+_EXIF_ORIENTATION = 0x0112
+# Magic numbers of JPEG, PNG, GIF, WebP/RIFF, BMP, TIFF: such a file that PIL cannot open is corrupt, not foreign.
+_IMAGE_SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG", b"GIF8", b"RIFF", b"BM", b"II*\x00", b"MM\x00*")
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageCheckOptions:
+    verify: bool = True  # fully decode (at reduced size) to catch truncated/corrupt files
+    embed: bool = False  # return the bytes to store in the dataset
+    resize_shorter: int | None = None  # when embedding: shrink so the shorter side is at most this
+    jpeg_quality: int = 90
+    max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
+
+
+@dataclasses.dataclass
+class ImageCheckResult:
+    ok: bool
+    kind: str | None = None  # short class of problem, e.g. "truncated image" (report counts group by it)
+    reason: str | None = None  # the full explanation
+    data: bytes | None = None  # bytes to embed (embed=True)
+    fixed: str | None = None  # what was repaired (e.g. "mode CMYK→RGB", "EXIF rotation")
+
+
+def _bad(kind: str, detail: str = "") -> ImageCheckResult:
+    return ImageCheckResult(ok=False, kind=kind, reason=f"{kind} ({detail})" if detail else kind)
+
+
+def _encode_jpeg(image: Image.Image, quality: int) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=quality, optimize=False)
+    return buffer.getvalue()
+
+
+def check_image(path: str, options: ImageCheckOptions) -> ImageCheckResult:
+    """Check one image file and, when ``options.embed``, return the bytes to store."""
+    try:
+        size = os.path.getsize(path)
+    except FileNotFoundError:
+        return _bad("missing file")
+    except OSError as err:
+        return _bad("unreadable file", str(err.strerror or err))
+    if size == 0:
+        return _bad("empty file", "0 bytes")
+    if not options.verify and options.embed and options.resize_shorter is None:
+        with open(path, "rb") as f:
+            return ImageCheckResult(ok=True, data=f.read())
+    if not options.verify and not options.embed:
+        return ImageCheckResult(ok=True)
+    with open(path, "rb") as f:
+        raw = f.read()
+    try:
+        with warnings.catch_warnings():
+            # We apply our own pixel limit below; PIL's warning would only be noise.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(raw))
+    except Image.DecompressionBombError as err:
+        return _bad("decompression bomb", str(err))
+    except UnidentifiedImageError:
+        if raw.startswith(_IMAGE_SIGNATURES):
+            return _bad("corrupt image", f"starts like an image file but PIL cannot read its header ({size} bytes)")
+        return _bad("not an image", f"PIL cannot identify the file: {size} bytes starting with {raw[:8]!r}")
+    except Exception as err:  # noqa: BLE001 - any decoder failure is a bad image, with its message
+        return _bad("corrupt image", f"{type(err).__name__}: {err}")
+    width, height = image.size
+    if width * height > options.max_image_pixels:
+        return _bad(
+            "decompression bomb",
+            f"{width}x{height} = {width * height:,} pixels, over the limit of {options.max_image_pixels:,} "
+            "(--max_image_pixels)",
+        )
+    mode = image.mode
+    orientation = image.getexif().get(_EXIF_ORIENTATION, 1)
+    need_resize = options.resize_shorter is not None and min(width, height) > options.resize_shorter
+    if options.embed and need_resize and image.format == "JPEG":
+        # Decode straight at a reduced scale (DCT scaling) when the target allows it: much faster.
+        scale = min(width, height) / options.resize_shorter
+        image.draft("RGB", (max(1, int(width / scale)), max(1, int(height / scale))))
+    elif not options.embed and image.format == "JPEG":
+        # Verification only: a 1/8-scale decode still reads (and checks) the whole entropy-coded stream.
+        image.draft(image.mode, (max(1, width // 8), max(1, height // 8)))
+    try:
+        image.load()
+    except Exception as err:  # noqa: BLE001 - PIL raises OSError/SyntaxError/ValueError for broken streams
+        text = str(err)
+        kind = "truncated image" if "truncated" in text.lower() else "corrupt image"
+        return _bad(kind, f"{type(err).__name__}: {text}")
+    fixed = []
+    if mode != "RGB":
+        fixed.append(f"mode {mode}->RGB")
+    if orientation not in (1, None):
+        fixed.append(f"EXIF orientation {orientation}")
+    if not options.embed:
+        return ImageCheckResult(ok=True, fixed=", ".join(fixed) or None)
+    if not fixed and not need_resize and image.format == "JPEG":
+        return ImageCheckResult(ok=True, data=raw)  # already what we want: keep the original bytes bit-exact
+    if orientation not in (1, None):
+        image = ImageOps.exif_transpose(image)
+    if image.mode != "RGB":
+        image = image.convert("RGB")
+    if need_resize:
+        w, h = image.size
+        scale = options.resize_shorter / min(w, h)
+        if scale < 1:
+            new_size = (max(1, round(w * scale)), max(1, round(h * scale)))
+            image = image.resize(new_size, Image.Resampling.BICUBIC, reducing_gap=2.0)
+        fixed.append(f"resized {width}x{height}->{image.size[0]}x{image.size[1]}")
+    return ImageCheckResult(ok=True, data=_encode_jpeg(image, options.jpeg_quality), fixed=", ".join(fixed))
+
+
+def check_images(paths: list[str], options: ImageCheckOptions) -> list[ImageCheckResult]:
+    """Batch form for worker processes (one task per chunk keeps the inter-process traffic low)."""
+    return [check_image(p, options) for p in paths]

@@ -1,0 +1,208 @@
+"""The taxonomy helper: ranks, iNat directory names, taxon filters and the label taxonomy.
+
+This is the one place that knows how iNaturalist 2021 spells a taxon. Everything that needs to turn a category into
+its ranks (the builder, reports, the model config's ``taxonomy``) goes through here.
+
+An iNat 2021 category directory name holds the whole taxonomy::
+
+    00007_Animalia_Arthropoda_Arachnida_Araneae_Araneidae_Agalenatea_redii
+    └id─┘ └kingdom┘ └phylum──┘ └class──┘ └order┘ └family─┘ └genus───┘ └epithet┘
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+# Ranks from the root down. "species" is the binomial name ("Agalenatea redii"), built from genus + epithet.
+RANKS: tuple[str, ...] = ("kingdom", "phylum", "class", "order", "family", "genus", "species")
+# Ranks a classifier can be trained at (kingdom is allowed too, for completeness).
+LABEL_RANKS: tuple[str, ...] = RANKS
+# Taxonomy keys of an iNat 2021 category record, besides id / name / common_name / image_dir_name.
+CATEGORY_RANK_KEYS: tuple[str, ...] = ("kingdom", "phylum", "class", "order", "family", "genus", "specific_epithet")
+
+_DIR_NAME_RE = re.compile(r"^(\d+)_([^_/]+)_([^_/]+)_([^_/]+)_([^_/]+)_([^_/]+)_([^_/]+)_([^/]+)$")
+DIR_NAME_PATTERN = "<id>_<Kingdom>_<Phylum>_<Class>_<Order>_<Family>_<Genus>_<epithet>"
+
+
+def species_name(genus: str, specific_epithet: str) -> str:
+    """The binomial name used as the species label, e.g. ``species_name("Agalenatea", "redii")``."""
+    return f"{genus} {specific_epithet}"
+
+
+def parse_image_dir_name(dir_name: str) -> dict[str, Any] | None:
+    """Parse ``00007_Animalia_..._Agalenatea_redii`` into a category record; ``None`` if it is not of that form.
+
+    The returned dict has the keys of an iNat 2021 ``categories`` entry (``id``, ``kingdom`` … ``genus``,
+    ``specific_epithet``, ``name``, ``image_dir_name``); ``common_name`` and ``supercategory`` are unknown (None).
+    """
+    match = _DIR_NAME_RE.match(dir_name)
+    if match is None:
+        return None
+    cat_id, *ranks, epithet = match.groups()
+    record: dict[str, Any] = dict(zip(CATEGORY_RANK_KEYS[:-1], ranks))
+    record.update(
+        id=int(cat_id),
+        specific_epithet=epithet,
+        name=species_name(record["genus"], epithet),
+        common_name=None,
+        supercategory=None,
+        image_dir_name=dir_name,
+    )
+    return record
+
+
+def parse_taxon_filter(spec: str | Mapping[str, Any] | None) -> dict[str, frozenset[str]]:
+    """Parse a taxon filter such as ``"kingdom=Animalia"`` or ``"class=Aves|Mammalia,order=Passeriformes"``.
+
+    Comma-separated ``rank=value`` terms are ANDed; ``|`` separates alternatives within a term. ``None``, ``""``,
+    ``"none"`` and ``"all"`` mean no filter. A mapping ``{rank: value or [values]}`` is accepted too.
+    """
+    if spec is None:
+        return {}
+    if isinstance(spec, Mapping):
+        items = [(rank, [value] if isinstance(value, str) else list(value)) for rank, value in spec.items()]
+    else:
+        text = spec.strip()
+        if text.lower() in ("", "none", "all"):
+            return {}
+        items = []
+        for term in text.split(","):
+            rank, sep, values = term.partition("=")
+            if not sep or not rank.strip() or not values.strip():
+                raise ValueError(
+                    f"Invalid taxon filter term {term!r} in {spec!r}: expected 'rank=value' (e.g. 'kingdom=Animalia', "
+                    f"'class=Aves|Mammalia'), with rank one of {', '.join(RANKS)}."
+                )
+            items.append((rank, values.split("|")))
+    parsed: dict[str, frozenset[str]] = {}
+    for rank, values in items:
+        rank = rank.strip().lower()
+        if rank not in RANKS:
+            raise ValueError(f"Unknown rank {rank!r} in taxon filter {spec!r}; valid ranks: {', '.join(RANKS)}.")
+        parsed[rank] = frozenset(v.strip() for v in values if v.strip())
+    return parsed
+
+
+def format_taxon_filter(taxon: Mapping[str, Iterable[str]]) -> str:
+    """Inverse of :func:`parse_taxon_filter` (canonical, sorted): used for cache keys and reports."""
+    if not taxon:
+        return "none"
+    return ",".join(f"{rank}={'|'.join(sorted(taxon[rank]))}" for rank in RANKS if rank in taxon)
+
+
+def check_rank(rank: str) -> str:
+    if rank not in LABEL_RANKS:
+        raise ValueError(f"Unknown label rank {rank!r}; expected one of {', '.join(LABEL_RANKS)}.")
+    return rank
+
+
+@dataclasses.dataclass
+class Taxonomy:
+    """The label space of a prepared dataset and the taxonomy of every label.
+
+    ``labels[i]`` is the name of label ``i`` at ``rank``; ``ranks[r][i]`` is label ``i``'s value at rank ``r`` for
+    every rank at or above ``rank`` (a genus label has no species). ``category_ids[i]`` lists the original iNat
+    category ids that label ``i`` covers (exactly one for species labels), ``common_names[i]`` is the iNat common
+    name of a species label (``None`` when unknown or for higher ranks).
+
+    The same dict (``to_dict()``) is stored in the model config as ``taxonomy`` so that a checkpoint can report a
+    prediction at every rank and write competition files with the original category ids.
+    """
+
+    rank: str
+    labels: list[str]
+    ranks: dict[str, list[str]]
+    category_ids: list[list[int]]
+    common_names: list[str | None]
+
+    def __post_init__(self) -> None:
+        check_rank(self.rank)
+        n = len(self.labels)
+        if len(set(self.labels)) != n:
+            raise ValueError(f"Taxonomy labels must be unique; got {n - len(set(self.labels))} duplicate(s).")
+        for name, values in [
+            *self.ranks.items(),
+            ("category_ids", self.category_ids),
+            ("common_names", self.common_names),
+        ]:
+            if len(values) != n:
+                raise ValueError(f"Taxonomy list {name!r} has {len(values)} entries, expected one per label ({n}).")
+
+    @property
+    def num_labels(self) -> int:
+        return len(self.labels)
+
+    @property
+    def known_ranks(self) -> tuple[str, ...]:
+        """Ranks with a value for every label, from the root down to the label rank."""
+        return RANKS[: RANKS.index(self.rank) + 1]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "rank": self.rank,
+            "labels": list(self.labels),
+            "ranks": {r: list(v) for r, v in self.ranks.items()},
+            "category_ids": [list(c) for c in self.category_ids],
+            "common_names": list(self.common_names),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Taxonomy:
+        missing = {"rank", "labels", "ranks", "category_ids", "common_names"} - set(data)
+        if missing:
+            raise ValueError(f"Taxonomy dict is missing key(s) {sorted(missing)}; got keys {sorted(data)}.")
+        return cls(
+            rank=data["rank"],
+            labels=list(data["labels"]),
+            ranks={r: list(v) for r, v in data["ranks"].items()},
+            category_ids=[list(c) for c in data["category_ids"]],
+            common_names=list(data["common_names"]),
+        )
+
+    def save(self, path: str | os.PathLike) -> None:
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump(self.to_dict(), f, ensure_ascii=False)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> Taxonomy:
+        with open(path, encoding="utf-8") as f:
+            return cls.from_dict(json.load(f))
+
+    @classmethod
+    def from_categories(cls, categories: Sequence[Mapping[str, Any]], rank: str) -> Taxonomy:
+        """Build the label space at ``rank`` from category records (already filtered).
+
+        Species labels are ordered by original category id (iNat ids are stable across releases); higher-rank
+        labels are sorted by name. Either way the order depends only on the category list, never on which images
+        a split happens to contain, so every split shares one label space.
+        """
+        check_rank(rank)
+        upper = RANKS[: RANKS.index(rank) + 1]
+        groups: dict[str, dict[str, Any]] = {}
+        for cat in sorted(categories, key=lambda c: c["id"]):
+            values = {r: cat["species"] if r == "species" else cat[r] for r in upper}
+            name = values[rank]
+            group = groups.get(name)
+            if group is None:
+                groups[name] = {"values": values, "ids": [cat["id"]], "common": cat.get("common_name")}
+                continue
+            if group["values"] != values:
+                # e.g. a genus name used in two families: merging them would silently mislabel images.
+                raise ValueError(
+                    f"Rank {rank!r} value {name!r} has inconsistent parents: category {group['ids'][0]} has "
+                    f"{group['values']} but category {cat['id']} has {values}. Choose a lower label rank."
+                )
+            group["ids"].append(cat["id"])
+        names = list(groups) if rank == "species" else sorted(groups)
+        return cls(
+            rank=rank,
+            labels=names,
+            ranks={r: [groups[n]["values"][r] for n in names] for r in upper},
+            category_ids=[groups[n]["ids"] for n in names],
+            common_names=[groups[n]["common"] if rank == "species" else None for n in names],
+        )

@@ -1,0 +1,52 @@
+"""Shared fixtures. The suite runs offline: the Hugging Face Hub is unreachable on CI."""
+
+import atexit
+import os
+import shutil
+import tempfile
+
+# Set before transformers/datasets/timm are imported anywhere: without these, hub calls retry for ~45 s.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Keep test caches out of the user's ~/.cache/huggingface (one private cache per test process).
+_CACHE = tempfile.mkdtemp(prefix="inat_hf_tests_")
+atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
+os.environ["HF_DATASETS_CACHE"] = os.path.join(_CACHE, "datasets")
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED = REPO_ROOT.parent / "shared"
+REAL_SAMPLE = SHARED / "data" / "real_sample"
+
+
+@pytest.fixture(scope="session")
+def demo_root(tmp_path_factory) -> Path:
+    """A tiny demo dataset (8 animal + 2 plant species, ≤ 64 px) shared read-only by the tests."""
+    from inat_hf.data import write_demo_dataset
+
+    root = tmp_path_factory.mktemp("demo")
+    write_demo_dataset(root, train_per_class=4, val_per_class=2, num_test=3, min_size=40, max_size=64)
+    return root
+
+
+@pytest.fixture
+def demo_copy(demo_root, tmp_path) -> Path:
+    """A private copy of the tiny demo dataset that a test may modify."""
+    import shutil
+
+    dst = tmp_path / "inat"
+    shutil.copytree(demo_root, dst)
+    return dst
+
+
+@pytest.fixture
+def real_sample() -> Path:
+    if not (REAL_SAMPLE / "inat2021_json").is_dir():
+        pytest.skip(f"real sample data not found at {REAL_SAMPLE} (../shared is only present in the project checkout)")
+    return REAL_SAMPLE

@@ -1,0 +1,389 @@
+"""Data-pipeline benchmark: does decoding + augmentation keep the accelerator fed? (issue 6)
+
+Measures, in one run and side by side, on iNat-size JPEGs (500x375, quality 90, made from the real bird photos in
+``../shared/data/real_sample/images`` upscaled -- never copied into the repo; synthetic photo-like images with a
+printed note when that folder is absent):
+
+a. the seed project's pipeline: PIL decode -> ``ToTensor`` at full resolution -> torchvision v1 float transforms
+   (RandomResizedCrop 224, flip, ColorJitter(0.4, 0.4, 0.4, 0.1), RandomRotation(15), GaussianBlur(13, 0.1-2.0)
+   p=0.1, Normalize, RandomErasing 0.25), one core;
+b. our ``TrainPreset`` (same augmentation families, float32 [3, 224, 224] output), one core, and the ratio
+   (target >= 3.0x); also the uint8 path (``normalize=False``) with its normalisation cost counted; a per-op table
+   (torchvision v2 on uint8 vs float vs our kernels, at 224 px);
+c. decode only: PIL full size, PIL ``draft``, torchvision ``decode_jpeg``, our ``decode_image`` (also on 1000x750
+   files, where the DCT-reduced decode applies);
+d. ``EvalPreset`` and 5-view ``TTAPreset`` throughput, one core;
+e. a ``DataLoader`` over a ``datasets.Dataset`` (``Image(decode=False)`` + ``with_transform``) with all cores
+   (``num_workers=2``, persistent workers, prefetch) -- images/s delivered to the main process;
+f. timm ``Mixup`` (mixup 0.8 + cutmix 1.0, 10,000 classes) on a [64, 3, 224, 224] batch on one CPU core, against
+   a worker's time to produce that batch -- why mixing happens on the device, not in the collator.
+
+Usage: ``python -m benchmarks.bench_data [--quick]`` (quick: under ~90 s on the 2-core dev box). Results are
+printed and written as JSON (``benchmarks/common.py: write_results``); ``run(quick)`` returns them as a dict.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import io
+import os
+import sys
+import tempfile
+import time
+
+if __package__ in (None, ""):  # `python benchmarks/bench_data.py`: make `benchmarks` and `inat_hf` importable
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import numpy as np
+import PIL.Image
+import torch
+
+from benchmarks.common import REPO_ROOT, compare_throughput, print_table, rss_mb, time_call, write_results
+from inat_hf.data.collate import ImageClassificationCollator
+from inat_hf.data.decode import decode_image
+from inat_hf.data.transforms import (
+    AugmentationConfig,
+    EvalPreset,
+    FusedColorJitter,
+    RandomGaussianBlur,
+    RandomRotationNearest,
+    TrainPreset,
+    TTAPreset,
+    make_train_transform,
+    normalize_uint8,
+)
+
+REAL_IMAGES = REPO_ROOT.parent / "shared" / "data" / "real_sample" / "images"
+TARGET_SPEEDUP = 3.0
+MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+# ---- inputs -----------------------------------------------------------------------------------------------------
+
+
+def _synthetic_photo(rng: np.random.Generator, w: int, h: int) -> PIL.Image.Image:
+    """Smooth colour gradients + blobs + sensor-like noise: compresses and decodes like a photo."""
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    img = np.zeros((h, w, 3), np.float32)
+    for c in range(3):
+        a, b, p = rng.uniform(-1, 1, 3)
+        img[..., c] = 128 + 60 * np.sin(a * xx / 60 + p) * np.cos(b * yy / 45)
+    for _ in range(6):
+        cx, cy, r = rng.uniform(0, w), rng.uniform(0, h), rng.uniform(20, 90)
+        mask = ((xx - cx) ** 2 + (yy - cy) ** 2) < r**2
+        img[mask] = img[mask] * 0.4 + rng.uniform(0, 255, 3) * 0.6
+    img += rng.normal(0, 6, img.shape)
+    return PIL.Image.fromarray(np.clip(img, 0, 255).astype(np.uint8))
+
+
+def make_jpegs(n: int, size: tuple[int, int], directory: str, quality: int = 90) -> tuple[list[str], str]:
+    """``n`` JPEG files of ``size`` in ``directory``; returns (paths, description of the source)."""
+    sources = sorted(glob.glob(str(REAL_IMAGES / "*" / "*.jpg")))
+    paths = []
+    if sources:
+        step = max(1, len(sources) // n)
+        picked = sources[::step][:n]
+        source = f"{len(picked)} real photos from {REAL_IMAGES} (227x227), bicubic-upscaled"
+        for i, src in enumerate(picked):
+            with PIL.Image.open(src) as im:
+                img = im.convert("RGB").resize(size, PIL.Image.Resampling.BICUBIC)
+            paths.append(os.path.join(directory, f"{size[0]}x{size[1]}_{i:04d}.jpg"))
+            img.save(paths[-1], quality=quality)
+    else:
+        print(f"note: {REAL_IMAGES} not found; using synthetic photo-like images instead")
+        rng = np.random.default_rng(0)
+        source = "synthetic photo-like images (real sample absent)"
+        for i in range(n):
+            paths.append(os.path.join(directory, f"{size[0]}x{size[1]}_{i:04d}.jpg"))
+            _synthetic_photo(rng, *size).save(paths[-1], quality=quality)
+    return paths, f"{source} to {size[0]}x{size[1]}, JPEG q{quality}"
+
+
+def _read(path: str) -> bytes:
+    with open(path, "rb") as f:
+        return f.read()
+
+
+# ---- pipelines --------------------------------------------------------------------------------------------------
+
+
+def naive_seed_pipeline():
+    """The seed project's chain: PIL decode, full-resolution float tensor, torchvision v1 transforms."""
+    from torchvision import transforms as T
+
+    chain = T.Compose(
+        [
+            T.ToTensor(),
+            T.RandomResizedCrop(224, scale=(0.08, 1.0)),
+            T.RandomHorizontalFlip(),
+            T.ColorJitter(0.4, 0.4, 0.4, 0.1),
+            T.RandomRotation(15),
+            T.RandomApply([T.GaussianBlur(13, sigma=(0.1, 2.0))], p=0.1),
+            T.Normalize(MEAN, STD),
+            T.RandomErasing(p=0.25),
+        ]
+    )
+
+    def run(data: bytes) -> torch.Tensor:
+        with PIL.Image.open(io.BytesIO(data)) as im:
+            return chain(im.convert("RGB"))
+
+    return run
+
+
+def _pil_full(data: bytes) -> torch.Tensor:
+    with PIL.Image.open(io.BytesIO(data)) as im:
+        return torch.from_numpy(np.array(im.convert("RGB"))).permute(2, 0, 1)
+
+
+def _pil_draft(min_side: int):
+    def run(data: bytes) -> torch.Tensor:
+        with PIL.Image.open(io.BytesIO(data)) as im:
+            scale = min_side / min(im.size)
+            im.draft("RGB", (max(1, int(im.width * scale)), max(1, int(im.height * scale))))
+            return torch.from_numpy(np.array(im.convert("RGB"))).permute(2, 0, 1)
+
+    return run
+
+
+def _tv_decode_jpeg(data: bytes) -> torch.Tensor:
+    import warnings
+
+    from torchvision.io import ImageReadMode, decode_jpeg
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # deprecated in torchvision 0.29 (-> TorchCodec)
+        return decode_jpeg(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=ImageReadMode.RGB,
+                           apply_exif_orientation=True)
+
+
+# ---- sections ---------------------------------------------------------------------------------------------------
+
+
+def bench_train(datas: list[bytes], rounds: int) -> dict:
+    ours = TrainPreset()
+    ours_u8 = TrainPreset(normalize=False)
+    res = compare_throughput(
+        {"naive_seed": naive_seed_pipeline(), "ours_float32": ours, "ours_uint8": ours_u8}, datas, rounds=rounds
+    )
+    # uint8 path: add the normalisation it defers, measured on one CPU core (an upper bound for the device).
+    batch = torch.stack([ours_u8(d) for d in datas[:64]])
+    norm_s = time_call(lambda: normalize_uint8(batch, MEAN, STD), repeat=5)
+    norm_ms_per_image = 1e3 * norm_s / len(batch)
+    u8_ms = res["ours_uint8"]["ms_per_item"] + norm_ms_per_image
+    out = {
+        "naive_seed_img_s": round(res["naive_seed"]["best"], 1),
+        "ours_float32_img_s": round(res["ours_float32"]["best"], 1),
+        "ours_uint8_img_s": round(res["ours_uint8"]["best"], 1),
+        "uint8_normalize_on_cpu_ms_per_img": round(norm_ms_per_image, 3),
+        "ours_uint8_incl_cpu_normalize_img_s": round(1e3 / u8_ms, 1),
+        "speedup_float32": round(res["ours_float32"]["best"] / res["naive_seed"]["best"], 2),
+        "speedup_uint8_incl_normalize": round((1e3 / u8_ms) / res["naive_seed"]["best"], 2),
+        "median_speedup_float32": round(res["ours_float32"]["median"] / res["naive_seed"]["median"], 2),
+        "target_speedup": TARGET_SPEEDUP,
+    }
+    out["meets_target"] = out["speedup_float32"] >= TARGET_SPEEDUP
+    sample = ours(datas[0])
+    out["output"] = f"{sample.dtype} {list(sample.shape)}"
+    return out
+
+
+def bench_ops(datas: list[bytes], repeat: int) -> dict:
+    """Per-op cost at 224 px (ms), torchvision v2 on uint8 vs float32 vs the kernels the train preset uses."""
+    from torchvision.transforms import v2
+
+    full = decode_image(datas[0])
+    small = v2.functional.resize(full, [224, 224], antialias=True).contiguous()
+    small_f, full_f = small.float() / 255, full.float() / 255
+    torch.manual_seed(0)
+    ops = {
+        "RandomResizedCrop (from 500x375)": (v2.RandomResizedCrop(224, antialias=True), full, full_f, None),
+        "ColorJitter(.4,.4,.4,.1)": (v2.ColorJitter(0.4, 0.4, 0.4, 0.1), small, small_f,
+                                     FusedColorJitter(0.4, 0.4, 0.4, 0.1)),
+        "RandomRotation(15)": (v2.RandomRotation(15), small, small_f, RandomRotationNearest(15)),
+        "GaussianBlur(13, 0.1-2) (always)": (v2.GaussianBlur(13, (0.1, 2.0)), small, small_f,
+                                             RandomGaussianBlur(13, (0.1, 2.0), p=1.0)),
+        "Normalize (uint8 -> float)": (None, small, small_f, None),
+    }
+    out = {}
+    for name, (tv_op, u8, f32, our_op) in ops.items():
+        row = {}
+        if tv_op is not None:
+            row["v2_uint8_ms"] = 1e3 * time_call(lambda op=tv_op, x=u8: op(x), repeat=repeat, number=10)
+            row["v2_float32_ms"] = 1e3 * time_call(lambda op=tv_op, x=f32: op(x), repeat=repeat, number=10)
+        else:
+            row["v2_float32_ms"] = 1e3 * time_call(
+                lambda x=u8: v2.functional.normalize(x.float().div_(255), MEAN, STD), repeat=repeat, number=10)
+        if our_op is not None:
+            row["ours_uint8_ms"] = 1e3 * time_call(lambda op=our_op, x=u8: op(x), repeat=repeat, number=10)
+        out[name] = {k: round(v, 3) for k, v in row.items()}
+    return out
+
+
+def bench_decode(datas: list[bytes], large: list[bytes], rounds: int) -> dict:
+    res = compare_throughput(
+        {
+            "pil_full": _pil_full,
+            "pil_draft_min160": _pil_draft(160),
+            "torchvision_decode_jpeg": _tv_decode_jpeg,
+            "decode_image_min224": lambda d: decode_image(d, min_size=224),
+        },
+        datas,
+        rounds=rounds,
+    )
+    res_large = compare_throughput(
+        {
+            "pil_full": _pil_full,
+            "pil_draft_min224": _pil_draft(224),
+            "torchvision_decode_jpeg": _tv_decode_jpeg,
+            "decode_image_min224": lambda d: decode_image(d, min_size=224),
+        },
+        large,
+        rounds=rounds,
+    )
+    return {
+        "500x375": {k: round(v["best"], 1) for k, v in res.items()},
+        "1000x750": {k: round(v["best"], 1) for k, v in res_large.items()},
+        "note": "img/s, one core. 500x375 cannot be DCT-reduced and keep a 224 short side (1/2 -> 188 px), so "
+        "decode_image uses torchvision's decoder there; pil_draft_min160 shows what 1/2 scale would give.",
+    }
+
+
+def bench_eval(datas: list[bytes], rounds: int) -> dict:
+    res = compare_throughput({"eval": EvalPreset(), "tta5": TTAPreset(num_views=5)}, datas, rounds=rounds)
+    return {
+        "eval_img_s": round(res["eval"]["best"], 1),
+        "tta5_img_s": round(res["tta5"]["best"], 1),
+        "tta5_views_s": round(5 * res["tta5"]["best"], 1),
+    }
+
+
+def bench_loader(datas: list[bytes], *, batch_size: int, batches: int, num_workers: int, normalize: bool) -> dict:
+    import datasets
+    from torch.utils.data import DataLoader
+
+    warmup = max(2, num_workers)
+    # Enough rows that an epoch holds every measured batch: epoch boundaries are not what is measured here.
+    reps = -(-(batches + warmup + 4 * max(num_workers, 1)) * batch_size // len(datas))
+    rows = [datas[i % len(datas)] for i in range(reps * len(datas))]
+    ds = datasets.Dataset.from_dict(
+        {"image": [{"bytes": d, "path": None} for d in rows], "label": [i % 1000 for i in range(len(rows))]},
+        features=datasets.Features({"image": datasets.Image(decode=False), "label": datasets.Value("int64")}),
+    ).with_transform(make_train_transform(AugmentationConfig(), normalize=normalize))
+    loader = DataLoader(ds, batch_size=batch_size, shuffle=True, num_workers=num_workers, drop_last=True,
+                        persistent_workers=num_workers > 0, prefetch_factor=4 if num_workers else None,
+                        collate_fn=ImageClassificationCollator())
+    it = iter(loader)
+    for _ in range(warmup):  # start workers (their first batches include start-up)
+        next(it)
+    start = time.perf_counter()
+    seen = 0
+    for _ in range(batches):
+        batch = next(it)
+        seen += batch["pixel_values"].shape[0]
+    seconds = time.perf_counter() - start
+    desc = f"{batch['pixel_values'].dtype} {list(batch['pixel_values'].shape)}"
+    del it, loader
+    return {"num_workers": num_workers, "batch_size": batch_size, "img_s": round(seen / seconds, 1), "batch": desc,
+            "main_rss_mb": round(rss_mb())}
+
+
+def bench_mixup(per_image_ms: float, repeat: int) -> dict:
+    from timm.data import Mixup
+
+    mixup = Mixup(mixup_alpha=0.8, cutmix_alpha=1.0, label_smoothing=0.1, num_classes=10_000)
+    x = torch.randn(64, 3, 224, 224)
+    y = torch.randint(0, 10_000, (64,))
+    seconds = time_call(lambda: mixup(x.clone(), y), repeat=repeat)
+    clone_s = time_call(lambda: x.clone(), repeat=repeat)
+    mix_ms = 1e3 * max(seconds - clone_s, 0.0)
+    worker_ms = 64 * per_image_ms
+    return {
+        "mixup_cutmix_batch64_cpu_ms": round(mix_ms, 1),
+        "worker_batch64_pipeline_ms": round(worker_ms, 1),
+        "mixup_share_of_worker_batch": round(mix_ms / worker_ms, 3),
+    }
+
+
+# ---- driver -----------------------------------------------------------------------------------------------------
+
+
+def run(quick: bool = False) -> dict:
+    torch.set_num_threads(1)
+    n_images = 48 if quick else 192
+    rounds = 3 if quick else 5
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="bench_data_") as tmp:
+        paths, source = make_jpegs(n_images, (500, 375), tmp)
+        large_paths, _ = make_jpegs(max(8, n_images // 4), (1000, 750), tmp)
+        datas = [_read(p) for p in paths]
+        large = [_read(p) for p in large_paths]
+        result: dict = {"images": source, "n_images": len(datas), "rounds": rounds,
+                        "mean_jpeg_kb": round(sum(map(len, datas)) / len(datas) / 1024, 1)}
+        result["train"] = bench_train(datas, rounds)
+        result["ops_224px_ms"] = bench_ops(datas, repeat=3 if quick else 5)
+        result["decode_img_s"] = bench_decode(datas, large, rounds)
+        result["eval"] = bench_eval(datas, rounds)
+        torch.set_num_threads(os.cpu_count() or 1)
+        workers = min(2, os.cpu_count() or 1)
+        for normalize in (True, False):
+            result["loader_float32" if normalize else "loader_uint8"] = bench_loader(
+                datas, batch_size=32 if quick else 64, batches=8 if quick else 24, num_workers=workers,
+                normalize=normalize)
+        torch.set_num_threads(1)
+        result["mixup"] = bench_mixup(1e3 / result["train"]["ours_float32_img_s"], repeat=3 if quick else 5)
+    result["wall_s"] = round(time.perf_counter() - t0, 1)
+    return result
+
+
+def print_result(result: dict) -> None:
+    tr = result["train"]
+    print(f"\ninputs: {result['n_images']} x {result['images']} (~{result['mean_jpeg_kb']} KB each)")
+    print_table(
+        "train pipeline, one core (img/s)",
+        [
+            ("naive seed chain (PIL + v1 float)", tr["naive_seed_img_s"], "1.00x"),
+            ("ours, float32 out", tr["ours_float32_img_s"], f"{tr['speedup_float32']:.2f}x"),
+            ("ours, uint8 out (+ CPU normalize)", tr["ours_uint8_incl_cpu_normalize_img_s"],
+             f"{tr['speedup_uint8_incl_normalize']:.2f}x"),
+            ("target", "", f">= {tr['target_speedup']:.1f}x: {'met' if tr['meets_target'] else 'NOT met'}"),
+        ],
+    )
+    print_table(
+        "per op at 224 px, one core (ms)",
+        [(name, row.get("v2_uint8_ms", "-"), row.get("v2_float32_ms", "-"), row.get("ours_uint8_ms", "-"))
+         for name, row in result["ops_224px_ms"].items()],
+        header=("op", "v2 uint8", "v2 float32", "ours uint8"),
+    )
+    dec = result["decode_img_s"]
+    print_table("decode only, one core (img/s)",
+                [(k, dec["500x375"].get(k, "-"), dec["1000x750"].get(k, "-"))
+                 for k in dict.fromkeys([*dec["500x375"], *dec["1000x750"]])],
+                header=("decoder", "500x375", "1000x750"))
+    ev = result["eval"]
+    print_table("eval / TTA, one core",
+                [("eval preset", f"{ev['eval_img_s']} img/s"),
+                 ("TTA 5 views", f"{ev['tta5_img_s']} img/s ({ev['tta5_views_s']} views/s)")])
+    print_table("DataLoader (train transform, all cores)",
+                [(f"num_workers={ld['num_workers']}, batch {ld['batch_size']}", f"{ld['img_s']} img/s", ld["batch"])
+                 for ld in (result["loader_float32"], result["loader_uint8"])])
+    mx = result["mixup"]
+    print_table("mixup/cutmix on CPU vs worker time per batch of 64",
+                [("timm Mixup (one core)", f"{mx['mixup_cutmix_batch64_cpu_ms']} ms"),
+                 ("train pipeline for 64 images (one core)", f"{mx['worker_batch64_pipeline_ms']} ms"),
+                 ("share", f"{100 * mx['mixup_share_of_worker_batch']:.1f} %")])
+    print(f"\nwall: {result['wall_s']} s")
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="fewer images and rounds (< ~90 s)")
+    args = parser.parse_args(argv)
+    result = run(quick=args.quick)
+    print_result(result)
+    write_results("data", result)
+
+
+if __name__ == "__main__":
+    main()

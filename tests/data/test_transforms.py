@@ -1,0 +1,402 @@
+"""Tests for inat_hf.data.transforms (presets, custom kernels, datasets glue) and inat_hf.data.collate."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import math
+import pickle
+
+import numpy as np
+import PIL.Image
+import pytest
+import torch
+from torchvision.transforms import v2
+from torchvision.transforms.v2 import functional as tvF
+
+from inat_hf.data.collate import ImageClassificationCollator
+from inat_hf.data.transforms import (
+    IMAGENET_DEFAULT_MEAN,
+    IMAGENET_DEFAULT_STD,
+    TTA_VIEWS,
+    AugmentationConfig,
+    EvalPreset,
+    FusedColorJitter,
+    Normalizer,
+    RandomRotationNearest,
+    TrainPreset,
+    TTAPreset,
+    eval_kwargs_from_image_processor,
+    make_eval_transform,
+    make_train_transform,
+    make_tta_transform,
+    normalize_uint8,
+    separable_gaussian_blur,
+    tta_views,
+)
+
+S = 32  # small output size keeps the tests fast
+MEAN = torch.tensor(IMAGENET_DEFAULT_MEAN).view(3, 1, 1)
+STD = torch.tensor(IMAGENET_DEFAULT_STD).view(3, 1, 1)
+ALL_OFF = {"hflip": 0.0, "color_jitter": 0.0, "rotation": 0.0, "blur_prob": 0.0, "re_prob": 0.0}
+
+
+def photo(w: int = 60, h: int = 45, seed: int = 0) -> PIL.Image.Image:
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w]
+    arr = np.stack([xx * 255 // (w - 1), yy * 255 // (h - 1), ((xx * yy) % 97) * 2], -1).astype(np.float64)
+    arr += rng.normal(0, 8, arr.shape)
+    return PIL.Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8))
+
+
+def jpeg(img: PIL.Image.Image, quality: int = 92) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", quality=quality)
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="module")
+def image_bytes() -> bytes:
+    return jpeg(photo())
+
+
+def aug(**overrides) -> AugmentationConfig:
+    return AugmentationConfig(image_size=S, **overrides)
+
+
+# ---- config -----------------------------------------------------------------------------------------------------
+
+
+def test_config_defaults_are_the_seed_recipe():
+    cfg = AugmentationConfig()
+    assert cfg.image_size == 224 and cfg.scale == (0.08, 1.0) and cfg.ratio == pytest.approx((3 / 4, 4 / 3))
+    assert cfg.hflip == 0.5 and cfg.color_jitter == 0.4 and cfg.hue == 0.1 and cfg.rotation == 15.0
+    assert cfg.blur_prob == 0.1 and cfg.blur_sigma == (0.1, 2.0) and cfg.re_prob == 0.25
+    assert cfg.interpolation == "bilinear" and cfg.decode_min_size == 224
+    assert (cfg.mean, cfg.std) == (IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD)
+    from timm.data import IMAGENET_DEFAULT_MEAN as TIMM_MEAN
+    from timm.data import IMAGENET_DEFAULT_STD as TIMM_STD
+
+    assert (tuple(TIMM_MEAN), tuple(TIMM_STD)) == (IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.hflip = 0.0
+
+
+def test_config_from_yaml_like_dict():
+    cfg = AugmentationConfig.from_dict({"image_size": 256, "scale": [0.2, 1.0], "color_jitter": [0.3, 0.2, 0.1, 0.05]})
+    assert cfg.scale == (0.2, 1.0) and cfg.jitter_strengths == (0.3, 0.2, 0.1) and cfg.jitter_hue == 0.05
+    assert AugmentationConfig.from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(ValueError, match="unknown augmentation keys"):
+        AugmentationConfig.from_dict({"hflip_prob": 0.5})
+
+
+@pytest.mark.parametrize(
+    "bad", [{"re_prob": 1.5}, {"scale": (1.0, 0.5)}, {"hue": 0.7}, {"rotation": -1}, {"blur_kernel_size": 4},
+            {"color_jitter": (0.1, 0.2)}, {"interpolation": "cubic-ish"}, {"image_size": 0}]
+)
+def test_config_rejects_invalid_values(bad):
+    with pytest.raises(ValueError):
+        AugmentationConfig(**bad)
+
+
+def test_torchvision_color_jitter_option(image_bytes):
+    preset = TrainPreset(aug(color_jitter_impl="torchvision"))
+    assert any(type(t) is v2.ColorJitter for t in preset.transforms.transforms)
+    assert preset(image_bytes).shape == (3, S, S)
+    with pytest.raises(ValueError, match="color_jitter_impl"):
+        aug(color_jitter_impl="opencv")
+
+
+def test_color_jitter_zero_turns_hue_off_too():
+    assert aug(color_jitter=0).jitter_hue == 0.0
+    assert aug(color_jitter=0.4, hue=0).jitter_hue == 0.0
+    assert [type(t).__name__ for t in TrainPreset(aug(**ALL_OFF)).transforms.transforms] == [
+        "RandomResizedCrop", "ToNormalizedFloat"]
+
+
+# ---- train preset -----------------------------------------------------------------------------------------------
+
+
+def test_train_output_shape_dtype_and_range(image_bytes):
+    lo, hi = (0 - MEAN) / STD, (1 - MEAN) / STD
+    for seed in range(5):
+        torch.manual_seed(seed)
+        x = TrainPreset(aug())(image_bytes)
+        assert x.shape == (3, S, S) and x.dtype == torch.float32 and x.is_contiguous()
+        assert (x >= lo - 1e-5).all() and (x <= hi + 1e-5).all()
+        torch.manual_seed(seed)
+        u = TrainPreset(aug(), normalize=False)(image_bytes)
+        assert u.shape == (3, S, S) and u.dtype == torch.uint8
+
+
+def test_train_is_deterministic_under_a_seed(image_bytes):
+    for normalize in (True, False):
+        preset = TrainPreset(aug(blur_prob=0.5, re_prob=0.5), normalize=normalize)
+        outs = []
+        for _ in range(2):
+            torch.manual_seed(1234)
+            outs.append(torch.stack([preset(image_bytes) for _ in range(4)]))
+        assert torch.equal(outs[0], outs[1])
+        assert not torch.equal(outs[0][0], outs[0][1])  # but random from call to call
+
+
+def test_everything_off_is_a_deterministic_resize():
+    img = photo(48, 48)
+    data = jpeg(img)
+    preset = TrainPreset(aug(scale=(1.0, 1.0), ratio=(1.0, 1.0), **ALL_OFF))
+    expected = tvF.resize(tvF.pil_to_tensor(PIL.Image.open(io.BytesIO(data))), [S, S], antialias=True)
+    expected = (expected.float() - 255 * MEAN) / (255 * STD)
+    for seed in (0, 1, 2):
+        torch.manual_seed(seed)
+        torch.testing.assert_close(preset(data), expected, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize(
+    "name,overrides",
+    [
+        ("random resized crop", {"scale": (0.08, 1.0)}),
+        ("horizontal flip", {"hflip": 1.0}),
+        ("color jitter", {"color_jitter": 0.4, "hue": 0.0}),
+        ("hue", {"color_jitter": (0.0, 0.0, 0.0, 0.1)}),
+        ("rotation", {"rotation": 15.0}),
+        ("gaussian blur", {"blur_prob": 1.0}),
+        ("random erasing", {"re_prob": 1.0}),
+    ],
+)
+def test_each_augmentation_alone_changes_the_output(image_bytes, name, overrides):
+    base = {"scale": (1.0, 1.0), "ratio": (60 / 45, 60 / 45), **ALL_OFF}
+    reference = TrainPreset(aug(**base))(image_bytes)
+    preset = TrainPreset(aug(**{**base, **overrides}))
+    changed = False
+    for seed in range(5):
+        torch.manual_seed(seed)
+        out = preset(image_bytes)
+        assert out.shape == reference.shape and out.dtype == reference.dtype
+        changed |= not torch.allclose(out, reference, atol=1e-4)
+    assert changed, name
+
+
+def test_uint8_path_plus_device_normalisation_matches_float_path(image_bytes):
+    cfg = aug(re_prob=0.0, blur_prob=0.5)
+    for seed in range(4):
+        torch.manual_seed(seed)
+        f = TrainPreset(cfg)(image_bytes)
+        torch.manual_seed(seed)
+        u = TrainPreset(cfg, normalize=False)(image_bytes)
+        torch.testing.assert_close(normalize_uint8(u[None])[0], f, atol=1e-5, rtol=0)
+    # with erasing, the uint8 fill round(255 * mean) normalises to ~0, the float path's fill
+    cfg = aug(re_prob=1.0)
+    torch.manual_seed(7)
+    f = TrainPreset(cfg)(image_bytes)
+    torch.manual_seed(7)
+    u = TrainPreset(cfg, normalize=False)(image_bytes)
+    torch.testing.assert_close(normalize_uint8(u[None])[0], f, atol=0.01, rtol=0)
+
+
+def test_normalizer_module():
+    batch = torch.randint(0, 256, (2, 3, 8, 8), dtype=torch.uint8)
+    norm = Normalizer()
+    out = norm(batch)
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out, (batch.float() / 255 - MEAN) / STD, atol=1e-5, rtol=0)
+    assert norm(out) is out  # float batches pass through
+    cl = norm(batch.contiguous(memory_format=torch.channels_last))
+    assert cl.is_contiguous(memory_format=torch.channels_last)
+    tta = torch.randint(0, 256, (2, 5, 3, 8, 8), dtype=torch.uint8)
+    torch.testing.assert_close(norm(tta)[:, 3], norm(tta[:, 3]))
+    assert Normalizer(dtype=torch.bfloat16)(batch).dtype == torch.bfloat16
+    assert not dict(norm.state_dict())  # buffers are not persistent: nothing leaks into checkpoints
+    with pytest.raises(TypeError):
+        normalize_uint8(out)
+
+
+# ---- custom kernels vs torchvision --------------------------------------------------------------------------------
+
+
+def test_separable_blur_equals_torchvision_gaussian_blur():
+    x = torch.rand(3, 40, 36) * 255
+    for sigma in (0.1, 0.7, 2.0):
+        ours = separable_gaussian_blur(x, 13, sigma)
+        ref = tvF.gaussian_blur(x, [13, 13], [sigma, sigma])
+        torch.testing.assert_close(ours, ref, atol=1e-3, rtol=0)
+    u = x.to(torch.uint8)
+    assert (separable_gaussian_blur(u, 13, 1.5).int() - tvF.gaussian_blur(u, [13, 13], [1.5, 1.5]).int()).abs().max() <= 1
+    assert separable_gaussian_blur(torch.rand(3, 4, 4), 13, 1.0).shape == (3, 4, 4)  # tiny: falls back
+
+
+def test_rotation_matches_torchvision_nearest():
+    x = tvF.pil_to_tensor(photo(S, S))
+    rot = RandomRotationNearest(15)
+    for angle in (-13.0, 4.5, 10.0):
+        ours = rot.transform(x, {"angle": angle})
+        ref = tvF.rotate(x.contiguous(), angle, interpolation=v2.InterpolationMode.NEAREST)
+        assert ours.shape == x.shape and ours.dtype == torch.uint8
+        assert (ours == ref).all(0).float().mean() > 0.98, angle
+    assert rot.transform(x, {"angle": 0.0}) is x
+    assert torch.equal(rot.transform(x.float(), {"angle": 10.0}), tvF.rotate(x.float(), 10.0))
+
+
+@pytest.mark.parametrize("op,fn", [("brightness", tvF.adjust_brightness), ("contrast", tvF.adjust_contrast),
+                                   ("saturation", tvF.adjust_saturation)])
+def test_fused_color_jitter_single_ops_equal_torchvision(op, fn):
+    x = torch.rand(3, 16, 16) * 0.6 + 0.2
+    jitter = FusedColorJitter()
+    for factor in (0.7, 1.3):
+        params = {"order": [0, 1, 2, 3], "brightness": None, "contrast": None, "saturation": None, "hue": None}
+        params[op] = factor
+        torch.testing.assert_close(jitter.transform(x, params), fn(x, factor), atol=1e-5, rtol=0)
+
+
+def test_fused_color_jitter_hue_and_composition():
+    jitter = FusedColorJitter(0.4, 0.4, 0.4, 0.1)
+    gray = torch.full((3, 4, 4), 0.5)
+    params = {"order": [3, 0, 1, 2], "brightness": None, "contrast": None, "saturation": None, "hue": 0.08}
+    torch.testing.assert_close(jitter.transform(gray, params), gray)  # hue leaves greys alone
+    red = torch.tensor([0.8, 0.2, 0.2]).view(3, 1, 1).expand(3, 2, 2).contiguous()
+    shifted = jitter.transform(red, params)
+    assert shifted[1].mean() > red[1].mean()  # positive hue: red towards yellow, as torchvision's HSV shift
+    # the composition is applied in the sampled order, like torchvision's sequential ops (no clipping here)
+    x = torch.rand(3, 8, 8) * 0.4 + 0.3
+    params = {"order": [2, 0, 1, 3], "brightness": 1.1, "contrast": 0.9, "saturation": 1.2, "hue": None}
+    ref = tvF.adjust_contrast(tvF.adjust_brightness(tvF.adjust_saturation(x, 1.2), 1.1), 0.9)
+    torch.testing.assert_close(jitter.transform(x, params), ref, atol=1e-5, rtol=0)
+    u = (x * 255).round().to(torch.uint8)
+    assert jitter.transform(u, params).dtype == torch.uint8
+
+
+# ---- eval / TTA ---------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("size", [(60, 45), (45, 60), (33, 71), (40, 40)])
+@pytest.mark.parametrize("resample", [3, 2])  # PIL bicubic, bilinear
+def test_eval_preset_equals_bit_image_processor(size, resample):
+    from transformers import BitImageProcessor
+
+    img = photo(*size, seed=size[0])
+    resize = math.floor(S / 0.875)
+    processor = BitImageProcessor(size={"shortest_edge": resize}, crop_size={"height": S, "width": S},
+                                  resample=resample, image_mean=list(IMAGENET_DEFAULT_MEAN),
+                                  image_std=list(IMAGENET_DEFAULT_STD))
+    expected = processor(img, return_tensors="pt").pixel_values[0]
+    ours = EvalPreset(image_size=S, crop_pct=0.875, interpolation=resample)(img)
+    assert ours.shape == (3, S, S) and ours.dtype == torch.float32
+    torch.testing.assert_close(ours, expected, atol=1e-5, rtol=0)
+    # the same from encoded bytes (decode parity) and from the processor's own settings
+    data = jpeg(img)
+    expected = processor(PIL.Image.open(io.BytesIO(data)), return_tensors="pt").pixel_values[0]
+    torch.testing.assert_close(EvalPreset(**eval_kwargs_from_image_processor(processor))(data), expected,
+                               atol=1e-5, rtol=0)
+
+
+def test_eval_preset_zero_pads_like_the_processor_when_the_resize_is_smaller_than_the_crop():
+    from transformers import BitImageProcessor
+
+    img = photo(50, 37)
+    processor = BitImageProcessor(size={"shortest_edge": 27}, crop_size={"height": S, "width": S},
+                                  image_mean=list(IMAGENET_DEFAULT_MEAN), image_std=list(IMAGENET_DEFAULT_STD))
+    expected = processor(img, return_tensors="pt").pixel_values[0]
+    torch.testing.assert_close(EvalPreset(image_size=S, resize_size=27)(img), expected, atol=1e-5, rtol=0)
+
+
+def test_eval_uint8_output():
+    img = photo()
+    u = EvalPreset(image_size=S, normalize=False)(img)
+    assert u.dtype == torch.uint8 and u.shape == (3, S, S)
+    torch.testing.assert_close(normalize_uint8(u), EvalPreset(image_size=S)(img), atol=1e-5, rtol=0)
+
+
+def test_tta_views(image_bytes):
+    kwargs = {"image_size": S, "crop_pct": 0.875}
+    views = tta_views(image_bytes, **kwargs)
+    assert views.shape == (5, 3, S, S) and views.dtype == torch.float32
+    assert torch.equal(views[0], EvalPreset(**kwargs)(image_bytes))
+    assert torch.equal(views[1], views[0].flip(-1))
+    assert torch.equal(views, tta_views(image_bytes, **kwargs))  # deterministic
+    assert len({v.sum().item() for v in views}) == 5  # five distinct views
+    for n in range(1, len(TTA_VIEWS) + 1):
+        out = TTAPreset(num_views=n, **kwargs)(image_bytes)
+        assert out.shape == (n, 3, S, S)
+        assert torch.equal(out, TTAPreset(num_views=len(TTA_VIEWS), **kwargs)(image_bytes)[:n])
+    full8 = TTAPreset(num_views=8, **kwargs)(image_bytes)
+    assert torch.equal(full8[5], full8[2].flip(-1))
+    u = TTAPreset(normalize=False, **kwargs)(image_bytes)
+    assert u.dtype == torch.uint8 and torch.allclose(normalize_uint8(u), views, atol=1e-5)
+    for bad in (0, len(TTA_VIEWS) + 1):
+        with pytest.raises(ValueError, match="num_views"):
+            TTAPreset(num_views=bad)
+
+
+# ---- datasets glue + collator -------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def raw_dataset():
+    datasets = pytest.importorskip("datasets")
+    images = [{"bytes": jpeg(photo(60 + i, 45, seed=i)), "path": f"img_{i}.jpg"} for i in range(6)]
+    return datasets.Dataset.from_dict(
+        {"image": images, "label": [3, 1, 4, 1, 5, 9], "genus": ["a"] * 6},
+        features=datasets.Features({"image": datasets.Image(decode=False), "label": datasets.Value("int64"),
+                                    "genus": datasets.Value("string")}),
+    )
+
+
+def test_batch_transforms_with_datasets(raw_dataset):
+    ds = raw_dataset.with_transform(make_train_transform(aug()))
+    batch = ds[:4]
+    assert set(batch) == {"pixel_values", "labels"}
+    assert batch["pixel_values"].shape == (4, 3, S, S) and batch["pixel_values"].dtype == torch.float32
+    assert batch["labels"].dtype == torch.int64 and batch["labels"].tolist() == [3, 1, 4, 1]
+    row = ds[2]
+    assert row["pixel_values"].shape == (3, S, S) and int(row["labels"]) == 4
+
+    ev = raw_dataset.with_transform(make_eval_transform(image_size=S, normalize=False))[:2]
+    assert ev["pixel_values"].dtype == torch.uint8 and ev["pixel_values"].shape == (2, 3, S, S)
+    tta = raw_dataset.with_transform(make_tta_transform(num_views=3, image_size=S))[:2]
+    assert tta["pixel_values"].shape == (2, 3, 3, S, S)
+
+    unlabeled = raw_dataset.remove_columns("label").with_transform(make_eval_transform(image_size=S))
+    assert set(unlabeled[:2]) == {"pixel_values"}
+    with pytest.raises(KeyError, match="remove_unused_columns=False"):
+        raw_dataset.remove_columns("image").with_transform(make_eval_transform(image_size=S))[:1]
+
+
+def test_collator_stacks_rows_from_a_datasets_batch_without_copying(raw_dataset):
+    ds = raw_dataset.with_transform(make_train_transform(aug()))
+    rows = ds.__getitems__([0, 1, 2])  # what the DataLoader fetches
+    batch = ImageClassificationCollator()(rows)
+    assert batch["pixel_values"].shape == (3, 3, S, S) and batch["labels"].tolist() == [3, 1, 4]
+    assert batch["pixel_values"].data_ptr() == rows[0]["pixel_values"].data_ptr()  # zero-copy
+
+
+def test_collator_variants():
+    feats = [{"pixel_values": torch.rand(3, 8, 8), "label": i} for i in range(3)]
+    out = ImageClassificationCollator()(feats)
+    assert torch.equal(out["pixel_values"], torch.stack([f["pixel_values"] for f in feats]))
+    assert out["labels"].dtype == torch.int64 and out["labels"].tolist() == [0, 1, 2]
+    cl = ImageClassificationCollator(channels_last=True)(feats)["pixel_values"]
+    assert cl.is_contiguous(memory_format=torch.channels_last) and torch.equal(cl, out["pixel_values"])
+    u8 = [{"pixel_values": torch.zeros(5, 3, 4, 4, dtype=torch.uint8), "labels": torch.tensor(7)}] * 2
+    out = ImageClassificationCollator(channels_last=True)(u8)
+    assert out["pixel_values"].shape == (2, 5, 3, 4, 4) and out["pixel_values"].dtype == torch.uint8
+    assert out["labels"].tolist() == [7, 7]
+    assert set(ImageClassificationCollator()([{"pixel_values": torch.zeros(3, 2, 2)}])) == {"pixel_values"}
+    with pytest.raises(KeyError, match="pixel_values"):
+        ImageClassificationCollator()([{"image": 1}])
+
+
+@pytest.mark.slow
+def test_dataloader_with_workers(raw_dataset):
+    from torch.utils.data import DataLoader
+
+    ds = raw_dataset.with_transform(make_train_transform(aug(), normalize=False))
+    loader = DataLoader(ds, batch_size=3, num_workers=1, collate_fn=ImageClassificationCollator())
+    batches = list(loader)
+    assert [b["pixel_values"].shape for b in batches] == [(3, 3, S, S)] * 2
+    assert batches[0]["pixel_values"].dtype == torch.uint8
+
+
+def test_transforms_pickle_for_spawned_workers(image_bytes):
+    for tf in (make_train_transform(aug()), make_eval_transform(image_size=S), make_tta_transform(image_size=S)):
+        clone = pickle.loads(pickle.dumps(tf))
+        out = clone({"image": [image_bytes]})
+        assert out["pixel_values"].shape[0] == 1

@@ -45,6 +45,24 @@ def demo_copy(demo_root, tmp_path) -> Path:
     return dst
 
 
+@pytest.fixture(scope="session")
+def prepared_demo(demo_root, tmp_path_factory) -> Path:
+    """The tiny demo dataset prepared (train, val, public_test) into a folder for ``--dataset_dir``; read-only."""
+    from inat_hf.data import prepare_inat
+
+    tmp = tmp_path_factory.mktemp("prepared")
+    prepare_inat(demo_root, cache_dir=tmp / "cache", output_dir=tmp / "prepared", num_workers=1)
+    return tmp / "prepared"
+
+
+@pytest.fixture(scope="session")
+def trained_model_dir(prepared_demo, tmp_path_factory) -> Path:
+    """A resnet10t checkpoint fitted on the demo data (confident, varied predictions); read-only."""
+    from tests.inference.helpers import train_tiny_model
+
+    return train_tiny_model(prepared_demo, tmp_path_factory.mktemp("model"))
+
+
 @pytest.fixture
 def real_sample() -> Path:
     if not (REAL_SAMPLE / "inat2021_json").is_dir():

@@ -1,0 +1,87 @@
+"""A map-style torch ``Dataset`` over a prepared split: decode + transform one image per item.
+
+Why not ``datasets.Dataset.with_transform``: augmentation randomness. With a global RNG, which augmentation an
+image gets depends on how many random draws happened before it — in another worker, before a resume, on another
+rank. Here, when ``seed`` is given, the random state of item ``i`` in epoch ``e`` is a pure function of
+``(seed, e, i)``: a run resumed from a checkpoint sees exactly the augmentations an uninterrupted run would
+(the Trainer skips already-seen batches by index without transforming them), whatever the worker count.
+The Trainer calls :meth:`set_epoch` at the start of every epoch (``InatTrainer``; accelerate only forwards
+``set_epoch`` to a dataset when the sampler has none). The epoch lives in shared memory, so DataLoader workers —
+persistent ones included — see the new value.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import datasets
+import torch
+
+_MASK64 = (1 << 63) - 1
+
+
+def item_seed(seed: int, epoch: int, index: int) -> int:
+    """A well-mixed 63-bit seed for one (epoch, index) (splitmix64 finaliser: neighbours get unrelated streams)."""
+    z = (seed * 0x9E3779B97F4A7C15 + epoch * 0xBF58476D1CE4E5B9 + index * 0x94D049BB133111EB) & ((1 << 64) - 1)
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & ((1 << 64) - 1)
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & ((1 << 64) - 1)
+    return (z ^ (z >> 31)) & _MASK64
+
+
+class ImageClassificationDataset(torch.utils.data.Dataset):
+    """``dataset[i] -> {"pixel_values": transform(image), "labels": label}``.
+
+    Args:
+        data: a prepared split (``image`` + ``label`` columns). The image column is read undecoded
+            (``datasets.Image(decode=False)``) so that the transform can decode at reduced size.
+        transform: image (undecoded ``{"bytes", "path"}`` dict) → tensor, e.g. ``TrainPreset``/``EvalPreset``.
+        seed: makes item ``i``'s augmentation a function of ``(seed, epoch, i)``; ``None`` uses the global RNG.
+    """
+
+    def __init__(
+        self,
+        data: datasets.Dataset,
+        transform: Callable[[Any], torch.Tensor],
+        *,
+        seed: int | None = None,
+        image_key: str = "image",
+        label_key: str = "label",
+    ) -> None:
+        missing = {image_key, label_key} - set(data.column_names)
+        if missing:
+            raise ValueError(
+                f"The dataset needs the columns {sorted({image_key, label_key})}; missing {sorted(missing)} "
+                f"(columns: {data.column_names})."
+            )
+        data = data.select_columns([image_key, label_key])
+        if isinstance(data.features[image_key], datasets.Image):
+            data = data.cast_column(image_key, datasets.Image(decode=False))
+        self.data = data
+        self.transform = transform
+        self.seed = seed
+        self.image_key = image_key
+        self.label_key = label_key
+        # A 0-d tensor in shared memory: forked or spawned DataLoader workers read the value the main process set.
+        self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
+
+    @property
+    def epoch(self) -> int:
+        return int(self._epoch.item())
+
+    def set_epoch(self, epoch: int) -> None:
+        self._epoch.fill_(int(epoch))
+
+    def __len__(self) -> int:
+        return self.data.num_rows
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        row = self.data[int(index)]
+        if self.seed is None:
+            pixel_values = self.transform(row[self.image_key])
+        else:
+            # fork_rng restores the global state afterwards: other consumers of the RNG are unaffected.
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(item_seed(self.seed, int(self._epoch), int(index)))
+                pixel_values = self.transform(row[self.image_key])
+        return {"pixel_values": pixel_values, "labels": row[self.label_key]}

@@ -1,0 +1,151 @@
+"""Model card and Hugging Face Hub upload of a finished run."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import yaml
+from huggingface_hub import HfApi
+
+from ..data import Taxonomy
+from .recipe import RECIPE_FILE, Recipe, recipe_to_dict
+
+# What a run folder holds besides the model that should not go to the Hub.
+HUB_IGNORE = ["checkpoint-*", "checkpoint-*/**", "runs/**", "*.tmp", "trainer_state.json"]
+
+
+def _metric(metrics: dict[str, Any], key: str) -> float | None:
+    value = metrics.get(f"eval_{key}", metrics.get(key))
+    return round(float(value), 4) if value is not None else None
+
+
+def write_model_card(output_dir: str, *, recipe: Recipe, metrics: dict[str, Any], taxonomy: Taxonomy) -> str:
+    """``README.md`` of the checkpoint: card metadata, results, the recipe and how to use the model."""
+    model_args, data_args, aug_args, args = recipe.model, recipe.data, recipe.augmentation, recipe.training
+    top1, top3, top5 = (_metric(metrics, k) for k in ("top1", "top3", "top5"))
+    repo_id = args.hub_model_id or os.path.basename(os.path.abspath(output_dir))
+    metadata = {
+        "library_name": "transformers",
+        "pipeline_tag": "image-classification",
+        "tags": ["image-classification", "timm", "inaturalist", "fine-grained", "inat_hf"],
+        "datasets": ["inaturalist-2021"],
+        "metrics": ["accuracy"],
+    }
+    if top1 is not None:
+        metadata["model-index"] = [
+            {
+                "name": repo_id,
+                "results": [
+                    {
+                        "task": {"type": "image-classification", "name": "Image Classification"},
+                        "dataset": {
+                            "name": "iNaturalist 2021",
+                            "type": "inaturalist-2021",
+                            "split": data_args.eval_split,
+                        },
+                        "metrics": [
+                            {"type": "accuracy", "name": f"top-{k} accuracy", "value": v}
+                            for k, v in ((1, top1), (3, top3), (5, top5))
+                            if v is not None
+                        ],
+                    }
+                ],
+            }
+        ]
+    ranks = ", ".join(taxonomy.known_ranks)
+    lines = [
+        "---",
+        yaml.safe_dump(metadata, sort_keys=False).strip(),
+        "---",
+        "",
+        f"# {repo_id}",
+        "",
+        f"A `{model_args.backbone}` (timm) with `{model_args.attn_layer}` channel attention and a "
+        f"{'→'.join(map(str, model_args.head_hidden_sizes)) or 'linear'} head, fine-tuned with focal loss "
+        f"(γ={model_args.focal_gamma}, label smoothing {model_args.label_smoothing}) by "
+        "[inat_hf](https://github.com/) on iNaturalist 2021.",
+        "",
+        f"- labels: {taxonomy.num_labels} at rank **{taxonomy.rank}** (the config's `taxonomy` gives {ranks} for every label)",
+        f"- input: {aug_args.image_size}×{aug_args.image_size}, eval crop {aug_args.crop_pct}",
+        f"- epochs: {args.num_train_epochs}, batch {args.per_device_train_batch_size}/device × {args.world_size} "
+        f"× {args.gradient_accumulation_steps} accumulation",
+        "",
+        "## Results",
+        "",
+        "| split | top-1 | top-3 | top-5 |",
+        "|---|---|---|---|",
+        f"| {data_args.eval_split} | {top1} | {top3} | {top5} |" if top1 is not None else "| (no evaluation) | | | |",
+        "",
+        "## Use",
+        "",
+        "```python",
+        "from transformers import pipeline",
+        f'classifier = pipeline("image-classification", model="{repo_id}", trust_remote_code=True)',
+        'classifier("photo.jpg", top_k=5)',
+        "```",
+        "",
+        "With `inat_hf` installed, `import inat_hf` registers the classes and `trust_remote_code` is not needed.",
+        "",
+        "## Training recipe",
+        "",
+        f"The resolved recipe is `{RECIPE_FILE}` in this repository; reproduce with "
+        f"`python scripts/train.py {RECIPE_FILE}`.",
+        "",
+        "```yaml",
+        yaml.safe_dump(
+            {k: v for k, v in recipe_to_dict(recipe).items() if k != "training"}
+            | {"training": {k: v for k, v in recipe_to_dict(recipe)["training"].items() if k in _CARD_TRAINING_KEYS}},
+            sort_keys=False,
+        ).strip(),
+        "```",
+        "",
+    ]
+    path = os.path.join(output_dir, "README.md")
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("\n".join(lines))
+    return path
+
+
+_CARD_TRAINING_KEYS = (
+    "learning_rate",
+    "backbone_learning_rate",
+    "layer_decay",
+    "weight_decay",
+    "num_train_epochs",
+    "per_device_train_batch_size",
+    "gradient_accumulation_steps",
+    "lr_scheduler_type",
+    "lr_scheduler_kwargs",
+    "warmup_steps",
+    "frozen_stages",
+    "unfreeze_schedule",
+    "max_grad_norm",
+    "bf16",
+    "fp16",
+    "channels_last",
+    "seed",
+)
+
+
+def push_run_to_hub(
+    output_dir: str,
+    repo_id: str,
+    *,
+    token: str | None = None,
+    private: bool | None = None,
+    commit_message: str = "Upload inat_hf model",
+    api: HfApi | None = None,
+) -> str:
+    """Create (if needed) the model repo and upload the run folder: config, weights, image processor, model code,
+    model card, recipe and metrics — not the intermediate checkpoints. Returns the commit URL."""
+    api = api or HfApi(token=token)
+    api.create_repo(repo_id=repo_id, repo_type="model", private=private, exist_ok=True)
+    commit = api.upload_folder(
+        folder_path=output_dir,
+        repo_id=repo_id,
+        repo_type="model",
+        commit_message=commit_message,
+        ignore_patterns=HUB_IGNORE,
+    )
+    return getattr(commit, "commit_url", str(commit))

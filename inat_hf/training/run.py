@@ -1,0 +1,307 @@
+"""One training run, top to bottom: recipe → data → model → InatTrainer → saved (and pushed) checkpoint.
+
+``scripts/train.py`` parses a :class:`~.recipe.Recipe` and calls :func:`run_training`; nothing else happens there.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Any
+
+import numpy as np
+import torch
+from transformers import EarlyStoppingCallback, set_seed
+from transformers.utils import logging
+
+from ..data import PreparedInat, Taxonomy, load_prepared, prepare_inat
+from ..data.collate import ImageClassificationCollator
+from ..data.torch_dataset import ImageClassificationDataset
+from ..data.transforms import EvalPreset, TrainPreset, TTAPreset, eval_kwargs_from_image_processor
+from ..models import InatConfig, InatForImageClassification
+from .callbacks import (
+    CompleteCheckpointCallback,
+    ProgressiveUnfreezingCallback,
+    TrainingMetricsCallback,
+    latest_complete_checkpoint,
+)
+from .hub import push_run_to_hub, write_model_card
+from .mixing import AdaptiveMixup
+from .recipe import Recipe, save_recipe
+from .trainer import InatTrainer
+
+logger = logging.get_logger(__name__)
+
+
+@dataclasses.dataclass
+class TrainingRun:
+    """What a finished run leaves behind."""
+
+    output_dir: str
+    trainer: InatTrainer
+    metrics: dict[str, Any]
+    taxonomy: Taxonomy
+
+
+# ---------------------------------------------------------------------------------------------- data
+def load_data(data_args) -> PreparedInat:
+    if data_args.dataset_dir is not None:
+        return load_prepared(data_args.dataset_dir)
+    splits = data_args.splits or ",".join(s for s in (data_args.train_split, data_args.eval_split) if s)
+    return prepare_inat(
+        data_args.data_dir,
+        splits=splits,
+        rank=data_args.rank,
+        taxon=data_args.taxon,
+        image_storage=data_args.image_storage,
+        resize_shorter=data_args.resize_shorter,
+        on_bad_image=data_args.on_bad_image,
+        verify_files=data_args.verify_files,
+        cache_dir=data_args.cache_dir,
+    )
+
+
+def select_split(prepared: PreparedInat, name: str, limit: int | None, *, role: str):
+    if name not in prepared.dataset:
+        raise ValueError(f"The {role} split {name!r} is not in the dataset; available: {list(prepared.dataset)}.")
+    split = prepared.dataset[name]
+    if limit is not None:
+        split = split.select(range(min(limit, split.num_rows)))
+    labels = np.asarray(split["label"])
+    if labels.size and labels.min() < 0:
+        raise ValueError(
+            f"The {role} split {name!r} has unlabeled images (label -1, e.g. public_test): it cannot be used for "
+            "training or evaluation. Use scripts/predict.py or scripts/evaluate.py --submission for it."
+        )
+    return split
+
+
+# ---------------------------------------------------------------------------------------------- model
+def class_weights(labels: np.ndarray, num_labels: int, kind: str) -> list[float] | None:
+    """Per-class focal-loss alpha from training label counts (mean 1 over the classes present)."""
+    if kind == "none":
+        return None
+    counts = np.bincount(labels, minlength=num_labels).astype(np.float64)
+    present = counts > 0
+    power = 0.5 if kind == "inverse_sqrt_frequency" else 1.0
+    weights = np.zeros(num_labels)
+    weights[present] = counts[present] ** -power
+    weights[present] /= weights[present].mean()
+    weights[~present] = weights[present].max() if present.any() else 1.0  # unseen classes: the rarest weight
+    return weights.round(6).tolist()
+
+
+def build_model(model_args, aug_args, taxonomy: Taxonomy, train_labels: np.ndarray) -> InatForImageClassification:
+    id2label = dict(enumerate(taxonomy.labels))
+    config_kwargs = dict(
+        backbone=model_args.backbone,
+        attn_layer=model_args.attn_layer,
+        rd_ratio=model_args.rd_ratio,
+        head_hidden_sizes=list(model_args.head_hidden_sizes),
+        drop_rate=model_args.drop_rate,
+        head_batch_norm=model_args.head_batch_norm,
+        focal_gamma=model_args.focal_gamma,
+        focal_alpha=class_weights(train_labels, len(id2label), model_args.focal_alpha),
+        label_smoothing=model_args.label_smoothing,
+        label_rank=taxonomy.rank,
+        taxonomy=taxonomy.to_dict(),
+        image_size=aug_args.image_size,
+        crop_pct=aug_args.crop_pct,
+        interpolation=aug_args.eval_interpolation,
+    )
+    if model_args.init_checkpoint:
+        saved = InatConfig.from_pretrained(model_args.init_checkpoint)
+        if saved.id2label != id2label and not model_args.ignore_mismatched_sizes:
+            differ = sorted(set(saved.id2label.values()) ^ set(id2label.values()))
+            raise ValueError(
+                f"The checkpoint {model_args.init_checkpoint} has {saved.num_labels} labels and the dataset "
+                f"{len(id2label)}, and they differ (e.g. {differ[:5]}, or in order). Pass "
+                "--ignore_mismatched_sizes true to start a new classifier for the dataset's labels."
+            )
+        # Architecture comes from the checkpoint; labels, taxonomy, loss and preprocessing from this recipe.
+        overrides = {
+            k: v
+            for k, v in config_kwargs.items()
+            if k not in ("backbone", "attn_layer", "rd_ratio", "head_hidden_sizes", "head_batch_norm")
+        }
+        return InatForImageClassification.from_pretrained(
+            model_args.init_checkpoint,
+            id2label=id2label,
+            label2id={v: k for k, v in id2label.items()},
+            ignore_mismatched_sizes=model_args.ignore_mismatched_sizes,
+            **overrides,
+        )
+    config = InatConfig(id2label=id2label, label2id={v: k for k, v in id2label.items()}, **config_kwargs)
+    if model_args.pretrained_weights:
+        model, info = InatForImageClassification.from_backbone_pretrained(
+            config, weights=model_args.pretrained_weights, output_loading_info=True
+        )
+        logger.info(
+            f"Backbone weights from {model_args.pretrained_weights}: {len(info['loaded_keys'])} tensors loaded, "
+            f"new (initialised): {len(info['missing_keys'])} attention/head tensors."
+        )
+        model.train()
+        return model
+    return InatForImageClassification(config)
+
+
+# ---------------------------------------------------------------------------------------------- checks
+def check_recipe(recipe: Recipe) -> None:
+    """Problems that would otherwise surface hours into a run (or never)."""
+    args, aug = recipe.training, recipe.augmentation
+    if aug.mixing_enabled and args.per_device_train_batch_size % 2:
+        raise ValueError(
+            f"Mixup/CutMix pairs the images of a batch, so per_device_train_batch_size must be even; got "
+            f"{args.per_device_train_batch_size}. Use an even batch size or set mixup_alpha and cutmix_alpha to 0."
+        )
+    if args.early_stopping_patience is not None:
+        if not args.load_best_model_at_end or args.metric_for_best_model is None:
+            raise ValueError("early_stopping_patience needs load_best_model_at_end and metric_for_best_model.")
+        if recipe.data.eval_split is None:
+            raise ValueError("early_stopping_patience needs an eval_split to measure improvement on.")
+    if recipe.data.eval_split is None and (args.load_best_model_at_end or args.eval_strategy != "no"):
+        raise ValueError(
+            "No eval_split, but evaluation is configured: set eval_strategy: 'no' and load_best_model_at_end: false, "
+            "or give an eval_split."
+        )
+    metric = (args.metric_for_best_model or "").removeprefix("eval_")
+    if args.load_best_model_at_end and metric not in ("top1", "top3", "top5", "loss"):
+        raise ValueError(
+            f"metric_for_best_model must be one of top1, top3, top5, loss; got {args.metric_for_best_model!r}."
+        )
+
+
+def resolve_resume(value: str | None, output_dir: str) -> str | None:
+    """``latest``/``true`` → the newest *complete* checkpoint in ``output_dir`` (a kill -9 mid-save leaves an
+    incomplete one, which is skipped); a path is used as given."""
+    if value is None or str(value).lower() in ("", "false", "none"):
+        return None
+    if str(value).lower() in ("latest", "true"):
+        found = latest_complete_checkpoint(output_dir)
+        if found is None:
+            logger.warning(f"No complete checkpoint in {output_dir}: starting from scratch.")
+        else:
+            logger.info(f"Resuming from {found}")
+        return found
+    if not os.path.isdir(value):
+        raise FileNotFoundError(f"resume_from_checkpoint: no such checkpoint directory: {value}")
+    return value
+
+
+def _drop_unavailable_loggers(args) -> None:
+    if "tensorboard" in (args.report_to or []):
+        try:
+            import tensorboard  # noqa: F401
+        except ImportError:
+            logger.warning("report_to includes tensorboard, which is not installed: skipping it.")
+            args.report_to = [r for r in args.report_to if r != "tensorboard"]
+
+
+# ---------------------------------------------------------------------------------------------- the run
+def run_training(recipe: Recipe) -> TrainingRun:
+    model_args, data_args, aug_args, args = recipe.model, recipe.data, recipe.augmentation, recipe.training
+    check_recipe(recipe)
+    _drop_unavailable_loggers(args)
+    set_seed(args.seed)
+
+    # ---- data (rank 0 prepares the Arrow cache first; the others then read it)
+    with args.main_process_first(desc="dataset preparation"):
+        prepared = load_data(data_args)
+    train_split = select_split(prepared, data_args.train_split, data_args.max_train_samples, role="training")
+    eval_split = None
+    if data_args.eval_split:
+        eval_split = select_split(prepared, data_args.eval_split, data_args.max_eval_samples, role="evaluation")
+    taxonomy = prepared.taxonomy
+
+    # ---- model + the image processor it ships with
+    model = build_model(model_args, aug_args, taxonomy, np.asarray(train_split["label"]))
+    processor = model.create_image_processor()
+    config = model.config
+
+    # ---- transforms: train augmentation, eval = the processor's preprocessing (optionally as TTA views)
+    aug = aug_args.augmentation_config(mean=config.image_mean, std=config.image_std)
+    eval_kwargs = eval_kwargs_from_image_processor(processor)  # the exact ops the saved processor will run
+    seed = args.augmentation_seed if args.augmentation_seed is not None else args.seed
+    train_dataset = ImageClassificationDataset(train_split, TrainPreset(aug), seed=seed)
+    eval_dataset = None
+    if eval_split is not None:
+        eval_preset = (
+            TTAPreset(num_views=args.eval_tta_views, **eval_kwargs)
+            if args.eval_tta_views > 1
+            else EvalPreset(**eval_kwargs)
+        )
+        eval_dataset = ImageClassificationDataset(eval_split, eval_preset)
+
+    # ---- recipe pieces that live in the Trainer
+    mixup = None
+    if aug_args.mixing_enabled:
+        mixup = AdaptiveMixup(
+            num_labels=config.num_labels,
+            label_smoothing=config.label_smoothing,
+            num_epochs=args.num_train_epochs,
+            mixup_alpha=aug_args.mixup_alpha,
+            cutmix_alpha=aug_args.cutmix_alpha,
+            mix_prob=aug_args.mix_prob,
+            mix_prob_final=aug_args.mix_prob_final,
+            schedule=aug_args.mix_schedule,
+            switch_prob=aug_args.mix_switch_prob,
+            mix_off_epochs=aug_args.mix_off_epochs,
+        )
+    unfreezing = None
+    if args.frozen_stages:
+        unfreezing = ProgressiveUnfreezingCallback(args.frozen_stages, args.parsed_unfreeze_schedule())
+    images_per_step = args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size
+    callbacks = [TrainingMetricsCallback(args.output_dir, images_per_step, unfreezing), CompleteCheckpointCallback()]
+    if args.early_stopping_patience is not None:
+        callbacks.append(EarlyStoppingCallback(args.early_stopping_patience, args.early_stopping_threshold))
+
+    # The Hub upload happens once, at the end, with the best model and its card (push_run_to_hub); the Trainer's
+    # own push-on-every-save would create the repo up front and upload intermediate checkpoints.
+    push_to_hub, args.push_to_hub = args.push_to_hub, False
+    trainer = InatTrainer(
+        model=model,
+        args=args,
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset,
+        data_collator=ImageClassificationCollator(),
+        processing_class=processor,
+        callbacks=callbacks,
+        mixup=mixup,
+        unfreezing=unfreezing,
+    )
+    if args.should_save:
+        save_recipe(recipe, args.output_dir)
+
+    # ---- train (or resume), then keep the best model
+    resume = resolve_resume(args.resume_from_checkpoint, args.output_dir)
+    train_result = trainer.train(resume_from_checkpoint=resume)
+    trainer.finalize_ema()
+    checksums = trainer.verify_replicas()
+    trainer.save_model(args.output_dir)  # best model (load_best_model_at_end) + config + processor + code
+    metrics = dict(train_result.metrics)
+    trainer.log_metrics("train", metrics)
+    trainer.save_metrics("train", metrics)
+    if eval_dataset is not None:
+        eval_metrics = trainer.evaluate()
+        trainer.log_metrics("eval", eval_metrics)
+        trainer.save_metrics("eval", eval_metrics)
+        metrics.update(eval_metrics)
+    trainer.save_state()
+    if args.should_save:
+        with open(os.path.join(args.output_dir, "replica_checksums.json"), "w") as f:
+            json.dump({"world_size": args.world_size, "checksums": checksums}, f)
+        write_model_card(args.output_dir, recipe=recipe, metrics=metrics, taxonomy=taxonomy)
+    if push_to_hub and args.should_save:
+        repo_id = args.hub_model_id or os.path.basename(os.path.abspath(args.output_dir))
+        url = push_run_to_hub(
+            args.output_dir,
+            repo_id,
+            token=args.hub_token,
+            private=args.hub_private_repo,
+            commit_message=f"inat_hf: {config.backbone} on {taxonomy.num_labels} {taxonomy.rank} labels",
+        )
+        logger.info(f"Pushed to {url}")
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()  # nobody exits while rank 0 still writes
+    return TrainingRun(output_dir=args.output_dir, trainer=trainer, metrics=metrics, taxonomy=taxonomy)

@@ -1,0 +1,105 @@
+"""YAML recipes + command-line overrides, the resolved recipe, and errors that must come before training."""
+
+import pytest
+import yaml
+
+from inat_hf.training.recipe import RECIPE_FILE, load_recipe_file, parse_recipe, save_recipe
+from inat_hf.training.run import check_recipe
+
+
+def test_sections_overrides_and_types(write_recipe):
+    path = write_recipe(training={"learning_rate": "1e-4"})  # PyYAML reads 1e-4 as a string: coerced to float
+    recipe = parse_recipe([str(path), "--num_train_epochs", "5", "--head_hidden_sizes", "32", "8", "--hflip", "0"])
+    assert recipe.training.learning_rate == 1e-4 and isinstance(recipe.training.learning_rate, float)
+    assert recipe.training.num_train_epochs == 5  # CLI wins over the file
+    assert recipe.model.head_hidden_sizes == [32, 8] and recipe.model.backbone == "resnet10t"
+    assert recipe.augmentation.hflip == 0.0 and recipe.augmentation.image_size == 32
+    assert recipe.training.remove_unused_columns is False
+    assert recipe.source == str(path) and "--num_train_epochs" in recipe.overrides
+
+
+def test_flat_recipe_and_cli_only(prepared_demo, tmp_path):
+    path = tmp_path / "flat.yaml"
+    path.write_text(yaml.safe_dump({"dataset_dir": str(prepared_demo), "backbone": "resnet18", "output_dir": "x"}))
+    assert parse_recipe([str(path)]).model.backbone == "resnet18"
+    cli = parse_recipe(["--dataset_dir", str(prepared_demo), "--output_dir", str(tmp_path), "--attn_layer", "eca"])
+    assert cli.source is None and cli.model.attn_layer == "eca"
+
+
+@pytest.mark.parametrize(
+    "section, key, message",
+    [
+        (
+            "training",
+            "lerning_rate",
+            r"Unknown key 'lerning_rate' in section 'training' .*did you mean 'learning_rate'\?",
+        ),
+        ("model", "atn_layer", r"Unknown key 'atn_layer' in section 'model' .*did you mean 'attn_layer'\?"),
+        ("augmentation", "mixup", r"Unknown key 'mixup' in section 'augmentation' .*did you mean 'mixup_alpha'\?"),
+    ],
+)
+def test_config_typo_is_an_error_with_a_suggestion(write_recipe, section, key, message):
+    path = write_recipe(**{section: {key: 1}})
+    with pytest.raises(ValueError, match=message):
+        parse_recipe([str(path)])
+
+
+def test_unknown_section_and_cli_typo(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("trainng:\n  learning_rate: 0.1\n")
+    with pytest.raises(ValueError, match=r"Unknown key 'trainng' in .*did you mean 'training'\?"):
+        load_recipe_file(str(path))
+    with pytest.raises(SystemExit):  # argparse: "unrecognized arguments"
+        parse_recipe(["--dataset_dir", "x", "--lerning_rate", "1"])
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (
+            ["--unfreeze_schedule", "layer9:1"],
+            r"Unknown stage name 'layer9' in unfreeze_schedule; valid: stem, layer1",
+        ),
+        (["--frozen_stages", "stem", "backbone"], r"Unknown stage name\(s\) \['backbone'\] in frozen_stages"),
+        (["--unfreeze_schedule", "layer4=1"], r"Invalid unfreeze_schedule term 'layer4=1': expected 'stage:epoch'"),
+        (
+            ["--frozen_stages", "stem", "--unfreeze_schedule", "layer4:1"],
+            r"unfreezes 'layer4', which is not in frozen_stages",
+        ),
+        (["--remove_unused_columns", "true"], r"remove_unused_columns must be False"),
+        (["--label_smoothing_factor", "0.1"], r"label_smoothing_factor=0.1 would smooth the targets a second time"),
+        (["--mix_prob", "1.5"], r"--mix_prob is a probability in \[0, 1\], got 1.5"),
+        (["--hflip", "2"], r"hflip is a probability in \[0, 1\]"),
+    ],
+)
+def test_invalid_values_fail_at_parse_time(write_recipe, overrides, message):
+    with pytest.raises(ValueError, match=message):
+        parse_recipe([str(write_recipe()), *overrides])
+
+
+def test_data_source_must_be_exactly_one(tmp_path):
+    with pytest.raises(ValueError, match=r"Give exactly one data source: --data_dir .* or --dataset_dir"):
+        parse_recipe(["--output_dir", str(tmp_path)])
+
+
+def test_odd_batch_with_mixup_is_rejected_before_training(write_recipe):
+    recipe = parse_recipe([str(write_recipe()), "--per_device_train_batch_size", "7"])
+    with pytest.raises(ValueError, match=r"per_device_train_batch_size must be even; got 7"):
+        check_recipe(recipe)
+    # without mixing an odd batch is fine
+    ok = parse_recipe(
+        [str(write_recipe()), "--per_device_train_batch_size", "7", "--mixup_alpha", "0", "--cutmix_alpha", "0"]
+    )
+    check_recipe(ok)
+
+
+def test_resolved_recipe_round_trips(write_recipe, tmp_path):
+    recipe = parse_recipe([str(write_recipe()), "--learning_rate", "0.002", "--hub_token", "secret"])
+    path = save_recipe(recipe, str(tmp_path / "run"))
+    assert path.endswith(RECIPE_FILE)
+    with open(path) as f:
+        text = f.read()
+    assert "secret" not in text and "--learning_rate 0.002" in text
+    again = parse_recipe([path])
+    assert again.training.learning_rate == 0.002
+    assert again.model == recipe.model and again.augmentation == recipe.augmentation and again.data == recipe.data

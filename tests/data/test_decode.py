@@ -142,8 +142,13 @@ def test_jpeg_size_reads_headers():
     img = photo(57, 31)
     exif = PIL.Image.Exif()
     exif[0x0112] = 3
-    variants = [encode(img), encode(img, progressive=True), encode(img, exif=exif), encode(img.convert("L")),
-                encode(img, icc_profile=b"\0" * 3000)]
+    variants = [
+        encode(img),
+        encode(img, progressive=True),
+        encode(img, exif=exif),
+        encode(img.convert("L")),
+        encode(img, icc_profile=b"\0" * 3000),
+    ]
     for data in variants:
         assert jpeg_size(data) == (57, 31)
     assert jpeg_size(b"") is None

@@ -91,8 +91,17 @@ def test_config_from_yaml_like_dict():
 
 
 @pytest.mark.parametrize(
-    "bad", [{"re_prob": 1.5}, {"scale": (1.0, 0.5)}, {"hue": 0.7}, {"rotation": -1}, {"blur_kernel_size": 4},
-            {"color_jitter": (0.1, 0.2)}, {"interpolation": "cubic-ish"}, {"image_size": 0}]
+    "bad",
+    [
+        {"re_prob": 1.5},
+        {"scale": (1.0, 0.5)},
+        {"hue": 0.7},
+        {"rotation": -1},
+        {"blur_kernel_size": 4},
+        {"color_jitter": (0.1, 0.2)},
+        {"interpolation": "cubic-ish"},
+        {"image_size": 0},
+    ],
 )
 def test_config_rejects_invalid_values(bad):
     with pytest.raises(ValueError):
@@ -111,7 +120,9 @@ def test_color_jitter_zero_turns_hue_off_too():
     assert aug(color_jitter=0).jitter_hue == 0.0
     assert aug(color_jitter=0.4, hue=0).jitter_hue == 0.0
     assert [type(t).__name__ for t in TrainPreset(aug(**ALL_OFF)).transforms.transforms] == [
-        "RandomResizedCrop", "ToNormalizedFloat"]
+        "RandomResizedCrop",
+        "ToNormalizedFloat",
+    ]
 
 
 # ---- train preset -----------------------------------------------------------------------------------------------
@@ -220,7 +231,9 @@ def test_separable_blur_equals_torchvision_gaussian_blur():
         ref = tvF.gaussian_blur(x, [13, 13], [sigma, sigma])
         torch.testing.assert_close(ours, ref, atol=1e-3, rtol=0)
     u = x.to(torch.uint8)
-    assert (separable_gaussian_blur(u, 13, 1.5).int() - tvF.gaussian_blur(u, [13, 13], [1.5, 1.5]).int()).abs().max() <= 1
+    assert (
+        separable_gaussian_blur(u, 13, 1.5).int() - tvF.gaussian_blur(u, [13, 13], [1.5, 1.5]).int()
+    ).abs().max() <= 1
     assert separable_gaussian_blur(torch.rand(3, 4, 4), 13, 1.0).shape == (3, 4, 4)  # tiny: falls back
 
 
@@ -236,8 +249,10 @@ def test_rotation_matches_torchvision_nearest():
     assert torch.equal(rot.transform(x.float(), {"angle": 10.0}), tvF.rotate(x.float(), 10.0))
 
 
-@pytest.mark.parametrize("op,fn", [("brightness", tvF.adjust_brightness), ("contrast", tvF.adjust_contrast),
-                                   ("saturation", tvF.adjust_saturation)])
+@pytest.mark.parametrize(
+    "op,fn",
+    [("brightness", tvF.adjust_brightness), ("contrast", tvF.adjust_contrast), ("saturation", tvF.adjust_saturation)],
+)
 def test_fused_color_jitter_single_ops_equal_torchvision(op, fn):
     x = torch.rand(3, 16, 16) * 0.6 + 0.2
     jitter = FusedColorJitter()
@@ -274,9 +289,13 @@ def test_eval_preset_equals_bit_image_processor(size, resample):
 
     img = photo(*size, seed=size[0])
     resize = math.floor(S / 0.875)
-    processor = BitImageProcessor(size={"shortest_edge": resize}, crop_size={"height": S, "width": S},
-                                  resample=resample, image_mean=list(IMAGENET_DEFAULT_MEAN),
-                                  image_std=list(IMAGENET_DEFAULT_STD))
+    processor = BitImageProcessor(
+        size={"shortest_edge": resize},
+        crop_size={"height": S, "width": S},
+        resample=resample,
+        image_mean=list(IMAGENET_DEFAULT_MEAN),
+        image_std=list(IMAGENET_DEFAULT_STD),
+    )
     expected = processor(img, return_tensors="pt").pixel_values[0]
     ours = EvalPreset(image_size=S, crop_pct=0.875, interpolation=resample)(img)
     assert ours.shape == (3, S, S) and ours.dtype == torch.float32
@@ -284,16 +303,21 @@ def test_eval_preset_equals_bit_image_processor(size, resample):
     # the same from encoded bytes (decode parity) and from the processor's own settings
     data = jpeg(img)
     expected = processor(PIL.Image.open(io.BytesIO(data)), return_tensors="pt").pixel_values[0]
-    torch.testing.assert_close(EvalPreset(**eval_kwargs_from_image_processor(processor))(data), expected,
-                               atol=1e-5, rtol=0)
+    torch.testing.assert_close(
+        EvalPreset(**eval_kwargs_from_image_processor(processor))(data), expected, atol=1e-5, rtol=0
+    )
 
 
 def test_eval_preset_zero_pads_like_the_processor_when_the_resize_is_smaller_than_the_crop():
     from transformers import BitImageProcessor
 
     img = photo(50, 37)
-    processor = BitImageProcessor(size={"shortest_edge": 27}, crop_size={"height": S, "width": S},
-                                  image_mean=list(IMAGENET_DEFAULT_MEAN), image_std=list(IMAGENET_DEFAULT_STD))
+    processor = BitImageProcessor(
+        size={"shortest_edge": 27},
+        crop_size={"height": S, "width": S},
+        image_mean=list(IMAGENET_DEFAULT_MEAN),
+        image_std=list(IMAGENET_DEFAULT_STD),
+    )
     expected = processor(img, return_tensors="pt").pixel_values[0]
     torch.testing.assert_close(EvalPreset(image_size=S, resize_size=27)(img), expected, atol=1e-5, rtol=0)
 
@@ -335,8 +359,13 @@ def raw_dataset():
     images = [{"bytes": jpeg(photo(60 + i, 45, seed=i)), "path": f"img_{i}.jpg"} for i in range(6)]
     return datasets.Dataset.from_dict(
         {"image": images, "label": [3, 1, 4, 1, 5, 9], "genus": ["a"] * 6},
-        features=datasets.Features({"image": datasets.Image(decode=False), "label": datasets.Value("int64"),
-                                    "genus": datasets.Value("string")}),
+        features=datasets.Features(
+            {
+                "image": datasets.Image(decode=False),
+                "label": datasets.Value("int64"),
+                "genus": datasets.Value("string"),
+            }
+        ),
     )
 
 

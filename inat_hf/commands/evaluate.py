@@ -1,0 +1,271 @@
+"""``evaluate.py``: score a checkpoint on a dataset split (optionally with TTA) and write a report folder.
+
+    python scripts/evaluate.py --model_dir runs/demo/model --dataset_dir runs/demo/prepared --split val \\
+        --tta_views 5 --report_both --output_dir runs/demo/eval
+
+writes ``runs/demo/eval/test_results_<TIMESTAMP>/`` (layout: ``inat_hf/inference/reports.py``). On an unlabeled
+split (``public_test``) accuracy metrics are skipped and ``--submission`` writes the competition file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+from typing import Literal
+
+from transformers import HfArgumentParser
+
+from ..data.transforms import TTA_VIEWS
+
+ERROR_EXIT = 2
+
+
+@dataclasses.dataclass
+class EvaluateArguments:
+    model_dir: str = dataclasses.field(
+        metadata={"help": "Checkpoint: a local folder written by save_pretrained / the Trainer, or a Hub id."}
+    )
+    data_dir: str | None = dataclasses.field(
+        default=None,
+        metadata={"help": "Raw iNat 2021 root (JSON + image folders), prepared on the fly. Or use --dataset_dir."},
+    )
+    dataset_dir: str | None = dataclasses.field(
+        default=None, metadata={"help": "A prepared dataset folder (scripts/prepare_data.py --output_dir)."}
+    )
+    split: str = dataclasses.field(default="val", metadata={"help": "Split to evaluate (val, public_test, ...)."})
+    tta: bool = dataclasses.field(
+        default=True, metadata={"help": "Test-time augmentation with --tta_views views (--no_tta: one center view)."}
+    )
+    tta_views: int = dataclasses.field(
+        default=5,
+        metadata={"help": f"TTA views, 2..{len(TTA_VIEWS)}: " + ", ".join(name for name, *_ in TTA_VIEWS) + "."},
+    )
+    tta_average: Literal["prob", "logit"] = dataclasses.field(
+        default="prob", metadata={"help": "Average the views' probabilities (default) or logits."}
+    )
+    report_both: bool = dataclasses.field(
+        default=False,
+        metadata={"help": "Report metrics without and with TTA (same forward pass: view 0 is the no-TTA view)."},
+    )
+    batch_size: int = dataclasses.field(default=32, metadata={"help": "Images per batch (x views with TTA)."})
+    num_workers: int | None = dataclasses.field(
+        default=None, metadata={"help": "DataLoader worker processes decoding images (default: min(8, CPUs))."}
+    )
+    bf16: bool = dataclasses.field(default=False, metadata={"help": "bf16 autocast for the forward pass."})
+    channels_last: bool = dataclasses.field(default=False, metadata={"help": "Channels-last model and inputs."})
+    max_samples: int | None = dataclasses.field(
+        default=None, metadata={"help": "Evaluate only the first N images of the split (quick checks)."}
+    )
+    output_dir: str = dataclasses.field(
+        default="outputs/evaluate", metadata={"help": "Reports go to OUTPUT_DIR/test_results_<TIMESTAMP>/."}
+    )
+    submission: bool = dataclasses.field(
+        default=False,
+        metadata={"help": "Also write submission.csv (Id,Predicted: top-5 original iNat category ids)."},
+    )
+    calibration_bins: int = dataclasses.field(
+        default=15, metadata={"help": "Equal-width confidence bins for ECE and the reliability diagram."}
+    )
+    max_confusion_labels: int = dataclasses.field(
+        default=50,
+        metadata={
+            "help": "Full confusion matrix up to this many labels; above it most_confused.csv plus the confusion "
+            "at a coarser rank (order, or class)."
+        },
+    )
+    full_decode: bool = dataclasses.field(
+        default=False,
+        metadata={"help": "Decode JPEGs at full size (bit-exact with the image processor; slower on large files)."},
+    )
+    device: str | None = dataclasses.field(
+        default=None, metadata={"help": "torch device (default: cuda when available, else cpu)."}
+    )
+    taxon: str = dataclasses.field(
+        default="kingdom=Animalia", metadata={"help": "With --data_dir: category filter used to prepare the data."}
+    )
+    cache_dir: str | None = dataclasses.field(
+        default=None, metadata={"help": "With --data_dir: datasets cache root (default: HF_DATASETS_CACHE)."}
+    )
+    progress: bool = dataclasses.field(default=True, metadata={"help": "Progress bar (--no_progress to hide)."})
+
+    def __post_init__(self):
+        if (self.data_dir is None) == (self.dataset_dir is None):
+            raise ValueError("Pass exactly one of --data_dir (raw iNat root) and --dataset_dir (prepared folder).")
+        if self.tta and not 2 <= self.tta_views <= len(TTA_VIEWS):
+            raise ValueError(
+                f"--tta_views must be in 2..{len(TTA_VIEWS)}, got {self.tta_views} (use --no_tta for one view)."
+            )
+        if self.report_both and not self.tta:
+            raise ValueError("--report_both compares scores without and with TTA; it cannot be used with --no_tta.")
+        for name in ("batch_size", "calibration_bins", "max_confusion_labels"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name} must be >= 1, got {getattr(self, name)}.")
+        if self.max_samples is not None and self.max_samples < 1:
+            raise ValueError(f"--max_samples must be >= 1, got {self.max_samples}.")
+        if self.num_workers is not None and self.num_workers < 0:
+            raise ValueError(f"--num_workers must be >= 0, got {self.num_workers}.")
+        if self.num_workers is None:
+            self.num_workers = min(8, os.cpu_count() or 1)
+
+    @property
+    def num_views(self) -> int:
+        return self.tta_views if self.tta else 1
+
+
+def _load_split(args: EvaluateArguments, label_rank: str):
+    """The split to evaluate and a description of where it came from."""
+    from ..data import load_prepared, prepare_inat
+
+    if args.dataset_dir is not None:
+        prepared = load_prepared(args.dataset_dir)
+        source = args.dataset_dir
+    else:
+        prepared = prepare_inat(
+            args.data_dir, splits=args.split, rank=label_rank, taxon=args.taxon, cache_dir=args.cache_dir
+        )
+        source = args.data_dir
+    from ..inference.predictor import InferenceError
+
+    if args.split not in prepared.dataset:
+        raise InferenceError(
+            f"split {args.split!r} not found in {source}; available splits: {', '.join(prepared.dataset)}."
+        )
+    split = prepared.dataset[args.split]
+    if args.max_samples is not None and args.max_samples < split.num_rows:
+        split = split.select(range(args.max_samples))
+    return split, source
+
+
+def _dataset_label_names(split) -> list[str]:
+    feature = split.features.get("label")
+    names = getattr(feature, "names", None)
+    if names is None:
+        from ..inference.predictor import InferenceError
+
+        raise InferenceError("the dataset's 'label' column is not a ClassLabel: its label names are unknown.")
+    return list(names)
+
+
+def run_evaluation(args: EvaluateArguments) -> dict:
+    """Everything :func:`main` does, raising instead of printing errors; returns the summary dict."""
+    import datetime
+
+    from ..inference import metrics as M
+    from ..inference.evaluator import check_label_sets, compute_metrics, evaluate_split
+    from ..inference.predictor import LabelInfo, Predictor, load_config, load_image_processor
+    from ..inference.reports import make_run_dir, write_evaluation_report
+    from ..inference.submission import category_id_lookup
+
+    # Cheap checks first: config, processor, submission ids, data, label set -- all before loading weights or
+    # decoding a single image.
+    config = load_config(args.model_dir)
+    load_image_processor(args.model_dir)
+    lookup = category_id_lookup(config) if args.submission else None
+    split, source = _load_split(args, getattr(config, "label_rank", "species"))
+    labels = LabelInfo.from_config(config)
+    check_label_sets(
+        labels.names, _dataset_label_names(split), model=args.model_dir, dataset=f"{source} [{args.split}]"
+    )
+
+    predictor = Predictor.from_pretrained(
+        args.model_dir,
+        device=args.device,
+        bf16=args.bf16,
+        channels_last=args.channels_last,
+        average=args.tta_average,
+        full_decode=args.full_decode,
+    )
+    evaluation = evaluate_split(
+        predictor,
+        split,
+        num_views=args.num_views,
+        report_both=args.report_both,
+        batch_size=args.batch_size,
+        num_workers=args.num_workers,
+        progress=args.progress,
+    )
+    rank_groups = M.rank_groups_from_config(config)
+    metrics = {
+        name: compute_metrics(preds, config.num_labels, rank_groups=rank_groups, n_bins=args.calibration_bins)
+        for name, preds in evaluation.runs.items()
+    }
+    primary = "tta" if args.num_views > 1 else "no_tta"
+    info = {
+        "model_dir": args.model_dir,
+        "dataset": source,
+        "split": args.split,
+        "timestamp": datetime.datetime.now().isoformat(timespec="seconds"),
+        "num_labels": config.num_labels,
+        "tta": {
+            "enabled": args.num_views > 1,
+            "num_views": args.num_views,
+            "views": [name for name, *_ in TTA_VIEWS[: args.num_views]],
+            "average": args.tta_average,
+        },
+        "seconds": round(evaluation.seconds, 4),
+        "seconds_per_image": evaluation.seconds / max(evaluation.num_images, 1),
+        "images_per_second": evaluation.images_per_second,
+        "timing": "wall time of the whole pass (decoding included); with --report_both one pass serves both runs",
+        "batch_size": args.batch_size,
+        "num_workers": args.num_workers,
+        "device": str(predictor.device),
+        "bf16": args.bf16,
+        "channels_last": args.channels_last,
+        "max_samples": args.max_samples,
+    }
+    run_dir = make_run_dir(args.output_dir)
+    summary = write_evaluation_report(
+        run_dir,
+        runs=evaluation.runs,
+        metrics=metrics,
+        primary=primary,
+        labels=labels,
+        image_ids=split["image_id"] if "image_id" in split.column_names else list(range(split.num_rows)),
+        files=split["file_name"] if "file_name" in split.column_names else [""] * split.num_rows,
+        info=info,
+        rank_groups=rank_groups,
+        max_confusion_labels=args.max_confusion_labels,
+        submission_lookup=lookup,
+    )
+    summary["run_dir"] = str(run_dir)
+    return summary
+
+
+def format_summary(summary: dict) -> str:
+    lines = [
+        f"{summary['num_images']} images of {summary['dataset']} [{summary['split']}], model {summary['model_dir']}",
+        f"{summary['images_per_second']:.1f} images/s ({summary['seconds_per_image'] * 1e3:.1f} ms/image), "
+        f"TTA: {summary['tta']['num_views'] if summary['tta']['enabled'] else 'off'}",
+    ]
+    for name, run in summary["runs"].items():
+        if "top1" not in run:
+            lines.append(f"  {name}: {run.get('accuracy_metrics', 'no accuracy metrics')}")
+            continue
+        hier = run.get("hierarchical_accuracy", {})
+        lines.append(
+            f"  {name:<7} top-1 {run['top1']:.4f}  top-3 {run['top3']:.4f}  top-5 {run['top5']:.4f}  "
+            f"ECE {run['ece']:.4f}  macro-F1 {run['macro_f1']:.4f}"
+        )
+        if hier:
+            lines.append("          " + "  ".join(f"{rank} {acc:.4f}" for rank, acc in hier.items()))
+    lines.append(f"report: {summary['run_dir']}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    (args,) = HfArgumentParser(EvaluateArguments).parse_args_into_dataclasses(args=argv)
+    from ..data import InatDataError
+    from ..inference.predictor import InferenceError
+
+    try:
+        summary = run_evaluation(args)
+    except (InferenceError, InatDataError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return ERROR_EXIT
+    print(format_summary(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,231 @@
+"""``predict.py``: top-k species (scientific + common name, full taxonomy) for image files, folders or globs.
+
+    python scripts/predict.py --model_dir runs/demo/model photos/ 'more/**/*.jpg' --top_k 3 --output preds.csv
+
+Prints a table per image; ``--output`` writes CSV (one row per image and rank) or JSON; ``--submission FILE``
+writes the competition format with the file stem as ``Id``. A file that cannot be read is reported on stderr and
+skipped; the exit status is then 1 (after predicting every other file). Bad arguments (no such file, empty folder,
+unmatched glob, model without an image processor) fail with status 2 before any prediction.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import glob
+import json
+import os
+import sys
+from pathlib import Path
+
+from transformers import HfArgumentParser
+
+from ..data.transforms import TTA_VIEWS
+
+ERROR_EXIT = 2
+FAILED_FILES_EXIT = 1
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
+_GLOB_CHARS = "*?["
+
+
+@dataclasses.dataclass
+class PredictArguments:
+    model_dir: str = dataclasses.field(
+        metadata={"help": "Checkpoint: a local folder written by save_pretrained / the Trainer, or a Hub id."}
+    )
+    inputs: list[str] = dataclasses.field(
+        default_factory=list,
+        metadata={
+            "help": "Image files, folders (searched recursively) or glob patterns; may also be given positionally."
+        },
+    )
+    top_k: int = dataclasses.field(default=5, metadata={"help": "Predictions per image."})
+    tta: bool = dataclasses.field(default=False, metadata={"help": "Test-time augmentation (--tta_views views)."})
+    tta_views: int = dataclasses.field(
+        default=5,
+        metadata={"help": f"TTA views, 2..{len(TTA_VIEWS)}: " + ", ".join(name for name, *_ in TTA_VIEWS) + "."},
+    )
+    batch_size: int = dataclasses.field(default=32, metadata={"help": "Images per forward pass."})
+    num_workers: int = dataclasses.field(default=0, metadata={"help": "DataLoader worker processes decoding images."})
+    output: str | None = dataclasses.field(
+        default=None, metadata={"help": "Also write the predictions to this .csv or .json file."}
+    )
+    submission: str | None = dataclasses.field(
+        default=None,
+        metadata={"help": "Write a competition file (Id,Predicted: top-5 iNat category ids; Id = file name stem)."},
+    )
+    bf16: bool = dataclasses.field(default=False, metadata={"help": "bf16 autocast for the forward pass."})
+    channels_last: bool = dataclasses.field(default=False, metadata={"help": "Channels-last model and inputs."})
+    full_decode: bool = dataclasses.field(
+        default=False,
+        metadata={"help": "Decode JPEGs at full size (bit-exact with the image processor; slower on large files)."},
+    )
+    device: str | None = dataclasses.field(
+        default=None, metadata={"help": "torch device (default: cuda when available, else cpu)."}
+    )
+    quiet: bool = dataclasses.field(default=False, metadata={"help": "Do not print the table."})
+
+    def __post_init__(self):
+        if self.top_k < 1:
+            raise ValueError(f"--top_k must be >= 1, got {self.top_k}.")
+        if self.tta and not 2 <= self.tta_views <= len(TTA_VIEWS):
+            raise ValueError(f"--tta_views must be in 2..{len(TTA_VIEWS)}, got {self.tta_views}.")
+        if self.batch_size < 1 or self.num_workers < 0:
+            raise ValueError("--batch_size must be >= 1 and --num_workers >= 0.")
+        if self.output is not None and Path(self.output).suffix.lower() not in (".csv", ".json"):
+            raise ValueError(f"--output must end in .csv or .json, got {self.output!r}.")
+
+
+def expand_inputs(inputs: list[str]) -> list[str]:
+    """Files as given; folders -> their image files (recursive, sorted); globs -> matches (``**`` recursive).
+
+    Raises :class:`~inat_hf.inference.predictor.InferenceError` for a missing path, an empty folder or a glob
+    without match, or when nothing is given at all.
+    """
+    from ..inference.predictor import InferenceError
+
+    if not inputs:
+        raise InferenceError("no input images: give image files, folders or glob patterns.")
+    files: list[str] = []
+    for item in inputs:
+        path = os.path.expanduser(item)
+        if os.path.isdir(path):
+            found = sorted(
+                str(p)
+                for p in Path(path).rglob("*")
+                if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")
+            )
+            if not found:
+                raise InferenceError(
+                    f"folder {item!r} contains no image files (searched recursively for {', '.join(IMAGE_EXTENSIONS)})."
+                )
+            files.extend(found)
+        elif os.path.isfile(path):
+            files.append(path)  # an explicit file is always tried, whatever its extension
+        elif any(c in item for c in _GLOB_CHARS):
+            found = sorted(p for p in glob.glob(path, recursive=True) if os.path.isfile(p))
+            if not found:
+                raise InferenceError(f"the pattern {item!r} matched no files.")
+            files.extend(found)
+        else:
+            raise InferenceError(f"no such file or folder: {item!r}.")
+    # the same file named twice (a folder and a glob over it) is predicted once
+    return list(dict.fromkeys(files))
+
+
+def _rows(predictions, labels):
+    """One flat row per (image, rank) for CSV."""
+    for pred in predictions:
+        for rank, (index, prob) in enumerate(zip(pred.indices, pred.probs), start=1):
+            info = labels.describe(index)
+            yield {
+                "file": pred.source,
+                "rank": rank,
+                "label_index": info["index"],
+                "label": info["label"],
+                "common_name": info["common_name"] or "",
+                "probability": round(float(prob), 6),
+                "category_id": info["category_id"] if info["category_id"] is not None else "",
+                **info["taxonomy"],
+            }
+
+
+def _print_table(pred, labels, stream) -> None:
+    print(pred.source, file=stream)
+    for rank, (index, prob) in enumerate(zip(pred.indices, pred.probs), start=1):
+        info = labels.describe(index)
+        common = f" ({info['common_name']})" if info["common_name"] else ""
+        lineage = " > ".join(v for r, v in info["taxonomy"].items() if r != labels.label_rank)
+        print(f"  {rank}. {prob:6.1%}  {info['label']}{common}" + (f"   [{lineage}]" if lineage else ""), file=stream)
+
+
+def _write_output(path: str, predictions, labels) -> None:
+    import pandas as pd
+
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    if path.lower().endswith(".json"):
+        payload = [
+            {
+                "file": p.source,
+                "predictions": [
+                    {**labels.describe(i), "probability": round(float(prob), 6)} for i, prob in zip(p.indices, p.probs)
+                ],
+            }
+            for p in predictions
+        ]
+        Path(path).write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    else:
+        pd.DataFrame(list(_rows(predictions, labels))).to_csv(path, index=False)
+
+
+def run_prediction(args: PredictArguments, extra_inputs: list[str] = ()) -> int:
+    """Everything :func:`main` does; raises ``InferenceError`` for bad arguments, returns the exit status."""
+    import numpy as np
+
+    from ..inference.predictor import Predictor, load_config, load_image_processor
+    from ..inference.submission import category_id_lookup, write_submission
+
+    files = expand_inputs([*extra_inputs, *args.inputs])
+    config = load_config(args.model_dir)
+    load_image_processor(args.model_dir)  # a clear error before loading weights or reading images
+    lookup = category_id_lookup(config) if args.submission else None
+
+    predictor = Predictor.from_pretrained(
+        args.model_dir,
+        device=args.device,
+        bf16=args.bf16,
+        channels_last=args.channels_last,
+        full_decode=args.full_decode,
+    )
+    num_views = args.tta_views if args.tta else 1
+    top_k = max(args.top_k, 5) if args.submission else args.top_k  # the submission always needs 5
+    done, failed = [], []
+    for pred in predictor.predict(
+        files,
+        top_k=top_k,
+        num_views=num_views,
+        batch_size=args.batch_size,
+        num_workers=args.num_workers,
+        progress=len(files) > 1,
+    ):
+        if pred.error is not None:
+            failed.append(pred)
+            print(f"error: {pred.error}", file=sys.stderr)
+            continue
+        done.append(pred)
+        if not args.quiet:
+            shown = dataclasses.replace(pred, indices=pred.indices[: args.top_k], probs=pred.probs[: args.top_k])
+            _print_table(shown, predictor.labels, sys.stdout)
+
+    trimmed = [dataclasses.replace(p, indices=p.indices[: args.top_k], probs=p.probs[: args.top_k]) for p in done]
+    if args.output:
+        _write_output(args.output, trimmed, predictor.labels)
+        print(f"predictions written to {args.output}")
+    if args.submission:
+        ids = [Path(p.source).stem for p in done]
+        indices = np.stack([p.indices for p in done]) if done else np.zeros((0, 5), dtype=np.int64)
+        write_submission(args.submission, ids, indices, lookup)
+        print(f"submission written to {args.submission}")
+    if failed:
+        print(
+            f"error: {len(failed)} of {len(files)} images could not be predicted (see the messages above).",
+            file=sys.stderr,
+        )
+        return FAILED_FILES_EXIT
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = HfArgumentParser(PredictArguments)
+    parser.add_argument("paths", nargs="*", help="Image files, folders or glob patterns (same as --inputs).")
+    args, extra = parser.parse_args_into_dataclasses(args=argv)
+    from ..inference.predictor import InferenceError
+
+    try:
+        return run_prediction(args, extra.paths)
+    except InferenceError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return ERROR_EXIT
+
+
+if __name__ == "__main__":
+    sys.exit(main())

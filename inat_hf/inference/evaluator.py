@@ -1,0 +1,321 @@
+"""Streaming evaluation: a split -> per-image top-k -> metrics, without ever holding ``[N, C]`` logits.
+
+Each batch's scores ``[B, C]`` are reduced on the device to the top-k (k = 5) label indices and probabilities,
+and only those ``[B, k]`` rows (plus the true labels) are kept: 100k images cost ~6 MB whatever the number of
+classes, against 4 GB for 100k x 10k float32 logits. Everything else -- per-class counts, precision/recall/F1,
+sparse confusion counts, calibration bins, hierarchical accuracy -- is a vectorised function of those arrays
+(:func:`compute_metrics`, :mod:`inat_hf.inference.metrics`).
+
+With TTA, the no-TTA prediction comes for free: view 0 of :class:`~inat_hf.data.transforms.TTAPreset` is exactly
+the eval preset's output, so ``report_both`` scores the same forward pass twice (view 0 alone, and all views
+averaged) instead of decoding and running the split twice.
+
+Trainer glue: :func:`preprocess_logits_for_metrics` + :class:`TopKComputeMetrics` give the ``Trainer`` the same
+top-k reduction (pass them as ``preprocess_logits_for_metrics=`` and ``compute_metrics=``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from ..data.collate import ImageClassificationCollator
+from ..data.torch_dataset import ImageClassificationDataset
+from . import metrics as M
+from .predictor import InferenceError, Predictor
+from .tta import average_views
+
+__all__ = [
+    "EvaluationRun",
+    "MetricsResult",
+    "TopKAccumulator",
+    "TopKComputeMetrics",
+    "TopKPredictions",
+    "check_label_sets",
+    "compute_metrics",
+    "evaluate_split",
+    "preprocess_logits_for_metrics",
+]
+
+DEFAULT_TOPK = 5
+
+
+@dataclasses.dataclass
+class TopKPredictions:
+    """Per-image results of one evaluation run: ``indices [N, k]`` (int64, best first), ``probs [N, k]``
+    (float32), ``labels [N]`` (int64; -1 = unlabeled)."""
+
+    indices: np.ndarray
+    probs: np.ndarray
+    labels: np.ndarray
+
+    @property
+    def predictions(self) -> np.ndarray:  # [N]
+        return self.indices[:, 0]
+
+    @property
+    def confidence(self) -> np.ndarray:  # [N]
+        return self.probs[:, 0]
+
+    @property
+    def labeled(self) -> np.ndarray:  # [N] bool
+        return self.labels >= 0
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+class TopKAccumulator:
+    """Keeps only the top-k of each batch of scores: ``update(scores [B, C], labels [B])``, then :meth:`result`.
+
+    ``scores`` are logits or log-probabilities (``tta_logits``): ``softmax`` of either gives the probabilities.
+    The reduction runs where the scores are (GPU), only ``[B, k]`` crosses to the host.
+
+    The rows are written into preallocated arrays (``capacity`` rows, doubled when full) rather than kept as one
+    small array per batch: with glibc's allocator each small long-lived block is carved out of the just-freed
+    ``[B, C]`` score buffer and pins it, so a list of per-batch arrays grew RSS by ~12 MB per 256 x 10k batch
+    (1.4 GB for 20k images, measured in ``benchmarks/bench_infer.py``) while holding only kilobytes.
+    """
+
+    def __init__(self, k: int = DEFAULT_TOPK, capacity: int | None = None):
+        self.k = k
+        self._n = 0
+        self._width: int | None = None  # min(k, C), known at the first update
+        self._capacity = max(int(capacity or 1024), 1)
+        self._indices: np.ndarray | None = None  # [capacity, k] int64
+        self._probs: np.ndarray | None = None  # [capacity, k] float32
+        self._labels: np.ndarray | None = None  # [capacity] int64
+
+    def _allocate(self, rows: int) -> None:
+        indices = np.empty((rows, self._width), dtype=np.int64)
+        probs = np.empty((rows, self._width), dtype=np.float32)
+        labels = np.empty(rows, dtype=np.int64)
+        if self._indices is not None:
+            indices[: self._n], probs[: self._n], labels[: self._n] = (
+                self._indices[: self._n],
+                self._probs[: self._n],
+                self._labels[: self._n],
+            )
+        self._indices, self._probs, self._labels = indices, probs, labels
+
+    def update(self, scores: torch.Tensor, labels: torch.Tensor | np.ndarray | None = None) -> None:
+        if scores.ndim != 2:
+            raise ValueError(f"scores must be [B, C], got {tuple(scores.shape)}")
+        width = min(self.k, scores.shape[1])
+        if self._width is None:
+            self._width = width
+            self._allocate(self._capacity)
+        elif width != self._width:
+            raise ValueError(f"scores have {scores.shape[1]} classes, earlier batches had more than {self._width}")
+        probs, indices = scores.float().softmax(dim=-1).topk(width, dim=-1)  # [B, k]
+        b = len(scores)
+        if self._n + b > len(self._labels):
+            self._allocate(max(2 * len(self._labels), self._n + b))
+        rows = slice(self._n, self._n + b)
+        self._probs[rows] = probs.cpu().numpy()
+        self._indices[rows] = indices.cpu().numpy()
+        if labels is None:
+            self._labels[rows] = -1
+        else:
+            self._labels[rows] = labels.cpu().numpy() if isinstance(labels, torch.Tensor) else np.asarray(labels)
+        self._n += b
+
+    def result(self) -> TopKPredictions:
+        """The rows so far (views of the buffers: copy them before further updates if you keep them)."""
+        if self._width is None:
+            return TopKPredictions(
+                np.zeros((0, self.k), np.int64), np.zeros((0, self.k), np.float32), np.zeros(0, np.int64)
+            )
+        n = self._n
+        return TopKPredictions(self._indices[:n], self._probs[:n], self._labels[:n])
+
+
+@dataclasses.dataclass
+class EvaluationRun:
+    """The result of :func:`evaluate_split`: top-k predictions per run (``"no_tta"`` and/or ``"tta"``), with the
+    wall time of the whole loop (data loading included)."""
+
+    runs: dict[str, TopKPredictions]
+    seconds: float
+    num_images: int
+    num_views: int
+
+    @property
+    def images_per_second(self) -> float:
+        return self.num_images / self.seconds if self.seconds > 0 else float("nan")
+
+
+def check_label_sets(model_labels: Sequence[str], dataset_labels: Sequence[str], *, model: str, dataset: str) -> None:
+    """Raise :class:`InferenceError` naming the differences unless both label lists are identical (same order)."""
+    model_labels, dataset_labels = [str(x) for x in model_labels], [str(x) for x in dataset_labels]
+    if model_labels == dataset_labels:
+        return
+
+    def show(names):
+        names = sorted(names)
+        return ", ".join(repr(n) for n in names[:10]) + (f", ... ({len(names)} in all)" if len(names) > 10 else "")
+
+    only_model = set(model_labels) - set(dataset_labels)
+    only_data = set(dataset_labels) - set(model_labels)
+    lines = [
+        f"the model's label set differs from the dataset's: {model} has {len(model_labels)} labels, "
+        f"{dataset} has {len(dataset_labels)}."
+    ]
+    if only_model:
+        lines.append(f"  only in the model: {show(only_model)}")
+    if only_data:
+        lines.append(f"  only in the dataset: {show(only_data)}")
+    if not only_model and not only_data:
+        moved = [i for i, (a, b) in enumerate(zip(model_labels, dataset_labels)) if a != b]
+        i = moved[0]
+        lines.append(
+            f"  same labels, different order: {len(moved)} indices differ, first at index {i} "
+            f"(model {model_labels[i]!r}, dataset {dataset_labels[i]!r})."
+        )
+    lines.append(
+        "Evaluate on data prepared with the model's label set (same --rank and --taxon as for training), or "
+        "the model trained on this dataset."
+    )
+    raise InferenceError("\n".join(lines))
+
+
+def evaluate_split(
+    predictor: Predictor,
+    split,
+    *,
+    num_views: int = 1,
+    report_both: bool = False,
+    batch_size: int = 32,
+    num_workers: int = 0,
+    k: int = DEFAULT_TOPK,
+    progress: bool = True,
+) -> EvaluationRun:
+    """Score every image of a prepared split (``image`` + ``label`` columns) in one streaming pass.
+
+    Args:
+        predictor: the model and its preprocessing (:class:`Predictor`).
+        split: a ``datasets.Dataset`` split (labels -1 for unlabeled images).
+        num_views: 1 (no TTA) or the number of TTA views.
+        report_both: with TTA, also score view 0 alone (the no-TTA prediction, free: same forward pass).
+        batch_size: images per batch (the forward sees ``batch_size * num_views`` views).
+        num_workers: DataLoader worker processes decoding images.
+        k: top-k kept per image.
+
+    Returns:
+        :class:`EvaluationRun` with ``runs["no_tta"]`` and/or ``runs["tta"]``.
+    """
+    dataset = ImageClassificationDataset(split, predictor.transform(num_views))
+    loader = DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=num_workers,
+        collate_fn=ImageClassificationCollator(),
+        pin_memory=predictor.device.type == "cuda",
+        persistent_workers=False,
+    )
+    names = (["no_tta"] if num_views == 1 or report_both else []) + (["tta"] if num_views > 1 else [])
+    accumulators = {name: TopKAccumulator(k, capacity=len(dataset)) for name in names}
+    start = time.perf_counter()
+    with tqdm(total=len(dataset), unit="img", desc="evaluate", disable=None if progress else True) as bar:
+        for batch in loader:
+            logits = predictor.view_logits(batch["pixel_values"])  # [B, V, C]
+            labels = batch["labels"]
+            if "no_tta" in accumulators:
+                accumulators["no_tta"].update(logits[:, 0], labels)
+            if "tta" in accumulators:
+                accumulators["tta"].update(average_views(logits, predictor.average), labels)
+            bar.update(len(labels))
+    if predictor.device.type == "cuda":
+        torch.cuda.synchronize(predictor.device)
+    seconds = time.perf_counter() - start
+    return EvaluationRun(
+        runs={name: acc.result() for name, acc in accumulators.items()},
+        seconds=seconds,
+        num_images=len(dataset),
+        num_views=num_views,
+    )
+
+
+@dataclasses.dataclass
+class MetricsResult:
+    """:func:`compute_metrics` output: ``summary`` (JSON-ready scalars), ``per_class`` (arrays ``[C]``) and
+    ``reliability`` (calibration bins); ``per_class`` / ``reliability`` are ``None`` without labeled images."""
+
+    summary: dict[str, Any]
+    per_class: dict[str, np.ndarray] | None
+    reliability: M.ReliabilityData | None
+
+
+def compute_metrics(
+    predictions: TopKPredictions,
+    num_labels: int,
+    *,
+    rank_groups: Mapping[str, np.ndarray] | None = None,
+    ks: Sequence[int] = (1, 3, 5),
+    n_bins: int = M.DEFAULT_CALIBRATION_BINS,
+) -> MetricsResult:
+    """Accuracy metrics over the labeled images of ``predictions`` (unlabeled ones are counted, not scored)."""
+    mask = predictions.labeled
+    n_labeled = int(mask.sum())
+    summary: dict[str, Any] = {"num_images": len(predictions), "num_labeled": n_labeled}
+    if n_labeled == 0:
+        summary["accuracy_metrics"] = "skipped: no labeled images (label -1 everywhere, e.g. a test split)"
+        return MetricsResult(summary, None, None)
+    indices, probs, labels = predictions.indices[mask], predictions.probs[mask], predictions.labels[mask]
+    y_pred = indices[:, 0]
+    summary.update(M.topk_accuracy(indices, labels, ks))
+    per_class = M.per_class_metrics(labels, y_pred, num_labels)
+    summary.update(M.macro_averages(per_class))
+    reliability = M.reliability_data(probs[:, 0], y_pred == labels, n_bins)
+    summary["ece"] = reliability.ece
+    summary["calibration_bins"] = n_bins
+    summary["mean_confidence"] = float(probs[:, 0].mean())
+    if rank_groups:
+        summary["hierarchical_accuracy"] = M.hierarchical_accuracy(labels, y_pred, rank_groups)
+    if n_labeled < len(predictions):
+        summary["accuracy_metrics"] = f"over the {n_labeled} labeled of {len(predictions)} images"
+    return MetricsResult(summary, per_class, reliability)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Trainer glue
+# --------------------------------------------------------------------------------------------------------------
+
+
+def preprocess_logits_for_metrics(logits, labels, k: int = DEFAULT_TOPK) -> tuple[torch.Tensor, torch.Tensor]:
+    """For ``Trainer(preprocess_logits_for_metrics=...)``: ``[B, C]`` scores -> ``(indices [B, k], probs [B, k])``,
+    so that the Trainer accumulates ``[N, 2k]`` numbers instead of ``[N, C]`` logits."""
+    if isinstance(logits, (tuple, list)):  # model outputs with extra tensors (hidden states)
+        logits = logits[0]
+    probs, indices = logits.float().softmax(dim=-1).topk(min(k, logits.shape[-1]), dim=-1)
+    return indices, probs
+
+
+class TopKComputeMetrics:
+    """For ``Trainer(compute_metrics=...)`` together with :func:`preprocess_logits_for_metrics`: top-1/3/5, ECE,
+    macro F1 and (with an ``InatConfig`` taxonomy) accuracy at every rank, as ``acc_<rank>`` keys."""
+
+    def __init__(self, config: Any = None, *, ks: Sequence[int] = (1, 3, 5), n_bins: int = M.DEFAULT_CALIBRATION_BINS):
+        self.num_labels = getattr(config, "num_labels", None)
+        self.rank_groups = M.rank_groups_from_config(config) if config is not None else {}
+        self.ks = tuple(ks)
+        self.n_bins = n_bins
+
+    def __call__(self, eval_pred) -> dict[str, float]:
+        (indices, probs), labels = eval_pred.predictions, eval_pred.label_ids
+        predictions = TopKPredictions(np.asarray(indices), np.asarray(probs), np.asarray(labels).reshape(-1))
+        num_labels = self.num_labels or int(max(predictions.indices.max(), predictions.labels.max())) + 1
+        result = compute_metrics(
+            predictions, num_labels, rank_groups=self.rank_groups, ks=self.ks, n_bins=self.n_bins
+        ).summary
+        out = {key: result[key] for key in (*(f"top{k}" for k in self.ks), "ece", "macro_f1") if key in result}
+        out.update({f"acc_{rank}": v for rank, v in result.get("hierarchical_accuracy", {}).items()})
+        return out

@@ -1,0 +1,320 @@
+"""Loading a checkpoint for inference and predicting image files: :class:`Predictor`.
+
+``Predictor.from_pretrained(model_dir)`` checks what inference needs *before* loading weights or reading images:
+the config (labels, taxonomy) and the image processor (``preprocessor_config.json``: resize / crop /
+normalisation, which the :class:`~inat_hf.data.transforms.EvalPreset` / ``TTAPreset`` replicate). It then holds
+the model in eval mode on its device together with the inference options (TTA averaging, bf16, channels-last),
+and serves both ``scripts/evaluate.py`` (through :mod:`inat_hf.inference.evaluator`) and ``scripts/predict.py``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+
+from ..data.decode import ImageInput, image_name
+from ..data.transforms import EvalPreset, TTAPreset, eval_kwargs_from_image_processor
+from .tta import AVERAGES, average_views, view_logits
+
+__all__ = [
+    "ImagePrediction",
+    "InferenceError",
+    "LabelInfo",
+    "Predictor",
+    "load_config",
+    "load_image_processor",
+]
+
+PROCESSOR_FILE = "preprocessor_config.json"
+CONFIG_FILE = "config.json"
+# Coarse to fine, as in the iNat metadata and InatConfig.
+_RANKS = ("kingdom", "phylum", "class", "order", "family", "genus", "species")
+
+
+class InferenceError(ValueError):
+    """Bad input to evaluation / prediction (model, data, files). The message says what is wrong and what to do."""
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Loading, with the checks that must come before any work
+# --------------------------------------------------------------------------------------------------------------
+
+
+def _is_local(model_dir: str) -> bool:
+    # A Hub id ("org/name") is also a valid relative path; only an existing folder or an explicit path is local.
+    return (
+        os.path.isdir(os.path.expanduser(model_dir))
+        or model_dir.startswith(("/", ".", "~"))
+        or model_dir.count("/") > 1  # Hub ids are "name" or "org/name"
+    )
+
+
+def load_config(model_dir: str | os.PathLike):
+    """``AutoConfig.from_pretrained(model_dir)`` with a clear error for a folder that is not a saved model."""
+    from transformers import AutoConfig
+
+    model_dir = os.fspath(model_dir)
+    if _is_local(model_dir):
+        path = os.path.expanduser(model_dir)
+        if not os.path.isdir(path):
+            raise InferenceError(f"model directory {model_dir!r} does not exist.")
+        if not os.path.isfile(os.path.join(path, CONFIG_FILE)):
+            raise InferenceError(
+                f"{model_dir!r} is not a saved model: {CONFIG_FILE} is missing. Pass the folder written by "
+                "`model.save_pretrained(...)` / the Trainer (e.g. the run's output_dir or a checkpoint-* folder)."
+            )
+        model_dir = path
+    try:
+        return AutoConfig.from_pretrained(model_dir)
+    except (OSError, ValueError) as err:
+        raise InferenceError(f"could not load the model config from {model_dir!r}: {err}") from err
+
+
+def load_image_processor(model_dir: str | os.PathLike):
+    """The checkpoint's image processor, required: it defines the evaluation preprocessing.
+
+    Raises :class:`InferenceError` when the folder has no ``preprocessor_config.json`` (or the processor is not a
+    shortest-edge-resize + center-crop one, which the presets replicate).
+    """
+    from transformers import AutoImageProcessor
+
+    model_dir = os.fspath(model_dir)
+    hint = (
+        "Without it the evaluation preprocessing (resize, crop, normalisation) is unknown. "
+        "`InatForImageClassification.save_pretrained` writes it; for an existing folder run "
+        "`InatForImageClassification.from_pretrained(dir).create_image_processor().save_pretrained(dir)`."
+    )
+    if _is_local(model_dir):
+        model_dir = os.path.expanduser(model_dir)
+        if not os.path.isfile(os.path.join(model_dir, PROCESSOR_FILE)):
+            raise InferenceError(f"{model_dir!r} has no image processor ({PROCESSOR_FILE} is missing). {hint}")
+    try:
+        processor = AutoImageProcessor.from_pretrained(model_dir)
+    except (OSError, ValueError) as err:
+        raise InferenceError(
+            f"could not load the image processor ({PROCESSOR_FILE}) of {model_dir!r}: {err}. {hint}"
+        ) from err
+    try:
+        eval_kwargs_from_image_processor(processor)
+    except (ValueError, AttributeError, TypeError) as err:
+        raise InferenceError(
+            f"the image processor of {model_dir!r} ({type(processor).__name__}) is not supported: {err}. "
+            "Inference replicates processors with size={'shortest_edge': R} and a square center crop."
+        ) from err
+    return processor
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Labels
+# --------------------------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class LabelInfo:
+    """Per-label names from a model config: ``names [C]`` (label rank, e.g. scientific species names),
+    ``common_names [C]`` (``None`` when unknown), ``category_ids [C]`` (original iNat ids, or ``None``) and
+    ``ranks`` ``{rank: [name per label]}`` coarse to fine (empty without a taxonomy)."""
+
+    names: list[str]
+    common_names: list[str | None]
+    category_ids: list[list[int]] | None
+    ranks: dict[str, list[str]]
+    label_rank: str | None = None
+
+    @classmethod
+    def from_config(cls, config: Any) -> LabelInfo:
+        num_labels = config.num_labels
+        names = [str(config.id2label[i]) for i in range(num_labels)]
+        taxonomy = getattr(config, "taxonomy", None) or {}
+        common = taxonomy.get("common_names") or [None] * num_labels
+        ranks_raw = taxonomy.get("ranks") or {}
+        ranks = {r: [str(v) for v in ranks_raw[r]] for r in _RANKS if r in ranks_raw}
+        ranks.update({r: [str(v) for v in ranks_raw[r]] for r in ranks_raw if r not in ranks})
+        category_ids = taxonomy.get("category_ids")
+        return cls(
+            names=names,
+            common_names=list(common),
+            category_ids=[list(c) for c in category_ids] if category_ids is not None else None,
+            ranks=ranks,
+            label_rank=getattr(config, "label_rank", None),
+        )
+
+    @property
+    def num_labels(self) -> int:
+        return len(self.names)
+
+    def taxonomy_of(self, index: int) -> dict[str, str]:
+        """``{rank: name}`` of label ``index``, coarse to fine."""
+        return {rank: values[index] for rank, values in self.ranks.items()}
+
+    def describe(self, index: int) -> dict[str, Any]:
+        index = int(index)
+        ids = self.category_ids[index] if self.category_ids is not None else None
+        return {
+            "index": index,
+            "label": self.names[index],
+            "common_name": self.common_names[index],
+            "category_id": ids[0] if ids is not None and len(ids) == 1 else ids,
+            "taxonomy": self.taxonomy_of(index),
+        }
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Predictor
+# --------------------------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class ImagePrediction:
+    """Top-k prediction for one input image (``position`` in the input list), or the ``error`` that prevented it."""
+
+    position: int
+    source: str
+    indices: np.ndarray | None = None  # [k] label indices, best first
+    probs: np.ndarray | None = None  # [k]
+    error: str | None = None
+
+
+class _ImageList(Dataset):
+    """Decodes + transforms one image per item; a failure becomes an error item, never an exception, so that one
+    bad file among many does not stop the others."""
+
+    def __init__(self, images: Sequence[ImageInput], transform):
+        self.images = images
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> tuple[int, torch.Tensor | None, str | None]:
+        try:
+            return index, self.transform(self.images[index]), None
+        except Exception as err:  # any per-file failure (corrupt, missing, unreadable) is reported per file
+            message = (
+                str(err) if image_name(self.images[index]) in str(err) else f"{image_name(self.images[index])}: {err}"
+            )
+            return index, None, message
+
+
+def _collate_items(items):
+    ok = [(i, t) for i, t, e in items if e is None]
+    errors = [(i, e) for i, t, e in items if e is not None]
+    pixel_values = torch.stack([t for _, t in ok]) if ok else None
+    return [i for i, _ in ok], pixel_values, errors
+
+
+class Predictor:
+    """A classifier ready for inference: model (eval mode, on ``device``), preprocessing and options.
+
+    Args:
+        model: an image-classification model (``InatForImageClassification`` or any transformers classifier).
+        processor: its image processor; :class:`EvalPreset` / :class:`TTAPreset` replicate it.
+        device: default: CUDA when available, else CPU.
+        bf16: bf16 autocast for the forward pass.
+        channels_last: channels-last model and inputs (faster convolutions on GPU with bf16).
+        average: TTA averaging, ``"prob"`` or ``"logit"`` (see :mod:`inat_hf.inference.tta`).
+        full_decode: decode images at full size (bit-exact with the image processor, slower for large JPEGs);
+            by default JPEGs are DCT-reduced to the resize size (see ``inat_hf.data.decode``).
+    """
+
+    def __init__(
+        self,
+        model,
+        processor,
+        *,
+        device: str | torch.device | None = None,
+        bf16: bool = False,
+        channels_last: bool = False,
+        average: str = "prob",
+        full_decode: bool = False,
+    ):
+        if average not in AVERAGES:
+            raise ValueError(f"average must be one of {AVERAGES}, got {average!r}")
+        device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        model = model.eval().to(device)
+        if channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        self.model = model
+        self.config = model.config
+        self.processor = processor
+        self.device = device
+        self.bf16 = bf16
+        self.channels_last = channels_last
+        self.average = average
+        self.preset_kwargs = eval_kwargs_from_image_processor(processor)
+        if full_decode:
+            self.preset_kwargs["min_decode_size"] = 0
+        self.labels = LabelInfo.from_config(self.config)
+
+    @classmethod
+    def from_pretrained(cls, model_dir: str | os.PathLike, **kwargs: Any) -> Predictor:
+        """Check the config and the image processor, then load the weights (``AutoModelForImageClassification``)."""
+        from transformers import AutoModelForImageClassification
+
+        load_config(model_dir)  # clear errors first, before the (slow) weight loading
+        processor = load_image_processor(model_dir)
+        path = os.path.expanduser(os.fspath(model_dir)) if _is_local(os.fspath(model_dir)) else os.fspath(model_dir)
+        model = AutoModelForImageClassification.from_pretrained(path)
+        return cls(model, processor, **kwargs)
+
+    @property
+    def num_labels(self) -> int:
+        return self.config.num_labels
+
+    def transform(self, num_views: int = 1) -> EvalPreset:
+        """One image -> ``[3, S, S]`` (``num_views == 1``: :class:`EvalPreset`) or ``[V, 3, S, S]`` (TTA)."""
+        if num_views == 1:
+            return EvalPreset(**self.preset_kwargs)
+        return TTAPreset(num_views=num_views, **self.preset_kwargs)
+
+    def view_logits(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """``[B, V, 3, S, S]`` or ``[B, 3, S, S]`` -> float32 ``[B, V, C]`` (one forward)."""
+        return view_logits(self.model, pixel_values, bf16=self.bf16, channels_last=self.channels_last)
+
+    def scores(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """``[B, C]``: TTA-averaged scores (log-probabilities for ``"prob"``) or, for one view, the logits."""
+        logits = self.view_logits(pixel_values)
+        return logits[:, 0] if logits.shape[1] == 1 else average_views(logits, self.average)
+
+    def predict(
+        self,
+        images: Sequence[ImageInput],
+        *,
+        top_k: int = 5,
+        num_views: int = 1,
+        batch_size: int = 32,
+        num_workers: int = 0,
+        progress: bool = False,
+    ) -> Iterator[ImagePrediction]:
+        """Top-k predictions for ``images`` (paths, bytes, PIL images, ...), yielded in input order per batch.
+
+        An image that cannot be read yields an :class:`ImagePrediction` with ``error`` set; the others are still
+        predicted.
+        """
+        top_k = min(top_k, self.num_labels)
+        loader = DataLoader(
+            _ImageList(images, self.transform(num_views)),
+            batch_size=batch_size,
+            num_workers=num_workers,
+            collate_fn=_collate_items,
+            pin_memory=self.device.type == "cuda",
+        )
+        bar = tqdm(total=len(images), unit="img", desc="predict", disable=None if progress else True)
+        with bar:
+            for positions, pixel_values, errors in loader:
+                results = {p: ImagePrediction(p, image_name(images[p]), error=e) for p, e in errors}
+                if pixel_values is not None:
+                    probs = self.scores(pixel_values).softmax(dim=-1)  # [B, C]
+                    top_probs, top_indices = probs.topk(top_k, dim=-1)  # [B, k]
+                    top_probs, top_indices = top_probs.cpu().numpy(), top_indices.cpu().numpy()
+                    for row, p in enumerate(positions):
+                        results[p] = ImagePrediction(p, image_name(images[p]), top_indices[row], top_probs[row])
+                bar.update(len(results))
+                yield from (results[p] for p in sorted(results))

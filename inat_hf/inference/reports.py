@@ -1,0 +1,358 @@
+"""Evaluation reports: the files of ``DIR/test_results_<TIMESTAMP>/`` written by ``scripts/evaluate.py``.
+
+==============================  ==========================================================================
+file                            content
+==============================  ==========================================================================
+``summary.json``                top-1/3/5, ECE, macro P/R/F1, hierarchical accuracy of the primary run (TTA
+                                when enabled) and of every run under ``runs`` (``no_tta`` / ``tta``); number
+                                of images, seconds per image, images/s, model, split, TTA views, options
+``predictions.csv``             one row per image: ``image_id, file, true_index, true_label, pred_index,
+                                pred_label, confidence, correct, top{i}_index, top{i}_label, top{i}_prob``
+                                (i = 1..5); ``predictions_no_tta.csv`` too when both runs are scored
+``per_class.csv``               ``label_index, label, common_name, support, predicted, correct, accuracy,
+                                precision, recall, f1`` (every label, absent ones with support 0)
+``classification_report.txt``   scikit-learn's ``classification_report``
+``hierarchical_accuracy.csv``   ``rank, num_groups`` and one accuracy column per run
+``confusion_matrix.csv/.png``   label sets of at most ``max_confusion_labels`` (50) labels: counts, rows =
+                                true, columns = predicted; the heatmap is row-normalised
+``most_confused.csv``           larger label sets instead: the 100 most frequent (true, predicted) pairs with
+                                ``true_index, true_label, pred_index, pred_label, count, true_support, rate,
+                                shared_rank`` (the finest rank both belong to)
+``confusion_<rank>.csv/.png``   larger label sets: the confusion at a coarser rank (order, or class when order
+                                has more than ``max_confusion_labels`` values)
+``reliability_diagram.png``     accuracy vs confidence per calibration bin, ECE in the title
+``submission.csv``              with ``--submission``: ``Id,Predicted`` (see ``inference/submission.py``)
+==============================  ==========================================================================
+
+For an unlabeled split only ``summary.json`` (saying that accuracy metrics were skipped), ``predictions.csv``
+and ``submission.csv`` are written.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import math
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from . import metrics as M
+from .evaluator import MetricsResult, TopKPredictions
+from .predictor import LabelInfo
+
+__all__ = [
+    "MAX_CONFUSION_LABELS",
+    "make_run_dir",
+    "plot_confusion",
+    "plot_reliability",
+    "predictions_frame",
+    "write_evaluation_report",
+]
+
+MAX_CONFUSION_LABELS = 50
+MOST_CONFUSED_ROWS = 100
+_COARSE_RANKS = ("order", "class", "phylum", "kingdom")
+
+
+def make_run_dir(output_dir: str | os.PathLike, prefix: str = "test_results") -> Path:
+    """Create and return ``output_dir/<prefix>_<YYYYmmdd-HHMMSS>`` (``_2``, ``_3``... when it already exists)."""
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    base = Path(output_dir) / f"{prefix}_{stamp}"
+    path, n = base, 1
+    while True:
+        try:
+            path.mkdir(parents=True, exist_ok=False)
+            return path
+        except FileExistsError:
+            n += 1
+            path = base.with_name(f"{base.name}_{n}")
+
+
+def predictions_frame(
+    preds: TopKPredictions, labels: LabelInfo, *, image_ids: Sequence[Any], files: Sequence[str]
+) -> pd.DataFrame:
+    """One row per image (see the module docstring for the columns); unlabeled images have ``true_index -1`` and
+    empty ``true_label`` / ``correct``."""
+    names = np.asarray(labels.names, dtype=object)
+    labeled = preds.labeled
+    true_names = np.where(labeled, names[np.where(labeled, preds.labels, 0)], "")
+    correct = np.where(labeled, (preds.predictions == preds.labels).astype(object), "")
+    columns: dict[str, Any] = {
+        "image_id": list(image_ids),
+        "file": list(files),
+        "true_index": preds.labels,
+        "true_label": true_names,
+        "pred_index": preds.predictions,
+        "pred_label": names[preds.predictions],
+        "confidence": np.round(preds.confidence, 6),
+        "correct": correct,
+    }
+    for i in range(preds.indices.shape[1]):
+        columns[f"top{i + 1}_index"] = preds.indices[:, i]
+        columns[f"top{i + 1}_label"] = names[preds.indices[:, i]]
+        columns[f"top{i + 1}_prob"] = np.round(preds.probs[:, i], 6)
+    return pd.DataFrame(columns)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Plots (object-oriented matplotlib: no pyplot state, no GUI backend)
+# --------------------------------------------------------------------------------------------------------------
+
+
+def _figure(width: float, height: float):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def plot_confusion(matrix: np.ndarray, names: Sequence[str], path: str | os.PathLike, title: str) -> None:
+    """Row-normalised heatmap (fraction of each true class); names on the axes up to 60 classes, counts in the
+    cells up to 20."""
+    matrix = np.asarray(matrix)
+    n = len(names)
+    rows = matrix.sum(axis=1, keepdims=True)
+    frac = np.divide(matrix, rows, out=np.zeros(matrix.shape), where=rows > 0)
+    side = min(4 + 0.3 * n, 30)
+    fig = _figure(side + 1.5, side)
+    ax = fig.add_subplot()
+    image = ax.imshow(frac, cmap="Blues", vmin=0, vmax=1, interpolation="nearest")
+    fig.colorbar(image, ax=ax, shrink=0.8, label="fraction of true class")
+    if n <= 60:
+        ax.set_xticks(range(n), [str(x) for x in names], rotation=90, fontsize=7)
+        ax.set_yticks(range(n), [str(x) for x in names], fontsize=7)
+    if n <= 20:
+        for (i, j), count in np.ndenumerate(matrix):
+            if count:
+                ax.text(
+                    j,
+                    i,
+                    str(count),
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="white" if frac[i, j] > 0.5 else "black",
+                )
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title)
+    fig.savefig(path, dpi=110)
+
+
+def plot_reliability(data: M.ReliabilityData, path: str | os.PathLike, title: str) -> None:
+    """Reliability diagram: accuracy per confidence bin against the diagonal, and the bin counts below."""
+    fig = _figure(5.5, 6.5)
+    top, bottom = fig.subplots(2, 1, height_ratios=[3, 1], sharex=True)
+    width = np.diff(data.edges)
+    left = data.edges[:-1]
+    filled = data.counts > 0
+    top.bar(
+        left[filled],
+        data.accuracy[filled],
+        width=width[filled],
+        align="edge",
+        edgecolor="black",
+        color="tab:blue",
+        label="accuracy",
+    )
+    gap = data.mean_confidence[filled] - data.accuracy[filled]
+    top.bar(
+        left[filled],
+        gap,
+        bottom=data.accuracy[filled],
+        width=width[filled],
+        align="edge",
+        color="tab:red",
+        alpha=0.3,
+        label="gap to confidence",
+    )
+    top.plot([0, 1], [0, 1], "--", color="gray", label="perfect calibration")
+    top.set_xlim(0, 1)
+    top.set_ylim(0, 1)
+    top.set_ylabel("accuracy")
+    top.set_title(f"{title}\nECE = {data.ece:.4f} ({len(data.counts)} bins)")
+    top.legend(loc="upper left", fontsize=8)
+    bottom.bar(left, data.counts, width=width, align="edge", edgecolor="black", color="gray")
+    bottom.set_xlabel("confidence (top-1 probability)")
+    bottom.set_ylabel("images")
+    fig.savefig(path, dpi=110)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The report
+# --------------------------------------------------------------------------------------------------------------
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return str(value)
+
+
+def _clean_nan(value: Any) -> Any:
+    # JSON has no NaN: write null
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _clean_nan(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean_nan(v) for v in value]
+    return value
+
+
+def _write_confusion_csv(matrix: np.ndarray, names: Sequence[str], path: Path) -> None:
+    frame = pd.DataFrame(matrix, index=list(names), columns=list(names))
+    frame.index.name = "true \\ predicted"
+    frame.to_csv(path)
+
+
+def _shared_rank(true: np.ndarray, pred: np.ndarray, rank_groups: Mapping[str, np.ndarray], label_rank: str | None):
+    """The finest rank (below the label rank) at which each (true, pred) pair agrees; "" when none."""
+    shared = np.full(len(true), "", dtype=object)
+    for rank, groups in reversed(list(rank_groups.items())):  # coarse -> fine: finer ranks overwrite
+        if rank == label_rank:
+            continue
+        same = groups[true] == groups[pred]
+        shared[same] = rank
+    return shared
+
+
+def _coarse_rank(rank_groups: Mapping[str, np.ndarray], label_rank: str | None, max_labels: int) -> str | None:
+    candidates = [r for r in _COARSE_RANKS if r in rank_groups and r != label_rank]
+    for rank in candidates:
+        if int(rank_groups[rank].max()) + 1 <= max_labels:
+            return rank
+    return candidates[-1] if candidates else None
+
+
+def write_evaluation_report(
+    run_dir: str | os.PathLike,
+    *,
+    runs: Mapping[str, TopKPredictions],
+    metrics: Mapping[str, MetricsResult],
+    primary: str,
+    labels: LabelInfo,
+    image_ids: Sequence[Any],
+    files: Sequence[str],
+    info: Mapping[str, Any],
+    rank_groups: Mapping[str, np.ndarray] | None = None,
+    max_confusion_labels: int = MAX_CONFUSION_LABELS,
+    submission_lookup: np.ndarray | None = None,
+) -> dict[str, Any]:
+    """Write every report file into ``run_dir`` (see the module docstring); return the summary dict.
+
+    Args:
+        runs: top-k predictions per run name (``"no_tta"``, ``"tta"``).
+        metrics: :func:`~inat_hf.inference.evaluator.compute_metrics` result per run.
+        primary: the run whose predictions, per-class table, confusion and reliability diagram are written.
+        labels: label names / taxonomy of the model.
+        image_ids, files: per image, in prediction order.
+        info: extra summary entries (model dir, split, timing, options).
+        rank_groups: ``{rank: label_to_group}`` (hierarchical accuracy, coarse confusion, shared ranks).
+        submission_lookup: label -> iNat category id; writes ``submission.csv`` when given.
+    """
+    from .submission import write_submission
+
+    run_dir = Path(run_dir)
+    rank_groups = dict(rank_groups or {})
+    preds = runs[primary]
+    result = metrics[primary]
+    written: list[str] = []
+
+    def out(name: str) -> Path:
+        written.append(name)
+        return run_dir / name
+
+    predictions_frame(preds, labels, image_ids=image_ids, files=files).to_csv(out("predictions.csv"), index=False)
+    for name, other in runs.items():
+        if name != primary:
+            predictions_frame(other, labels, image_ids=image_ids, files=files).to_csv(
+                out(f"predictions_{name}.csv"), index=False
+            )
+    if submission_lookup is not None:
+        write_submission(out("submission.csv"), list(image_ids), preds.indices, submission_lookup)
+
+    if result.per_class is not None:
+        mask = preds.labeled
+        y_true, y_pred = preds.labels[mask], preds.predictions[mask]
+        per_class = pd.DataFrame(
+            {
+                "label_index": np.arange(labels.num_labels),
+                "label": labels.names,
+                "common_name": [c if c is not None else "" for c in labels.common_names],
+                **{key: result.per_class[key] for key in ("support", "predicted", "correct")},
+                **{key: np.round(result.per_class[key], 6) for key in ("accuracy", "precision", "recall", "f1")},
+            }
+        )
+        per_class.to_csv(out("per_class.csv"), index=False)
+        out("classification_report.txt").write_text(M.classification_report_text(y_true, y_pred, labels.names))
+
+        if rank_groups:
+            hier = pd.DataFrame(
+                {
+                    "rank": list(rank_groups),
+                    "num_groups": [int(g.max()) + 1 for g in rank_groups.values()],
+                    **{
+                        name: [m.summary.get("hierarchical_accuracy", {}).get(r) for r in rank_groups]
+                        for name, m in metrics.items()
+                    },
+                }
+            )
+            hier.to_csv(out("hierarchical_accuracy.csv"), index=False)
+
+        if labels.num_labels <= max_confusion_labels:
+            matrix = M.confusion_matrix(y_true, y_pred, labels.num_labels)
+            _write_confusion_csv(matrix, labels.names, out("confusion_matrix.csv"))
+            plot_confusion(matrix, labels.names, out("confusion_matrix.png"), f"confusion ({primary})")
+        else:
+            # A dense C x C matrix is neither readable nor cheap at C = 10k: the most confused pairs instead ...
+            true, pred, count = M.most_confused(
+                *M.sparse_confusion(y_true, y_pred, labels.num_labels), k=MOST_CONFUSED_ROWS
+            )
+            support = result.per_class["support"][true]
+            names = np.asarray(labels.names, dtype=object)
+            pd.DataFrame(
+                {
+                    "true_index": true,
+                    "true_label": names[true],
+                    "pred_index": pred,
+                    "pred_label": names[pred],
+                    "count": count,
+                    "true_support": support,
+                    "rate": np.round(count / np.maximum(support, 1), 6),
+                    "shared_rank": _shared_rank(true, pred, rank_groups, labels.label_rank),
+                }
+            ).to_csv(out("most_confused.csv"), index=False)
+            # ... and the full confusion at a coarse rank.
+            rank = _coarse_rank(rank_groups, labels.label_rank, max_confusion_labels)
+            if rank is not None:
+                group_names = sorted(set(labels.ranks[rank])) if rank in labels.ranks else None
+                groups = rank_groups[rank]
+                num_groups = int(groups.max()) + 1
+                group_names = group_names or [str(i) for i in range(num_groups)]
+                matrix = M.group_confusion(y_true, y_pred, groups, num_groups)
+                _write_confusion_csv(matrix, group_names, out(f"confusion_{rank}.csv"))
+                plot_confusion(matrix, group_names, out(f"confusion_{rank}.png"), f"confusion at {rank} ({primary})")
+
+        plot_reliability(result.reliability, out("reliability_diagram.png"), f"reliability ({primary})")
+
+    summary: dict[str, Any] = dict(info)
+    summary["primary_run"] = primary
+    summary.update(result.summary)
+    summary["runs"] = {name: m.summary for name, m in metrics.items()}
+    if result.reliability is not None:
+        summary["reliability"] = result.reliability.to_dict()
+    summary["files"] = [*written, "summary.json"]
+    (run_dir / "summary.json").write_text(
+        json.dumps(_clean_nan(summary), indent=2, ensure_ascii=False, default=_json_default) + "\n"
+    )
+    return summary

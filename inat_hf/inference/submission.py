@@ -1,0 +1,75 @@
+"""iNaturalist 2021 competition (Kaggle) submission files.
+
+Format: a CSV with the header ``Id,Predicted`` and one row per test image: the image id, then the top-5 predicted
+ORIGINAL iNat category ids (not label indices), best first, separated by spaces::
+
+    Id,Predicted
+    100060,31 10 24 23 48
+
+The ids come from the model config's taxonomy (``config.taxonomy["category_ids"]``, one id per species label).
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from .predictor import InferenceError
+
+__all__ = ["SUBMISSION_HEADER", "SUBMISSION_TOPK", "category_id_lookup", "submission_rows", "write_submission"]
+
+SUBMISSION_HEADER = ("Id", "Predicted")
+SUBMISSION_TOPK = 5
+
+
+def category_id_lookup(config: Any) -> np.ndarray:
+    """``[C]`` int64: the original iNat category id of every label, from ``config.taxonomy["category_ids"]``.
+
+    Raises :class:`InferenceError` (before any work is done, call it early) when the config has no taxonomy or
+    its labels are not single categories (a genus-level model covers several category ids per label).
+    """
+    taxonomy = getattr(config, "taxonomy", None) or {}
+    ids = taxonomy.get("category_ids")
+    if ids is None:
+        raise InferenceError(
+            "a submission needs the original iNat category id of every label, but the model config has no "
+            "taxonomy['category_ids']; train from a dataset prepared with inat_hf (its taxonomy is stored in the "
+            "config) or set config.taxonomy."
+        )
+    multi = [i for i, c in enumerate(ids) if len(c) != 1]
+    if multi:
+        rank = taxonomy.get("rank", getattr(config, "label_rank", "?"))
+        raise InferenceError(
+            f"a submission needs one iNat category (species) per label, but this {rank}-level model has "
+            f"{len(multi)} labels covering several or no categories (e.g. label {multi[0]}: {list(ids[multi[0]])}). "
+            "Use a species-level model."
+        )
+    return np.array([c[0] for c in ids], dtype=np.int64)
+
+
+def submission_rows(topk_indices: np.ndarray, lookup: np.ndarray, k: int = SUBMISSION_TOPK) -> list[str]:
+    """``[N, K]`` label indices (best first) -> ``N`` strings of the first ``k`` category ids, space-separated."""
+    topk_indices = np.asarray(topk_indices)
+    if topk_indices.ndim != 2:
+        raise ValueError(f"topk_indices must be [N, K], got shape {topk_indices.shape}")
+    ids = lookup[topk_indices[:, :k]]  # [N, k]
+    return [" ".join(str(int(i)) for i in row) for row in ids]
+
+
+def write_submission(
+    path: str | os.PathLike, image_ids: Sequence[Any], topk_indices: np.ndarray, lookup: np.ndarray
+) -> str:
+    """Write the competition CSV (see the module docstring) and return its path."""
+    if len(image_ids) != len(topk_indices):
+        raise ValueError(f"{len(image_ids)} image ids but {len(topk_indices)} predictions")
+    path = os.fspath(path)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(SUBMISSION_HEADER)
+        writer.writerows(zip(image_ids, submission_rows(topk_indices, lookup)))
+    return path

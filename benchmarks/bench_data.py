@@ -154,8 +154,9 @@ def _tv_decode_jpeg(data: bytes) -> torch.Tensor:
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # deprecated in torchvision 0.29 (-> TorchCodec)
-        return decode_jpeg(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=ImageReadMode.RGB,
-                           apply_exif_orientation=True)
+        return decode_jpeg(
+            torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=ImageReadMode.RGB, apply_exif_orientation=True
+        )
 
 
 # ---- sections ---------------------------------------------------------------------------------------------------
@@ -199,11 +200,19 @@ def bench_ops(datas: list[bytes], repeat: int) -> dict:
     torch.manual_seed(0)
     ops = {
         "RandomResizedCrop (from 500x375)": (v2.RandomResizedCrop(224, antialias=True), full, full_f, None),
-        "ColorJitter(.4,.4,.4,.1)": (v2.ColorJitter(0.4, 0.4, 0.4, 0.1), small, small_f,
-                                     FusedColorJitter(0.4, 0.4, 0.4, 0.1)),
+        "ColorJitter(.4,.4,.4,.1)": (
+            v2.ColorJitter(0.4, 0.4, 0.4, 0.1),
+            small,
+            small_f,
+            FusedColorJitter(0.4, 0.4, 0.4, 0.1),
+        ),
         "RandomRotation(15)": (v2.RandomRotation(15), small, small_f, RandomRotationNearest(15)),
-        "GaussianBlur(13, 0.1-2) (always)": (v2.GaussianBlur(13, (0.1, 2.0)), small, small_f,
-                                             RandomGaussianBlur(13, (0.1, 2.0), p=1.0)),
+        "GaussianBlur(13, 0.1-2) (always)": (
+            v2.GaussianBlur(13, (0.1, 2.0)),
+            small,
+            small_f,
+            RandomGaussianBlur(13, (0.1, 2.0), p=1.0),
+        ),
         "Normalize (uint8 -> float)": (None, small, small_f, None),
     }
     out = {}
@@ -214,7 +223,8 @@ def bench_ops(datas: list[bytes], repeat: int) -> dict:
             row["v2_float32_ms"] = 1e3 * time_call(lambda op=tv_op, x=f32: op(x), repeat=repeat, number=10)
         else:
             row["v2_float32_ms"] = 1e3 * time_call(
-                lambda x=u8: v2.functional.normalize(x.float().div_(255), MEAN, STD), repeat=repeat, number=10)
+                lambda x=u8: v2.functional.normalize(x.float().div_(255), MEAN, STD), repeat=repeat, number=10
+            )
         if our_op is not None:
             row["ours_uint8_ms"] = 1e3 * time_call(lambda op=our_op, x=u8: op(x), repeat=repeat, number=10)
         out[name] = {k: round(v, 3) for k, v in row.items()}
@@ -271,9 +281,16 @@ def bench_loader(datas: list[bytes], *, batch_size: int, batches: int, num_worke
         {"image": [{"bytes": d, "path": None} for d in rows], "label": [i % 1000 for i in range(len(rows))]},
         features=datasets.Features({"image": datasets.Image(decode=False), "label": datasets.Value("int64")}),
     ).with_transform(make_train_transform(AugmentationConfig(), normalize=normalize))
-    loader = DataLoader(ds, batch_size=batch_size, shuffle=True, num_workers=num_workers, drop_last=True,
-                        persistent_workers=num_workers > 0, prefetch_factor=4 if num_workers else None,
-                        collate_fn=ImageClassificationCollator())
+    loader = DataLoader(
+        ds,
+        batch_size=batch_size,
+        shuffle=True,
+        num_workers=num_workers,
+        drop_last=True,
+        persistent_workers=num_workers > 0,
+        prefetch_factor=4 if num_workers else None,
+        collate_fn=ImageClassificationCollator(),
+    )
     it = iter(loader)
     for _ in range(warmup):  # start workers (their first batches include start-up)
         next(it)
@@ -285,8 +302,13 @@ def bench_loader(datas: list[bytes], *, batch_size: int, batches: int, num_worke
     seconds = time.perf_counter() - start
     desc = f"{batch['pixel_values'].dtype} {list(batch['pixel_values'].shape)}"
     del it, loader
-    return {"num_workers": num_workers, "batch_size": batch_size, "img_s": round(seen / seconds, 1), "batch": desc,
-            "main_rss_mb": round(rss_mb())}
+    return {
+        "num_workers": num_workers,
+        "batch_size": batch_size,
+        "img_s": round(seen / seconds, 1),
+        "batch": desc,
+        "main_rss_mb": round(rss_mb()),
+    }
 
 
 def bench_mixup(per_image_ms: float, repeat: int) -> dict:
@@ -319,8 +341,12 @@ def run(quick: bool = False) -> dict:
         large_paths, _ = make_jpegs(max(8, n_images // 4), (1000, 750), tmp)
         datas = [_read(p) for p in paths]
         large = [_read(p) for p in large_paths]
-        result: dict = {"images": source, "n_images": len(datas), "rounds": rounds,
-                        "mean_jpeg_kb": round(sum(map(len, datas)) / len(datas) / 1024, 1)}
+        result: dict = {
+            "images": source,
+            "n_images": len(datas),
+            "rounds": rounds,
+            "mean_jpeg_kb": round(sum(map(len, datas)) / len(datas) / 1024, 1),
+        }
         result["train"] = bench_train(datas, rounds)
         result["ops_224px_ms"] = bench_ops(datas, repeat=3 if quick else 5)
         result["decode_img_s"] = bench_decode(datas, large, rounds)
@@ -329,8 +355,12 @@ def run(quick: bool = False) -> dict:
         workers = min(2, os.cpu_count() or 1)
         for normalize in (True, False):
             result["loader_float32" if normalize else "loader_uint8"] = bench_loader(
-                datas, batch_size=32 if quick else 64, batches=8 if quick else 24, num_workers=workers,
-                normalize=normalize)
+                datas,
+                batch_size=32 if quick else 64,
+                batches=8 if quick else 24,
+                num_workers=workers,
+                normalize=normalize,
+            )
         torch.set_num_threads(1)
         result["mixup"] = bench_mixup(1e3 / result["train"]["ours_float32_img_s"], repeat=3 if quick else 5)
     result["wall_s"] = round(time.perf_counter() - t0, 1)
@@ -345,34 +375,55 @@ def print_result(result: dict) -> None:
         [
             ("naive seed chain (PIL + v1 float)", tr["naive_seed_img_s"], "1.00x"),
             ("ours, float32 out", tr["ours_float32_img_s"], f"{tr['speedup_float32']:.2f}x"),
-            ("ours, uint8 out (+ CPU normalize)", tr["ours_uint8_incl_cpu_normalize_img_s"],
-             f"{tr['speedup_uint8_incl_normalize']:.2f}x"),
+            (
+                "ours, uint8 out (+ CPU normalize)",
+                tr["ours_uint8_incl_cpu_normalize_img_s"],
+                f"{tr['speedup_uint8_incl_normalize']:.2f}x",
+            ),
             ("target", "", f">= {tr['target_speedup']:.1f}x: {'met' if tr['meets_target'] else 'NOT met'}"),
         ],
     )
     print_table(
         "per op at 224 px, one core (ms)",
-        [(name, row.get("v2_uint8_ms", "-"), row.get("v2_float32_ms", "-"), row.get("ours_uint8_ms", "-"))
-         for name, row in result["ops_224px_ms"].items()],
+        [
+            (name, row.get("v2_uint8_ms", "-"), row.get("v2_float32_ms", "-"), row.get("ours_uint8_ms", "-"))
+            for name, row in result["ops_224px_ms"].items()
+        ],
         header=("op", "v2 uint8", "v2 float32", "ours uint8"),
     )
     dec = result["decode_img_s"]
-    print_table("decode only, one core (img/s)",
-                [(k, dec["500x375"].get(k, "-"), dec["1000x750"].get(k, "-"))
-                 for k in dict.fromkeys([*dec["500x375"], *dec["1000x750"]])],
-                header=("decoder", "500x375", "1000x750"))
+    print_table(
+        "decode only, one core (img/s)",
+        [
+            (k, dec["500x375"].get(k, "-"), dec["1000x750"].get(k, "-"))
+            for k in dict.fromkeys([*dec["500x375"], *dec["1000x750"]])
+        ],
+        header=("decoder", "500x375", "1000x750"),
+    )
     ev = result["eval"]
-    print_table("eval / TTA, one core",
-                [("eval preset", f"{ev['eval_img_s']} img/s"),
-                 ("TTA 5 views", f"{ev['tta5_img_s']} img/s ({ev['tta5_views_s']} views/s)")])
-    print_table("DataLoader (train transform, all cores)",
-                [(f"num_workers={ld['num_workers']}, batch {ld['batch_size']}", f"{ld['img_s']} img/s", ld["batch"])
-                 for ld in (result["loader_float32"], result["loader_uint8"])])
+    print_table(
+        "eval / TTA, one core",
+        [
+            ("eval preset", f"{ev['eval_img_s']} img/s"),
+            ("TTA 5 views", f"{ev['tta5_img_s']} img/s ({ev['tta5_views_s']} views/s)"),
+        ],
+    )
+    print_table(
+        "DataLoader (train transform, all cores)",
+        [
+            (f"num_workers={ld['num_workers']}, batch {ld['batch_size']}", f"{ld['img_s']} img/s", ld["batch"])
+            for ld in (result["loader_float32"], result["loader_uint8"])
+        ],
+    )
     mx = result["mixup"]
-    print_table("mixup/cutmix on CPU vs worker time per batch of 64",
-                [("timm Mixup (one core)", f"{mx['mixup_cutmix_batch64_cpu_ms']} ms"),
-                 ("train pipeline for 64 images (one core)", f"{mx['worker_batch64_pipeline_ms']} ms"),
-                 ("share", f"{100 * mx['mixup_share_of_worker_batch']:.1f} %")])
+    print_table(
+        "mixup/cutmix on CPU vs worker time per batch of 64",
+        [
+            ("timm Mixup (one core)", f"{mx['mixup_cutmix_batch64_cpu_ms']} ms"),
+            ("train pipeline for 64 images (one core)", f"{mx['worker_batch64_pipeline_ms']} ms"),
+            ("share", f"{100 * mx['mixup_share_of_worker_batch']:.1f} %"),
+        ],
+    )
     print(f"\nwall: {result['wall_s']} s")
 
 

@@ -58,15 +58,21 @@ def peak_rss_mb() -> float:
     return peak / 2**20 if sys.platform == "darwin" else peak / 1024
 
 
-def peak_rss_of(cmd: Sequence[str], *, env: Mapping[str, str] | None = None, cwd: str | os.PathLike | None = None,
-                timeout: float | None = None) -> tuple[float, float]:
+def peak_rss_of(
+    cmd: Sequence[str],
+    *,
+    env: Mapping[str, str] | None = None,
+    cwd: str | os.PathLike | None = None,
+    timeout: float | None = None,
+) -> tuple[float, float]:
     """Run ``cmd`` to completion; return ``(wall seconds, peak RSS MiB)`` of that process (its own rusage).
 
     Output goes to a temp file, shown (tail) in the ``CalledProcessError`` raised on a non-zero exit."""
     with tempfile.TemporaryFile() as log:
         start = time.perf_counter()
-        proc = subprocess.Popen(list(cmd), env=dict(env) if env is not None else None, cwd=cwd, stdout=log,
-                                stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            list(cmd), env=dict(env) if env is not None else None, cwd=cwd, stdout=log, stderr=subprocess.STDOUT
+        )
         deadline = None if timeout is None else start + timeout
         while True:
             pid, status, usage = os.wait4(proc.pid, os.WNOHANG if deadline else 0)
@@ -102,8 +108,9 @@ def time_call(fn: Callable[[], Any], *, repeat: int = 5, number: int = 1, warmup
     return best
 
 
-def compare_throughput(candidates: Mapping[str, Callable[[Any], Any]], items: Iterable[Any], *, rounds: int = 3,
-                       warmup: int = 1) -> dict[str, dict[str, float]]:
+def compare_throughput(
+    candidates: Mapping[str, Callable[[Any], Any]], items: Iterable[Any], *, rounds: int = 3, warmup: int = 1
+) -> dict[str, dict[str, float]]:
     """Items per second of each ``candidates[name](item)`` over ``items``, measured interleaved (round-robin
     passes, so that background load hits every candidate alike). Returns, per name, ``best`` (the fastest
     round, the usual figure of merit on a shared machine), ``median`` and ``ms_per_item`` (of the best)."""
@@ -175,6 +182,8 @@ def print_table(title: str, rows: Iterable[Sequence[Any]], header: Sequence[str]
     sizes = [max(len(r[i]) for r in rows) for i in range(width)]
     print(f"\n== {title} ==")
     for k, row in enumerate(rows):
-        print("  ".join(cell.ljust(sizes[i]) if i == 0 else cell.rjust(sizes[i]) for i, cell in enumerate(row)).rstrip())
+        print(
+            "  ".join(cell.ljust(sizes[i]) if i == 0 else cell.rjust(sizes[i]) for i, cell in enumerate(row)).rstrip()
+        )
         if header is not None and k == 0:
             print("  ".join("-" * s for s in sizes))

@@ -55,8 +55,9 @@ class ImageClassificationCollator:
         channels_last = self.channels_last and tensors[0].ndim == 3
         in_worker = torch.utils.data.get_worker_info() is not None
         if channels_last:
-            out = torch.empty((len(tensors), *tensors[0].shape), dtype=tensors[0].dtype,
-                              memory_format=torch.channels_last)
+            out = torch.empty(
+                (len(tensors), *tensors[0].shape), dtype=tensors[0].dtype, memory_format=torch.channels_last
+            )
             if in_worker:
                 out.share_memory_()  # what crosses the worker -> main process queue; saves a copy there
             for i, t in enumerate(tensors):

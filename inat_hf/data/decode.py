@@ -264,7 +264,9 @@ def decode_image(
 
 def _tensor_to_rgb(t: torch.Tensor, name: str) -> torch.Tensor:
     if t.dtype != torch.uint8 or t.ndim not in (2, 3):
-        raise TypeError(f"expected a uint8 image tensor [C, H, W] for {name}, found {t.dtype} of shape {tuple(t.shape)}")
+        raise TypeError(
+            f"expected a uint8 image tensor [C, H, W] for {name}, found {t.dtype} of shape {tuple(t.shape)}"
+        )
     if t.ndim == 2:
         t = t[None]
     if t.shape[0] == 1:

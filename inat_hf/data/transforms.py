@@ -232,9 +232,13 @@ class AugmentationConfig:
     @property
     def jitter_hue(self) -> float:
         """Hue amplitude in effect (0 when colour jitter is off)."""
-        if not any(self.jitter_strengths) and not (isinstance(self.color_jitter, tuple) and len(self.color_jitter) == 4):
+        if not any(self.jitter_strengths) and not (
+            isinstance(self.color_jitter, tuple) and len(self.color_jitter) == 4
+        ):
             return 0.0
-        return self.color_jitter[3] if isinstance(self.color_jitter, tuple) and len(self.color_jitter) == 4 else self.hue
+        return (
+            self.color_jitter[3] if isinstance(self.color_jitter, tuple) and len(self.color_jitter) == 4 else self.hue
+        )
 
     @property
     def decode_min_size(self) -> int:
@@ -564,7 +568,9 @@ def eval_kwargs_from_image_processor(processor: Any) -> dict[str, Any]:
     size, crop = processor.size, processor.crop_size
     shortest = get(size, "shortest_edge")
     if not shortest or not getattr(processor, "do_center_crop", True) or crop is None:
-        raise ValueError(f"expected an image processor with size={{'shortest_edge': R}} and a center crop, found size={size}")
+        raise ValueError(
+            f"expected an image processor with size={{'shortest_edge': R}} and a center crop, found size={size}"
+        )
     height, width = get(crop, "height"), get(crop, "width")
     if height != width:
         raise ValueError(f"expected a square crop_size, found {crop}")
@@ -759,7 +765,9 @@ class BatchTransform:
     ``image`` before the transform runs: ``KeyError: 'image'``).
     """
 
-    def __init__(self, preset: Callable[[ImageInput], torch.Tensor], *, image_key: str = "image", label_key: str = "label"):
+    def __init__(
+        self, preset: Callable[[ImageInput], torch.Tensor], *, image_key: str = "image", label_key: str = "label"
+    ):
         self.preset = preset
         self.image_key = image_key
         self.label_key = label_key

@@ -11,6 +11,7 @@ The dev box is small and shared (2 cores), so compare candidates *interleaved* i
 from __future__ import annotations
 
 import contextlib
+import importlib.metadata
 import json
 import os
 import platform
@@ -148,10 +149,19 @@ def machine_info() -> dict[str, Any]:
         info["sched_cpus"] = len(os.sched_getaffinity(0))
     with contextlib.suppress(OSError):
         info["load_avg_1m"] = round(os.getloadavg()[0], 2)  # others' work on a shared box skews timings
-    for module in ("torch", "torchvision", "PIL", "transformers", "datasets", "timm"):
+    for module, dist in (
+        ("torch", "torch"),
+        ("torchvision", "torchvision"),
+        ("PIL", "pillow"),
+        ("transformers", "transformers"),
+        ("datasets", "datasets"),
+        ("timm", "timm"),
+    ):
         mod = sys.modules.get(module)
-        if mod is not None:
-            info[module] = getattr(mod, "__version__", "?")
+        try:  # without importing the package (run_all stays light)
+            info[module] = mod.__version__ if mod is not None else importlib.metadata.version(dist)
+        except (AttributeError, importlib.metadata.PackageNotFoundError):
+            info[module] = "?"
     return info
 
 

@@ -26,6 +26,15 @@ from torch import nn
 REDUCTIONS = ("mean", "sum", "none")
 
 
+def _check_settings(gamma: float, label_smoothing: float, reduction: str) -> None:
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"reduction={reduction!r} is not supported; valid choices: {', '.join(REDUCTIONS)}.")
+    if gamma < 0:
+        raise ValueError(f"gamma={gamma} must be >= 0 (0 gives cross-entropy).")
+    if not 0 <= label_smoothing < 1:
+        raise ValueError(f"label_smoothing={label_smoothing} must be in [0, 1).")
+
+
 def focal_loss(
     logits: torch.Tensor,
     target: torch.Tensor,
@@ -47,12 +56,7 @@ def focal_loss(
     Returns:
         A float32 scalar, or `[B]` for `reduction="none"`.
     """
-    if reduction not in REDUCTIONS:
-        raise ValueError(f"reduction={reduction!r} is not supported; valid choices: {', '.join(REDUCTIONS)}.")
-    if gamma < 0:
-        raise ValueError(f"gamma={gamma} must be >= 0 (0 gives cross-entropy).")
-    if not 0 <= label_smoothing < 1:
-        raise ValueError(f"label_smoothing={label_smoothing} must be in [0, 1).")
+    _check_settings(gamma, label_smoothing, reduction)
     if logits.ndim != 2:
         raise ValueError(f"logits must have shape [batch, num_classes], got {tuple(logits.shape)}.")
     batch_size, num_classes = logits.shape
@@ -109,12 +113,7 @@ class FocalLoss(nn.Module):
     ):
         super().__init__()
         # Validate eagerly so that a bad setting fails when the loss is built, not at the first step.
-        if reduction not in REDUCTIONS:
-            raise ValueError(f"reduction={reduction!r} is not supported; valid choices: {', '.join(REDUCTIONS)}.")
-        if gamma < 0:
-            raise ValueError(f"gamma={gamma} must be >= 0 (0 gives cross-entropy).")
-        if not 0 <= label_smoothing < 1:
-            raise ValueError(f"label_smoothing={label_smoothing} must be in [0, 1).")
+        _check_settings(gamma, label_smoothing, reduction)
         self.gamma = float(gamma)
         self.label_smoothing = float(label_smoothing)
         self.reduction = reduction

@@ -1,0 +1,264 @@
+"""Run every benchmark and write one results table: ``benchmarks/results.md`` + ``benchmarks/results.json``.
+
+    python -m benchmarks                 # = python -m benchmarks.run_all (full sizes)
+    python -m benchmarks --quick         # < 5 minutes on the 2-core reference machine
+    python -m benchmarks --only data,infer
+
+Each benchmark runs in its own process (thread settings and imports of one cannot skew another) and writes its raw
+figures to ``benchmarks/_work/results/<name>.json``; the table puts each baseline, measured in the same run, next
+to our figure, with the ratio and the target.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from benchmarks.common import REPO_ROOT, RESULTS_DIR, machine_info
+
+BENCHMARKS = ("prepare", "data", "train", "infer")
+RESULTS_MD = REPO_ROOT / "benchmarks" / "results.md"
+RESULTS_JSON = REPO_ROOT / "benchmarks" / "results.json"
+
+
+def _load(name: str) -> dict | None:
+    path = RESULTS_DIR / f"{name}.json"
+    return json.loads(path.read_text())["results"] if path.is_file() else None
+
+
+def _row(what, baseline, ours, ratio, target, met):
+    return {"measure": what, "baseline": baseline, "ours": ours, "ratio": ratio, "target": target, "met": met}
+
+
+def summary_rows(results: dict[str, dict | None]) -> list[dict]:
+    """The comparison table: one row per target, baseline and ours from the same run."""
+    rows = []
+    prep = results.get("prepare")
+    if prep:
+        n = f"{prep['images']:,} records ({prep['json_mb']} MB)"
+        rows.append(
+            _row(
+                f"prepare train.json, {n}: wall",
+                f"json.load alone {prep['baseline_json_load_s']} s",
+                f"{prep['prepare_s']} s",
+                None,
+                "≤ 60 s (full size)",
+                prep["prepare_s"] <= 60 if prep["images"] > 2_000_000 else None,
+            )
+        )
+        rows.append(
+            _row(
+                f"prepare train.json, {n}: peak RSS",
+                f"json.load alone {prep['baseline_json_load_rss_mb']:,} MB",
+                f"{prep['prepare_peak_rss_mb']:,} MB",
+                None,
+                "≤ 4096 MB (full size)",
+                prep["prepare_peak_rss_mb"] <= 4096 if prep["images"] > 2_000_000 else None,
+            )
+        )
+        rows.append(
+            _row(
+                "reopen prepared dataset (datasets.load_from_disk, fresh process)",
+                "",
+                f"{prep['load_from_disk_s']} s, {prep['load_from_disk_rss_mb']} MB RSS",
+                None,
+                "≤ 1 s, ≤ 500 MB",
+                prep["load_from_disk_s"] <= 1 and prep["load_from_disk_rss_mb"] <= 500,
+            )
+        )
+        rows.append(
+            _row(
+                "reopen with load_prepared after `import inat_hf.data` (torch, transformers)",
+                "",
+                f"{prep['reopen_s']} s (+{prep['reopen_import_s']} s import), {prep['reopen_rss_mb']} MB RSS "
+                f"(+{prep['reopen_rss_delta_mb']} MB for the dataset)",
+                None,
+                "",
+                None,
+            )
+        )
+    data = results.get("data")
+    if data:
+        t = data["train"]
+        rows.append(
+            _row(
+                "train transform per core (500×375 JPEG → float32 3×224×224)",
+                f"{t['naive_seed_img_s']} img/s (seed: PIL + float v1 chain)",
+                f"{t['ours_float32_img_s']} img/s",
+                t["speedup_float32"],
+                "≥ 3.0×",
+                t["speedup_float32"] >= 3.0,
+            )
+        )
+        loader = data["loader_float32"]
+        train = results.get("train") or {}
+        model_rate = train.get("plain_img_s")
+        rows.append(
+            _row(
+                f"DataLoader, {loader['num_workers']} workers (img/s delivered) vs model training step",
+                f"model: {model_rate} img/s ({train.get('backbone')} @ {train.get('image_size')} px fp32)"
+                if model_rate
+                else "",
+                f"{loader['img_s']} img/s",
+                round(loader["img_s"] / model_rate, 1) if model_rate else None,
+                "loader faster than the model",
+                loader["img_s"] > model_rate if model_rate else None,
+            )
+        )
+    train = results.get("train")
+    if train:
+        rows.append(
+            _row(
+                f"training step, {train['backbone']} @ {train['image_size']} px, batch {train['batch_size']}",
+                f"{train['plain_img_s']} img/s (plain PyTorch loop)",
+                f"{train['trainer_img_s']} img/s (InatTrainer)",
+                train["trainer_vs_plain"],
+                "≥ 0.95",
+                train["trainer_vs_plain"] >= 0.95,
+            )
+        )
+        rows.append(
+            _row(
+                "bf16 + channels_last vs fp32 training step (CPU)",
+                f"{train['fp32_img_s']} img/s fp32",
+                f"{train['bf16_channels_last_img_s']} img/s",
+                train["bf16_channels_last_speedup"],
+                "report (native bf16: " + str(train.get("cpu_has_native_bf16")) + ")",
+                None,
+            )
+        )
+    infer = results.get("infer")
+    if infer:
+        cfg = infer["config"]
+        through = {(r["dtype"], r["batch"], r["mode"]): r for r in infer["throughput"]}
+        for tta in infer["tta"]:
+            if tta["dtype"] != "fp32":
+                continue
+            single = through[("fp32", tta["batch"], "single view")]
+            batched = through[("fp32", tta["batch"], "TTA x5 batched")]
+            label = f"5-view TTA cost, {cfg['backbone']} @ {cfg['image_size']} px, batch {tta['batch']}"
+            if tta["batch"] >= 32:
+                rows.append(
+                    _row(
+                        label,
+                        f"{single['images_per_s']:.1f} img/s single view",
+                        f"{batched['images_per_s']:.2f} img/s",
+                        round(tta["tta_cost_ratio"], 2),
+                        "≤ 5.0 (× single view)",
+                        tta["tta_cost_ratio"] <= 5.0,
+                    )
+                )
+                rows.append(
+                    _row(
+                        "  same, against one forward over as many distinct images",
+                        "",
+                        "",
+                        round(tta["tta_vs_same_compute"], 2),
+                        "≈ 1.0 (no TTA overhead)",
+                        None,
+                    )
+                )
+            else:
+                seq = through[("fp32", tta["batch"], "TTA x5 sequential")]
+                rows.append(
+                    _row(
+                        f"batched vs sequential TTA, batch {tta['batch']}",
+                        f"{seq['images_per_s']:.2f} img/s (5 passes)",
+                        f"{batched['images_per_s']:.2f} img/s",
+                        round(tta["batched_vs_sequential_speedup"], 2),
+                        "> 1",
+                        tta["batched_vs_sequential_speedup"] > 1,
+                    )
+                )
+        mem = infer.get("streaming_memory")
+        if mem:
+            rows.append(
+                _row(
+                    f"evaluation memory, {mem['num_images']:,} images × {mem['num_classes']:,} classes",
+                    f"{mem['full_logits_mb']:.0f} MB (full logits)",
+                    f"{mem['kept_mb']:.1f} MB kept, +{mem['rss_growth_mb']:.1f} MB RSS",
+                    None,
+                    "≤ 1 GB extra RSS",
+                    mem["rss_growth_mb"] <= 1024,
+                )
+            )
+    return rows
+
+
+def render_markdown(rows: list[dict], meta: dict) -> str:
+    def cell(v):
+        if v is None:
+            return ""
+        if isinstance(v, bool):
+            return "yes" if v else "**no**"
+        return f"{v}×" if isinstance(v, float) else str(v)
+
+    lines = [
+        f"# Benchmark results ({'quick' if meta['quick'] else 'full'} mode)",
+        "",
+        f"Measured {meta['created']} on {meta['machine'].get('cpu_count')} CPU cores "
+        f"({meta['machine'].get('platform')}), torch {meta['machine'].get('torch')}; "
+        f"`python -m benchmarks{' --quick' if meta['quick'] else ''}` ({meta['seconds']:.0f} s). "
+        "Baselines are measured in the same run.",
+        "",
+        "| measure | baseline | ours | ratio | target | met |",
+        "|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r['measure']} | {cell(r['baseline'])} | {cell(r['ours'])} | {cell(r['ratio'])} | "
+        f"{cell(r['target'])} | {cell(r['met'])} |"
+        for r in rows
+    ]
+    if meta.get("failed"):
+        lines += ["", "Failed benchmarks: " + ", ".join(meta["failed"])]
+    lines += ["", "Raw figures per benchmark: `benchmarks/results.json` (and `benchmarks/_work/results/*.json`)."]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="small sizes: the whole suite in under 5 minutes")
+    parser.add_argument("--only", default=",".join(BENCHMARKS), help=f"comma-separated subset of {BENCHMARKS}")
+    args = parser.parse_args(argv)
+    selected = [b.strip() for b in args.only.split(",") if b.strip()]
+    unknown = sorted(set(selected) - set(BENCHMARKS))
+    if unknown:
+        parser.error(f"unknown benchmark(s) {unknown}; choose from {', '.join(BENCHMARKS)}")
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    start, failed, seconds = time.perf_counter(), [], {}
+    for name in selected:
+        cmd = [sys.executable, "-m", f"benchmarks.bench_{name}"] + (["--quick"] if args.quick else [])
+        print(f"\n######## {' '.join(cmd[1:])}", flush=True)
+        t = time.perf_counter()
+        if subprocess.run(cmd, cwd=REPO_ROOT, env=env).returncode != 0:
+            failed.append(name)
+        seconds[name] = round(time.perf_counter() - t, 1)
+    results = {name: _load(name) for name in BENCHMARKS}
+    meta = {
+        "created": time.strftime("%Y-%m-%d %H:%M"),
+        "quick": args.quick,
+        "seconds": time.perf_counter() - start,
+        "seconds_per_benchmark": seconds,
+        "machine": machine_info(),
+        "failed": failed,
+    }
+    rows = summary_rows(results)
+    RESULTS_MD.write_text(render_markdown(rows, meta))
+    RESULTS_JSON.write_text(
+        json.dumps({"meta": meta, "summary": rows, "results": results}, indent=2, default=str) + "\n"
+    )
+    print("\n" + RESULTS_MD.read_text())
+    print(f"written: {Path(RESULTS_MD).relative_to(REPO_ROOT)}, {Path(RESULTS_JSON).relative_to(REPO_ROOT)}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

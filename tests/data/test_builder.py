@@ -203,6 +203,7 @@ def test_images_only_with_mixed_folders_is_an_error(demo_copy, tmp_path):
         prep(demo_copy, tmp_path, splits="train")
 
 
+@pytest.mark.real_data
 def test_real_inat2021_records(real_sample, tmp_path):
     """The 6,000 real iNat 2021 records (image-only JSON, 100 species), with tiny stand-in image files."""
     root = tmp_path / "inat"

@@ -58,7 +58,7 @@ class DataArguments:
     data_dir: str | None = _help("Raw iNat 2021 root (JSON + JPEG folders); prepared on the fly.", default=None)
     dataset_dir: str | None = _help("A folder written by scripts/prepare_data.py --output_dir.", default=None)
     train_split: str = _help("Split to train on.", default="train")
-    eval_split: str | None = _help("Split to evaluate on (None: no evaluation).", default="val")
+    eval_split: str | None = _help("Split to evaluate on ('none': no evaluation).", default="val")
     splits: str | None = _help(
         "With --data_dir: splits to prepare, e.g. 'train_mini,val' (default: both used).", default=None
     )
@@ -73,6 +73,8 @@ class DataArguments:
     max_eval_samples: int | None = _help("Use only the first N evaluation images.", default=None)
 
     def __post_init__(self):
+        if self.eval_split is not None and self.eval_split.strip().lower() in ("", "none"):
+            self.eval_split = None  # `--eval_split none` on the command line
         if (self.data_dir is None) == (self.dataset_dir is None):
             raise ValueError(
                 "Give exactly one data source: --data_dir (a raw iNat 2021 root) or --dataset_dir (a folder written "

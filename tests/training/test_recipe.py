@@ -103,3 +103,32 @@ def test_resolved_recipe_round_trips(write_recipe, tmp_path):
     again = parse_recipe([path])
     assert again.training.learning_rate == 0.002
     assert again.model == recipe.model and again.augmentation == recipe.augmentation and again.data == recipe.data
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (
+            ["--early_stopping_patience", "2", "--load_best_model_at_end", "false"],
+            r"early_stopping_patience needs load_best_model_at_end and metric_for_best_model",
+        ),
+        (["--eval_split", "none"], r"No eval_split, but evaluation is configured"),
+        (
+            ["--metric_for_best_model", "accuracy"],
+            r"metric_for_best_model must be one of top1, top3, top5, loss; got 'accuracy'",
+        ),
+    ],
+)
+def test_inconsistent_evaluation_settings_fail_before_training(write_recipe, overrides, message):
+    recipe = parse_recipe([str(write_recipe()), *overrides])
+    with pytest.raises(ValueError, match=message):
+        check_recipe(recipe)
+
+
+def test_resume_argument(tmp_path):
+    from inat_hf.training.run import resolve_resume
+
+    assert resolve_resume(None, str(tmp_path)) is None and resolve_resume("false", str(tmp_path)) is None
+    assert resolve_resume("latest", str(tmp_path)) is None  # nothing to resume: start from scratch (warned)
+    with pytest.raises(FileNotFoundError, match=r"resume_from_checkpoint: no such checkpoint directory: .*nope"):
+        resolve_resume(str(tmp_path / "nope"), str(tmp_path))

@@ -386,10 +386,8 @@ class InatBuilder(datasets.ArrowBasedBuilder):
                         )
                     skipped.append(bad)
                 for r in results:
-                    if r.ok and r.fixed:
-                        for fix in r.fixed.split(", "):
-                            key = fix.split(" ")[0] if fix.startswith("resized") else fix
-                            fixed[key] = fixed.get(key, 0) + 1
+                    for key in r.fixed if r.ok else ():
+                        fixed[key] = fixed.get(key, 0) + 1
                 kept = chunk.filter(pa.array(good))
                 if len(kept):
                     data = [r.data for r in results if r.ok] if options.embed else None

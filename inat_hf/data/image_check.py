@@ -37,7 +37,9 @@ class ImageCheckResult:
     kind: str | None = None  # short class of problem, e.g. "truncated image" (report counts group by it)
     reason: str | None = None  # the full explanation
     data: bytes | None = None  # bytes to embed (embed=True)
-    fixed: str | None = None  # what was repaired (e.g. "mode CMYK→RGB", "EXIF rotation")
+    fixed: tuple[
+        str, ...
+    ] = ()  # what was repaired, one report key each: "mode CMYK->RGB", "EXIF orientation 6", "resized"
 
 
 def _bad(kind: str, detail: str = "") -> ImageCheckResult:
@@ -109,7 +111,7 @@ def check_image(path: str, options: ImageCheckOptions) -> ImageCheckResult:
     if orientation not in (1, None):
         fixed.append(f"EXIF orientation {orientation}")
     if not options.embed:
-        return ImageCheckResult(ok=True, fixed=", ".join(fixed) or None)
+        return ImageCheckResult(ok=True, fixed=tuple(fixed))
     if not fixed and not need_resize and image.format == "JPEG":
         return ImageCheckResult(ok=True, data=raw)  # already what we want: keep the original bytes bit-exact
     if orientation not in (1, None):
@@ -122,8 +124,8 @@ def check_image(path: str, options: ImageCheckOptions) -> ImageCheckResult:
         if scale < 1:
             new_size = (max(1, round(w * scale)), max(1, round(h * scale)))
             image = image.resize(new_size, Image.Resampling.BICUBIC, reducing_gap=2.0)
-        fixed.append(f"resized {width}x{height}->{image.size[0]}x{image.size[1]}")
-    return ImageCheckResult(ok=True, data=_encode_jpeg(image, options.jpeg_quality), fixed=", ".join(fixed))
+        fixed.append("resized")
+    return ImageCheckResult(ok=True, data=_encode_jpeg(image, options.jpeg_quality), fixed=tuple(fixed))
 
 
 def check_images(paths: list[str], options: ImageCheckOptions) -> list[ImageCheckResult]:

@@ -15,9 +15,10 @@ from transformers import TrainingArguments
 
 from ..data.transforms import AugmentationConfig
 from ..models import InatForImageClassification
+from .optim import CLASSIFIER_STAGES
 
 STAGE_NAMES = InatForImageClassification.STAGE_NAMES  # stem, layer1..layer4, attention, head
-BACKBONE_STAGES = tuple(s for s in STAGE_NAMES if s not in ("attention", "head"))
+BACKBONE_STAGES = tuple(s for s in STAGE_NAMES if s not in CLASSIFIER_STAGES)
 
 
 def _help(text: str, **kwargs):

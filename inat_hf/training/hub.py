@@ -54,6 +54,7 @@ def write_model_card(output_dir: str, *, recipe: Recipe, metrics: dict[str, Any]
             }
         ]
     ranks = ", ".join(taxonomy.known_ranks)
+    resolved = recipe_to_dict(recipe)
     lines = [
         "---",
         yaml.safe_dump(metadata, sort_keys=False).strip(),
@@ -94,8 +95,7 @@ def write_model_card(output_dir: str, *, recipe: Recipe, metrics: dict[str, Any]
         "",
         "```yaml",
         yaml.safe_dump(
-            {k: v for k, v in recipe_to_dict(recipe).items() if k != "training"}
-            | {"training": {k: v for k, v in recipe_to_dict(recipe)["training"].items() if k in _CARD_TRAINING_KEYS}},
+            resolved | {"training": {k: v for k, v in resolved["training"].items() if k in _CARD_TRAINING_KEYS}},
             sort_keys=False,
         ).strip(),
         "```",

@@ -7,8 +7,6 @@ import subprocess
 import sys
 
 import pytest
-import torch
-from safetensors.torch import load_file
 
 from tests.conftest import REPO_ROOT
 
@@ -58,14 +56,10 @@ def test_two_process_run_shards_data_and_keeps_replicas_identical(write_recipe, 
     out = tmp_path / "out"
     checks = json.loads((out / "replica_checksums.json").read_text())
     assert checks["world_size"] == 2 and checks["checksums"][0] == checks["checksums"][1]
-    saved = load_file(str(out / "model.safetensors"))
-    total = torch.zeros((), dtype=torch.float64)
     from inat_hf import InatForImageClassification
+    from inat_hf.training.callbacks import replica_checksums
 
-    model = InatForImageClassification.from_pretrained(out)
-    for i, tensor in enumerate(list(model.parameters()) + list(model.buffers())):
-        total += (i + 1) * tensor.detach().double().sum()
-    assert total.item() == pytest.approx(checks["checksums"][0], rel=0, abs=1e-6)
-    assert saved  # weights were written
+    saved = InatForImageClassification.from_pretrained(out)
+    assert replica_checksums(saved) == pytest.approx([checks["checksums"][0]], rel=0, abs=1e-6)
     # the layer4 weights moved during epoch 1 (the unfreeze took effect on both ranks)
     assert "layer4" in result.stderr and "unfreezing" in result.stderr

@@ -66,6 +66,17 @@ class PrepareArguments:
     force_rebuild: bool = dataclasses.field(
         default=False, metadata={"help": "Rebuild even if a cache for these inputs and options exists."}
     )
+    overwrite: bool = dataclasses.field(
+        default=False,
+        metadata={
+            "help": "Allow --output_dir to be a non-empty folder that is not a prepared dataset. Only what prepare "
+            "wrote is ever replaced; other files are kept (a clash with them is an error)."
+        },
+    )
+    follow_symlinks: bool = dataclasses.field(
+        default=False,
+        metadata={"help": "Accept images that are symbolic links to files outside --data_dir (default: bad image)."},
+    )
     demo: bool = dataclasses.field(
         default=False, metadata={"help": "First write the synthetic demo dataset into --data_dir."}
     )
@@ -101,6 +112,8 @@ def main(argv: list[str] | None = None) -> int:
             cache_dir=args.cache_dir,
             force_rebuild=args.force_rebuild,
             output_dir=args.output_dir,
+            overwrite=args.overwrite,
+            follow_symlinks=args.follow_symlinks,
         )
     except InatDataError as err:
         print(f"error: {err}", file=sys.stderr)

@@ -124,6 +124,7 @@ class InatBuilderConfig(datasets.BuilderConfig):
     jpeg_quality: int = 90
     on_bad_image: str = "error"
     verify_files: bool = True
+    follow_symlinks: bool = False  # accept images that are links to files outside the data root
     max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
     input_fingerprint: str = ""
 
@@ -455,6 +456,7 @@ class InatBuilder(datasets.ArrowBasedBuilder):
                 "jpeg_quality": cfg.jpeg_quality,
                 "on_bad_image": cfg.on_bad_image,
                 "verify_files": cfg.verify_files,
+                "follow_symlinks": cfg.follow_symlinks,
                 "max_image_pixels": cfg.max_image_pixels,
             },
             "input_fingerprint": cfg.input_fingerprint,

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
+import errno
 import json
+import logging
 import os
 import shutil
 import time
+import uuid
 from typing import Any
 
 import datasets
@@ -14,6 +18,13 @@ import datasets
 from .builder import REPORT_FILE, TAXONOMY_FILE, InatBuilder
 from .inat_json import InatDataError
 from .taxonomy import RANKS, Taxonomy
+
+logger = logging.getLogger(__name__)
+
+# Marks a folder written by save_prepared and lists every entry it wrote there: the only entries a later run may
+# remove. Anything else in the folder (a user's notes, a foreign dataset) is never deleted.
+PREPARED_MANIFEST = "inat_prepared.json"
+_STAGING_TAG = ".prepare-"  # hidden sibling folders ".<name>.prepare-new-<id>" / "-old-<id>" of the output folder
 
 
 @dataclasses.dataclass
@@ -42,6 +53,8 @@ def prepare_inat(
     cache_dir: str | os.PathLike | None = None,
     force_rebuild: bool = False,
     output_dir: str | os.PathLike | None = None,
+    overwrite: bool = False,
+    follow_symlinks: bool = False,
 ) -> PreparedInat:
     """Prepare (or reuse from cache) an iNat 2021 root as a :class:`datasets.DatasetDict`.
 
@@ -60,8 +73,13 @@ def prepare_inat(
         num_workers: processes that check/encode images (default: up to 8, one per core).
         cache_dir: datasets cache root (default: ``HF_DATASETS_CACHE``).
         force_rebuild: rebuild even if a cache for the same inputs and options exists.
-        output_dir: if given, also ``save_to_disk`` there with ``taxonomy.json`` and ``prepare_report.json``.
+        output_dir: if given, also write the dataset there (see :func:`save_prepared`).
+        overwrite: let ``output_dir`` be a non-empty folder that is not a prepared dataset (its files are kept).
+        follow_symlinks: accept image files that are symbolic links to files outside ``data_dir`` (by default
+            such an image is bad: paths stay confined to the data root).
     """
+    if output_dir is not None:  # refuse a destructive output folder before the (long) build
+        check_output_dir(output_dir, data_dir, overwrite=overwrite)
     if image_storage is None:
         image_storage = "bytes" if resize_shorter else "path"
     options = dict(
@@ -72,6 +90,7 @@ def prepare_inat(
         jpeg_quality=jpeg_quality,
         on_bad_image=on_bad_image,
         verify_files=verify_files,
+        follow_symlinks=follow_symlinks,
     )
     if max_image_pixels is not None:
         options["max_image_pixels"] = max_image_pixels
@@ -105,7 +124,7 @@ def prepare_inat(
     taxonomy = builder.read_taxonomy()
     prepared = PreparedInat(dataset=dataset, taxonomy=taxonomy, report=report)
     if output_dir is not None:
-        save_prepared(prepared, output_dir)
+        save_prepared(prepared, output_dir, overwrite=overwrite)
     return prepared
 
 
@@ -114,18 +133,221 @@ def load_inat(data_dir: str | os.PathLike, **kwargs: Any) -> datasets.DatasetDic
     return prepare_inat(data_dir, **kwargs).dataset
 
 
-def save_prepared(prepared: PreparedInat, output_dir: str | os.PathLike) -> None:
-    """Write ``prepared`` as a ``datasets.load_from_disk`` folder plus ``taxonomy.json`` and ``prepare_report.json``."""
-    output_dir = os.fspath(output_dir)
-    os.makedirs(output_dir, exist_ok=True)
-    for split, dataset in prepared.dataset.items():
-        _save_split(dataset, os.path.join(output_dir, split), split)
-    with open(os.path.join(output_dir, datasets.config.DATASETDICT_JSON_FILENAME), "w", encoding="utf-8") as f:
-        json.dump({"splits": list(prepared.dataset)}, f)
-    prepared.taxonomy.save(os.path.join(output_dir, TAXONOMY_FILE))
-    with open(os.path.join(output_dir, REPORT_FILE), "w", encoding="utf-8") as f:
-        json.dump(prepared.report, f, indent=2, ensure_ascii=False)
-    prepared.path = output_dir
+def _real(path: str | os.PathLike) -> str:
+    return os.path.realpath(os.path.expanduser(os.fspath(path)))
+
+
+def _within(path: str, root: str) -> bool:
+    """``path`` is ``root`` or lies inside it (both real paths)."""
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
+
+
+def _owned_entries(folder: str) -> set[str] | None:
+    """The entries a previous :func:`save_prepared` wrote in ``folder`` (from its manifest), or None."""
+    manifest = os.path.join(folder, PREPARED_MANIFEST)
+    try:
+        with open(manifest, encoding="utf-8") as f:
+            entries = json.load(f)["entries"]
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise InatDataError(f"{manifest} is damaged ({err}); remove the folder by hand or choose another.") from None
+    if not isinstance(entries, list) or not all(isinstance(e, str) and os.sep not in e for e in entries):
+        raise InatDataError(f"{manifest} is damaged (bad 'entries'); remove the folder by hand or choose another.")
+    return set(entries) | {PREPARED_MANIFEST}
+
+
+def _legacy_entries(folder: str) -> set[str] | None:
+    """A dataset prepared before the manifest existed: ``dataset_dict.json`` + ``taxonomy.json`` + its splits."""
+    dict_file = os.path.join(folder, datasets.config.DATASETDICT_JSON_FILENAME)
+    if not (os.path.isfile(dict_file) and os.path.isfile(os.path.join(folder, TAXONOMY_FILE))):
+        return None
+    try:
+        with open(dict_file, encoding="utf-8") as f:
+            splits = json.load(f)["splits"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    splits = [s for s in splits if isinstance(s, str) and os.sep not in s]
+    return {datasets.config.DATASETDICT_JSON_FILENAME, TAXONOMY_FILE, REPORT_FILE, *splits}
+
+
+def check_output_dir(
+    output_dir: str | os.PathLike,
+    data_dir: str | os.PathLike | None,
+    *,
+    overwrite: bool = False,
+    entries: list[str] | None = None,
+) -> list[str]:
+    """Refuse an output folder whose replacement could destroy input or files this project did not write.
+
+    Returns the entries of the existing folder that are *not* ours (kept across the replacement). Raises
+    :class:`InatDataError` when the folder is, contains or lies inside the data root; when it exists and is not
+    a folder; when it is non-empty, not a prepared dataset and ``overwrite`` is off; and when one of our
+    ``entries`` would replace a file or folder that prepare did not write.
+    """
+    out = _real(output_dir)
+    if data_dir is not None:
+        root = _real(data_dir)
+        if _within(out, root) or _within(root, out):
+            relation = "is" if out == root else ("lies inside" if _within(out, root) else "contains")
+            raise InatDataError(
+                f"output folder {os.fspath(output_dir)} {relation} the data root {os.fspath(data_dir)}: writing "
+                "the prepared dataset there could replace the image folders. Choose an output folder outside "
+                "the data root."
+            )
+    if not os.path.lexists(out):
+        return []
+    if not os.path.isdir(out):
+        raise InatDataError(f"output folder {os.fspath(output_dir)} exists and is not a folder.")
+    present = os.listdir(out)
+    owned = _owned_entries(out)
+    if owned is None and present:
+        legacy = _legacy_entries(out)
+        if not overwrite:
+            what = (
+                "looks like a dataset prepared by an older version (no " + PREPARED_MANIFEST + ")"
+                if legacy
+                else f"holds {_some(present)}"
+            )
+            raise InatDataError(
+                f"output folder {os.fspath(output_dir)} is not empty and is not a prepared dataset: it {what}. "
+                "Choose a new or empty folder, or pass --overwrite to write into it (prepare then replaces only "
+                "what it wrote itself; every other file is kept)."
+            )
+        owned = legacy or set()
+    foreign = sorted(set(present) - (owned or set()))
+    clashes = sorted(set(foreign) & set(entries or ()))
+    if clashes:
+        raise InatDataError(
+            f"output folder {os.fspath(output_dir)} holds {_some(clashes)}, which prepare did not write and would "
+            "have to replace. Nothing was changed; move them away or choose another output folder."
+        )
+    return foreign
+
+
+def _some(names: list[str], limit: int = 5) -> str:
+    shown = ", ".join(repr(n) for n in sorted(names)[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+_RENAME_EXCHANGE = 2
+_AT_FDCWD = -100
+
+
+def _exchange(a: str, b: str) -> bool:
+    """Atomically swap two paths (Linux ``renameat2(RENAME_EXCHANGE)``); False where that is unavailable."""
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return False
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    renameat2.restype = ctypes.c_int
+    if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
+        return False
+    raise OSError(code, os.strerror(code), b)
+
+
+def _remove_owned(folder: str) -> list[str]:
+    """Delete the entries ``folder``'s manifest lists (the manifest last), then the folder if that empties it.
+
+    Returns what is left (entries prepare did not write), which is never deleted.
+    """
+    owned = _owned_entries(folder) or {PREPARED_MANIFEST}
+    for entry in sorted(owned - {PREPARED_MANIFEST}):
+        path = os.path.join(folder, entry)
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path)
+        elif os.path.lexists(path):
+            os.unlink(path)
+    if os.path.lexists(os.path.join(folder, PREPARED_MANIFEST)):
+        os.unlink(os.path.join(folder, PREPARED_MANIFEST))
+    left = os.listdir(folder)
+    if not left:
+        os.rmdir(folder)
+    return left
+
+
+def _clean_staging(out: str) -> None:
+    """Finish what an interrupted earlier run left beside ``out``: files prepare did not write go back into
+    ``out`` (a run killed after the swap leaves the user's files in the old folder), the rest is removed."""
+    parent, name = os.path.split(out)
+    prefix = f".{name}{_STAGING_TAG}"
+    for entry in os.listdir(parent):
+        path = os.path.join(parent, entry)
+        if not entry.startswith(prefix) or not os.path.isdir(path) or os.path.islink(path):
+            continue
+        owned = _owned_entries(path)
+        if owned is None and os.listdir(path):
+            continue  # not written by us (no manifest): not ours to touch
+        if os.path.isdir(out):
+            for item in set(os.listdir(path)) - (owned or set()):
+                if not os.path.lexists(os.path.join(out, item)):
+                    os.rename(os.path.join(path, item), os.path.join(out, item))
+        left = _remove_owned(path)
+        if left:
+            logger.warning("%s holds files prepare did not write (%s); left in place.", path, _some(left))
+
+
+def save_prepared(prepared: PreparedInat, output_dir: str | os.PathLike, *, overwrite: bool = False) -> None:
+    """Write ``prepared`` as a ``datasets.load_from_disk`` folder plus ``taxonomy.json`` and ``prepare_report.json``.
+
+    Safe and atomic: the folder is checked first (:func:`check_output_dir`: never the data root, never a
+    foreign non-empty folder without ``overwrite``); the whole dataset is written into a hidden sibling folder
+    and swapped in at the end (one atomic rename exchange on Linux), so a reader -- or a run killed at any
+    point -- sees the old dataset or the new one, never a mix. Of the old folder only what a previous prepare
+    wrote (its manifest, :data:`PREPARED_MANIFEST`) is removed; other files move into the new folder.
+    """
+    out = os.path.abspath(os.fspath(output_dir)).rstrip(os.sep)
+    entries = [
+        *prepared.dataset,
+        datasets.config.DATASETDICT_JSON_FILENAME,
+        TAXONOMY_FILE,
+        REPORT_FILE,
+        PREPARED_MANIFEST,
+    ]
+    data_dir = prepared.report.get("data_dir")
+    check_output_dir(out, data_dir, overwrite=overwrite, entries=entries)  # refuse before touching anything
+    parent, name = os.path.split(out)
+    os.makedirs(parent, exist_ok=True)
+    _clean_staging(out)
+    foreign = check_output_dir(out, data_dir, overwrite=overwrite, entries=entries)
+    staging = os.path.join(parent, f".{name}{_STAGING_TAG}new-{uuid.uuid4().hex[:12]}")
+    os.mkdir(staging)
+    try:
+        # The manifest goes first: it marks the staging folder as ours, so an interrupted run's leftovers can be
+        # recognised and removed by the next one.
+        with open(os.path.join(staging, PREPARED_MANIFEST), "w", encoding="utf-8") as f:
+            json.dump({"format": 1, "entries": entries}, f, indent=2)
+        for split, dataset in prepared.dataset.items():
+            _save_split(dataset, os.path.join(staging, split), split)
+        with open(os.path.join(staging, datasets.config.DATASETDICT_JSON_FILENAME), "w", encoding="utf-8") as f:
+            json.dump({"splits": list(prepared.dataset)}, f)
+        prepared.taxonomy.save(os.path.join(staging, TAXONOMY_FILE))
+        with open(os.path.join(staging, REPORT_FILE), "w", encoding="utf-8") as f:
+            json.dump(prepared.report, f, indent=2, ensure_ascii=False)
+    except Exception:
+        _remove_owned(staging)
+        raise
+    _swap_in(staging, out, foreign)
+    prepared.path = os.fspath(output_dir)
+
+
+def _swap_in(staging: str, out: str, foreign: list[str]) -> None:
+    if not os.path.lexists(out) or not os.listdir(out):
+        os.rename(staging, out)  # onto nothing or an empty folder: one atomic rename
+        return
+    if _exchange(staging, out):
+        old = staging  # after the exchange the staging path holds the previous dataset
+    else:  # no atomic exchange on this system: two renames (between them the output folder is briefly absent)
+        old = staging.replace(f"{_STAGING_TAG}new-", f"{_STAGING_TAG}old-")
+        os.rename(out, old)
+        os.rename(staging, out)
+    for entry in foreign:  # the user's files stay in the output folder
+        os.rename(os.path.join(old, entry), os.path.join(out, entry))
+    _remove_owned(old)
 
 
 def _save_split(dataset: datasets.Dataset, split_dir: str, split: str) -> None:
@@ -140,9 +362,7 @@ def _save_split(dataset: datasets.Dataset, split_dir: str, split: str) -> None:
     if dataset._indices is not None or not files:  # not a plain view of the builder's files: let datasets write it
         dataset.save_to_disk(split_dir)
         return
-    if os.path.isdir(split_dir):
-        shutil.rmtree(split_dir)
-    os.makedirs(split_dir)
+    os.mkdir(split_dir)
     names = []
     for i, source in enumerate(files):
         name = f"data-{i:05d}-of-{len(files):05d}.arrow"
@@ -183,7 +403,17 @@ def load_prepared(path: str | os.PathLike) -> PreparedInat:
     if os.path.isfile(report_file):
         with open(report_file, encoding="utf-8") as f:
             report = json.load(f)
-    return PreparedInat(dataset=dataset, taxonomy=Taxonomy.load(taxonomy_file), report=report, path=path)
+    taxonomy = Taxonomy.load(taxonomy_file)
+    for split, data in dataset.items():
+        names = getattr(data.features.get("label"), "names", None)
+        if names is not None and list(names) != list(taxonomy.labels):
+            # Split and taxonomy come from different preparations: the model would be saved with wrong names.
+            raise InatDataError(
+                f"{path}: the labels in {TAXONOMY_FILE} ({len(taxonomy.labels)}, e.g. {taxonomy.labels[:3]}) do "
+                f"not match those of split {split!r} ({len(names)}, e.g. {list(names[:3])}). The folder mixes "
+                "two preparations; prepare it again."
+            )
+    return PreparedInat(dataset=dataset, taxonomy=taxonomy, report=report, path=path)
 
 
 def format_summary(report: dict[str, Any]) -> str:

@@ -55,6 +55,7 @@ def test_options_reach_the_builder(demo_root, tmp_path, capsys):
         "jpeg_quality": 90,
         "on_bad_image": "error",
         "verify_files": False,
+        "follow_symlinks": False,
         "max_image_pixels": report["options"]["max_image_pixels"],
     }
     assert datasets.load_from_disk(str(out))["train"].features["label"].names == ["Aves", "Mammalia"]

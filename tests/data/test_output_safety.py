@@ -1,0 +1,172 @@
+"""The prepared output folder: never destroys input or foreign files, and is replaced atomically."""
+
+import builtins
+import contextlib
+import os
+import shutil
+
+import pytest
+
+from inat_hf.data import InatDataError, load_prepared, prepare_inat, save_prepared
+from inat_hf.data import prepare as prepare_module
+
+
+def _images(root):
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*.jpg"))
+
+
+def _prep(root, tmp_path, **kwargs):
+    kwargs.setdefault("cache_dir", tmp_path / "cache")
+    kwargs.setdefault("num_workers", 1)
+    kwargs.setdefault("verify_files", False)
+    return prepare_inat(root, **kwargs)
+
+
+# ------------------------------------------------------------------ item 1: inputs and foreign files are safe
+@pytest.mark.parametrize("where", ["same", "inside", "contains"])
+def test_output_overlapping_the_data_root_is_refused(demo_copy, tmp_path, where):
+    out = {"same": demo_copy, "inside": demo_copy / "prepared", "contains": demo_copy.parent}[where]
+    before = _images(demo_copy)
+    relation = {"same": "is", "inside": "lies inside", "contains": "contains"}[where]
+    with pytest.raises(InatDataError, match=f"{relation} the data root"):
+        _prep(demo_copy, tmp_path, output_dir=out, overwrite=True)
+    assert _images(demo_copy) == before and len(before) > 0
+
+
+def test_prepare_command_refuses_the_data_root_and_keeps_every_image(demo_copy, tmp_path, capsys):
+    from inat_hf.commands.prepare import main
+
+    before = _images(demo_copy)
+    code = main(["--data_dir", str(demo_copy), "--output_dir", str(demo_copy), "--cache_dir", str(tmp_path / "c")])
+    assert code == 2 and "is the data root" in capsys.readouterr().err
+    assert _images(demo_copy) == before
+
+
+def test_foreign_folder_is_refused_and_never_emptied(demo_root, tmp_path):
+    out = tmp_path / "out"
+    (out / "train").mkdir(parents=True)
+    (out / "train" / "mine.jpg").write_bytes(b"user data")
+    (out / "notes.txt").write_text("keep me")
+    with pytest.raises(InatDataError, match="not empty and is not a prepared dataset.*--overwrite"):
+        _prep(demo_root, tmp_path, output_dir=out)
+    # --overwrite still never removes what prepare did not write: a clash with its own train/ is an error
+    with pytest.raises(InatDataError, match=r"train.*prepare did not write"):
+        _prep(demo_root, tmp_path, output_dir=out, overwrite=True)
+    assert (out / "train" / "mine.jpg").read_bytes() == b"user data"
+    assert (out / "notes.txt").read_text() == "keep me"
+
+
+def test_overwrite_writes_beside_foreign_files_and_keeps_them(demo_root, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "notes.txt").write_text("keep me")
+    _prep(demo_root, tmp_path, output_dir=out, overwrite=True)
+    assert (out / "notes.txt").read_text() == "keep me"
+    assert set(load_prepared(out).dataset) == {"train", "val", "public_test"}
+    # a rerun into the (now prepared) folder replaces only what prepare wrote; a split it no longer makes goes
+    _prep(demo_root, tmp_path, output_dir=out, splits="train,val", rank="genus")
+    prepared = load_prepared(out)
+    assert set(prepared.dataset) == {"train", "val"} and not (out / "public_test").exists()
+    assert (out / "notes.txt").read_text() == "keep me"
+    assert sorted(os.listdir(tmp_path)) == ["cache", "out"]  # no staging folder left behind
+
+
+def test_load_prepared_refuses_taxonomy_that_does_not_match_the_splits(demo_root, tmp_path):
+    out = tmp_path / "out"
+    _prep(demo_root, tmp_path, output_dir=out)
+    genus = _prep(demo_root, tmp_path, rank="genus")
+    genus.taxonomy.save(str(out / "taxonomy.json"))  # what an interrupted non-atomic rewrite used to leave
+    with pytest.raises(InatDataError, match="labels in taxonomy.json.*do not match"):
+        load_prepared(out)
+
+
+# ------------------------------------------------------------------ item 2: a kill at any write step
+class _Killed(BaseException):
+    """Stands for kill -9: not an Exception, so no cleanup handler of the code under test runs."""
+
+
+_WRITE_STEPS = [
+    (os, "rename"),
+    (os, "replace"),
+    (os, "link"),
+    (os, "mkdir"),
+    (os, "unlink"),
+    (os, "remove"),
+    (os, "rmdir"),
+    (shutil, "rmtree"),
+    (shutil, "copyfile"),
+]
+
+
+def _kill_at(monkeypatch, step: int | None) -> list[str]:
+    """Patch every file-system write so that the ``step``-th one dies before it happens; returns the step log."""
+    log: list[str] = []
+
+    def guard(name, fn):
+        def wrapper(*args, **kwargs):
+            if step is not None and len(log) == step:
+                raise _Killed(name)
+            log.append(name)
+            return fn(*args, **kwargs)
+
+        return wrapper
+
+    for module, name in _WRITE_STEPS:
+        monkeypatch.setattr(module, name, guard(name, getattr(module, name)))
+    if hasattr(prepare_module, "_exchange"):  # the atomic directory swap (renameat2)
+        monkeypatch.setattr(prepare_module, "_exchange", guard("exchange", prepare_module._exchange))
+    real_open = builtins.open
+
+    def open_(file, mode="r", *args, **kwargs):
+        if any(c in mode for c in "wax+"):
+            return guard(f"open {os.path.basename(str(file))}", real_open)(file, mode, *args, **kwargs)
+        return real_open(file, mode, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", open_)
+    return log
+
+
+def _state(out):
+    """What a reader sees: splits, labels, rank; and every split's label names agree with taxonomy.json."""
+    prepared = load_prepared(out)
+    for split in prepared.dataset.values():
+        assert split.features["label"].names == prepared.taxonomy.labels
+    return sorted(prepared.dataset), prepared.taxonomy.labels, prepared.report["options"]["rank"]
+
+
+def test_a_kill_at_any_write_step_leaves_the_old_or_the_new_dataset(demo_root, tmp_path, monkeypatch):
+    old = _prep(demo_root, tmp_path)  # species, train/val/public_test
+    new = _prep(demo_root, tmp_path, rank="genus", splits="train,val")
+    reference = tmp_path / "ref"
+    save_prepared(old, reference)
+    old_state = _state(reference)
+    save_prepared(new, reference)
+    new_state = _state(reference)
+    assert old_state != new_state
+
+    with monkeypatch.context() as m:
+        (tmp_path / "count").mkdir()
+        save_prepared(old, tmp_path / "count" / "out")
+        steps = _kill_at(m, None)
+        save_prepared(new, tmp_path / "count" / "out")
+    assert len(steps) > 10, steps
+    seen = set()
+    for step in range(len(steps) + 1):
+        out = tmp_path / f"k{step}" / "out"
+        out.parent.mkdir()
+        save_prepared(old, out)
+        (out / "notes.txt").write_text("user file")
+        with monkeypatch.context() as m:
+            _kill_at(m, step)
+            with contextlib.suppress(_Killed):
+                save_prepared(new, out)
+        state = _state(out)
+        assert state in (old_state, new_state), f"kill before step {step} ({steps[step : step + 1]}): mixed dataset"
+        seen.add("old" if state == old_state else "new")
+        # nothing the user wrote is lost: the notes file is in the output or in a staging folder beside it
+        assert (out / "notes.txt").exists() or any(out.parent.rglob("notes.txt")), step
+        # the next run completes and cleans up after the killed one
+        save_prepared(new, out)
+        assert _state(out) == new_state and (out / "notes.txt").read_text() == "user file"
+        assert os.listdir(out.parent) == ["out"], (step, os.listdir(out.parent))
+    assert seen == {"old", "new"}

@@ -169,7 +169,7 @@ class InatBuilder(datasets.ArrowBasedBuilder):
 
     BUILDER_CONFIG_CLASS = InatBuilderConfig
     # Bump when the generated rows change for identical inputs: it is part of the cache path.
-    VERSION = datasets.Version("1.0.0")
+    VERSION = datasets.Version("1.1.0")
 
     def __init__(self, *args, data_dir: str | None = None, splits=None, num_workers: int | None = None, **kwargs):
         if data_dir is None:
@@ -344,10 +344,13 @@ class InatBuilder(datasets.ArrowBasedBuilder):
 
     def _image_column(self, rows: pa.Table, data: list[bytes] | None) -> pa.StructArray:
         file_names = rows.column("file_name").combine_chunks()
-        if data is None:
-            # Reference storage: absolute paths, so the dataset works from any working directory.
+        if self.config.image_storage == "path":
+            # Reference storage: absolute paths, so the dataset works from any working directory. Images that
+            # only inat_hf.data.decode.to_rgb converts right (transparency, 16 bit) also carry their converted
+            # pixels (lossless PNG, see image_check), which every decoder prefers to the path.
             paths = pc.binary_join_element_wise(self.config.data_dir, file_names, "/")
-            return pa.StructArray.from_arrays([pa.nulls(len(rows), pa.binary()), paths], names=["bytes", "path"])
+            converted = pa.array(data, type=pa.binary()) if data is not None else pa.nulls(len(rows), pa.binary())
+            return pa.StructArray.from_arrays([converted, paths], names=["bytes", "path"])
         # Embedded storage: bytes plus the *relative* file name. (datasets.Image().encode_example would drop the
         # bytes of a path that exists on disk; building the struct ourselves keeps both, as intended.)
         return pa.StructArray.from_arrays([pa.array(data, type=pa.binary()), file_names], names=["bytes", "path"])
@@ -391,7 +394,8 @@ class InatBuilder(datasets.ArrowBasedBuilder):
                         fixed[key] = fixed.get(key, 0) + 1
                 kept = chunk.filter(pa.array(good))
                 if len(kept):
-                    data = [r.data for r in results if r.ok] if options.embed else None
+                    data = [r.data for r in results if r.ok]
+                    data = data if options.embed or any(d is not None for d in data) else None
                     written += len(kept)
                     yield yield_index, self._to_table(kept, data)
                     yield_index += 1

@@ -2,8 +2,11 @@
 
 Every image the builder writes has passed :func:`check_image`; every image it does not write has a reason from
 here, which ends up in the skip report. Problems we can repair are repaired, not reported: non-RGB modes (L, P,
-RGBA, CMYK …) are converted to RGB and EXIF orientation is applied when images are embedded or resized (for
-path storage both happen at decode time: ``datasets.Image(mode="RGB")`` and :mod:`inat_hf.data.decode` do them).
+RGBA, CMYK, I;16 …) are converted to RGB by :func:`inat_hf.data.decode.to_rgb` and EXIF orientation is applied
+when images are embedded or resized. With path storage both happen at decode time (``datasets.Image(mode="RGB")``
+and :mod:`inat_hf.data.decode` agree on them), except for images on which PIL's ``convert("RGB")`` differs from
+``to_rgb`` (transparency, more than 8 bits): their converted pixels are stored too, as a lossless PNG, so that
+every reader of the dataset sees the same picture.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ import os
 import warnings
 
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .decode import needs_own_conversion, to_rgb
 
 # PIL's own guard against decompression bombs (~89 Mpx). iNat 2021 images are at most 500 px on the long side.
 DEFAULT_MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485
@@ -52,6 +57,12 @@ def _encode_jpeg(image: Image.Image, quality: int) -> bytes:
     return buffer.getvalue()
 
 
+def _encode_png(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", compress_level=1)
+    return buffer.getvalue()
+
+
 def check_image(path: str, options: ImageCheckOptions) -> ImageCheckResult:
     """Check one image file and, when ``options.embed``, return the bytes to store."""
     try:
@@ -62,9 +73,6 @@ def check_image(path: str, options: ImageCheckOptions) -> ImageCheckResult:
         return _bad("unreadable file", str(err.strerror or err))
     if size == 0:
         return _bad("empty file", "0 bytes")
-    if not options.verify and options.embed and options.resize_shorter is None:
-        with open(path, "rb") as f:
-            return ImageCheckResult(ok=True, data=f.read())
     if not options.verify and not options.embed:
         return ImageCheckResult(ok=True)
     with open(path, "rb") as f:
@@ -79,7 +87,8 @@ def check_image(path: str, options: ImageCheckOptions) -> ImageCheckResult:
     except UnidentifiedImageError:
         if raw.startswith(_IMAGE_SIGNATURES):
             return _bad("corrupt image", f"starts like an image file but PIL cannot read its header ({size} bytes)")
-        return _bad("not an image", f"PIL cannot identify the file: {size} bytes starting with {raw[:8]!r}")
+        # The file's bytes are never quoted: the path may lead to anything (a private text file).
+        return _bad("not an image", f"PIL cannot identify the file ({size} bytes)")
     except Exception as err:  # noqa: BLE001 - any decoder failure is a bad image, with its message
         return _bad("corrupt image", f"{type(err).__name__}: {err}")
     width, height = image.size
@@ -89,6 +98,8 @@ def check_image(path: str, options: ImageCheckOptions) -> ImageCheckResult:
             f"{width}x{height} = {width * height:,} pixels, over the limit of {options.max_image_pixels:,} "
             "(--max_image_pixels)",
         )
+    if not options.verify and options.resize_shorter is None and not needs_own_conversion(image):
+        return ImageCheckResult(ok=True, data=raw)  # embed as is: any reader converts it the same way
     mode = image.mode
     orientation = image.getexif().get(_EXIF_ORIENTATION, 1)
     need_resize = options.resize_shorter is not None and min(width, height) > options.resize_shorter
@@ -111,13 +122,16 @@ def check_image(path: str, options: ImageCheckOptions) -> ImageCheckResult:
     if orientation not in (1, None):
         fixed.append(f"EXIF orientation {orientation}")
     if not options.embed:
+        if needs_own_conversion(image):  # see the module docstring: store the converted pixels, losslessly
+            return ImageCheckResult(
+                ok=True, fixed=tuple(fixed), data=_encode_png(to_rgb(ImageOps.exif_transpose(image)))
+            )
         return ImageCheckResult(ok=True, fixed=tuple(fixed))
     if not fixed and not need_resize and image.format == "JPEG":
         return ImageCheckResult(ok=True, data=raw)  # already what we want: keep the original bytes bit-exact
     if orientation not in (1, None):
         image = ImageOps.exif_transpose(image)
-    if image.mode != "RGB":
-        image = image.convert("RGB")
+    image = to_rgb(image)
     if need_resize:
         w, h = image.size
         scale = options.resize_shorter / min(w, h)

@@ -367,6 +367,8 @@ class InatBuilder(datasets.ArrowBasedBuilder):
             resize_shorter=cfg.resize_shorter,
             jpeg_quality=cfg.jpeg_quality,
             max_image_pixels=cfg.max_image_pixels,
+            root=os.path.realpath(cfg.data_dir),
+            follow_symlinks=cfg.follow_symlinks,
         )
         skipped: list[dict[str, Any]] = []
         fixed: dict[str, int] = {}

@@ -254,10 +254,11 @@ def _decode_pil(data: bytes | bytearray | memoryview, min_size: int | None, name
             PIL.ImageOps.exif_transpose(img, in_place=True)
             return _pil_to_rgb_tensor(img)
     except (OSError, SyntaxError, ValueError, PIL.Image.DecompressionBombError) as e:
-        head = bytes(data[:8])
+        # Never quote the data itself: a path may lead to any file (a private text file), and PIL's messages
+        # do not quote it either.
         raise ImageDecodeError(
             f"could not decode image {name}: expected an encoded image file (JPEG, PNG, WebP, ...), found "
-            f"{len(data)} bytes starting with {head!r} that PIL cannot decode ({type(e).__name__}: {e})"
+            f"{len(data)} bytes that PIL cannot decode ({type(e).__name__}: {e})"
         ) from e
 
 

@@ -34,6 +34,8 @@ class ImageCheckOptions:
     resize_shorter: int | None = None  # when embedding: shrink so the shorter side is at most this
     jpeg_quality: int = 90
     max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
+    root: str | None = None  # real path of the data root: files must resolve inside it ...
+    follow_symlinks: bool = False  # ... unless links to the outside are accepted
 
 
 @dataclasses.dataclass
@@ -65,6 +67,14 @@ def _encode_png(image: Image.Image) -> bytes:
 
 def check_image(path: str, options: ImageCheckOptions) -> ImageCheckResult:
     """Check one image file and, when ``options.embed``, return the bytes to store."""
+    if options.root is not None and not options.follow_symlinks:
+        # file_name is checked for '..' and absolute paths at parse time; links are only seen here.
+        real = os.path.realpath(path)
+        if real != options.root and not real.startswith(options.root.rstrip(os.sep) + os.sep):
+            return _bad(
+                "outside the data root",
+                f"a symbolic link to {real}; pass --follow_symlinks to accept links that leave the data root",
+            )
     try:
         size = os.path.getsize(path)
     except FileNotFoundError:

@@ -167,6 +167,40 @@ def _check_unique(column: pa.ChunkedArray, what: str, path: str) -> None:
         raise InatDataError(f"{path}: {len(dups)} duplicate {what}: {_listing(dups)}. Each must appear once.")
 
 
+def _check_text(table: pa.Table, what: str, path: str, id_key: str = "id") -> None:
+    """Every string column must be valid UTF-8 (pyarrow's JSON reader does not check; Python fails later on).
+
+    The full validation runs in C++; only on failure are the offending records looked up, to name them.
+    """
+    for name in table.column_names:
+        column = table.column(name)
+        if not pa.types.is_string(column.type):
+            continue
+        try:
+            column.validate(full=True)
+        except pa.ArrowInvalid:
+            pass
+        else:
+            continue
+        values = pc.cast(column, pa.binary()).to_pylist()
+        bad = []
+        for position, value in enumerate(values):
+            if value is None:
+                continue
+            try:
+                value.decode("utf-8")
+            except UnicodeDecodeError:
+                bad.append(position)
+        ids = table.column(id_key).take(bad[:_MAX_LISTED]).to_pylist() if id_key in table.column_names else bad
+        # bad bytes shown as \xNN escapes (quoted by hand: repr would double the backslashes)
+        shown = [f"{i} ('{values[p].decode('utf-8', 'backslashreplace')}')" for i, p in zip(ids, bad)]
+        raise InatDataError(
+            f"{path}: {len(bad)} {what} record(s) have a {name!r} that is not valid UTF-8 text: {what} ids "
+            f"{_listing(shown)}{f', … and {len(bad) - len(shown)} more' if len(bad) > len(shown) else ''}. Fix the encoding of the JSON file "
+            "(iNat JSON is UTF-8)."
+        )
+
+
 def _check_file_names(images: pa.Table, path: str) -> None:
     names = images.column("file_name")
     escaping = pc.or_(
@@ -197,6 +231,7 @@ def read_inat_json(path: str | os.PathLike) -> InatJson:
     if images is None:
         raise InatDataError(f"{path}: missing the 'images' list (found keys: {_top_level_keys(path)}).")
     _check_required(images, REQUIRED_IMAGE_KEYS, "image", path)
+    _check_text(images, "image", path)
     _check_unique(images.column("id"), "image ids", path)
     _check_file_names(images, path)
     annotations = _flatten(raw, "annotations")
@@ -205,6 +240,7 @@ def read_inat_json(path: str | os.PathLike) -> InatJson:
     categories = _flatten(raw, "categories")
     if categories is not None:
         _check_required(categories, REQUIRED_CATEGORY_KEYS, "category", path)
+        _check_text(categories, "category", path)
         _check_unique(categories.column("id"), "category ids", path)
     return InatJson(path=path, images=images, annotations=annotations, categories=categories)
 

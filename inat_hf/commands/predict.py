@@ -20,6 +20,7 @@ from pathlib import Path
 from transformers import HfArgumentParser
 
 from ..data.transforms import TTA_VIEWS
+from ..inference.files import atomic_write, printable_path
 
 ERROR_EXIT = 2
 FAILED_FILES_EXIT = 1
@@ -118,7 +119,7 @@ def _rows(predictions, labels):
         for rank, (index, prob) in enumerate(zip(pred.indices, pred.probs), start=1):
             info = labels.describe(index)
             yield {
-                "file": pred.source,
+                "file": printable_path(pred.source),
                 "rank": rank,
                 "label_index": info["index"],
                 "label": info["label"],
@@ -130,7 +131,7 @@ def _rows(predictions, labels):
 
 
 def _print_table(pred, labels, stream) -> None:
-    print(pred.source, file=stream)
+    print(printable_path(pred.source), file=stream)
     for rank, (index, prob) in enumerate(zip(pred.indices, pred.probs), start=1):
         info = labels.describe(index)
         common = f" ({info['common_name']})" if info["common_name"] else ""
@@ -139,22 +140,26 @@ def _print_table(pred, labels, stream) -> None:
 
 
 def _write_output(path: str, predictions, labels) -> None:
+    """CSV or JSON, written atomically: a failure never leaves a truncated file (an existing one stays as it was)."""
     import pandas as pd
 
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     if path.lower().endswith(".json"):
         payload = [
             {
-                "file": p.source,
+                "file": printable_path(p.source),
                 "predictions": [
                     {**labels.describe(i), "probability": round(float(prob), 6)} for i, prob in zip(p.indices, p.probs)
                 ],
             }
             for p in predictions
         ]
-        Path(path).write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        text = json.dumps(payload, indent=2, ensure_ascii=False) + "\n"
+        with atomic_write(path) as f:
+            f.write(text)
     else:
-        pd.DataFrame(list(_rows(predictions, labels))).to_csv(path, index=False)
+        frame = pd.DataFrame(list(_rows(predictions, labels)))
+        with atomic_write(path, newline="") as f:
+            frame.to_csv(f, index=False)
 
 
 def run_prediction(args: PredictArguments, extra_inputs: list[str] = ()) -> int:
@@ -189,7 +194,7 @@ def run_prediction(args: PredictArguments, extra_inputs: list[str] = ()) -> int:
     ):
         if pred.error is not None:
             failed.append(pred)
-            print(f"error: {pred.error}", file=sys.stderr)
+            print(f"error: {printable_path(pred.error)}", file=sys.stderr)
             continue
         done.append(pred)
         if not args.quiet:
@@ -201,7 +206,7 @@ def run_prediction(args: PredictArguments, extra_inputs: list[str] = ()) -> int:
         _write_output(args.output, trimmed, predictor.labels)
         print(f"predictions written to {args.output}")
     if args.submission:
-        ids = [Path(p.source).stem for p in done]
+        ids = [printable_path(Path(p.source).stem) for p in done]
         indices = np.stack([p.indices for p in done]) if done else np.zeros((0, 5), dtype=np.int64)
         write_submission(args.submission, ids, indices, lookup)
         print(f"submission written to {args.submission}")

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from .files import atomic_write
 from .predictor import InferenceError
 
 __all__ = ["SUBMISSION_HEADER", "SUBMISSION_TOPK", "category_id_lookup", "submission_rows", "write_submission"]
@@ -67,8 +68,7 @@ def write_submission(
     if len(image_ids) != len(topk_indices):
         raise ValueError(f"{len(image_ids)} image ids but {len(topk_indices)} predictions")
     path = os.fspath(path)
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path, "w", newline="", encoding="utf-8") as f:
+    with atomic_write(path, newline="") as f:
         writer = csv.writer(f)
         writer.writerow(SUBMISSION_HEADER)
         writer.writerows(zip(image_ids, submission_rows(topk_indices, lookup)))

@@ -1,0 +1,65 @@
+"""predict.py outputs: written atomically, and file names that are not valid UTF-8 are written escaped."""
+
+import json
+import os
+import shutil
+
+import pandas as pd
+import pytest
+
+from inat_hf.commands.predict import main
+from inat_hf.inference.files import atomic_write, printable_path
+
+
+@pytest.fixture
+def odd_names(demo_root, tmp_path):
+    """Two demo images, one under a name that is not valid UTF-8 (b'photo_\\xff.jpg': legal on Linux)."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    first, second = sorted((demo_root / "val").rglob("*.jpg"))[:2]
+    shutil.copy(first, folder / "plain.jpg")
+    with open(os.path.join(os.fsencode(folder), b"photo_\xff.jpg"), "wb") as f:
+        f.write(second.read_bytes())
+    return folder
+
+
+@pytest.mark.parametrize("suffix", [".json", ".csv"])
+def test_undecodable_file_name_is_written_escaped_and_the_old_output_replaced(
+    trained_model_dir, odd_names, tmp_path, suffix, capsys
+):
+    out = tmp_path / f"preds{suffix}"
+    out.write_text("previous predictions\n")
+    assert main(["--model_dir", str(trained_model_dir), str(odd_names), "--output", str(out)]) == 0
+    if suffix == ".json":
+        files = [entry["file"] for entry in json.loads(out.read_text(encoding="utf-8"))]
+    else:
+        files = list(pd.read_csv(out)["file"].unique())
+    assert sorted(os.path.basename(f) for f in files) == ["photo_\\xff.jpg", "plain.jpg"]
+    assert "photo_\\xff.jpg" in capsys.readouterr().out
+    assert sorted(os.listdir(tmp_path)) == sorted(["photos", out.name])  # no temporary file left
+
+
+def test_submission_id_of_an_undecodable_name(trained_model_dir, odd_names, tmp_path):
+    out = tmp_path / "sub.csv"
+    assert main(["--model_dir", str(trained_model_dir), str(odd_names), "--submission", str(out), "--quiet"]) == 0
+    assert sorted(pd.read_csv(out)["Id"]) == ["photo_\\xff", "plain"]
+
+
+def test_a_failing_write_leaves_the_existing_file_untouched(tmp_path):
+    target = tmp_path / "preds.json"
+    target.write_text("old content")
+    with pytest.raises(RuntimeError), atomic_write(target) as f:
+        f.write("half of the new")
+        raise RuntimeError("disk trouble")
+    assert target.read_text() == "old content" and os.listdir(tmp_path) == ["preds.json"]
+    with atomic_write(target) as f:
+        f.write("new")
+    assert target.read_text() == "new" and oct(target.stat().st_mode & 0o777) != oct(0o600)
+
+
+def test_printable_path_round_trips_through_the_escape():
+    name = os.fsdecode(b"dir/caf\xe9.jpg")  # Latin-1 bytes in a UTF-8 system: not decodable
+    text = printable_path(name)
+    assert text == "dir/caf\\xe9.jpg" and text.encode("utf-8")
+    assert printable_path("dir/café.jpg") == "dir/café.jpg"  # valid names are left alone
+    assert printable_path("lone \ud800 surrogate").encode("utf-8")

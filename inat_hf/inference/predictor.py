@@ -56,8 +56,19 @@ def _is_local(model_dir: str) -> bool:
     )
 
 
+def _one_line(err: BaseException) -> str:
+    """``Type: message`` on one line (some libraries put newlines and hints into their messages)."""
+    return f"{type(err).__name__}: {' '.join(str(err).split())}"
+
+
+# Errors a malformed config.json raises deep inside transformers (a string for a dict, a wrong-length list ...).
+_CONFIG_ERRORS = (OSError, ValueError, TypeError, AttributeError, KeyError, IndexError)
+
+
 def load_config(model_dir: str | os.PathLike):
-    """``AutoConfig.from_pretrained(model_dir)`` with a clear error for a folder that is not a saved model."""
+    """``AutoConfig.from_pretrained(model_dir)`` with a clear error for a folder that is not a saved model, and
+    one error line naming ``config.json`` when it does not hold a valid config (wrong types, inconsistent labels).
+    """
     from transformers import AutoConfig
 
     model_dir = os.fspath(model_dir)
@@ -71,10 +82,13 @@ def load_config(model_dir: str | os.PathLike):
                 "`model.save_pretrained(...)` / the Trainer (e.g. the run's output_dir or a checkpoint-* folder)."
             )
         model_dir = path
+    where = os.path.join(model_dir, CONFIG_FILE) if os.path.isdir(model_dir) else f"{model_dir!r} ({CONFIG_FILE})"
     try:
-        return AutoConfig.from_pretrained(model_dir)
-    except (OSError, ValueError) as err:
-        raise InferenceError(f"could not load the model config from {model_dir!r}: {err}") from err
+        config = AutoConfig.from_pretrained(model_dir)
+        LabelInfo.from_config(config)  # the label names and taxonomy inference prints must be readable too
+    except _CONFIG_ERRORS as err:
+        raise InferenceError(f"{where} is not a valid model config: {_one_line(err)}") from err
+    return config
 
 
 def load_image_processor(model_dir: str | os.PathLike):
@@ -109,6 +123,15 @@ def load_image_processor(model_dir: str | os.PathLike):
             "Inference replicates processors with size={'shortest_edge': R} and a square center crop."
         ) from err
     return processor
+
+
+def _weights_file(path: str) -> str:
+    """The weights file of a checkpoint folder, for error messages (the folder or Hub id when none is found)."""
+    if os.path.isdir(path):
+        for name in ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin"):
+            if os.path.isfile(os.path.join(path, name)):
+                return os.path.join(path, name)
+    return repr(path)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -252,6 +275,8 @@ class Predictor:
         if full_decode:
             self.preset_kwargs["min_decode_size"] = 0
         self.labels = LabelInfo.from_config(self.config)
+        # where the weights came from, for error messages
+        self.source = getattr(model, "name_or_path", "") or type(model).__name__
 
     @classmethod
     def from_pretrained(cls, model_dir: str | os.PathLike, **kwargs: Any) -> Predictor:
@@ -261,7 +286,10 @@ class Predictor:
         load_config(model_dir)  # clear errors first, before the (slow) weight loading
         processor = load_image_processor(model_dir)
         path = os.path.expanduser(os.fspath(model_dir)) if _is_local(os.fspath(model_dir)) else os.fspath(model_dir)
-        model = AutoModelForImageClassification.from_pretrained(path)
+        try:
+            model = AutoModelForImageClassification.from_pretrained(path)
+        except Exception as err:  # noqa: BLE001 - a damaged weights file fails in many ways (safetensors, torch)
+            raise InferenceError(f"could not load the weights {_weights_file(path)}: {_one_line(err)}") from err
         return cls(model, processor, **kwargs)
 
     @property
@@ -275,8 +303,19 @@ class Predictor:
         return TTAPreset(num_views=num_views, **self.preset_kwargs)
 
     def view_logits(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """``[B, V, 3, S, S]`` or ``[B, 3, S, S]`` -> float32 ``[B, V, C]`` (one forward)."""
-        return view_logits(self.model, pixel_values, bf16=self.bf16, channels_last=self.channels_last)
+        """``[B, V, 3, S, S]`` or ``[B, 3, S, S]`` -> float32 ``[B, V, C]`` (one forward).
+
+        Raises :class:`InferenceError` naming the checkpoint when a logit is NaN or infinite: softmax would turn
+        them into NaN probabilities and an arbitrary ranking, reported as if they were predictions.
+        """
+        logits = view_logits(self.model, pixel_values, bf16=self.bf16, channels_last=self.channels_last)
+        if not bool(torch.isfinite(logits).all()):
+            raise InferenceError(
+                f"the model {self.source} produced non-finite logits (NaN/Inf) for "
+                f"{int((~torch.isfinite(logits)).any(-1).sum())} of {logits.shape[0] * logits.shape[1]} views: its "
+                "weights are damaged or overflow. Re-download or re-save the checkpoint."
+            )
+        return logits
 
     def scores(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """``[B, C]``: TTA-averaged scores (log-probabilities for ``"prob"``) or, for one view, the logits."""

@@ -352,7 +352,20 @@ class InatForImageClassification(InatPreTrainedModel):
         """
         if pretrained_model_name_or_path is not None and not kwargs.get("ignore_mismatched_sizes", False):
             cls._check_label_set(pretrained_model_name_or_path, kwargs)
-        return super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
+        loaded = super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
+        model = loaded[0] if isinstance(loaded, tuple) else loaded  # (model, info) with output_loading_info=True
+        # A damaged weights file of the right size loads without complaint and then predicts NaN: check.
+        damaged = [
+            name
+            for name, tensor in (*model.named_parameters(), *model.named_buffers())
+            if tensor.is_floating_point() and tensor.device.type != "meta" and not bool(torch.isfinite(tensor).all())
+        ]
+        if damaged:
+            raise ValueError(
+                f"The checkpoint {str(pretrained_model_name_or_path)!r} holds non-finite values (NaN/Inf) in "
+                f"{len(damaged)} weight tensors (e.g. {', '.join(damaged[:3])}): its weights file is damaged."
+            )
+        return loaded
 
     @classmethod
     def _check_label_set(cls, path, kwargs) -> None:

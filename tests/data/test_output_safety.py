@@ -170,3 +170,14 @@ def test_a_kill_at_any_write_step_leaves_the_old_or_the_new_dataset(demo_root, t
         assert _state(out) == new_state and (out / "notes.txt").read_text() == "user file"
         assert os.listdir(out.parent) == ["out"], (step, os.listdir(out.parent))
     assert seen == {"old", "new"}
+
+
+def test_replacement_without_an_atomic_exchange_still_keeps_user_files(demo_root, tmp_path, monkeypatch):
+    """Where renameat2 is missing (not Linux) the swap is two renames; the result is the same."""
+    monkeypatch.setattr(prepare_module, "_exchange", lambda a, b: False)
+    out = tmp_path / "out"
+    _prep(demo_root, tmp_path, output_dir=out)
+    (out / "notes.txt").write_text("keep me")
+    _prep(demo_root, tmp_path, output_dir=out, rank="genus", splits="train")
+    assert set(load_prepared(out).dataset) == {"train"} and (out / "notes.txt").read_text() == "keep me"
+    assert sorted(os.listdir(tmp_path)) == ["cache", "out"]

@@ -9,7 +9,7 @@ import sys
 
 import torch
 
-from ..training.recipe import parse_recipe
+from ..training.recipe import RecipeError, parse_recipe
 from ..training.run import run_training
 
 
@@ -26,7 +26,11 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] in ("-h", "--help"):
         print(__doc__.strip() + "\n")
     try:
-        recipe = parse_recipe(argv)
+        try:
+            recipe = parse_recipe(argv)
+        except RecipeError as e:  # like argparse's own errors: one line, exit status 2
+            print(f"train.py: error: {e}", file=sys.stderr)
+            return 2
         run = run_training(recipe)
         if run.trainer.is_world_process_zero():
             print(f"\nBest model, image processor and model card: {run.output_dir}")

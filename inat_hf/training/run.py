@@ -22,7 +22,6 @@ from ..data.torch_dataset import ImageClassificationDataset
 from ..data.transforms import EvalPreset, TrainPreset, TTAPreset, eval_kwargs_from_image_processor
 from ..models import InatConfig, InatForImageClassification
 from .callbacks import (
-    CompleteCheckpointCallback,
     ProgressiveUnfreezingCallback,
     TrainingMetricsCallback,
     latest_complete_checkpoint,
@@ -293,7 +292,7 @@ def run_training(recipe: Recipe) -> TrainingRun:
     if args.frozen_stages:
         unfreezing = ProgressiveUnfreezingCallback(args.frozen_stages, args.parsed_unfreeze_schedule())
     images_per_step = args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size
-    callbacks = [TrainingMetricsCallback(args.output_dir, images_per_step, unfreezing), CompleteCheckpointCallback()]
+    callbacks = [TrainingMetricsCallback(args.output_dir, images_per_step)]
     if args.early_stopping_patience is not None:
         callbacks.append(EarlyStoppingCallback(args.early_stopping_patience, args.early_stopping_threshold))
 

@@ -9,8 +9,9 @@ import sys
 
 import torch
 
-from ..training.recipe import parse_recipe
+from ..training.recipe import RecipeError, parse_recipe
 from ..training.run import run_training
+from ..training.trainer import CheckpointDiskFullError
 
 
 def _setup_logging() -> None:
@@ -26,8 +27,16 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] in ("-h", "--help"):
         print(__doc__.strip() + "\n")
     try:
-        recipe = parse_recipe(argv)
-        run = run_training(recipe)
+        try:
+            recipe = parse_recipe(argv)
+        except RecipeError as e:  # like argparse's own errors: one line, exit status 2
+            print(f"train.py: error: {e}", file=sys.stderr)
+            return 2
+        try:
+            run = run_training(recipe)
+        except CheckpointDiskFullError as e:  # the message says where, what was kept and how to go on
+            print(f"train.py: error: {e.strerror}", file=sys.stderr)
+            return 1
         if run.trainer.is_world_process_zero():
             print(f"\nBest model, image processor and model card: {run.output_dir}")
             print(

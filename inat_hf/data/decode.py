@@ -19,12 +19,13 @@ JPEG can be decoded at 1/2, 1/4 or 1/8 scale in the DCT domain (libjpeg scaling,
 much cheaper than decoding at full size and then downscaling. With ``min_size=m`` the largest such reduction is used
 that keeps the decoded **shorter side >= m**; it is never smaller (tested). The transform presets pass:
 
-* train (``RandomResizedCrop`` to ``S``): ``m = S``. A crop of area fraction ``s`` spans ``sqrt(s) * short`` pixels
-  of a full-size decode and ``sqrt(s) * short_r`` of a reduced one (``short_r >= S``), then becomes ``S`` pixels.
-  Detail is lost only when ``sqrt(s) * short_r < S < sqrt(s) * short``: never for the whole-image crop (``s = 1``),
-  and not for crops small enough to be upsampled either way (RRC draws ``s`` down to 0.08). A reduction needs
-  ``short >= 2 S`` (448 px for ``S = 224``): iNat 2021 images (longest side 500 px) and builder-resized images
-  never qualify, so for them this is a no-op; larger originals decode 2-4x faster.
+* train (``RandomResizedCrop`` to ``S`` with area fractions from ``scale[0]``): ``m = ceil(S / sqrt(scale[0]))``
+  (``AugmentationConfig.decode_min_size``). A crop of area fraction ``s`` spans about ``sqrt(s) * short_r`` pixels
+  of a decode with shorter side ``short_r``; with ``short_r >= m`` even the smallest crop still spans ``>= S``
+  pixels, so it is downscaled to ``S`` as it would be from the full-size decode, and no crop is upsampled from a
+  reduced image. (``m = S`` would let a 500x500 JPEG decode at 250x250 and most crops then upsample half the
+  pixels: about 11 % of iNat 2021 training images are that large.) For ``S = 224`` and ``scale[0] = 0.08``,
+  ``m = 792``: only originals of ``>= 1584`` px per side are reduced.
 * eval / TTA: ``m = resize_size = floor(S / crop_pct)`` (the processor's ``shortest_edge``), so the bicubic resize
   that follows is always a downscale, as with a full-size decode. Draft-decoded pixels are not bit-identical to a
   full decode + resize, which is why exact processor parity holds for images the draft does not shrink (tested).

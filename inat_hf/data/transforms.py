@@ -7,10 +7,10 @@ Presets (each callable on one image: anything :func:`~inat_hf.data.decode.decode
 -----------------------------------------------------------------------------------------------
 * :class:`TrainPreset` -- the seed project's augmentation recipe, held by :class:`AugmentationConfig`::
 
-      decode (JPEG DCT-reduced to shorter side >= image_size when the file is large enough, see decode.py)
+      decode (JPEG DCT-reduced only while the smallest crop keeps image_size px per side: see decode_min_size)
       -> RandomResizedCrop(image_size, scale, ratio)    uint8, crop first, antialiased resize of the crop only
       -> RandomHorizontalFlip(hflip)                    uint8
-      -> FusedColorJitter(color_jitter, hue)            uint8 in/out, one 3x3 affine colour matrix
+      -> FusedColorJitter(color_jitter, hue)            uint8 in/out, affine colour maps + torchvision's HSV hue
       -> RandomRotationNearest(rotation)                uint8, torchvision's PIL kernel (nearest, fill 0)
       -> RandomGaussianBlur(blur_prob, blur_sigma)      separable, equal to torchvision's GaussianBlur
       -> ToNormalizedFloat(mean, std)                   float32; skipped with normalize=False
@@ -27,21 +27,22 @@ Presets (each callable on one image: anything :func:`~inat_hf.data.decode.decode
 
 Why this is fast (``benchmarks/bench_data.py``: one core of this repo's 2-core dev box, 500x375 q90 JPEGs)
 -----------------------------------------------------------------------------------------------------------
-The seed chain (PIL decode, ``ToTensor`` at full resolution, v1 float transforms) runs ~45 img/s; this preset
-~210 img/s (~4.7x), same augmentation families, same float32 ``[3, 224, 224]`` output. Per op at 224 px
-(torchvision v2 on uint8 / on float32 -> ours): ``RandomResizedCrop`` from 500x375 0.74 / 1.87 ms (so: crop
-first, from uint8, antialiased -- stock v2); ``ColorJitter(.4, .4, .4, .1)`` 7.2 / 6.1 -> 0.74 ms (torchvision's
-colour kernels compute in float whatever the input dtype, and the HSV round trip for hue dominates; ours is one
-fused affine map); ``RandomRotation(15)`` 2.7 / 2.4 -> 0.49 ms (``grid_sample`` -> torchvision's PIL kernel on the
+The seed chain (PIL decode, ``ToTensor`` at full resolution, v1 float transforms) is the baseline of
+``bench_data.py`` (figures in ``benchmarks/results.md``); this preset has the same augmentation families and the
+same float32 ``[3, 224, 224]`` output. Per op at 224 px (torchvision v2 on uint8 / on float32 -> ours):
+``RandomResizedCrop`` from 500x375 0.74 / 1.87 ms (so: crop first, from uint8, antialiased -- stock v2);
+``ColorJitter(.4, .4, .4, .1)``: torchvision's colour kernels compute in float whatever the input dtype and its
+HSV round trip for hue dominates; ours fuses brightness / contrast / saturation into affine maps and computes
+the same HSV hue shift with fewer tensor ops (:func:`hsv_hue_shift`); ``RandomRotation(15)`` 2.7 / 2.4 -> 0.49 ms (``grid_sample`` -> torchvision's PIL kernel on the
 uint8 image); ``GaussianBlur(13)`` 6.0 / 5.7 -> 2.1 ms (2-D -> separable, and only 10% of images). uint8 is not
 faster than float for torchvision's colour / rotation / blur kernels here -- only for resizing -- so the speed
 comes from the kernels above, with float work confined to the final normalisation (0.28 ms).
 
-Deviations from torchvision's ``ColorJitter`` (documented, same family): (1) brightness / contrast / saturation /
-hue are composed (in a random order, like torchvision) into one affine colour map and clamped once at the end,
-instead of clamping (and, for uint8, rounding) after each step; (2) hue is a rotation of the chroma plane in YIQ
-space (NVIDIA DALI's hue definition) by ``hue_factor * 360`` degrees, instead of a shift of the HSV hue channel.
-Both agree on grey pixels and for small shifts; (2) is what makes the fused map possible (~10x faster).
+Deviation from torchvision's ``ColorJitter`` (documented, same family): brightness / contrast / saturation are
+composed (in the random order torchvision samples) into affine colour maps, clamped once per map instead of after
+every step. Hue is torchvision's own HSV hue shift (``adjust_hue``), applied at its place in the order between
+the affine maps: a rotation of the YIQ chroma plane (the fused alternative) moves different colours by different
+HSV angles (0.37x-1.46x of the requested shift) and changes their value, and colour is a species cue.
 ``AugmentationConfig(color_jitter_impl="torchvision")`` restores torchvision's kernel exactly, at its cost.
 
 Batches for ``datasets``
@@ -155,7 +156,7 @@ class AugmentationConfig:
             also sets the hue (overriding ``hue``). 0 (or all zeros) disables colour jitter entirely, hue included.
         hue: hue jitter amplitude in [0, 0.5] (fraction of the colour wheel) applied while colour jitter is on;
             0 disables hue only. The seed recipe: 0.1.
-        color_jitter_impl: ``"fused"`` (:class:`FusedColorJitter`, ~10x faster) or ``"torchvision"``
+        color_jitter_impl: ``"fused"`` (:class:`FusedColorJitter`, faster) or ``"torchvision"``
             (``v2.ColorJitter`` on the uint8 image: torchvision's exact per-step clamping and HSV hue).
         rotation: maximum rotation in degrees (uniform in ``[-rotation, rotation]``, nearest, black fill);
             0 disables.
@@ -167,8 +168,10 @@ class AugmentationConfig:
         re_ratio: erased aspect-ratio range.
         mean: normalisation mean (RGB, in [0, 1] units).
         std: normalisation std.
-        min_decode_size: reduced-size JPEG decoding keeps the shorter side ``>=`` this; ``None`` = ``image_size``
-            (see decode.py for why that rule loses very little); 0 always decodes at full size.
+        min_decode_size: reduced-size JPEG decoding keeps the shorter side ``>=`` this; ``None`` =
+            ``ceil(image_size / sqrt(scale[0]))``, so even the smallest crop RandomResizedCrop can take still spans
+            ``image_size`` decoded pixels per side and no crop is upsampled from fewer pixels than a full-size
+            decode would give it; 0 always decodes at full size.
     """
 
     image_size: int = 224
@@ -242,7 +245,10 @@ class AugmentationConfig:
 
     @property
     def decode_min_size(self) -> int:
-        return self.image_size if self.min_decode_size is None else self.min_decode_size
+        """Shorter side a reduced JPEG decode must keep (see ``min_decode_size``)."""
+        if self.min_decode_size is not None:
+            return self.min_decode_size
+        return math.ceil(self.image_size / math.sqrt(self.scale[0]) - 1e-9)
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> AugmentationConfig:
@@ -261,10 +267,8 @@ class AugmentationConfig:
 # Custom v2 transforms (uint8-friendly fast kernels)
 # --------------------------------------------------------------------------------------------------------------
 
-# torchvision's grayscale weights (rgb_to_grayscale) and the YIQ transform for hue rotation.
+# torchvision's grayscale weights (rgb_to_grayscale).
 _GRAY = np.array([0.2989, 0.587, 0.114])
-_RGB_TO_YIQ = np.array([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
-_YIQ_TO_RGB = np.linalg.inv(_RGB_TO_YIQ)
 
 
 def _jitter_range(value: float | Sequence[float], name: str, center: float = 1.0, bound: float = math.inf):
@@ -282,10 +286,11 @@ def _jitter_range(value: float | Sequence[float], name: str, center: float = 1.0
 
 
 class FusedColorJitter(v2.Transform):
-    """``ColorJitter`` as one affine colour map: brightness, contrast, saturation and hue factors are sampled as by
-    ``torchvision.transforms.v2.ColorJitter`` (same ranges, random order), composed into a 3x3 matrix + offset,
-    applied once and clamped once. Hue rotates the YIQ chroma plane (DALI's definition) -- see the module docstring
-    for how this differs from torchvision. uint8 in -> uint8 out (rounded); float in [0, 1] -> float.
+    """``ColorJitter`` with fused kernels: brightness, contrast, saturation and hue factors are sampled as by
+    ``torchvision.transforms.v2.ColorJitter`` (same ranges, random order). The brightness / contrast / saturation
+    steps on either side of the hue step are each composed into one 3x3 matrix + offset, applied once and clamped
+    once; the hue step is torchvision's HSV hue shift (``adjust_hue``). uint8 in -> uint8 out (rounded); float in
+    [0, 1] -> float.
     """
 
     def __init__(
@@ -317,9 +322,10 @@ class FusedColorJitter(v2.Transform):
 
     @staticmethod
     def color_matrix(params: Mapping[str, Any], mean_rgb: Sequence[float] | None) -> tuple[np.ndarray, np.ndarray]:
-        """(3x3 matrix, offset) of the composed colour map, in the image's value units. ``mean_rgb`` (per-channel
-        mean of the input) is needed when contrast is jittered: torchvision blends with the mean grey level of
-        the image as it is at that step, which for an affine map is ``gray . (M @ mean_rgb + b)``."""
+        """(3x3 matrix, offset) of the composed brightness / contrast / saturation steps in ``params["order"]``
+        (hue, op 3, is not affine and is skipped here), in the image's value units. ``mean_rgb`` (per-channel mean
+        of the input) is needed when contrast is jittered: torchvision blends with the mean grey level of the image
+        as it is at that step, which for an affine map is ``gray . (M @ mean_rgb + b)``."""
         m = np.eye(3)
         b = np.zeros(3)
         for op in params["order"]:
@@ -334,32 +340,72 @@ class FusedColorJitter(v2.Transform):
                 f = params["saturation"]
                 s = f * np.eye(3) + (1.0 - f) * np.tile(_GRAY, (3, 1))
                 m, b = s @ m, s @ b
-            elif op == 3 and params["hue"] is not None:
-                theta = 2.0 * math.pi * params["hue"]
-                c, s_ = math.cos(theta), math.sin(theta)
-                rot = _YIQ_TO_RGB @ np.array([[1.0, 0.0, 0.0], [0.0, c, s_], [0.0, -s_, c]]) @ _RGB_TO_YIQ
-                m, b = rot @ m, rot @ b
         return m, b
+
+    @classmethod
+    def _affine(cls, x: torch.Tensor, params: Mapping[str, Any], order: list[int], top: float) -> torch.Tensor:
+        """Apply the affine steps of ``order`` to float ``x`` (values in [0, top]) and clamp once."""
+        if not any(op != 3 and params[_OPS[op]] is not None for op in order):
+            return x
+        step = {**params, "order": order}
+        mean_rgb = x.mean(dim=(-2, -1)).tolist() if params["contrast"] is not None and 1 in order else None
+        m, b = cls.color_matrix(step, mean_rgb)
+        # (3, 3) @ (3, H*W) on a CHW buffer is the fast GEMM layout here (an (H*W, 3) result is ~10x slower).
+        m_t = torch.from_numpy(m.astype(np.float32)).to(x.device)
+        b_t = torch.from_numpy(b.astype(np.float32)).to(x.device)
+        return torch.addmm(b_t[:, None], m_t, x.reshape(3, -1)).view(x.shape).clamp_(0.0, top)
 
     def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
         if not isinstance(inpt, torch.Tensor):
             raise TypeError(f"FusedColorJitter expects an image tensor, found {type(inpt).__name__}")
-        if all(params[k] is None for k in ("brightness", "contrast", "saturation", "hue")):
+        if all(params[k] is None for k in _OPS):
             return inpt
         if inpt.ndim != 3 or inpt.shape[0] != 3:
             raise ValueError(f"FusedColorJitter expects one RGB image [3, H, W], found shape {tuple(inpt.shape)}")
         is_uint8 = inpt.dtype == torch.uint8
-        x = inpt.to(torch.float32)
-        mean_rgb = x.mean(dim=(-2, -1)).tolist() if params["contrast"] is not None else None
-        m, b = self.color_matrix(params, mean_rgb)
-        shape = x.shape
-        # (3, 3) @ (3, H*W) on a CHW buffer is the fast GEMM layout here (an (H*W, 3) result is ~10x slower).
-        m_t = torch.from_numpy(m.astype(np.float32)).to(x.device)
-        b_t = torch.from_numpy(b.astype(np.float32)).to(x.device)
-        y = torch.addmm(b_t[:, None], m_t, x.reshape(3, -1)).view(shape)
+        top = 255.0 if is_uint8 else 1.0
+        order = list(params["order"])
+        y = inpt.to(torch.float32)
+        if params["hue"] is None:
+            y = self._affine(y, params, order, top)
+        else:
+            k = order.index(3)
+            y = self._affine(y, params, order[:k], top)
+            y = hsv_hue_shift(y, params["hue"])
+            y = self._affine(y, params, order[k + 1 :], top)
         if not is_uint8:
-            return y.clamp_(0.0, 1.0).to(inpt.dtype)
-        return _float_to_uint8(y.clamp_(0.0, 255.0).round_())
+            return y.to(inpt.dtype)
+        return _float_to_uint8(y.round_())
+
+
+_OPS = ("brightness", "contrast", "saturation", "hue")
+# hsv_hue_shift: position of R, G, B on the hue hexagon in the HSV -> RGB formula below
+_HUE_CHANNEL_OFFSETS = torch.tensor([5.0, 3.0, 1.0]).view(3, 1, 1)
+
+
+def hsv_hue_shift(x: torch.Tensor, hue: float) -> torch.Tensor:
+    """torchvision's ``adjust_hue`` (shift of the HSV hue channel by ``hue`` turns) on a float ``[3, H, W]`` image,
+    in any value scale (``[0, 1]`` or ``[0, 255]``: the shift keeps each pixel's max and min channel, so it is
+    scale-free). Hue is computed exactly as torchvision's ``_rgb_to_hsv``; the way back uses the closed form
+    ``c = max - (max - min) * clamp(min(k, 4 - k), 0, 1)`` with ``k = (n_c + 6 h) mod 6`` (``n`` = 5, 3, 1 for
+    R, G, B), which equals torchvision's ``_hsv_to_rgb`` sector table with a few tensor ops instead of a 6-way
+    masked sum; equal to it within one uint8 level (tested)."""
+    r, g, b = x.unbind(0)
+    maxc = x.amax(0)
+    minc = x.amin(0)
+    chroma = maxc - minc
+    divisor = torch.where(chroma > 0, chroma, torch.ones_like(chroma))
+    rc, gc, bc = (maxc - r) / divisor, (maxc - g) / divisor, (maxc - b) / divisor
+    is_r = maxc == r
+    is_g = (maxc == g) & ~is_r
+    h6 = torch.where(is_r, bc - gc, torch.where(is_g, 2.0 + rc - bc, 4.0 + gc - rc))
+    # hue in sixths of a turn, shifted, wrapped into [0, 6) (floor arithmetic: torch.remainder is ~10x slower)
+    h6 = h6 + 6.0 * hue
+    h6 = h6 - 6.0 * torch.floor(h6 * (1.0 / 6.0))
+    k = _HUE_CHANNEL_OFFSETS.to(x.device) + h6  # in [1, 11)
+    k = torch.where(k >= 6.0, k - 6.0, k)
+    w = torch.minimum(k, 4.0 - k).clamp_(0.0, 1.0)
+    return maxc - chroma * w
 
 
 def _float_to_uint8(x: torch.Tensor) -> torch.Tensor:

@@ -274,7 +274,15 @@ class InatForImageClassification(InatPreTrainedModel):
                 f"Class-index labels must have shape [batch] = [{batch_size}], got {list(labels.shape)}; soft targets "
                 f"must be a float tensor of shape [{batch_size}, {num_labels}]."
             )
-        # A host sync, but an out-of-range index otherwise surfaces as an opaque CUDA device-side assert.
+        if labels.device.type != "cpu":
+            # No host sync per step on an accelerator: the check runs on the device and fails the next sync point
+            # (an out-of-range index would otherwise surface as an opaque device-side assert in the loss).
+            torch._assert_async(
+                ((labels >= 0) & (labels < num_labels)).all(),
+                f"Labels must be class indices in [0, {num_labels}) (num_labels={num_labels}); check that the "
+                "dataset's label set matches config.id2label.",
+            )
+            return
         low, high = int(labels.min()), int(labels.max())
         if low < 0 or high >= num_labels:
             raise ValueError(

@@ -200,6 +200,11 @@ class InatTrainingArguments(TrainingArguments):
     )
     dataloader_num_workers: int = _help("Data loading processes.", default=2)
     lr_scheduler_type: str = _help("LR schedule (transformers names).", default="cosine_with_restarts")
+    logging_nan_inf_filter: bool = _help(
+        "transformers' filter replaces NaN/Inf losses in the logs (a host sync on every step); off, since "
+        "InatTrainer stops on the first non-finite loss anyway.",
+        default=False,
+    )
 
     def __post_init__(self):
         super().__post_init__()

@@ -7,6 +7,7 @@ import json
 import math
 import os
 import re
+import shutil
 import time
 from collections.abc import Mapping, Sequence
 
@@ -124,12 +125,14 @@ class TrainingMetricsCallback(TrainerCallback):
 
     Columns: epoch, step, train_loss, eval_loss, eval_top1/3/5, images_per_second (training throughput since the
     previous training log, all processes together), grad_norm, then ``lr_<group>`` for every optimizer parameter
-    group that has weight decay (its ``_no_decay`` twin has the same LR); a stage that is frozen at the time shows
-    an effective LR of 0.
+    group that has weight decay (its ``_no_decay`` twin has the same LR), as ``InatTrainer.log`` reports them: a
+    stage that is frozen at the time shows an effective LR of 0.
+
+    A resumed run first cuts the file back to the checkpoint's step: the rows logged after it are logged again by
+    the replayed steps, and would otherwise appear twice (in the CSV and in the curves drawn from it).
     """
 
-    def __init__(self, output_dir: str, images_per_step: int, unfreezing: ProgressiveUnfreezingCallback | None = None):
-        self.unfreezing = unfreezing  # frozen stages are logged with an effective LR of 0
+    def __init__(self, output_dir: str, images_per_step: int):
         self.path = os.path.join(output_dir, METRICS_FILE)
         self.curves_path = os.path.join(output_dir, CURVES_FILE)
         self.images_per_step = images_per_step
@@ -138,10 +141,14 @@ class TrainingMetricsCallback(TrainerCallback):
 
     def on_train_begin(self, args, state, control, **kwargs):
         self._last = (time.perf_counter(), state.global_step)
-        if state.is_world_process_zero and os.path.isfile(self.path) and state.global_step == 0:
-            os.remove(self.path)  # a fresh run in an old output dir; a resumed run appends
+        if not state.is_world_process_zero or not os.path.isfile(self.path):
+            return
+        if state.global_step == 0:
+            os.remove(self.path)  # a fresh run in an old output dir
+        else:
+            truncate_metrics(self.path, state.global_step)
 
-    def on_log(self, args, state, control, logs=None, optimizer=None, **kwargs):
+    def on_log(self, args, state, control, logs=None, **kwargs):
         logs = logs or {}
         if not state.is_world_process_zero or not ({"loss", "eval_loss"} & set(logs)):
             return
@@ -161,13 +168,7 @@ class TrainingMetricsCallback(TrainerCallback):
             if state.global_step > step and now > then:
                 row["images_per_second"] = round((state.global_step - step) * self.images_per_step / (now - then), 2)
             self._last = (now, state.global_step)
-        lrs = {}
-        if optimizer is not None:
-            for i, group in enumerate(optimizer.param_groups):
-                name = group.get("name", str(i))
-                if not name.endswith("_no_decay"):
-                    frozen = self.unfreezing is not None and name in self.unfreezing.frozen
-                    lrs[f"lr_{name}"] = 0.0 if frozen else group["lr"]
+        lrs = {k: v for k, v in logs.items() if k.startswith("lr_")}
         if self._columns is None:
             existing = None
             if os.path.isfile(self.path):
@@ -184,6 +185,22 @@ class TrainingMetricsCallback(TrainerCallback):
     def on_train_end(self, args, state, control, **kwargs):
         if state.is_world_process_zero and os.path.isfile(self.path):
             plot_training_curves(self.path, self.curves_path)
+
+
+def truncate_metrics(path: str, global_step: int) -> int:
+    """Keep the header and the rows of ``path`` up to ``global_step`` (atomically); returns the rows dropped."""
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    if not rows:
+        return 0
+    header, body = rows[0], rows[1:]
+    step = header.index("step")
+    kept = [r for r in body if len(r) > step and r[step] and int(float(r[step])) <= global_step]
+    tmp = path + ".tmp"
+    with open(tmp, "w", newline="") as f:
+        csv.writer(f).writerows([header, *kept])
+    os.replace(tmp, path)
+    return len(body) - len(kept)
 
 
 def plot_training_curves(csv_path: str, png_path: str) -> None:
@@ -223,37 +240,64 @@ def plot_training_curves(csv_path: str, png_path: str) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- checkpoints
-class CompleteCheckpointCallback(TrainerCallback):
-    """Marks a checkpoint complete once the Trainer has written all of it.
+def checkpoint_steps(output_dir: str) -> list[int]:
+    """Steps of the ``checkpoint-N`` folders in ``output_dir``, complete or not, in increasing order."""
+    if not os.path.isdir(output_dir):
+        return []
+    steps = []
+    for name in os.listdir(output_dir):
+        match = re.fullmatch(rf"{PREFIX_CHECKPOINT_DIR}-(\d+)", name)
+        if match and os.path.isdir(os.path.join(output_dir, name)):
+            steps.append(int(match.group(1)))
+    return sorted(steps)
 
-    ``on_save`` fires after ``Trainer._save_checkpoint`` returns (model, optimizer, scheduler, RNG and trainer
-    state are on disk); the marker is written atomically (temp file + rename). A process killed mid-write leaves
-    a folder without marker, which :func:`latest_complete_checkpoint` skips.
+
+def mark_checkpoint_complete(folder: str, global_step: int, epoch: float | None) -> None:
+    """Write the completion marker of a checkpoint: the LAST file written into it (temp file + fsync + rename),
+    so a folder without the marker is one that a kill or a full disk interrupted."""
+    tmp = os.path.join(folder, COMPLETE_MARKER + ".tmp")
+    with open(tmp, "w") as f:
+        json.dump({"global_step": global_step, "epoch": epoch}, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, os.path.join(folder, COMPLETE_MARKER))
+
+
+def rotate_checkpoints(output_dir: str, save_total_limit: int | None, best_model_checkpoint: str | None) -> list[str]:
+    """Delete old checkpoints, called once the newest one is complete; returns the folders deleted.
+
+    transformers' rule (keep the newest ``save_total_limit``, never deleting the newest or the best one), applied
+    to *complete* checkpoints only, so the last complete checkpoint is never deleted before the next one is
+    complete. Incomplete folders older than the newest complete checkpoint (left by a kill mid-save) can never be
+    resumed from and are deleted too.
     """
-
-    def on_save(self, args, state, control, **kwargs):
-        if not state.is_world_process_zero:
-            return
-        folder = os.path.join(args.output_dir, f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}")
-        if os.path.isdir(folder):
-            tmp = os.path.join(folder, COMPLETE_MARKER + ".tmp")
-            with open(tmp, "w") as f:
-                json.dump({"global_step": state.global_step, "epoch": state.epoch}, f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, os.path.join(folder, COMPLETE_MARKER))
+    if save_total_limit is None or save_total_limit <= 0:
+        return []
+    folder = {
+        step: os.path.normpath(os.path.join(output_dir, f"{PREFIX_CHECKPOINT_DIR}-{step}"))
+        for step in checkpoint_steps(output_dir)
+    }
+    complete = [step for step, path in folder.items() if os.path.isfile(os.path.join(path, COMPLETE_MARKER))]
+    if not complete:
+        return []
+    ordered = [folder[step] for step in complete]
+    protected = {ordered[-1]}  # the newest complete one, to resume from
+    if best_model_checkpoint:
+        protected.add(os.path.normpath(best_model_checkpoint))
+    keep = max(save_total_limit, len(protected & set(ordered)))
+    doomed = [path for path in ordered if path not in protected][: max(0, len(ordered) - keep)]
+    doomed += [path for step, path in folder.items() if step < complete[-1] and step not in complete]
+    for path in doomed:
+        logger.info(f"Deleting older checkpoint {path} (save_total_limit={save_total_limit})")
+        shutil.rmtree(path, ignore_errors=True)
+    return doomed
 
 
 def latest_complete_checkpoint(output_dir: str) -> str | None:
     """The newest ``checkpoint-N`` in ``output_dir`` that was written completely, or None."""
-    if not os.path.isdir(output_dir):
-        return None
-    steps = []
-    for name in os.listdir(output_dir):
-        match = re.fullmatch(rf"{PREFIX_CHECKPOINT_DIR}-(\d+)", name)
-        if match and os.path.isfile(os.path.join(output_dir, name, COMPLETE_MARKER)):
-            steps.append(int(match.group(1)))
-    return os.path.join(output_dir, f"{PREFIX_CHECKPOINT_DIR}-{max(steps)}") if steps else None
+    folders = [os.path.join(output_dir, f"{PREFIX_CHECKPOINT_DIR}-{step}") for step in checkpoint_steps(output_dir)]
+    complete = [f for f in folders if os.path.isfile(os.path.join(f, COMPLETE_MARKER))]
+    return complete[-1] if complete else None
 
 
 # ---------------------------------------------------------------------------------------------- EMA
@@ -265,7 +309,8 @@ class EmaCallback(TrainerCallback):
 
     ``InatTrainer`` evaluates with the EMA weights and the run's final model is the EMA (of the best checkpoint
     when ``load_best_model_at_end``). Checkpoints keep the raw weights — resuming must continue the raw
-    trajectory — plus ``ema.safetensors``, which a resume loads back. Every rank updates its own EMA from
+    trajectory — plus ``ema.safetensors`` (written by ``InatTrainer`` before the completion marker), which a
+    resume loads back. Every rank updates its own EMA from
     identical weights, so the EMAs stay identical too.
     """
 
@@ -281,10 +326,8 @@ class EmaCallback(TrainerCallback):
     def on_step_end(self, args, state, control, model=None, **kwargs):
         self.ema.update(model, step=state.global_step)
 
-    def on_save(self, args, state, control, **kwargs):
-        folder = os.path.join(args.output_dir, f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}")
-        if state.is_world_process_zero and os.path.isdir(folder):
-            save_file(self.state_dict(), os.path.join(folder, EMA_FILE))
+    def save(self, folder: str) -> None:
+        save_file(self.state_dict(), os.path.join(folder, EMA_FILE))
 
 
 # ---------------------------------------------------------------------------------------------- replicas

@@ -14,9 +14,13 @@ never be silently ignored. The resolved recipe is written next to the run's outp
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import difflib
+import enum
+import functools
 import os
+import re
 import types
 import typing
 from typing import Any
@@ -35,6 +39,10 @@ SECTIONS: dict[str, type] = {
 RECIPE_FILE = "run_config.yaml"
 # Never written to disk: credentials.
 _SECRET_FIELDS = ("hub_token", "push_to_hub_token")
+
+
+class RecipeError(ValueError):
+    """A recipe file that cannot be used as written (unknown key, wrong value type): the command exits with 2."""
 
 
 @dataclasses.dataclass
@@ -61,71 +69,141 @@ def _section_of_key() -> dict[str, str]:
     return owner
 
 
-def _unknown_key_error(path: str, section: str | None, key: str, valid: set[str]) -> ValueError:
+def _unknown_key_error(path: str, section: str | None, key: str, valid: set[str]) -> RecipeError:
     where = f"section {section!r} of {path}" if section else path
     hint = difflib.get_close_matches(key, sorted(valid), n=1, cutoff=0.6)
     suggestion = f"; did you mean {hint[0]!r}?" if hint else f". Valid keys: {', '.join(sorted(valid))}."
-    return ValueError(f"Unknown key {key!r} in {where}{suggestion}")
+    return RecipeError(f"Unknown key {key!r} in {where}{suggestion}")
 
 
 def load_recipe_file(path: str) -> dict[str, Any]:
-    """Read a recipe YAML into ``{field: value}`` (flat), checking every key."""
+    """Read a recipe YAML into ``{field: value}`` (flat), checking every key and the type of every value."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"Recipe file not found: {path}")
     with open(path, encoding="utf-8") as f:
-        raw = yaml.safe_load(f) or {}
+        raw = yaml.load(f, Loader=_RecipeLoader) or {}  # noqa: S506 - a SafeLoader subclass
     if not isinstance(raw, dict):
-        raise ValueError(f"{path}: a recipe is a mapping of sections {list(SECTIONS)}, got a {type(raw).__name__}.")
+        raise RecipeError(f"{path}: a recipe is a mapping of sections {list(SECTIONS)}, got a {type(raw).__name__}.")
     owner = _section_of_key()
     flat: dict[str, Any] = {}
+
+    def add(section: str | None, name: str, value: Any) -> None:
+        annotation = _resolved_types(SECTIONS[section or owner[name]])[name]
+        try:
+            flat[name] = _check_value(value, annotation)
+        except _Mismatch as e:
+            raise _type_error(path, section, name, value, e.args[0]) from None
+
     for key, value in raw.items():
         if key in SECTIONS:
             if not isinstance(value, dict):
-                raise ValueError(f"{path}: section {key!r} must be a mapping, got {type(value).__name__}.")
+                raise RecipeError(f"{path}: section {key!r} must be a mapping, got {type(value).__name__}.")
             valid = _field_names(SECTIONS[key])
             for name, item in value.items():
                 if name not in valid:
                     raise _unknown_key_error(path, key, name, valid)
-                flat[name] = item
+                add(key, name, item)
         elif key in owner:
-            flat[key] = value
+            add(None, key, value)
         else:
             raise _unknown_key_error(path, None, key, set(owner) | set(SECTIONS))
     return flat
 
 
-def _base_type(annotation: Any) -> Any:
-    """``float | None`` → ``float``; ``list[int]`` → ``list[int]``; other unions → first non-None member."""
-    if isinstance(annotation, str):
-        return annotation
+class _RecipeLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, reading ``1e-4`` as a float as YAML 1.2 does (YAML 1.1 needs ``1.0e-4``): a number
+    written the usual way must not become a string, since strings are never accepted where a number is expected."""
+
+
+class _RecipeDumper(yaml.SafeDumper):
+    """Writes what :class:`_RecipeLoader` reads back identically (a string ``"1e-4"`` gets quotes)."""
+
+
+for _cls in (_RecipeLoader, _RecipeDumper):
+    _cls.add_implicit_resolver(
+        "tag:yaml.org,2002:float",
+        re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+        list("-+0123456789"),
+    )
+
+_TYPE_NAMES = {float: "float", int: "int", bool: "bool", str: "str", dict: "mapping", list: "list"}
+
+
+class _Mismatch(Exception):
+    pass
+
+
+def _check_value(value: Any, annotation: Any) -> Any:
+    """``value`` (as YAML read it) if it fits ``annotation``, converted where that loses nothing (int → float);
+    raises :class:`_Mismatch` otherwise. Strict like the command line: no string is a number or a boolean."""
+    if isinstance(annotation, str) or annotation is Any:
+        return value
     origin = typing.get_origin(annotation)
     if origin in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(annotation) if a is not type(None)]
-        return _base_type(args[0]) if args else annotation
-    return annotation
-
-
-def _coerce(value: Any, annotation: Any) -> Any:
-    """Make YAML scalars fit the field type: PyYAML reads ``1e-4`` as a string (YAML 1.1 needs ``1.0e-4``)."""
-    if value is None:
-        return None
-    kind = _base_type(annotation)
-    origin = typing.get_origin(kind)
-    if origin is list:
-        (item_type,) = typing.get_args(kind) or (Any,)
+        members = typing.get_args(annotation)
+        if value is None and type(None) in members:
+            return None
+        # exact type matches first (a bool stays a bool in `str | bool`), then the lossless conversions
+        for member in members:
+            if member is not type(None) and type(value) is member:
+                return value
+        for member in members:
+            if member is type(None):
+                continue
+            with contextlib.suppress(_Mismatch):
+                return _check_value(value, member)
+        raise _Mismatch(next(m for m in members if m is not type(None)))
+    if origin is typing.Literal:
+        if value not in typing.get_args(annotation):
+            raise _Mismatch(annotation)
+        return value
+    if origin is list or annotation is list:
+        (item_type,) = typing.get_args(annotation) or (Any,)
         values = value if isinstance(value, list) else [value]
-        return [_coerce(v, item_type) for v in values]
-    if kind is float and isinstance(value, (str, int)) and not isinstance(value, bool):
+        return [_check_value(v, item_type) for v in values]
+    if origin is dict or annotation is dict:
+        if not isinstance(value, dict):
+            raise _Mismatch(dict)
+        return value
+    if annotation is bool:
+        if not isinstance(value, bool):
+            raise _Mismatch(bool)
+        return value
+    if annotation is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise _Mismatch(int)
+        return value
+    if annotation is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise _Mismatch(float)
         return float(value)
-    if kind is int and isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        return int(value)
-    if kind is bool and isinstance(value, str):
-        lowered = value.strip().lower()
-        if lowered in ("true", "yes", "1", "false", "no", "0"):
-            return lowered in ("true", "yes", "1")
-    return value
+    if annotation is str:
+        if not isinstance(value, str):
+            raise _Mismatch(str)
+        return value
+    if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
+        try:
+            return annotation(value)
+        except ValueError:
+            raise _Mismatch(annotation) from None
+    return value  # other types (e.g. accelerate's ParallelismConfig): the dataclass validates them
 
 
+def _type_error(path: str, section: str | None, key: str, value: Any, expected: Any) -> RecipeError:
+    where = f"section {section!r} of {path}" if section else path
+    if typing.get_origin(expected) is typing.Literal:
+        wanted = ", ".join(map(repr, typing.get_args(expected)))
+        return RecipeError(f"{where}: {key}: invalid choice: {value!r} (choose from {wanted}).")
+    name = _TYPE_NAMES.get(expected, getattr(expected, "__name__", str(expected)))
+    hints = {
+        "float": " Write a number, e.g. 1.0e-4 (quoted, it is a string).",
+        "int": " Write a whole number, e.g. 8.",
+        "bool": " Write true or false, unquoted.",
+    }
+    return RecipeError(f"{where}: {key}: invalid {name} value: {value!r}.{hints.get(name, '')}")
+
+
+@functools.cache
 def _resolved_types(cls: type) -> dict[str, Any]:
     try:
         hints = typing.get_type_hints(cls)
@@ -154,7 +232,7 @@ def parse_recipe(argv: list[str]) -> Recipe:
     parts = []
     for cls in SECTIONS.values():
         types_of = _resolved_types(cls)
-        kwargs = {k: _coerce(v, types_of[k]) for k, v in values.items() if k in types_of}
+        kwargs = {k: v for k, v in values.items() if k in types_of}
         parts.append(cls(**kwargs))
     return Recipe(*parts, source=source, overrides=list(argv))
 
@@ -190,5 +268,5 @@ def save_recipe(recipe: Recipe, output_dir: str) -> str:
     ]
     with open(path, "w", encoding="utf-8") as f:
         f.write("\n".join(header) + "\n")
-        yaml.safe_dump(recipe_to_dict(recipe), f, sort_keys=False, default_flow_style=False)
+        yaml.dump(recipe_to_dict(recipe), f, Dumper=_RecipeDumper, sort_keys=False, default_flow_style=False)
     return path

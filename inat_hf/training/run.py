@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 from typing import Any
 
@@ -21,7 +22,6 @@ from ..data.torch_dataset import ImageClassificationDataset
 from ..data.transforms import EvalPreset, TrainPreset, TTAPreset, eval_kwargs_from_image_processor
 from ..models import InatConfig, InatForImageClassification
 from .callbacks import (
-    CompleteCheckpointCallback,
     ProgressiveUnfreezingCallback,
     TrainingMetricsCallback,
     latest_complete_checkpoint,
@@ -165,10 +165,50 @@ def check_recipe(recipe: Recipe) -> None:
             "No eval_split, but evaluation is configured: set eval_strategy: 'no' and load_best_model_at_end: false, "
             "or give an eval_split."
         )
+    _check_patience_covers_a_cycle(args)
     metric = (args.metric_for_best_model or "").removeprefix("eval_")
     if args.load_best_model_at_end and metric not in ("top1", "top3", "top5", "loss"):
         raise ValueError(
             f"metric_for_best_model must be one of top1, top3, top5, loss; got {args.metric_for_best_model!r}."
+        )
+
+
+def _check_patience_covers_a_cycle(args) -> None:
+    """Early stopping must not end a run inside a restart cycle of ``cosine_with_restarts``.
+
+    A restart puts the LR back from ~0 to its peak; top-1 then drops and usually beats the previous best only
+    towards the end of the next cycle. With a patience shorter than a cycle the run stops a few epochs after the
+    first restart, and the later cycles and the clean ``mix_off_epochs`` finish never happen.
+    """
+    if args.early_stopping_patience is None or str(args.lr_scheduler_type) not in (
+        "cosine_with_restarts",
+        "SchedulerType.COSINE_WITH_RESTARTS",
+    ):
+        return
+    kwargs = args.lr_scheduler_kwargs or {}
+    num_cycles = int(kwargs.get("num_cycles", 1)) if isinstance(kwargs, dict) else 1
+    if num_cycles <= 1:
+        return
+    warmup_fraction = args.warmup_steps if 0 < args.warmup_steps < 1 else 0.0  # a float < 1 is a ratio
+    strategy = str(getattr(args.eval_strategy, "value", args.eval_strategy))
+    if strategy == "epoch" and args.max_steps <= 0:
+        unit, cycle = "epochs", args.num_train_epochs * (1 - warmup_fraction) / num_cycles
+        interval = 1.0
+    elif strategy == "steps" and args.max_steps > 0:
+        unit, cycle = "steps", args.max_steps * (1 - warmup_fraction) / num_cycles
+        interval = args.eval_steps if args.eval_steps and args.eval_steps >= 1 else args.max_steps * args.eval_steps
+    else:
+        return  # cycle length in evaluations unknown before the data is loaded
+    patience = args.early_stopping_patience * interval
+    if patience < cycle:
+        needed = math.ceil(cycle / interval)
+        raise ValueError(
+            f"early_stopping_patience={args.early_stopping_patience} evaluations ({patience:g} {unit}) is shorter "
+            f"than one restart cycle of cosine_with_restarts (num_cycles={num_cycles}: {cycle:.1f} {unit} each). "
+            "After each hard LR restart top-1 drops for several evaluations, so early stopping would end the run "
+            "before the later cycles and the final mix_off_epochs. Fix: early_stopping_patience >= "
+            f"{needed}, or lr_scheduler_kwargs: {{num_cycles: 1}} (or lr_scheduler_type: cosine), or no early "
+            "stopping."
         )
 
 
@@ -252,7 +292,7 @@ def run_training(recipe: Recipe) -> TrainingRun:
     if args.frozen_stages:
         unfreezing = ProgressiveUnfreezingCallback(args.frozen_stages, args.parsed_unfreeze_schedule())
     images_per_step = args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size
-    callbacks = [TrainingMetricsCallback(args.output_dir, images_per_step, unfreezing), CompleteCheckpointCallback()]
+    callbacks = [TrainingMetricsCallback(args.output_dir, images_per_step)]
     if args.early_stopping_patience is not None:
         callbacks.append(EarlyStoppingCallback(args.early_stopping_patience, args.early_stopping_threshold))
 

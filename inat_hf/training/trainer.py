@@ -12,18 +12,31 @@ clipping, checkpointing, resuming, logging, early stopping — is the Trainer's 
 from __future__ import annotations
 
 import contextlib
+import errno
 import math
 import os
+import shutil
 
+import numpy as np
 import torch
 from transformers import Trainer, TrainerCallback
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from transformers.utils import logging
 
 from ..inference.evaluator import TopKComputeMetrics, preprocess_logits_for_metrics
 from ..inference.tta import tta_logits
-from .callbacks import EMA_FILE, EmaCallback, ProgressiveUnfreezingCallback, replica_checksums
+from ..models.losses import focal_loss
+from .callbacks import (
+    EMA_FILE,
+    EmaCallback,
+    ProgressiveUnfreezingCallback,
+    latest_complete_checkpoint,
+    mark_checkpoint_complete,
+    replica_checksums,
+    rotate_checkpoints,
+)
 from .mixing import AdaptiveMixup
-from .optim import build_param_groups
+from .optim import CLASSIFIER_STAGES, build_param_groups
 
 logger = logging.get_logger(__name__)
 
@@ -36,6 +49,31 @@ class _DatasetEpochCallback(TrainerCallback):
 
     def on_epoch_begin(self, args, state, control, **kwargs):
         self.dataset.set_epoch(math.floor((state.epoch or 0.0) + 1e-9))
+
+
+class CheckpointDiskFullError(OSError):
+    """The disk filled up while a checkpoint was being written."""
+
+
+def _is_disk_full(exc: BaseException) -> bool:
+    seen = exc
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno == errno.ENOSPC:
+            return True
+        seen = seen.__cause__ or seen.__context__
+    # torch.save reports a full disk as a RuntimeError from its zip writer ("... unexpected pos ...",
+    # "file write failed"), without the errno
+    text = str(exc)
+    return isinstance(exc, RuntimeError) and any(
+        s in text for s in ("unexpected pos", "file write failed", "No space left on device")
+    )
+
+
+def _free_bytes(path: str) -> int | None:
+    try:
+        return shutil.disk_usage(path).free
+    except OSError:
+        return None
 
 
 class InatTrainer(Trainer):
@@ -76,6 +114,10 @@ class InatTrainer(Trainer):
             self.add_callback(self.ema)
         if getattr(self.args, "channels_last", False):
             self.model.to(memory_format=torch.channels_last)
+        # First step with a non-finite loss, kept on the device (inf = none yet): checked once per logging step.
+        self._nonfinite_step: torch.Tensor | None = None
+        self._nonfinite_loss: torch.Tensor | None = None
+        self._group_lrs: dict[str, float] = {}
 
     # ------------------------------------------------------------------ optimisation
     def create_optimizer(self, model=None):
@@ -132,21 +174,80 @@ class InatTrainer(Trainer):
         loss = super().training_step(model, inputs, num_items_in_batch)
         if self.unfreezing is not None:
             self.unfreezing.discard_frozen_grads()
-        self._raise_if_not_finite(loss)
+        self._track_not_finite(loss)
         return loss
 
-    def _raise_if_not_finite(self, loss: torch.Tensor) -> None:
-        bad = (~torch.isfinite(loss)).to(torch.float32).reshape(1)
+    # ------------------------------------------------------------------ non-finite loss
+    def _track_not_finite(self, loss: torch.Tensor) -> None:
+        """Remember the first step whose loss is NaN/Inf, on the device: no host sync per step (on a GPU an
+        ``.item()`` here would serialise the pipeline). :meth:`_raise_if_not_finite` looks at it once per
+        logging/evaluation/save step and at the end."""
+        loss = loss.detach().reshape(())
+        step = self.state.global_step + 1  # the optimizer step this micro-batch belongs to
+        if self._nonfinite_step is None:
+            self._nonfinite_step = torch.full((), math.inf, device=loss.device)
+            self._nonfinite_loss = torch.zeros((), device=loss.device)
+        first = (~torch.isfinite(loss)) & torch.isinf(self._nonfinite_step)
+        self._nonfinite_step = torch.where(first, torch.full_like(self._nonfinite_step, step), self._nonfinite_step)
+        self._nonfinite_loss = torch.where(first, loss.float(), self._nonfinite_loss)
+
+    def _raise_if_not_finite(self) -> None:
+        if self._nonfinite_step is None:
+            return
+        found = torch.stack([self._nonfinite_step, self._nonfinite_loss.to(self._nonfinite_step.dtype)])
         if self.args.world_size > 1:
-            # Every rank must stop together: one raising while the others wait in the next all-reduce would hang.
-            torch.distributed.all_reduce(bad, op=torch.distributed.ReduceOp.MAX)
-        if bad.item():
-            step = self.state.global_step + 1
-            raise FloatingPointError(
-                f"The training loss is {loss.item()} (not finite) at step {step} (epoch {self.state.epoch or 0:.2f}). "
-                "Training stopped instead of continuing on NaN weights. Lower the learning rate, use bf16 instead "
-                f"of fp16, or check the inputs; the last complete checkpoint in {self.args.output_dir} can be resumed."
-            )
+            # Every rank takes part and every rank stops: one raising while the others wait in the next collective
+            # would hang. The earliest step over all ranks is reported.
+            gathered = [torch.empty_like(found) for _ in range(self.args.world_size)]
+            torch.distributed.all_gather(gathered, found)
+            found = min(gathered, key=lambda t: float(t[0]))
+        step, loss = found.tolist()  # the one host sync, once per logging step
+        if math.isinf(step):
+            return
+        raise FloatingPointError(
+            f"The training loss is {loss} (not finite) at step {int(step)}. Training stopped instead of continuing "
+            "on NaN weights (checked at every logging step, so up to logging_steps later). Lower the learning "
+            f"rate, use bf16 instead of fp16, or check the inputs; the last complete checkpoint in "
+            f"{self.args.output_dir} can be resumed."
+        )
+
+    def _maybe_log_save_evaluate(self, *args, **kwargs):
+        control = self.control
+        if control.should_log or control.should_evaluate or control.should_save or control.should_training_stop:
+            self._raise_if_not_finite()  # before a NaN model is logged, evaluated or saved as a checkpoint
+        return super()._maybe_log_save_evaluate(*args, **kwargs)
+
+    def train(self, *args, **kwargs):
+        # timm's Mixup draws λ, the mixup/cutmix choice, the box and "mix this batch?" from numpy's global RNG;
+        # after set_seed(seed) every rank would draw the same. One stream per process, as timm's train.py does
+        # (seed + rank). The Trainer saves this state per process in every checkpoint (rng_state_<rank>.pth) and
+        # restores it on resume, so resumed runs still replay the same draws.
+        np.random.seed((self.args.seed + self.args.process_index) % 2**32)
+        result = super().train(*args, **kwargs)
+        self._raise_if_not_finite()
+        return result
+
+    # ------------------------------------------------------------------ logging
+    def _get_learning_rate(self) -> float:
+        """The classifier's LR (head/attention), not the first group's (a frozen backbone stage in the recipes);
+        every group's LR is logged under its own name by :meth:`log`."""
+        lrs = self.lr_scheduler.get_last_lr()
+        groups = self.optimizer.param_groups
+        frozen = self.unfreezing.frozen if self.unfreezing is not None else set()
+        self._group_lrs = {}
+        for i, group in enumerate(groups):
+            name = group.get("name", str(i))
+            if not name.endswith("_no_decay"):
+                self._group_lrs[f"lr_{name}"] = 0.0 if name in frozen else float(lrs[i])
+        classifier = [
+            i for i, g in enumerate(groups) if g.get("name", "").removesuffix("_no_decay") in CLASSIFIER_STAGES
+        ]
+        return float(lrs[classifier[0] if classifier else 0])
+
+    def log(self, logs: dict[str, float], *args, **kwargs) -> None:
+        if "learning_rate" in logs:
+            logs = {**logs, **self._group_lrs}  # TensorBoard, the console and the CSV: every group's LR
+        super().log(logs, *args, **kwargs)
 
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
         pixel_values = inputs.get("pixel_values")
@@ -159,7 +260,16 @@ class InatTrainer(Trainer):
             logits = tta_logits(model, inputs["pixel_values"], average="prob")
             loss = None
             if labels is not None:
-                loss = torch.nn.functional.nll_loss(logits.float(), labels)
+                # The training objective (focal + smoothing), as without TTA, on the averaged probabilities: the
+                # log-probabilities returned by tta_logits are logits whose softmax is that average.
+                config = self.model.config
+                loss = focal_loss(
+                    logits,
+                    labels,
+                    gamma=config.focal_gamma,
+                    alpha=config.focal_alpha,
+                    label_smoothing=config.label_smoothing,
+                )
         if prediction_loss_only:
             return loss, None, None
         return loss, logits, labels
@@ -181,6 +291,40 @@ class InatTrainer(Trainer):
     def evaluate(self, *args, **kwargs):
         with self._ema_weights():
             return super().evaluate(*args, **kwargs)
+
+    # ------------------------------------------------------------------ checkpoints
+    def _save_checkpoint(self, model, trial):
+        """The Trainer's checkpoint, then ``ema.safetensors``, then (every rank done) the completion marker, and only
+        then the rotation of older checkpoints: the last complete checkpoint is never deleted before the next one
+        is complete. A full disk ends the run with a message that says so; the partial folder is removed."""
+        run_dir = self._get_output_dir(trial=trial)
+        folder = os.path.join(run_dir, f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
+        limit, self.args.save_total_limit = self.args.save_total_limit, None  # rotation comes after the marker
+        try:
+            super()._save_checkpoint(model, trial)
+            if self.ema is not None and self.args.should_save:
+                self.ema.save(folder)
+        except (OSError, RuntimeError) as e:
+            if not _is_disk_full(e):
+                raise
+            if self.args.should_save:
+                shutil.rmtree(folder, ignore_errors=True)  # unusable without its marker; give the space back
+            free = _free_bytes(run_dir)
+            kept = latest_complete_checkpoint(run_dir)
+            raise CheckpointDiskFullError(
+                errno.ENOSPC,
+                f"Disk full: no space left on the device holding {run_dir} while writing checkpoint {folder} "
+                f"({'unknown' if free is None else f'{free / 2**20:.1f} MiB'} free now). The incomplete checkpoint "
+                f"was removed; {f'the last complete checkpoint {kept} is kept' if kept else 'no complete checkpoint exists yet'}. "
+                "Free some space (or lower save_total_limit, or choose another output_dir) and rerun with "
+                "--resume_from_checkpoint latest.",
+            ) from e
+        finally:
+            self.args.save_total_limit = limit
+        self.accelerator.wait_for_everyone()  # every rank's files (rng_state_<rank>.pth) are on disk
+        if self.args.should_save:
+            mark_checkpoint_complete(folder, self.state.global_step, self.state.epoch)
+            rotate_checkpoints(run_dir, limit, self.state.best_model_checkpoint)
 
     def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
         super()._load_from_checkpoint(resume_from_checkpoint, model=model)

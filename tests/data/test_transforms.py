@@ -72,7 +72,8 @@ def test_config_defaults_are_the_seed_recipe():
     assert cfg.image_size == 224 and cfg.scale == (0.08, 1.0) and cfg.ratio == pytest.approx((3 / 4, 4 / 3))
     assert cfg.hflip == 0.5 and cfg.color_jitter == 0.4 and cfg.hue == 0.1 and cfg.rotation == 15.0
     assert cfg.blur_prob == 0.1 and cfg.blur_sigma == (0.1, 2.0) and cfg.re_prob == 0.25
-    assert cfg.interpolation == "bilinear" and cfg.decode_min_size == 224
+    # reduced JPEG decodes only while the smallest crop (area 0.08) keeps 224 px per side: ceil(224 / sqrt(0.08))
+    assert cfg.interpolation == "bilinear" and cfg.decode_min_size == 792
     assert (cfg.mean, cfg.std) == (IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD)
     from timm.data import IMAGENET_DEFAULT_MEAN as TIMM_MEAN
     from timm.data import IMAGENET_DEFAULT_STD as TIMM_STD
@@ -262,6 +263,32 @@ def test_fused_color_jitter_single_ops_equal_torchvision(op, fn):
         torch.testing.assert_close(jitter.transform(x, params), fn(x, factor), atol=1e-5, rtol=0)
 
 
+def _colour_sweep(step: int = 17) -> torch.Tensor:
+    """Every RGB colour on a grid of ``step`` grey levels, as one uint8 image [3, 1, N]."""
+    levels = torch.arange(0, 256, step, dtype=torch.int64)
+    r, g, b = torch.meshgrid(levels, levels, levels, indexing="ij")
+    return torch.stack([r.flatten(), g.flatten(), b.flatten()])[:, None, :].to(torch.uint8)
+
+
+@pytest.mark.parametrize("hue", [-0.5, -0.37, -0.2, -0.1, -0.02, 0.0, 0.02, 0.05, 0.1, 0.25, 0.41, 0.5])
+def test_fused_hue_equals_torchvision_adjust_hue(hue):
+    """Hue is a species cue: the fused jitter's hue must be torchvision's HSV hue shift, for every colour."""
+    x = _colour_sweep()
+    params = {"order": [1, 3, 0, 2], "brightness": None, "contrast": None, "saturation": None, "hue": hue}
+    ours = FusedColorJitter(hue=0.5).transform(x, params)
+    ref = tvF.adjust_hue(x, hue)
+    assert ours.dtype == torch.uint8
+    assert (ours.int() - ref.int()).abs().max() <= 2, hue
+
+
+def test_fused_jitter_with_hue_in_the_middle_equals_torchvision_steps():
+    # saturation -> hue -> brightness, sequentially (torchvision clamps after each step; so does a step here)
+    x = (torch.rand(3, 8, 8) * 0.6 + 0.2 + 0.0).clamp(0, 1)
+    params = {"order": [2, 3, 0, 1], "brightness": 1.2, "contrast": None, "saturation": 1.3, "hue": 0.15}
+    ref = tvF.adjust_brightness(tvF.adjust_hue(tvF.adjust_saturation(x, 1.3), 0.15), 1.2)
+    torch.testing.assert_close(FusedColorJitter(0.4, 0.4, 0.4, 0.2).transform(x, params), ref, atol=1e-5, rtol=0)
+
+
 def test_fused_color_jitter_hue_and_composition():
     jitter = FusedColorJitter(0.4, 0.4, 0.4, 0.1)
     gray = torch.full((3, 4, 4), 0.5)
@@ -277,6 +304,40 @@ def test_fused_color_jitter_hue_and_composition():
     torch.testing.assert_close(jitter.transform(x, params), ref, atol=1e-5, rtol=0)
     u = (x * 255).round().to(torch.uint8)
     assert jitter.transform(u, params).dtype == torch.uint8
+
+
+# ---- reduced decode -------------------------------------------------------------------------------------------------
+
+
+def _grating_jpeg(size: int, period: int = 6) -> bytes:
+    """Vertical black/white stripes: all detail is high frequency, the first thing a reduced decode loses."""
+    columns = (np.arange(size) // (period // 2)) % 2 * 255
+    array = np.broadcast_to(columns[None, :, None], (size, size, 3)).astype(np.uint8)
+    buf = io.BytesIO()
+    PIL.Image.fromarray(array).save(buf, format="JPEG", quality=95)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("size", [96, 128])
+def test_train_decode_keeps_small_crops_sharp(size):
+    """The smallest RandomResizedCrop (area scale[0]) must not be upsampled from a reduced decode: reduction is
+    allowed only while that crop keeps image_size px per side (ceil(32 / sqrt(0.25)) = 64 here). A 96 px JPEG
+    must decode at full size (48 px would leave a 24 px crop), a 128 px one may decode at 64."""
+    data = _grating_jpeg(size)
+    cfg = dict(image_size=32, scale=(0.25, 0.25), ratio=(1.0, 1.0), hflip=0, color_jitter=0, rotation=0)
+    cfg.update(blur_prob=0, re_prob=0)
+    assert AugmentationConfig(**cfg).decode_min_size == 64
+    ours = TrainPreset(AugmentationConfig(**cfg), normalize=False)
+    full = TrainPreset(AugmentationConfig(**cfg, min_decode_size=0), normalize=False)
+    for seed in range(4):
+        torch.manual_seed(seed)
+        a = ours(data)
+        torch.manual_seed(seed)
+        b = full(data)
+        if size == 96:
+            assert torch.equal(a, b), seed
+        # the stripes' contrast (std over the crop) is at least 90 % of the full-size decode's
+        assert float(a.float().std()) >= 0.9 * float(b.float().std()), seed
 
 
 # ---- eval / TTA ---------------------------------------------------------------------------------------------------

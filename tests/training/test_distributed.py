@@ -1,4 +1,5 @@
-"""Two processes (gloo on CPU) under `accelerate launch`: disjoint shards, identical weights after an unfreeze."""
+"""Two processes (gloo on CPU) under `accelerate launch`: disjoint shards, per-rank mixing draws, identical weights
+after an unfreeze, and a resumed 2-process run that ends exactly like the uninterrupted one."""
 
 import json
 import os
@@ -7,24 +8,15 @@ import subprocess
 import sys
 
 import pytest
+import torch
+from safetensors.torch import load_file
 
 from tests.conftest import REPO_ROOT
 
 
-@pytest.mark.slow
-def test_two_process_run_shards_data_and_keeps_replicas_identical(write_recipe, tmp_path):
+def _launch(logs, recipe, *args):
     accelerate = shutil.which("accelerate", path=os.path.dirname(sys.executable))
     assert accelerate, "accelerate's launcher is a dependency"
-    logs = tmp_path / "logs"
-    logs.mkdir()
-    recipe = write_recipe(
-        training={
-            "num_train_epochs": 2,
-            "per_device_train_batch_size": 4,
-            "unfreeze_schedule": "layer4:1,layer3:1",
-            "dataloader_num_workers": 1,
-        }
-    )
     # `--multi_gpu` on a CPU machine: two gloo processes (`--cpu --num_processes 2` would silently run ONE).
     cmd = [
         accelerate,
@@ -41,16 +33,44 @@ def test_two_process_run_shards_data_and_keeps_replicas_identical(write_recipe, 
         "tests/training/_ddp_driver.py",
         str(logs),
         str(recipe),
+        *map(str, args),
     ]
     env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
     result = subprocess.run(cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-4000:]  # no SIGABRT at exit: the process group is destroyed
+    return result
+
+
+def _draws(logs, rank):
+    return (logs / f"rank{rank}_mixing.txt").read_text().split("\n")[:-1]
+
+
+@pytest.mark.slow
+def test_two_process_run_shards_data_and_keeps_replicas_identical(write_recipe, tmp_path):
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    recipe = write_recipe(
+        augmentation={"mix_off_epochs": 0},  # mixing in both epochs
+        training={
+            "num_train_epochs": 2,
+            "per_device_train_batch_size": 4,
+            "unfreeze_schedule": "layer4:1,layer3:1",
+            "dataloader_num_workers": 1,
+            "load_best_model_at_end": False,  # the final model is the last one (compared with the resumed run)
+        },
+    )
+    _launch(logs, recipe)
 
     # ranks saw disjoint shards that cover the training set, in every epoch
     for epoch in (0, 1):
         seen = [set(map(int, (logs / f"rank{r}_epoch{epoch}.txt").read_text().split())) for r in (0, 1)]
         assert seen[0] and seen[1] and not seen[0] & seen[1], epoch
         assert len(seen[0] | seen[1]) == 32, epoch
+
+    # every rank mixes its own batches with its own draws (λ, mixup or cutmix): 4 steps x 2 epochs each
+    draws = [_draws(logs, r) for r in (0, 1)]
+    assert len(draws[0]) == len(draws[1]) == 8
+    assert all(a != b for a, b in zip(*draws)), draws
 
     # after layer4/layer3 unfroze (epoch 1), both ranks still hold the same weights, equal to the saved model
     out = tmp_path / "out"
@@ -61,5 +81,21 @@ def test_two_process_run_shards_data_and_keeps_replicas_identical(write_recipe, 
 
     saved = InatForImageClassification.from_pretrained(out)
     assert replica_checksums(saved) == pytest.approx([checks["checksums"][0]], rel=0, abs=1e-6)
-    # the layer4 weights moved during epoch 1 (the unfreeze took effect on both ranks)
-    assert "layer4" in result.stderr and "unfreezing" in result.stderr
+    # the unfreeze took effect: layer4 (frozen in epoch 0, trained in epoch 1) moved after the end of epoch 0,
+    # layer2 (frozen for the whole run) did not
+    epoch0 = load_file(str(out / "checkpoint-4" / "model.safetensors"))
+    final = load_file(str(out / "model.safetensors"))
+    stages = saved.stage_parameter_names(["layer4", "layer2"])
+    assert any(not torch.equal(epoch0[n], final[n]) for n in stages["layer4"])
+    assert all(torch.equal(epoch0[n], final[n]) for n in stages["layer2"])
+
+    # resuming both processes from the end of epoch 0 replays epoch 1 exactly: same draws on each rank, same weights
+    resumed_logs = tmp_path / "resumed_logs"
+    resumed_logs.mkdir()
+    _launch(
+        resumed_logs, recipe, "--output_dir", tmp_path / "resumed", "--resume_from_checkpoint", out / "checkpoint-4"
+    )
+    for rank in (0, 1):
+        assert _draws(resumed_logs, rank) == draws[rank][4:], rank
+    resumed = load_file(str(tmp_path / "resumed" / "model.safetensors"))
+    assert all(torch.equal(resumed[k], final[k]) for k in final)

@@ -3,12 +3,14 @@
 import pytest
 import yaml
 
-from inat_hf.training.recipe import RECIPE_FILE, load_recipe_file, parse_recipe, save_recipe
+from inat_hf.training.recipe import RECIPE_FILE, RecipeError, load_recipe_file, parse_recipe, save_recipe
 from inat_hf.training.run import check_recipe
 
 
 def test_sections_overrides_and_types(write_recipe):
-    path = write_recipe(training={"learning_rate": "1e-4"})  # PyYAML reads 1e-4 as a string: coerced to float
+    path = write_recipe()
+    # PyYAML alone reads an unquoted 1e-4 as a string (YAML 1.1 wants 1.0e-4): the recipe loader reads a float
+    path.write_text(path.read_text() + "learning_rate: 1e-4\n")
     recipe = parse_recipe([str(path), "--num_train_epochs", "5", "--head_hidden_sizes", "32", "8", "--hflip", "0"])
     assert recipe.training.learning_rate == 1e-4 and isinstance(recipe.training.learning_rate, float)
     assert recipe.training.num_train_epochs == 5  # CLI wins over the file
@@ -16,6 +18,49 @@ def test_sections_overrides_and_types(write_recipe):
     assert recipe.augmentation.hflip == 0.0 and recipe.augmentation.image_size == 32
     assert recipe.training.remove_unused_columns is False
     assert recipe.source == str(path) and "--num_train_epochs" in recipe.overrides
+
+
+@pytest.mark.parametrize(
+    "section, key, value, message",
+    [
+        ("training", "learning_rate", "fast", r"section 'training' of .*: learning_rate: invalid float value: 'fast'"),
+        (
+            "training",
+            "per_device_train_batch_size",
+            "eight",
+            r"per_device_train_batch_size: invalid int value: 'eight'",
+        ),
+        ("training", "max_steps", 4.5, r"max_steps: invalid int value: 4.5"),
+        ("training", "num_train_epochs", True, r"num_train_epochs: invalid float value: True"),
+        ("training", "channels_last", "off", r"channels_last: invalid bool value: 'off'"),
+        ("training", "bf16", 1, r"bf16: invalid bool value: 1"),
+        ("training", "save_total_limit", "2", r"save_total_limit: invalid int value: '2'"),
+        ("model", "head_hidden_sizes", [16, "x"], r"head_hidden_sizes: invalid int value: \[16, 'x'\]"),
+        ("model", "attn_layer", "sse", r"attn_layer: invalid choice: 'sse' \(choose from 'se', 'eca'"),
+        ("augmentation", "scale", "0.5", r"scale: invalid float value: '0.5'"),
+    ],
+)
+def test_recipe_values_are_type_checked(write_recipe, section, key, value, message):
+    path = write_recipe(**{section: {key: value}})
+    with pytest.raises(RecipeError, match=message):
+        parse_recipe([str(path)])
+
+
+def test_quoted_number_is_a_string_and_refused(write_recipe):
+    path = write_recipe()
+    path.write_text(path.read_text() + 'learning_rate: "1e-4"\n')
+    with pytest.raises(RecipeError, match=r"learning_rate: invalid float value: '1e-4'"):
+        parse_recipe([str(path)])
+
+
+def test_bad_recipe_value_exits_2_naming_the_key(write_recipe):
+    from tests.training.conftest import run_script
+
+    path = write_recipe(training={"learning_rate": "fast"})
+    result = run_script("scripts/train.py", path)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "learning_rate: invalid float value: 'fast'" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_flat_recipe_and_cli_only(prepared_demo, tmp_path):

@@ -11,7 +11,9 @@ from safetensors.torch import load_file
 from transformers import AutoModelForImageClassification, pipeline
 
 from inat_hf.data import load_prepared
-from inat_hf.data.transforms import EvalPreset
+from inat_hf.data.transforms import EvalPreset, TTAPreset, eval_kwargs_from_image_processor
+from inat_hf.inference.tta import tta_logits
+from inat_hf.models.losses import focal_loss
 from inat_hf.training.callbacks import CSV_COLUMNS, ProgressiveUnfreezingCallback
 from inat_hf.training.recipe import parse_recipe
 from inat_hf.training.run import run_training
@@ -19,6 +21,21 @@ from inat_hf.training.run import run_training
 
 def train(recipe_path, *overrides):
     return run_training(parse_recipe([str(recipe_path), *overrides]))
+
+
+def _manual_eval(model, split, preset, tta: bool):
+    """Top-1 and the training objective over a split, computed outside the Trainer."""
+    model = model.eval()
+    logits, labels = [], []
+    with torch.no_grad():
+        for row in split:
+            x = preset(row["image"])[None]
+            logits.append(tta_logits(model, x) if tta else model(x).logits)
+            labels.append(row["label"])
+    logits, labels = torch.cat(logits), torch.tensor(labels)
+    c = model.config
+    loss = focal_loss(logits, labels, gamma=c.focal_gamma, alpha=c.focal_alpha, label_smoothing=c.label_smoothing)
+    return float((logits.argmax(-1) == labels).float().mean()), float(loss)
 
 
 def test_train_save_reload_predict_round_trip(write_recipe, prepared_demo):
@@ -35,7 +52,13 @@ def test_train_save_reload_predict_round_trip(write_recipe, prepared_demo):
         "training_curves.png",
         "modeling_inat.py",
     } <= names
-    assert run.metrics["eval_top1"] >= 0 and "eval_top5" in run.metrics and "train_loss" in run.metrics
+    assert "eval_top5" in run.metrics and "train_loss" in run.metrics
+    # the reported top-1 and eval_loss are those of the final model on every validation image
+    val = load_prepared(prepared_demo).dataset["val"]
+    preset = EvalPreset(**eval_kwargs_from_image_processor(run.trainer.processing_class))
+    top1, loss = _manual_eval(run.trainer.model, val, preset, tta=False)
+    assert run.metrics["eval_top1"] == pytest.approx(top1, abs=1e-6)
+    assert run.metrics["eval_loss"] == pytest.approx(loss, rel=1e-4)
 
     # drop_last is for training batches only: evaluation sees every validation image
     assert run.trainer.predict(run.trainer.eval_dataset).label_ids.shape == (16,)
@@ -174,11 +197,11 @@ def test_nan_loss_stops_with_an_error_naming_the_step(write_recipe, monkeypatch)
         return loss * float("nan") if calls["n"] == 3 else loss
 
     monkeypatch.setattr(modeling_inat, "focal_loss", poisoned)
-    with pytest.raises(FloatingPointError, match=r"training loss is nan \(not finite\) at step 3 \(epoch 0"):
+    with pytest.raises(FloatingPointError, match=r"training loss is nan \(not finite\) at step 3\b"):
         train(write_recipe(), "--eval_strategy", "no", "--load_best_model_at_end", "false")
 
 
-def test_evaluation_with_tta(write_recipe):
+def test_evaluation_with_tta(write_recipe, prepared_demo):
     run = train(
         write_recipe(),
         "--num_train_epochs",
@@ -190,7 +213,110 @@ def test_evaluation_with_tta(write_recipe):
         "--load_best_model_at_end",
         "false",
     )
-    assert 0 <= run.metrics["eval_top1"] <= 1 and np.isfinite(run.metrics["eval_loss"])
+    val = load_prepared(prepared_demo).dataset["val"]
+    kwargs = eval_kwargs_from_image_processor(run.trainer.processing_class)
+    top1, loss = _manual_eval(run.trainer.model, val, TTAPreset(num_views=3, **kwargs), tta=True)
+    plain_top1, plain_loss = _manual_eval(run.trainer.model, val, EvalPreset(**kwargs), tta=False)
+    # evaluation used the 3 views (their averaged probabilities), and eval_loss is the training objective on them
+    assert run.metrics["eval_top1"] == pytest.approx(top1, abs=1e-6)
+    assert run.metrics["eval_loss"] == pytest.approx(loss, rel=2e-6)
+    # after one epoch the views still disagree by more than that tolerance: one view could not pass the check
+    assert abs(loss - plain_loss) > 5 * 2e-6 * loss
+
+
+def test_tta_eval_loss_is_the_training_objective(tmp_path):
+    """eval_loss means one thing: with V identical views the TTA loss equals the single-view (focal) loss."""
+    from inat_hf import InatConfig, InatForImageClassification
+    from inat_hf.training.arguments import InatTrainingArguments
+    from inat_hf.training.trainer import InatTrainer
+
+    torch.manual_seed(0)
+    config = InatConfig(backbone="resnet10t", head_hidden_sizes=[8], num_labels=5, image_size=32, focal_gamma=2.0)
+    model = InatForImageClassification(config).eval()
+    args = InatTrainingArguments(
+        output_dir=str(tmp_path),
+        use_cpu=True,
+        report_to=[],
+        frozen_stages=[],
+        unfreeze_schedule="",
+        eval_strategy="no",
+        save_strategy="no",
+        load_best_model_at_end=False,
+    )
+    trainer = InatTrainer(model=model, args=args)
+    x, y = torch.randn(4, 3, 32, 32), torch.tensor([0, 1, 2, 4])
+    views = x[:, None].expand(4, 3, 3, 32, 32).contiguous()
+    loss, logits, labels = trainer.prediction_step(model, {"pixel_values": views, "labels": y}, False)
+    with torch.no_grad():
+        expected = model(x, labels=y).loss
+    torch.testing.assert_close(loss, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_logged_learning_rate_is_the_classifiers_and_every_group_is_logged(write_recipe):
+    run = train(
+        write_recipe(),
+        "--backbone_learning_rate",
+        "1e-3",
+        "--eval_strategy",
+        "no",
+        "--load_best_model_at_end",
+        "false",
+        "--save_strategy",
+        "no",
+    )
+    logs = [entry for entry in run.trainer.state.log_history if "learning_rate" in entry]
+    assert logs
+    for entry in logs:
+        assert entry["learning_rate"] == entry["lr_head"] == entry["lr_attention"]
+        assert {"lr_layer4", "lr_layer3"} <= set(entry)
+    epoch0 = [e for e in logs if e["epoch"] < 1]
+    epoch1 = [e for e in logs if e["epoch"] > 1]
+    assert all(e["lr_layer4"] == 0.0 for e in epoch0)  # frozen: effective LR 0
+    assert all(0 < e["lr_layer4"] < e["learning_rate"] for e in epoch1)  # backbone LR 1e-3 < classifier 3e-3
+
+
+def test_no_host_sync_in_the_training_step(write_recipe, monkeypatch):
+    """The non-finite-loss guard must not read the loss back every step (a GPU pipeline stall): no .item(),
+    bool() or float() of a tensor inside the training step; the check happens once per logging step."""
+    from inat_hf.training.trainer import InatTrainer
+
+    inside, syncs = {"on": False}, []
+
+    def counting(name):
+        original = getattr(torch.Tensor, name)
+
+        def wrapper(self, *args, **kwargs):
+            if inside["on"]:
+                syncs.append(name)
+            return original(self, *args, **kwargs)
+
+        return wrapper
+
+    for name in ("item", "__bool__", "__float__", "tolist"):
+        monkeypatch.setattr(torch.Tensor, name, counting(name))
+    original_step = InatTrainer.training_step
+
+    def step(self, *args, **kwargs):
+        inside["on"] = True
+        try:
+            return original_step(self, *args, **kwargs)
+        finally:
+            inside["on"] = False
+
+    monkeypatch.setattr(InatTrainer, "training_step", step)
+    run = train(
+        write_recipe(),
+        "--num_train_epochs",
+        "1",
+        "--eval_strategy",
+        "no",
+        "--load_best_model_at_end",
+        "false",
+        "--save_strategy",
+        "no",
+    )
+    assert run.trainer.state.global_step == 4
+    assert syncs == []
 
 
 def test_label_mismatch_with_a_checkpoint_is_an_error_before_training(write_recipe, tmp_path):

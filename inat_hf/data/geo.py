@@ -84,7 +84,7 @@ def day_of_year(dates: Sequence[Any]) -> tuple[np.ndarray, np.ndarray]:
     missing = values.isna() | (values.astype(str).str.strip() == "")
     text = values.where(~missing, None).astype(str).str.strip().str.slice(0, 10).str.replace(":", "-", regex=False)
     parsed = pd.to_datetime(text.where(~missing, None), format="%Y-%m-%d", errors="coerce")
-    day = parsed.dt.dayofyear.to_numpy(dtype=np.float64, na_value=np.nan)
+    day = parsed.dt.day_of_year.to_numpy(dtype=np.float64, na_value=np.nan)
     bad = (~missing & parsed.isna()).to_numpy()
     return day, bad
 
@@ -242,18 +242,18 @@ def records_from_json(
     out = {}
     for split, (data, cat_ids) in parsed.items():
         labels = np.array([label_of.get(int(c), -1) for c in cat_ids], dtype=np.int64)
-        images = data.images
+        kept_rows = labels >= 0
+        images = data.images.filter(kept_rows) if not kept_rows.all() else data.images
         records = clean_records(
             images.column("latitude").to_numpy(zero_copy_only=False),
             images.column("longitude").to_numpy(zero_copy_only=False),
             images.column("date").to_pylist(),
-            labels,
+            labels[kept_rows],
             images.column("id").to_numpy(),
             on_bad_record=on_bad_record,
             where=data.path,
         )
-        filtered = records.labels < 0
-        records = records.subset(~filtered)
-        records.counts["filtered_by_taxon"] = int(filtered.sum())
+        # `records` and the rest count the records of kept categories; these were left out before any check.
+        records.counts["filtered_by_taxon"] = int((~kept_rows).sum())
         out[split] = records
     return out, taxonomy

@@ -27,6 +27,7 @@ def test_encoding_is_periodic_and_marks_missing_dates():
     assert enc.shape == (4, 6)
     torch.testing.assert_close(enc[0, :4], enc[1, :4], atol=1e-5, rtol=0)  # the date line is not an edge
     torch.testing.assert_close(enc[0, 4:], enc[1, 4:], atol=1e-4, rtol=0)  # 1 January follows 31 December
+    torch.testing.assert_close(enc[2, :4], enc[3, :4], atol=1e-5, rtol=0)  # the paper's wrap: the poles meet
     assert torch.equal(enc[2, 4:], torch.zeros(2))  # unknown date: (0, 0), not a point of the year circle
     assert enc[3, 4:].norm() == pytest.approx(1.0)
     assert encode_inputs(lat, lon, None, use_date=False).shape == (4, 4)

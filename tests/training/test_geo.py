@@ -24,10 +24,10 @@ def test_day_of_year_formats_and_bad_dates():
 
 
 def test_clean_records_errors_name_the_records_and_skips_are_counted():
-    lat = [10.0, 95.0, None, 20.0, float("nan"), 1.0]
+    lat = [10.0, 90.5, None, 20.0, float("nan"), 1.0]
     lon = [10.0, 0.0, None, None, float("nan"), 181.0]
     dates = ["2019-01-01", "2019-01-01", None, "2019-01-01", "bad", "2019-02-01"]
-    with pytest.raises(InatDataError, match=r"3 record\(s\) have an invalid location.*102 \(lat=95.0") as err:
+    with pytest.raises(InatDataError, match=r"3 record\(s\) have an invalid location.*102 \(lat=90.5") as err:
         clean_records(lat, lon, dates, [0] * 6, [101, 102, 103, 104, 105, 106], where="x.json")
     assert "104" in str(err.value) and "106" in str(err.value) and "--on_bad_record skip" in str(err.value)
     with pytest.raises(InatDataError, match=r"date that does not parse.*105 \('bad'\)"):

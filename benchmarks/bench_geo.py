@@ -7,8 +7,9 @@
    presence-only loss, the great-circle k-NN baseline (every k, best reported) and chance, all in this run.
    Target: the prior's top-5 >= the best k-NN top-5.
 2. Training cost: ``inat-train-geo`` on a synthetic iNat-size JSON (2,686,843 records, 10,000 species, as the
-   2021 ``train.json``; quick mode: 100,000 records, 1,000 species), one epoch, wall time and peak RSS of the
-   whole process (JSON parsing included).
+   2021 ``train.json``; quick mode: 100,000 records, 1,000 species, one epoch): wall time and peak RSS of the whole
+   process (JSON parsing included). At full size the run is time-boxed to ``FULL_STEPS`` steps of 1,024 records
+   (the 2-core box does not fit a whole epoch in a benchmark run); the measured records/s give the epoch time.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import numpy as np
 from benchmarks.common import REPO_ROOT, peak_rss_of, print_table, write_results
 
 REAL_DIR = REPO_ROOT.parent / "shared" / "data" / "real_sample" / "inat2021_json"
-FULL_RECORDS, FULL_SPECIES = 2_686_843, 10_000
+FULL_RECORDS, FULL_SPECIES, FULL_STEPS = 2_686_843, 10_000, 100
 
 
 def real_records(quick: bool) -> dict:
@@ -107,16 +108,18 @@ def training_cost(quick: bool) -> dict:
             "0",
             "--output_dir",
             str(Path(tmp) / "prior"),
-        ]
+        ] + ([] if quick else ["--max_steps", str(FULL_STEPS)])
         env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
         seconds, rss = peak_rss_of(cmd, env=env, cwd=REPO_ROOT)
         report = json.loads((Path(tmp) / "prior" / "geo_report.json").read_text())
     return {
         "records": records,
         "species": species,
-        "epochs": 1,
+        "steps": report["training"]["steps"],
         "wall_s": round(seconds, 1),
         "train_loop_s": report["training"]["seconds"],
+        "records_per_second": report["training"]["records_per_second"],
+        "epoch_s_at_that_rate": round(records / report["training"]["records_per_second"], 1),
         "peak_rss_mb": round(rss),
     }
 
@@ -144,9 +147,17 @@ def main(argv=None) -> int:
         print(real["skipped"])
     cost = result["training_cost"]
     print_table(
-        "prior training cost (1 epoch)",
-        [[f"{cost['records']:,} records, {cost['species']:,} species", cost["wall_s"], cost["peak_rss_mb"]]],
-        ["input", "wall s", "peak RSS MB"],
+        "prior training cost",
+        [
+            [
+                f"{cost['records']:,} records, {cost['species']:,} species, {cost['steps']} steps",
+                cost["wall_s"],
+                cost["records_per_second"],
+                cost["epoch_s_at_that_rate"],
+                cost["peak_rss_mb"],
+            ]
+        ],
+        ["input", "wall s", "records/s", "epoch s", "peak RSS MB"],
     )
     write_results("geo", result)
     return 0

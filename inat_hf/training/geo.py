@@ -109,6 +109,9 @@ class GeoTrainingArguments:
         default=1000,
         metadata={"help": "Train at least this many steps (more epochs on small data; 2.7M records never need it)."},
     )
+    max_steps: int | None = dataclasses.field(
+        default=None, metadata={"help": "Stop after this many steps (a time-boxed run; default: the epochs)."}
+    )
     batch_size: int = dataclasses.field(default=1024, metadata={"help": "Records per step."})
     learning_rate: float = dataclasses.field(default=5e-4, metadata={"help": "Adam learning rate."})
     lr_decay: float = dataclasses.field(default=0.98, metadata={"help": "Learning-rate factor per epoch."})
@@ -120,6 +123,8 @@ class GeoTrainingArguments:
         for name in ("num_epochs", "batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name} must be >= 1, got {getattr(self, name)}.")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ValueError(f"--max_steps must be >= 1, got {self.max_steps}.")
         if self.min_steps < 0 or self.learning_rate <= 0 or not 0 < self.lr_decay <= 1:
             raise ValueError("--min_steps must be >= 0, --learning_rate > 0 and --lr_decay in (0, 1].")
 
@@ -149,25 +154,34 @@ def train_geo_prior(model, train: GeoRecords, args: GeoTrainingArguments, *, log
     scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=args.lr_decay)
     model.train()
     start = time.perf_counter()
-    losses = []
+    losses, step, processed = [], 0, 0
+    total_steps = epochs * steps_per_epoch if args.max_steps is None else min(args.max_steps, epochs * steps_per_epoch)
     for epoch in range(epochs):
         order = torch.randperm(n, generator=generator)
-        total = 0.0
+        total, seen = 0.0, 0
         for s in range(0, n, args.batch_size):
+            if step == total_steps:
+                break
             idx = order[s : s + args.batch_size]
             loss = model(lat[idx], lon[idx], day[idx], labels=labels[idx]).loss
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             total += loss.item() * len(idx)
+            seen += len(idx)
+            processed += len(idx)
+            step += 1
         scheduler.step()
-        losses.append(total / n)
-        if log is not None and (epoch == epochs - 1 or epoch % max(epochs // 10, 1) == 0):
+        losses.append(total / max(seen, 1))
+        if log is not None and (step == total_steps or epoch % max(epochs // 10, 1) == 0):
             log(f"epoch {epoch + 1}/{epochs}: loss {losses[-1]:.4f} ({time.perf_counter() - start:.1f} s)")
+        if step == total_steps:
+            break
     model.eval()
     return {
-        "epochs": epochs,
-        "steps": epochs * steps_per_epoch,
+        "epochs": len(losses),
+        "steps": step,
+        "records_per_second": round(processed / max(time.perf_counter() - start, 1e-9), 1),
         "records": n,
         "seconds": round(time.perf_counter() - start, 2),
         "final_loss": losses[-1],

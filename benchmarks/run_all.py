@@ -24,7 +24,7 @@ if __package__ in (None, ""):
 
 from benchmarks.common import REPO_ROOT, RESULTS_DIR, machine_info
 
-BENCHMARKS = ("prepare", "data", "train", "infer")
+BENCHMARKS = ("prepare", "data", "train", "infer", "geo")
 RESULTS_MD = REPO_ROOT / "benchmarks" / "results.md"
 RESULTS_JSON = REPO_ROOT / "benchmarks" / "results.json"
 
@@ -188,6 +188,40 @@ def summary_rows(results: dict[str, dict | None]) -> list[dict]:
                     None,
                     "≤ 1 GB extra RSS",
                     mem["rss_growth_mb"] <= 1024,
+                )
+            )
+    geo = results.get("geo")
+    if geo:
+        real = geo.get("real", {})
+        if "skipped" not in real and real:
+            best = real["best_loss"]
+            knn = real[best]["knn"]
+            for loss in ("softmax", "presence"):
+                prior = real[loss]["prior"]
+                rows.append(
+                    _row(
+                        f"location prior ({loss} loss), real iNat 2021 records train_60 → val_20 ({prior['num_scored']} "
+                        "scored): top-1 / top-5",
+                        f"k-NN (great circle, best k={knn['best_k_by_top5']}): {knn['best_top1']:.3f} / "
+                        f"{knn['best_top5']:.3f}; chance {real['chance_top1']:.2f} / {real['chance_top5']:.2f}",
+                        f"{prior['top1']:.3f} / {prior['top5']:.3f}",
+                        None,
+                        "top-5 ≥ best k-NN top-5",
+                        prior["top5"] >= knn["best_top5"],
+                    )
+                )
+        cost = geo.get("training_cost")
+        if cost:
+            rows.append(
+                _row(
+                    f"location prior training, {cost['records']:,} records × {cost['species']:,} species, "
+                    f"{cost['steps']} steps of 1,024 (CPU): wall, peak RSS",
+                    "",
+                    f"{cost['wall_s']} s ({cost['train_loop_s']} s training, {cost['records_per_second']:,.0f} "
+                    f"records/s = {cost['epoch_s_at_that_rate']:,.0f} s per epoch), {cost['peak_rss_mb']:,} MB",
+                    None,
+                    "reported",
+                    None,
                 )
             )
     return rows

@@ -17,6 +17,7 @@ from typing import Literal
 from transformers import HfArgumentParser
 
 from ..data.transforms import TTA_VIEWS
+from ..inference.backoff import DEFAULT_BACKOFF_THRESHOLD
 
 ERROR_EXIT = 2
 
@@ -88,6 +89,20 @@ class EvaluateArguments:
         default=None, metadata={"help": "With --data_dir: datasets cache root (default: HF_DATASETS_CACHE)."}
     )
     progress: bool = dataclasses.field(default=True, metadata={"help": "Progress bar (--no_progress to hide)."})
+    geo_prior: str | None = dataclasses.field(
+        default=None,
+        metadata={
+            "help": "A location/date prior (scripts/train_geo_prior.py): also report prior-only and fused "
+            "(image x prior, weight = the prior's saved fusion_weight) metrics, from the split's coordinates/dates."
+        },
+    )
+    backoff_threshold: float = dataclasses.field(
+        default=DEFAULT_BACKOFF_THRESHOLD,
+        metadata={
+            "help": "Taxonomic back-off: the answer is the finest rank whose best taxon has at least this summed "
+            "probability; the report gives per-rank precision and coverage (backoff.csv, precision_coverage.png)."
+        },
+    )
 
     def __post_init__(self):
         if (self.data_dir is None) == (self.dataset_dir is None):
@@ -107,6 +122,8 @@ class EvaluateArguments:
             raise ValueError(f"--num_workers must be >= 0, got {self.num_workers}.")
         if self.num_workers is None:
             self.num_workers = min(8, os.cpu_count() or 1)
+        if not 0 < self.backoff_threshold <= 1:
+            raise ValueError(f"--backoff_threshold must be in (0, 1], got {self.backoff_threshold}.")
 
     @property
     def num_views(self) -> int:
@@ -176,6 +193,10 @@ def run_evaluation(args: EvaluateArguments) -> dict:
         average=args.tta_average,
         full_decode=args.full_decode,
     )
+    geo, locations, geo_info = _load_geo(args, split, labels, predictor.device)
+    from ..inference.backoff import RankGroups
+
+    groups = RankGroups.from_ranks(labels.ranks, labels.names, labels.label_rank) if labels.ranks else None
     evaluation = evaluate_split(
         predictor,
         split,
@@ -184,6 +205,9 @@ def run_evaluation(args: EvaluateArguments) -> dict:
         batch_size=args.batch_size,
         num_workers=args.num_workers,
         progress=args.progress,
+        geo=geo,
+        locations=locations,
+        backoff=groups,
     )
     rank_groups = M.rank_groups_from_config(config)
     metrics = {
@@ -215,6 +239,10 @@ def run_evaluation(args: EvaluateArguments) -> dict:
         "max_samples": args.max_samples,
     }
     run_dir = make_run_dir(args.output_dir)
+    if geo_info is not None:
+        info["geo"] = geo_info
+    if evaluation.backoff:
+        info["backoff"] = _write_backoff(run_dir, evaluation.backoff, groups.ranks, args.backoff_threshold)
     summary = write_evaluation_report(
         run_dir,
         runs=evaluation.runs,
@@ -230,6 +258,55 @@ def run_evaluation(args: EvaluateArguments) -> dict:
     )
     summary["run_dir"] = str(run_dir)
     return summary
+
+
+def _load_geo(args: EvaluateArguments, split, labels, device):
+    """The prior aligned to the model's labels and the split's locations (bad ones counted, not used)."""
+    if args.geo_prior is None:
+        return None, None, None
+    from ..data.geo import clean_records
+    from ..inference.fusion import GeoFusion
+    from ..inference.predictor import InferenceError
+
+    geo = GeoFusion.from_pretrained(args.geo_prior, labels.names, device=device)
+    missing = {"latitude", "longitude"} - set(split.column_names)
+    if missing:
+        raise InferenceError(f"--geo_prior needs the split's coordinates, but it has no column(s) {sorted(missing)}.")
+    cols = [c for c in ("latitude", "longitude", "date") if c in split.column_names]
+    table = split.select_columns(cols).to_pandas()
+    locations = clean_records(
+        table["latitude"].to_numpy(dtype="float64", na_value=float("nan")),
+        table["longitude"].to_numpy(dtype="float64", na_value=float("nan")),
+        table["date"].tolist() if "date" in table else None,
+        [0] * len(table),
+        split["image_id"] if "image_id" in split.column_names else list(range(len(table))),
+        on_bad_record="skip",
+        keep_rows=True,
+        where=f"{args.split} split",
+    )
+    info = {"prior": args.geo_prior, **geo.summary(), "counts": locations.counts}
+    info["note"] = (
+        "fused = image run x prior; images without a location keep the image answer (prior-only: the training "
+        "label frequencies)"
+    )
+    return geo, locations, info
+
+
+def _write_backoff(run_dir, backoff: dict, ranks: list[str], threshold: float) -> dict:
+    """backoff.csv (per run and rank: coverage, precision) + precision_coverage.png; returns the summary entry."""
+    import pandas as pd
+
+    from ..inference.backoff import backoff_table, plot_precision_coverage
+
+    tables = {name: backoff_table(conf, correct, ranks, threshold) for name, (conf, correct) in backoff.items()}
+    rows = [
+        {"run": name, "rank": rank, **stats}
+        for name, table in tables.items()
+        for rank, stats in table["per_rank"].items()
+    ]
+    pd.DataFrame(rows).to_csv(os.path.join(run_dir, "backoff.csv"), index=False)
+    plot_precision_coverage(backoff, ranks, threshold, os.path.join(run_dir, "precision_coverage.png"))
+    return {"threshold": threshold, "runs": tables, "files": ["backoff.csv", "precision_coverage.png"]}
 
 
 def format_summary(summary: dict) -> str:
@@ -249,6 +326,13 @@ def format_summary(summary: dict) -> str:
         )
         if hier:
             lines.append("          " + "  ".join(f"{rank} {acc:.4f}" for rank, acc in hier.items()))
+    for name, table in summary.get("backoff", {}).get("runs", {}).items():
+        stops = ", ".join(
+            f"{rank} {s['coverage']:.0%}" + (f" ({s['precision']:.0%} right)" if s["precision"] is not None else "")
+            for rank, s in table["per_rank"].items()
+            if s["images"]
+        )
+        lines.append(f"  back-off ≥ {table['threshold']:g} [{name}]: stops at {stops}")
     lines.append(f"report: {summary['run_dir']}")
     return "\n".join(lines)
 

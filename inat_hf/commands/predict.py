@@ -20,6 +20,7 @@ from pathlib import Path
 from transformers import HfArgumentParser
 
 from ..data.transforms import TTA_VIEWS
+from ..inference.backoff import DEFAULT_BACKOFF_THRESHOLD
 from ..inference.files import atomic_write, printable_path
 
 ERROR_EXIT = 2
@@ -64,6 +65,28 @@ class PredictArguments:
         default=None, metadata={"help": "torch device (default: cuda when available, else cpu)."}
     )
     quiet: bool = dataclasses.field(default=False, metadata={"help": "Do not print the table."})
+    geo_prior: str | None = dataclasses.field(
+        default=None,
+        metadata={
+            "help": "A location/date prior (scripts/train_geo_prior.py) fused with the image model. The location "
+            "comes from --lat/--lon[/--date] or else from each photo's EXIF (GPS, DateTimeOriginal); a photo "
+            "without one is predicted from the image alone. The output says per image what was used."
+        },
+    )
+    lat: float | None = dataclasses.field(
+        default=None, metadata={"help": "Latitude of every photo (decimal degrees)."}
+    )
+    lon: float | None = dataclasses.field(
+        default=None, metadata={"help": "Longitude of every photo (decimal degrees)."}
+    )
+    date: str | None = dataclasses.field(default=None, metadata={"help": "Date of every photo (YYYY-MM-DD)."})
+    backoff_threshold: float = dataclasses.field(
+        default=DEFAULT_BACKOFF_THRESHOLD,
+        metadata={
+            "help": "Taxonomic back-off: also report the finest rank (species, genus, family, ...) whose summed "
+            "probability reaches this value ('pretty sure it is in the genus ...')."
+        },
+    )
 
     def __post_init__(self):
         if self.top_k < 1:
@@ -74,6 +97,10 @@ class PredictArguments:
             raise ValueError("--batch_size must be >= 1 and --num_workers >= 0.")
         if self.output is not None and Path(self.output).suffix.lower() not in (".csv", ".json"):
             raise ValueError(f"--output must end in .csv or .json, got {self.output!r}.")
+        if not 0 < self.backoff_threshold <= 1:
+            raise ValueError(f"--backoff_threshold must be in (0, 1], got {self.backoff_threshold}.")
+        if (self.lat is not None or self.lon is not None or self.date is not None) and self.geo_prior is None:
+            raise ValueError("--lat/--lon/--date are used by the location prior: pass --geo_prior DIR too.")
 
 
 def expand_inputs(inputs: list[str]) -> list[str]:
@@ -127,16 +154,40 @@ def _rows(predictions, labels):
                 "probability": round(float(prob), 6),
                 "category_id": info["category_id"] if info["category_id"] is not None else "",
                 **info["taxonomy"],
+                **_extra_columns(pred),
             }
+
+
+def _extra_columns(pred) -> dict:
+    """Location and back-off columns of one image's CSV rows (only when they were computed)."""
+    out = {}
+    if pred.location is not None:
+        out.update({f"geo_{k}": "" if v is None else v for k, v in pred.location.items()})
+    if pred.backoff is not None:
+        out.update({f"backoff_{k}": "" if v is None else v for k, v in pred.backoff.items()})
+    return out
+
+
+def _describe_location(location: dict) -> str:
+    if not location["location_used"]:
+        return "image only (no location)"
+    where = f"location {location['latitude']:.4f}, {location['longitude']:.4f} from {location['location_source']}"
+    when = f", date {location['date']} from {location['date_source']}" if location["date_used"] else ", no date"
+    return where + when
 
 
 def _print_table(pred, labels, stream) -> None:
     print(printable_path(pred.source), file=stream)
+    if pred.location is not None:
+        print(f"  [{_describe_location(pred.location)}]", file=stream)
     for rank, (index, prob) in enumerate(zip(pred.indices, pred.probs), start=1):
         info = labels.describe(index)
         common = f" ({info['common_name']})" if info["common_name"] else ""
         lineage = " > ".join(v for r, v in info["taxonomy"].items() if r != labels.label_rank)
         print(f"  {rank}. {prob:6.1%}  {info['label']}{common}" + (f"   [{lineage}]" if lineage else ""), file=stream)
+    if pred.backoff is not None and pred.backoff["rank"] is not None:
+        b = pred.backoff
+        print(f"  pretty sure: {b['rank']} {b['taxon']} ({b['probability']:.1%})", file=stream)
 
 
 def _write_output(path: str, predictions, labels) -> None:
@@ -150,6 +201,8 @@ def _write_output(path: str, predictions, labels) -> None:
                 "predictions": [
                     {**labels.describe(i), "probability": round(float(prob), 6)} for i, prob in zip(p.indices, p.probs)
                 ],
+                **({"location": p.location} if p.location is not None else {}),
+                **({"backoff": p.backoff} if p.backoff is not None else {}),
             }
             for p in predictions
         ]
@@ -160,6 +213,19 @@ def _write_output(path: str, predictions, labels) -> None:
         frame = pd.DataFrame(list(_rows(predictions, labels)))
         with atomic_write(path, newline="") as f:
             frame.to_csv(f, index=False)
+
+
+def _geo_inputs(args: PredictArguments, files: list[str], predictor):
+    """The prior (aligned to the model's labels) and one Location per file: the arguments, else EXIF."""
+    if args.geo_prior is None:
+        return None, None
+    from ..inference.fusion import GeoFusion, exif_location, location_from_values
+
+    geo = GeoFusion.from_pretrained(args.geo_prior, predictor.labels.names, device=predictor.device)
+    if args.lat is not None or args.date is not None:
+        given = location_from_values(args.lat, args.lon, args.date, "arguments")
+        return geo, [given] * len(files)
+    return geo, [exif_location(f) for f in files]
 
 
 def run_prediction(args: PredictArguments, extra_inputs: list[str] = ()) -> int:
@@ -181,6 +247,11 @@ def run_prediction(args: PredictArguments, extra_inputs: list[str] = ()) -> int:
         channels_last=args.channels_last,
         full_decode=args.full_decode,
     )
+    geo, locations = _geo_inputs(args, files, predictor)
+    from ..inference.backoff import RankGroups
+
+    labels = predictor.labels
+    groups = RankGroups.from_ranks(labels.ranks, labels.names, labels.label_rank) if labels.ranks else None
     num_views = args.tta_views if args.tta else 1
     top_k = max(args.top_k, 5) if args.submission else args.top_k  # the submission always needs 5
     done, failed = [], []
@@ -191,6 +262,10 @@ def run_prediction(args: PredictArguments, extra_inputs: list[str] = ()) -> int:
         batch_size=args.batch_size,
         num_workers=args.num_workers,
         progress=len(files) > 1,
+        geo=geo,
+        locations=locations,
+        backoff=groups,
+        backoff_threshold=args.backoff_threshold,
     ):
         if pred.error is not None:
             failed.append(pred)

@@ -10,11 +10,19 @@ wide margin. The taxonomy is built so that mistakes have structure: the two *Tur
 differ in colour (a genus-level confusion), the butterfly and the lady beetle share a colour. Two plant species
 are included so that the default ``kingdom=Animalia`` filter has something to remove.
 
+Where and when: the coordinates and dates are SYNTHETIC too. Each species has a made-up range (a centre and a
+spread in degrees, :data:`DEMO_RANGES`) and optionally a season (a peak day of the year), loosely inspired by the
+real animals but not real data. They are chosen so that the location/date prior has something to add where the
+images are confusable: the two *Turdus* species (same motif) live on different continents, and the butterfly and
+the lady beetle (same colour) share a place but not a season. About 10 % of the records have no coordinates, as
+in the real release.
+
 Everything is deterministic given ``seed``.
 """
 
 from __future__ import annotations
 
+import datetime
 import json
 import math
 import os
@@ -40,6 +48,21 @@ DEMO_CATEGORIES: tuple[tuple, ...] = (
     (95, "Plantae", "Tracheophyta", "Magnoliopsida", "Rosales", "Rosaceae", "Rosa", "canina", "Dog Rose", "Plants", "cross", (240, 150, 185)),
 )
 # fmt: on
+# SYNTHETIC ranges and seasons: id -> (centre latitude, centre longitude, spread in degrees, peak day of the year or
+# None for all year). Not real distributions.
+DEMO_RANGES: dict[int, tuple[float, float, float, int | None]] = {
+    10: (50.0, 10.0, 8.0, None),
+    23: (48.0, 5.0, 8.0, None),
+    24: (42.0, -95.0, 10.0, None),
+    31: (45.0, -30.0, 25.0, None),
+    48: (50.0, 40.0, 20.0, None),
+    52: (55.0, 60.0, 15.0, None),
+    77: (47.0, 10.0, 10.0, 200),
+    81: (47.0, 10.0, 10.0, 110),
+    90: (20.0, 0.0, 40.0, None),
+    95: (20.0, 0.0, 40.0, None),
+}
+_SEASON_SD_DAYS = 25.0
 _RANK_KEYS = ("kingdom", "phylum", "class", "order", "family", "genus", "specific_epithet")
 _ASPECTS = (4 / 3, 3 / 4, 1.0, 3 / 2, 2 / 3)
 
@@ -157,6 +180,9 @@ def write_demo_dataset(
     licenses = [{"id": 1, "name": "CC BY-NC 4.0", "url": "https://creativecommons.org/licenses/by-nc/4.0/"}]
     info = {"description": "inat_hf synthetic demo data in the iNat 2021 layout", "version": "1.0", "year": 2021}
     next_id = iter(range(100_000, 10_000_000))
+    # A separate stream for where/when: the image stream (`rnd`, `rng`) stays what it was before ranges existed,
+    # so the demo images and the figures measured on them do not change.
+    geo_rnd = random.Random(f"demo-geo-{seed}")
 
     def new_image(folder: str, category: dict | None) -> dict[str, Any]:
         long_side = rnd.randint(min_size, max_size)
@@ -174,18 +200,27 @@ def write_demo_dataset(
             os.path.join(root, file_name), format="JPEG", quality=jpeg_quality
         )
         has_geo = rnd.random() > 0.1  # real records sometimes lack coordinates
+        rights_holder = f"demo_user_{rnd.randint(1, 50)}"
+        year, _month, _day, hour, minute = (rnd.randint(*r) for r in ((10, 20), (1, 12), (1, 28), (0, 23), (0, 59)))
+        if has_geo:  # the draws of the earlier uniform coordinates, kept so that the image stream is unchanged
+            rnd.uniform(-60, 70), rnd.uniform(-180, 180)
+        uncertainty = rnd.randint(1, 5000) if has_geo and rnd.random() > 0.2 else None
+        lat_c, lon_c, spread, peak = DEMO_RANGES[category["id"] if category else geo_rnd.choice(list(DEMO_RANGES))]
+        lat = min(max(geo_rnd.gauss(lat_c, spread), -89.0), 89.0)
+        lon = (geo_rnd.gauss(lon_c, spread) + 180.0) % 360.0 - 180.0
+        doy = geo_rnd.gauss(peak, _SEASON_SD_DAYS) if peak is not None else geo_rnd.uniform(1, 365)
+        date = datetime.date(2000 + year, 1, 1) + datetime.timedelta(days=int(doy - 1) % 365)
         return {
             "id": next(next_id),
             "width": width,
             "height": height,
             "file_name": file_name,
             "license": 1,
-            "rights_holder": f"demo_user_{rnd.randint(1, 50)}",
-            "date": f"20{rnd.randint(10, 20)}-{rnd.randint(1, 12):02d}-{rnd.randint(1, 28):02d} "
-            f"{rnd.randint(0, 23):02d}:{rnd.randint(0, 59):02d}:00+00:00",
-            "latitude": round(rnd.uniform(-60, 70), 5) if has_geo else None,
-            "longitude": round(rnd.uniform(-180, 180), 5) if has_geo else None,
-            "location_uncertainty": rnd.randint(1, 5000) if has_geo and rnd.random() > 0.2 else None,
+            "rights_holder": rights_holder,
+            "date": f"{date.isoformat()} {hour:02d}:{minute:02d}:00+00:00",
+            "latitude": round(lat, 5) if has_geo else None,
+            "longitude": round(lon, 5) if has_geo else None,
+            "location_uncertainty": uncertainty,
         }
 
     def write_split(split: str, per_class: int) -> None:

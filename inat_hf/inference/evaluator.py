@@ -146,6 +146,8 @@ class EvaluationRun:
     seconds: float
     num_images: int
     num_views: int
+    # per run: (conf [N, R], correct [N, R]) of the taxonomic back-off (inat_hf.inference.backoff)
+    backoff: dict[str, tuple[np.ndarray, np.ndarray]] = dataclasses.field(default_factory=dict)
 
     @property
     def images_per_second(self) -> float:
@@ -196,6 +198,9 @@ def evaluate_split(
     num_workers: int = 0,
     k: int = DEFAULT_TOPK,
     progress: bool = True,
+    geo=None,
+    locations=None,
+    backoff=None,
 ) -> EvaluationRun:
     """Score every image of a prepared split (``image`` + ``label`` columns) in one streaming pass.
 
@@ -207,9 +212,14 @@ def evaluate_split(
         batch_size: images per batch (the forward sees ``batch_size * num_views`` views).
         num_workers: DataLoader worker processes decoding images.
         k: top-k kept per image.
+        geo: a :class:`~inat_hf.inference.fusion.GeoFusion` (location prior) and ``locations``, the split's
+            :class:`~inat_hf.data.geo.GeoRecords` row by row: adds ``runs["geo_prior"]`` (prior only) and
+            ``runs["fused"]`` (the TTA run, or the single view, fused with the prior).
+        backoff: a :class:`~inat_hf.inference.backoff.RankGroups`: taxonomic back-off statistics of the image-only
+            and fused runs in ``EvaluationRun.backoff``.
 
     Returns:
-        :class:`EvaluationRun` with ``runs["no_tta"]`` and/or ``runs["tta"]``.
+        :class:`EvaluationRun` with ``runs["no_tta"]`` and/or ``runs["tta"]`` (+ ``"geo_prior"``, ``"fused"``).
     """
     dataset = ImageClassificationDataset(split, predictor.transform(num_views))
     loader = DataLoader(
@@ -222,7 +232,20 @@ def evaluate_split(
         persistent_workers=False,
     )
     names = (["no_tta"] if num_views == 1 or report_both else []) + (["tta"] if num_views > 1 else [])
+    if geo is not None:
+        if locations is None or len(locations) != len(dataset):
+            raise InferenceError("geo fusion needs the split's locations, one record per image.")
+        names += ["geo_prior", "fused"]
     accumulators = {name: TopKAccumulator(k, capacity=len(dataset)) for name in names}
+    image_run = "tta" if num_views > 1 else "no_tta"
+    backoffs = {}
+    if backoff is not None:
+        from .backoff import BackoffAccumulator
+
+        backoffs = {
+            name: BackoffAccumulator(backoff) for name in ([image_run] + (["fused"] if geo is not None else []))
+        }
+    offset = 0  # the loader is sequential: batch rows are split rows offset .. offset + B
     start = time.perf_counter()
     with tqdm(total=len(dataset), unit="img", desc="evaluate", disable=None if progress else True) as bar:
         for batch in loader:
@@ -230,8 +253,20 @@ def evaluate_split(
             labels = batch["labels"]
             if "no_tta" in accumulators:
                 accumulators["no_tta"].update(logits[:, 0], labels)
+            image_scores = logits[:, 0] if num_views == 1 else average_views(logits, predictor.average)
             if "tta" in accumulators:
-                accumulators["tta"].update(average_views(logits, predictor.average), labels)
+                accumulators["tta"].update(image_scores, labels)
+            rows = slice(offset, offset + len(labels))
+            offset += len(labels)
+            fused = None
+            if geo is not None:
+                accumulators["geo_prior"].update(geo.log_probs(locations, rows), labels)
+                fused = geo.fuse(image_scores, locations, rows)
+                accumulators["fused"].update(fused, labels)
+            if backoffs:
+                backoffs[image_run].update(image_scores, labels)
+                if fused is not None:
+                    backoffs["fused"].update(fused, labels)
             bar.update(len(labels))
     if predictor.device.type == "cuda":
         torch.cuda.synchronize(predictor.device)
@@ -241,6 +276,7 @@ def evaluate_split(
         seconds=seconds,
         num_images=len(dataset),
         num_views=num_views,
+        backoff={name: acc.result() for name, acc in backoffs.items()},
     )
 
 

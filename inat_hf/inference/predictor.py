@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 
 from ..data.decode import ImageInput, image_name
 from ..data.transforms import EvalPreset, TTAPreset, eval_kwargs_from_image_processor
+from .backoff import backoff_answer
 from .tta import AVERAGES, average_views, view_logits
 
 __all__ = [
@@ -203,6 +204,10 @@ class ImagePrediction:
     indices: np.ndarray | None = None  # [k] label indices, best first
     probs: np.ndarray | None = None  # [k]
     error: str | None = None
+    # with a location prior: whether location/date were used and where they came from (Location.to_dict())
+    location: dict[str, Any] | None = None
+    # taxonomic back-off: {"rank", "taxon", "probability"} (inat_hf.inference.backoff)
+    backoff: dict[str, Any] | None = None
 
 
 class _ImageList(Dataset):
@@ -331,12 +336,37 @@ class Predictor:
         batch_size: int = 32,
         num_workers: int = 0,
         progress: bool = False,
+        geo=None,
+        locations=None,
+        backoff=None,
+        backoff_threshold: float | None = None,
     ) -> Iterator[ImagePrediction]:
         """Top-k predictions for ``images`` (paths, bytes, PIL images, ...), yielded in input order per batch.
 
         An image that cannot be read yields an :class:`ImagePrediction` with ``error`` set; the others are still
         predicted.
+
+        With ``geo`` (a :class:`~inat_hf.inference.fusion.GeoFusion`) and ``locations`` (one
+        :class:`~inat_hf.inference.fusion.Location` per image), the image probabilities are fused with the
+        location/date prior (an image without a location: image only). With ``backoff`` (a
+        :class:`~inat_hf.inference.backoff.RankGroups`) each prediction also gets the finest rank whose summed
+        probability reaches ``backoff_threshold``.
         """
+        if geo is not None:
+            from ..data.geo import clean_records
+            from .fusion import Location
+
+            if locations is None or len(locations) != len(images):
+                raise InferenceError("fusion with a location prior needs one location (or None) per image.")
+            locs = [loc if loc is not None else Location() for loc in locations]
+            records = clean_records(
+                [loc.latitude for loc in locs],
+                [loc.longitude for loc in locs],
+                [loc.date for loc in locs],
+                [0] * len(locs),
+                [image_name(x) for x in images],
+                where="photo locations",
+            )
         top_k = min(top_k, self.num_labels)
         loader = DataLoader(
             _ImageList(images, self.transform(num_views)),
@@ -350,10 +380,25 @@ class Predictor:
             for positions, pixel_values, errors in loader:
                 results = {p: ImagePrediction(p, image_name(images[p]), error=e) for p, e in errors}
                 if pixel_values is not None:
-                    probs = self.scores(pixel_values).softmax(dim=-1)  # [B, C]
+                    scores = self.scores(pixel_values)
+                    if geo is not None:
+                        scores = geo.fuse(scores, records, np.asarray(positions))
+                    probs = scores.softmax(dim=-1)  # [B, C]
                     top_probs, top_indices = probs.topk(top_k, dim=-1)  # [B, k]
                     top_probs, top_indices = top_probs.cpu().numpy(), top_indices.cpu().numpy()
+                    answers = (
+                        backoff_answer(probs, backoff, backoff_threshold)
+                        if backoff is not None
+                        else [None] * len(probs)
+                    )
                     for row, p in enumerate(positions):
-                        results[p] = ImagePrediction(p, image_name(images[p]), top_indices[row], top_probs[row])
+                        results[p] = ImagePrediction(
+                            p,
+                            image_name(images[p]),
+                            top_indices[row],
+                            top_probs[row],
+                            location=locs[p].to_dict() if geo is not None else None,
+                            backoff=answers[row],
+                        )
                 bar.update(len(results))
                 yield from (results[p] for p in sorted(results))

@@ -42,7 +42,11 @@ def test_folder_prediction_table_and_csv(trained_model_dir, images, tmp_path, ca
         "probability",
         "category_id",
         *RANKS,
+        "backoff_rank",  # taxonomic back-off, on by default (--backoff_threshold)
+        "backoff_taxon",
+        "backoff_probability",
     ]
+    assert set(table["backoff_rank"]) <= set(RANKS)
     assert len(table) == 6 * 3 and table["file"].nunique() == 6
     assert (table["label"] == table["species"]).all()
     assert table.groupby("file")["probability"].apply(lambda p: p.is_monotonic_decreasing).all()

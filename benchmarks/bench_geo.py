@@ -1,0 +1,167 @@
+"""Location/date prior: accuracy on the real iNat 2021 sample records and training cost at full iNat size.
+
+    python -m benchmarks.bench_geo [--quick]
+
+1. Real records (``../shared/data/real_sample/inat2021_json``, 100 species; skipped with a reason when absent):
+   train on ``train_60.json``, score on ``val_20.json``: the prior with the softmax loss and with the paper's
+   presence-only loss, the great-circle k-NN baseline (every k, best reported) and chance, all in this run.
+   Target: the prior's top-5 >= the best k-NN top-5.
+2. Training cost: ``inat-train-geo`` on a synthetic iNat-size JSON (2,686,843 records, 10,000 species, as the
+   2021 ``train.json``; quick mode: 100,000 records, 1,000 species, one epoch): wall time and peak RSS of the whole
+   process (JSON parsing included). At full size the run is time-boxed to ``FULL_STEPS`` steps of 1,024 records
+   (the 2-core box does not fit a whole epoch in a benchmark run); the measured records/s give the epoch time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import numpy as np
+
+from benchmarks.common import REPO_ROOT, peak_rss_of, print_table, write_results
+
+REAL_DIR = REPO_ROOT.parent / "shared" / "data" / "real_sample" / "inat2021_json"
+FULL_RECORDS, FULL_SPECIES, FULL_STEPS = 2_686_843, 10_000, 100
+
+
+def real_records(quick: bool) -> dict:
+    if not (REAL_DIR / "train_60.json").is_file():
+        return {"skipped": f"real sample records not found at {REAL_DIR}"}
+    from inat_hf.commands.train_geo import GeoDataArguments, GeoModelArguments, run_geo_training
+    from inat_hf.training.geo import GeoTrainingArguments
+
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for loss in ("softmax", "presence"):
+            report = run_geo_training(
+                GeoDataArguments(
+                    output_dir=os.path.join(tmp, loss),
+                    data_dir=str(REAL_DIR),
+                    splits="train=train_60.json,val=val_20.json",
+                    taxon="none",
+                ),
+                GeoModelArguments(loss=loss),
+                GeoTrainingArguments(min_steps=300 if quick else 1000),
+            )
+            out[loss] = {
+                "prior": report["prior"],
+                "knn": report["knn"],
+                "training": report["training"],
+                "counts": report["counts"],
+            }
+            out["chance_top1"], out["chance_top5"] = report["chance_top1"], report["chance_top5"]
+    out["best_loss"] = max(("softmax", "presence"), key=lambda k: (out[k]["prior"]["top5"], out[k]["prior"]["top1"]))
+    return out
+
+
+def synthetic_json(path: Path, num_records: int, num_species: int, seed: int = 0) -> None:
+    """An images-only iNat-style JSON: species folders in file_name, clustered per-species ranges, dates."""
+    rng = np.random.default_rng(seed)
+    centre_lat = np.degrees(np.arcsin(rng.uniform(-0.8, 0.95, num_species)))
+    centre_lon = rng.uniform(-180, 180, num_species)
+    species = rng.integers(0, num_species, num_records)
+    lat = np.clip(centre_lat[species] + rng.normal(0, 5, num_records), -90, 90).round(5)
+    lon = ((centre_lon[species] + rng.normal(0, 8, num_records) + 180) % 360 - 180).round(5)
+    day = rng.integers(0, 365, num_records)
+    dates = (np.datetime64("2019-01-01") + day).astype(str)
+    with open(path, "w") as f:
+        f.write('{"images": [')
+        for i in range(num_records):
+            s = int(species[i])
+            name = f"{s:05d}_Animalia_Chordata_Aves_Order{s % 50}_Family{s % 400}_Genus{s % 3000}_sp{s}"
+            f.write(
+                ("," if i else "")
+                + f'{{"id": {i}, "file_name": "train/{name}/{i}.jpg", "date": "{dates[i]} 12:00:00+00:00", '
+                f'"latitude": {lat[i]}, "longitude": {lon[i]}}}'
+            )
+        f.write("]}")
+
+
+def training_cost(quick: bool) -> dict:
+    records, species = (100_000, 1_000) if quick else (FULL_RECORDS, FULL_SPECIES)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "train.json"
+        synthetic_json(path, records, species)
+        cmd = [
+            sys.executable,
+            "-m",
+            "inat_hf.commands.train_geo",
+            "--data_dir",
+            tmp,
+            "--splits",
+            "train=train.json",
+            "--eval_split",
+            "none",
+            "--taxon",
+            "none",
+            "--num_epochs",
+            "1",
+            "--min_steps",
+            "0",
+            "--output_dir",
+            str(Path(tmp) / "prior"),
+        ] + ([] if quick else ["--max_steps", str(FULL_STEPS)])
+        env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
+        seconds, rss = peak_rss_of(cmd, env=env, cwd=REPO_ROOT)
+        report = json.loads((Path(tmp) / "prior" / "geo_report.json").read_text())
+    return {
+        "records": records,
+        "species": species,
+        "steps": report["training"]["steps"],
+        "wall_s": round(seconds, 1),
+        "train_loop_s": report["training"]["seconds"],
+        "records_per_second": report["training"]["records_per_second"],
+        "epoch_s_at_that_rate": round(records / report["training"]["records_per_second"], 1),
+        "peak_rss_mb": round(rss),
+    }
+
+
+def run(quick: bool) -> dict:
+    return {"quick": quick, "real": real_records(quick), "training_cost": training_cost(quick)}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args(argv)
+    result = run(args.quick)
+    real = result["real"]
+    if "skipped" not in real:
+        rows = [
+            [f"prior ({loss} loss)", f"{real[loss]['prior']['top1']:.4f}", f"{real[loss]['prior']['top5']:.4f}"]
+            for loss in ("softmax", "presence")
+        ]
+        knn = real["softmax"]["knn"]
+        rows.append([f"k-NN, best k={knn['best_k_by_top5']}", f"{knn['best_top1']:.4f}", f"{knn['best_top5']:.4f}"])
+        rows.append(["chance", f"{real['chance_top1']:.4f}", f"{real['chance_top5']:.4f}"])
+        print_table("real iNat 2021 records: train_60 -> val_20", rows, ["model", "top-1", "top-5"])
+    else:
+        print(real["skipped"])
+    cost = result["training_cost"]
+    print_table(
+        "prior training cost",
+        [
+            [
+                f"{cost['records']:,} records, {cost['species']:,} species, {cost['steps']} steps",
+                cost["wall_s"],
+                cost["records_per_second"],
+                cost["epoch_s_at_that_rate"],
+                cost["peak_rss_mb"],
+            ]
+        ],
+        ["input", "wall s", "records/s", "epoch s", "peak RSS MB"],
+    )
+    write_results("geo", result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

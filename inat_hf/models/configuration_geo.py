@@ -1,0 +1,129 @@
+"""Configuration of the location/date prior: p(label | latitude, longitude[, day of year]).
+
+The prior follows Mac Aodha, Cole & Perona, "Presence-Only Geographical Priors for Fine-Grained Image
+Classification" (ICCV 2019): coordinates (and optionally the day of the year) are mapped onto a periodic encoding
+(sin/cos of each normalised input), fed through a small fully-connected network with residual blocks, and a final
+linear layer gives one score per label. The label space and taxonomy are those of an image model (``id2label``,
+``label_rank``, ``taxonomy``), so that the two can be fused label by label.
+
+Shipped with checkpoints for ``trust_remote_code``: imports only transformers (no ``inat_hf``).
+"""
+
+import math
+from typing import Any
+
+from transformers import PreTrainedConfig
+
+LOSSES = ("softmax", "presence")
+# Taxonomic ranks, coarse to fine (the self-contained copy a shipped file needs; the library's owner is
+# inat_hf/data/taxonomy.py).
+RANKS = ("kingdom", "phylum", "class", "order", "family", "genus", "species")
+
+
+class GeoPriorConfig(PreTrainedConfig):
+    r"""
+    Configuration for [`GeoPriorModel`].
+
+    Args:
+        hidden_size (`int`, *optional*, defaults to 256):
+            Width of the network (the paper uses 256).
+        num_blocks (`int`, *optional*, defaults to 4):
+            Residual blocks (Linear -> ReLU -> Dropout -> Linear -> ReLU, plus the skip), as in the paper.
+        drop_rate (`float`, *optional*, defaults to 0.5):
+            Dropout inside each residual block, in [0, 1) (the paper's value).
+        use_date (`bool`, *optional*, defaults to `True`):
+            Also encode the day of the year (a missing date encodes as zeros, which no real date produces, so the
+            network learns a date-free answer for it).
+        loss (`str`, *optional*, defaults to `"softmax"`):
+            `"softmax"`: cross-entropy over the labels, the scores are log p(label | location) up to a constant.
+            `"presence"`: the paper's presence-only loss ("full" loss: sigmoid per label, the observed label as a
+            positive weighted by `presence_pos_weight`, every other label and every label at a uniformly drawn
+            random location/date as negatives). Which one works better is measured in `benchmarks/bench_geo.py`.
+        presence_pos_weight (`float`, *optional*):
+            Weight of the positive term of the presence loss. `None`: `num_labels / 4`, the paper's ratio (2048 for
+            its 8,142 classes).
+        fusion_weight (`float`, *optional*, defaults to 1.0):
+            Exponent `w` of the prior in the fusion `p(y|x,l) ∝ p(y|x) · (p(y|l) / p(y))^w` (softmax) or
+            `p(y|x) · σ(s_y(l))^w` (presence, the paper's product). 1 is the Bayes-optimal weighting when both
+            models are calibrated; it is a saved parameter, never tuned on the split being reported.
+        class_prior (`list[float]`, *optional*):
+            p(y): label frequencies of the records the prior was trained on (the softmax fusion divides by it).
+        label_rank (`str`, *optional*, defaults to `"species"`):
+            Taxonomic rank of the labels, one of [`RANKS`].
+        taxonomy (`dict`, *optional*):
+            The label taxonomy, the same dict an image model's `InatConfig.taxonomy` holds.
+
+    Labels use the standard `id2label` / `label2id` / `num_labels` arguments.
+    """
+
+    model_type = "inat_geo"
+
+    hidden_size: int = 256
+    num_blocks: int = 4
+    drop_rate: float = 0.5
+    use_date: bool = True
+    loss: str = "softmax"
+    presence_pos_weight: float | None = None
+    fusion_weight: float = 1.0
+    class_prior: list[float] | None = None
+    label_rank: str = "species"
+    taxonomy: dict[str, Any] | None = None
+
+    def __post_init__(self, **kwargs):
+        if self.class_prior is not None:
+            self.class_prior = [float(p) for p in self.class_prior]
+        super().__post_init__(**kwargs)
+        if self.id2label is not None and self.label2id is None:
+            self.label2id = {name: index for index, name in self.id2label.items()}
+        self._check_geo_fields()
+
+    def validate(self):
+        super().validate()
+        self._check_geo_fields()
+
+    def _check_geo_fields(self) -> None:
+        for name in ("hidden_size", "num_blocks"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < (1 if name == "hidden_size" else 0):
+                raise ValueError(f"{name}={value!r} must be a positive integer (num_blocks may be 0).")
+        if not _is_number(self.drop_rate) or not 0 <= self.drop_rate < 1:
+            raise ValueError(f"drop_rate={self.drop_rate!r} must be in [0, 1).")
+        if not isinstance(self.use_date, bool):
+            raise ValueError(f"use_date={self.use_date!r} must be True or False.")
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss={self.loss!r} is not supported; valid choices: {', '.join(LOSSES)}.")
+        if self.presence_pos_weight is not None and (
+            not _is_number(self.presence_pos_weight) or self.presence_pos_weight <= 0
+        ):
+            raise ValueError(f"presence_pos_weight={self.presence_pos_weight!r} must be a positive number or None.")
+        if not _is_number(self.fusion_weight) or self.fusion_weight < 0:
+            raise ValueError(f"fusion_weight={self.fusion_weight!r} must be a number >= 0 (0 switches the prior off).")
+        if self.label_rank not in RANKS:
+            raise ValueError(f"label_rank={self.label_rank!r} is not a rank; valid choices: {', '.join(RANKS)}.")
+        if self.class_prior is not None:
+            if len(self.class_prior) != self.num_labels:
+                raise ValueError(
+                    f"class_prior has {len(self.class_prior)} entries but num_labels={self.num_labels}; give one "
+                    "frequency per label."
+                )
+            if not all(_is_number(p) and p > 0 for p in self.class_prior):
+                raise ValueError("class_prior entries must be positive frequencies (smooth zero counts).")
+
+    @property
+    def pos_weight(self) -> float:
+        """The presence loss's positive weight (`presence_pos_weight`, default `num_labels / 4`)."""
+        if self.presence_pos_weight is not None:
+            return float(self.presence_pos_weight)
+        return max(self.num_labels / 4, 1.0)
+
+    @property
+    def num_inputs(self) -> int:
+        """Width of the periodic encoding: sin/cos of latitude and longitude (+ sin/cos of the day of the year)."""
+        return 6 if self.use_date else 4
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+__all__ = ["GeoPriorConfig"]

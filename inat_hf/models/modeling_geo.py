@@ -1,0 +1,221 @@
+"""The location/date prior: (latitude, longitude[, day of year]) -> one score per label.
+
+    latitude, longitude [B] (degrees), day_of_year [B] (1..366, NaN = unknown)
+      -> periodic encoding [B, 4 or 6]: sin/cos(π·lon/180), sin/cos(π·lat/90)[, sin/cos(2π·(day-1)/365.25)]
+      -> Linear -> ReLU                                             [B, hidden]
+      -> residual blocks: x + ReLU(Linear(Dropout(ReLU(Linear x))))  [B, hidden]
+      -> class embedding (Linear, no bias)                          [B, num_labels]
+
+Mac Aodha, Cole & Perona (ICCV 2019), "Presence-Only Geographical Priors for Fine-Grained Image Classification".
+The latitude wraps like the paper's encoding (sin/cos of π·lat/90), so the poles meet; a missing date is all zeros
+in its two inputs, which no real date produces.
+
+Shipped with checkpoints for ``trust_remote_code``: imports only torch, transformers and its sibling config.
+"""
+
+import math
+
+import torch
+from torch import nn
+from transformers import PreTrainedModel
+from transformers import initialization as init
+from transformers.modeling_outputs import SequenceClassifierOutput
+
+from .configuration_geo import GeoPriorConfig
+
+DAYS_PER_YEAR = 365.25
+
+
+def check_locations(latitude: torch.Tensor, longitude: torch.Tensor, *, allow_missing: bool = True) -> torch.Tensor:
+    """Validate coordinates; return the ``[B]`` bool mask of rows that have one (both values not NaN).
+
+    A location is either complete (latitude in [-90, 90], longitude in [-180, 180]) or missing (both NaN):
+    out-of-range values, infinities and half-missing pairs raise ``ValueError`` naming the first bad row, because
+    any of them would silently give a wrong prior.
+    """
+    if latitude.shape != longitude.shape or latitude.ndim != 1:
+        raise ValueError(
+            f"latitude and longitude must both be [B]; got {tuple(latitude.shape)} and {tuple(longitude.shape)}."
+        )
+    lat_nan, lon_nan = torch.isnan(latitude), torch.isnan(longitude)
+    half = lat_nan ^ lon_nan
+    if half.any():
+        i = int(half.nonzero()[0])
+        raise ValueError(
+            f"row {i}: latitude={latitude[i].item()} longitude={longitude[i].item()}: a location needs both "
+            "coordinates (or neither, NaN/None for an unknown location)."
+        )
+    has = ~lat_nan
+    bad = has & (
+        (latitude.abs() > 90) | (longitude.abs() > 180) | ~torch.isfinite(latitude) | ~torch.isfinite(longitude)
+    )
+    if bad.any():
+        i = int(bad.nonzero()[0])
+        raise ValueError(
+            f"row {i}: latitude={latitude[i].item()} longitude={longitude[i].item()} is not a location: expected "
+            f"latitude in [-90, 90] and longitude in [-180, 180] (decimal degrees); {int(bad.sum())} bad row(s)."
+        )
+    if not allow_missing and not has.all():
+        raise ValueError(f"{int((~has).sum())} row(s) have no location (NaN); the prior cannot be trained on them.")
+    return has
+
+
+def encode_inputs(
+    latitude: torch.Tensor, longitude: torch.Tensor, day_of_year: torch.Tensor | None, use_date: bool
+) -> torch.Tensor:
+    """Periodic encoding ``[B, 4]`` (location) or ``[B, 6]`` (location + date); missing rows must be filtered or
+    filled before (NaN coordinates propagate)."""
+    lon = longitude.float() * (math.pi / 180.0)
+    lat = latitude.float() * (math.pi / 90.0)
+    parts = [torch.sin(lon), torch.cos(lon), torch.sin(lat), torch.cos(lat)]
+    if use_date:
+        if day_of_year is None:
+            day_of_year = torch.full_like(lat, float("nan"))
+        angle = (day_of_year.float() - 1.0) * (2 * math.pi / DAYS_PER_YEAR)
+        known = ~torch.isnan(angle)
+        angle = torch.where(known, angle, torch.zeros_like(angle))
+        parts += [torch.sin(angle) * known, torch.cos(angle) * known]
+    return torch.stack(parts, dim=-1)
+
+
+class GeoResidualBlock(nn.Module):
+    def __init__(self, width: int, drop_rate: float):
+        super().__init__()
+        self.fc1 = nn.Linear(width, width)
+        self.drop = nn.Dropout(drop_rate)
+        self.fc2 = nn.Linear(width, width)
+        self.act = nn.ReLU(inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.act(self.fc2(self.drop(self.act(self.fc1(x)))))
+
+
+class GeoPriorPreTrainedModel(PreTrainedModel):
+    config_class = GeoPriorConfig
+    config: GeoPriorConfig
+    base_model_prefix = "geo"
+    main_input_name = "latitude"
+    accepts_loss_kwargs = False
+
+    def _init_weights(self, module: nn.Module) -> None:
+        if isinstance(module, nn.Linear):
+            # PyTorch's default Linear init (what the paper's reference code trains from), bias at zero.
+            init.kaiming_uniform_(module.weight, a=math.sqrt(5))
+            if module.bias is not None:
+                init.zeros_(module.bias)
+
+
+class GeoPriorModel(GeoPriorPreTrainedModel):
+    """Location/date prior over an image model's labels; see :class:`GeoPriorConfig`."""
+
+    def __init__(self, config: GeoPriorConfig):
+        super().__init__(config)
+        self.stem = nn.Sequential(nn.Linear(config.num_inputs, config.hidden_size), nn.ReLU(inplace=True))
+        self.blocks = nn.Sequential(
+            *[GeoResidualBlock(config.hidden_size, config.drop_rate) for _ in range(config.num_blocks)]
+        )
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels, bias=False)
+        self.post_init()
+
+    def features(self, encoded: torch.Tensor) -> torch.Tensor:
+        return self.blocks(self.stem(encoded))
+
+    def forward(
+        self,
+        latitude: torch.Tensor,
+        longitude: torch.Tensor,
+        day_of_year: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        **kwargs,
+    ) -> SequenceClassifierOutput:
+        """Scores ``[B, num_labels]``: log-probabilities up to a constant (softmax) or per-label logits (presence).
+
+        Every row must have a location (see :meth:`log_prior_ratio` for rows without one). ``labels [B]`` gives the
+        training loss of ``config.loss``.
+        """
+        check_locations(latitude, longitude, allow_missing=False)
+        encoded = encode_inputs(latitude, longitude, day_of_year, self.config.use_date)
+        logits = self.classifier(self.features(encoded))
+        loss = None
+        if labels is not None:
+            loss = (
+                self.presence_loss(logits, labels)
+                if self.config.loss == "presence"
+                else nn.functional.cross_entropy(logits, labels)
+            )
+        return SequenceClassifierOutput(loss=loss, logits=logits)
+
+    def presence_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """The paper's "full" presence-only loss: at the observed location, the observed label is a positive
+        (weighted by ``config.pos_weight``) and every other label a negative; at a location and date drawn
+        uniformly at random (on the sphere, over the year), every label is a negative."""
+        b = logits.shape[0]
+        device = logits.device
+        # Uniform on the sphere: latitude = asin(2u - 1).
+        rand_lat = torch.rad2deg(torch.asin(torch.rand(b, device=device) * 2 - 1))
+        rand_lon = torch.rand(b, device=device) * 360 - 180
+        rand_day = torch.rand(b, device=device) * DAYS_PER_YEAR + 1
+        rand_logits = self.classifier(self.features(encode_inputs(rand_lat, rand_lon, rand_day, self.config.use_date)))
+        log_not = nn.functional.logsigmoid(-logits)  # log(1 - σ)
+        positive = nn.functional.logsigmoid(logits.gather(1, labels[:, None]))  # [B, 1]
+        neg_at_label = log_not.gather(1, labels[:, None])
+        loss_obs = -(log_not.sum(1, keepdim=True) - neg_at_label + self.config.pos_weight * positive)
+        loss_rand = -nn.functional.logsigmoid(-rand_logits).sum(1, keepdim=True)
+        return (loss_obs + loss_rand).mean() / self.config.num_labels
+
+    @torch.no_grad()
+    def log_prior_ratio(
+        self,
+        latitude: torch.Tensor,
+        longitude: torch.Tensor,
+        day_of_year: torch.Tensor | None = None,
+        *,
+        weight: float | None = None,
+    ) -> torch.Tensor:
+        """The fusion term ``[B, num_labels]`` to add to an image model's log-probabilities.
+
+        softmax: ``w · (log p(y|l) - log p(y))``; presence: ``w · log σ(s_y(l))`` (the paper's product).
+        ``w = config.fusion_weight`` unless ``weight`` is given. Rows without a location (NaN) get zeros: the
+        image model's answer stands.
+        """
+        weight = self.config.fusion_weight if weight is None else weight
+        has = check_locations(latitude, longitude)
+        out = torch.zeros(latitude.shape[0], self.config.num_labels, device=latitude.device)
+        if not has.any() or weight == 0:
+            return out
+        day = day_of_year[has] if day_of_year is not None else None
+        logits = self(latitude[has], longitude[has], day).logits.float()
+        if self.config.loss == "presence":
+            term = nn.functional.logsigmoid(logits)
+        else:
+            term = logits.log_softmax(-1)
+            if self.config.class_prior is not None:
+                prior = torch.tensor(self.config.class_prior, device=logits.device, dtype=torch.float32)
+                term = term - (prior / prior.sum()).log()
+        out[has] = weight * term
+        return out
+
+    @torch.no_grad()
+    def probabilities(
+        self, latitude: torch.Tensor, longitude: torch.Tensor, day_of_year: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Prior-only label distribution ``[B, num_labels]`` (softmax of the scores; a missing location gives the
+        training label frequencies, or uniform without them)."""
+        has = check_locations(latitude, longitude)
+        c = self.config.num_labels
+        if self.config.class_prior is not None:
+            base = torch.tensor(self.config.class_prior, device=latitude.device, dtype=torch.float32)
+            base = base / base.sum()
+        else:
+            base = torch.full((c,), 1.0 / c, device=latitude.device)
+        out = base.expand(latitude.shape[0], c).clone()
+        if has.any():
+            day = day_of_year[has] if day_of_year is not None else None
+            logits = self(latitude[has], longitude[has], day).logits.float()
+            out[has] = (
+                logits.softmax(-1) if self.config.loss == "softmax" else (nn.functional.logsigmoid(logits).softmax(-1))
+            )
+        return out
+
+
+__all__ = ["GeoPriorModel", "GeoPriorPreTrainedModel", "check_locations", "encode_inputs"]

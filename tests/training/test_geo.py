@@ -1,0 +1,157 @@
+"""The location/date prior's data (inat_hf.data.geo), training and k-NN baseline (inat_hf.training.geo), and the
+inat-train-geo command: synthetic ranges always, the real iNat 2021 records when ../shared is present."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from inat_hf.commands.train_geo import main
+from inat_hf.data.geo import GeoRecords, clean_records, day_of_year, records_from_json
+from inat_hf.data.inat_json import InatDataError
+from inat_hf.models import GeoPriorConfig, GeoPriorModel
+from inat_hf.training.geo import GeoTrainingArguments, evaluate_prior, knn_baseline, train_geo_prior
+
+
+def test_day_of_year_formats_and_bad_dates():
+    day, bad = day_of_year(
+        ["2019-04-20 22:35:00+00:00", "2019:04:20 10:00:00", "2020-12-31", None, "", "yesterday", "2019-13-01"]
+    )
+    assert day[:3].tolist() == [110, 110, 366]
+    assert np.isnan(day[3:]).all()
+    assert bad.tolist() == [False, False, False, False, False, True, True]
+
+
+def test_clean_records_errors_name_the_records_and_skips_are_counted():
+    lat = [10.0, 90.5, None, 20.0, float("nan"), 1.0]
+    lon = [10.0, 0.0, None, None, float("nan"), 181.0]
+    dates = ["2019-01-01", "2019-01-01", None, "2019-01-01", "bad", "2019-02-01"]
+    with pytest.raises(InatDataError, match=r"3 record\(s\) have an invalid location.*102 \(lat=90.5") as err:
+        clean_records(lat, lon, dates, [0] * 6, [101, 102, 103, 104, 105, 106], where="x.json")
+    assert "104" in str(err.value) and "106" in str(err.value) and "--on_bad_record skip" in str(err.value)
+    with pytest.raises(InatDataError, match=r"date that does not parse.*105 \('bad'\)"):
+        clean_records([1.0] * 6, [1.0] * 6, dates, [0] * 6, [101, 102, 103, 104, 105, 106])
+    recs = clean_records(lat, lon, dates, [0, 1, 2, 3, 4, 5], np.arange(6), on_bad_record="skip")
+    assert recs.counts == {
+        "records": 6,
+        "with_location": 1,
+        "without_location": 2,
+        "bad_location_skipped": 3,
+        "with_date": 4,
+        "bad_date_skipped": 1,
+    }
+    assert recs.labels.tolist() == [0, 2, 4]  # the bad locations are gone, the missing ones stay (neutral)
+    kept = clean_records(lat, lon, dates, [0] * 6, np.arange(6), on_bad_record="skip", keep_rows=True)
+    assert len(kept) == 6 and np.isnan(kept.latitude[[1, 3, 5]]).all()  # evaluation keeps rows aligned
+
+
+def synthetic_ranges(n_per_class, seed):
+    """4 species: two on different continents, two at one place in different seasons."""
+    rng = np.random.default_rng(seed)
+    centres = [(50, 10, None), (40, -100, None), (-20, 130, 30), (-20, 130, 210)]
+    lat, lon, day, labels = [], [], [], []
+    for label, (la, lo, peak) in enumerate(centres):
+        lat.append(rng.normal(la, 4, n_per_class))
+        lon.append(rng.normal(lo, 4, n_per_class))
+        day.append(rng.normal(peak, 15, n_per_class) % 365 + 1 if peak else rng.uniform(1, 366, n_per_class))
+        labels.append(np.full(n_per_class, label))
+    cat = np.concatenate
+    return GeoRecords(cat(lat), cat(lon), cat(day), cat(labels), np.arange(4 * n_per_class))
+
+
+@pytest.mark.parametrize("loss", ["softmax", "presence"])
+def test_prior_learns_ranges_and_uses_the_season(loss):
+    train, val = synthetic_ranges(60, 0), synthetic_ranges(20, 1)
+    args = GeoTrainingArguments(num_epochs=1, min_steps=150, batch_size=64, learning_rate=5e-3)
+    results = {}
+    for use_date in (True, False):
+        torch.manual_seed(0)
+        config = GeoPriorConfig(id2label={i: str(i) for i in range(4)}, hidden_size=32, num_blocks=1, loss=loss)
+        config.use_date = use_date
+        model = GeoPriorModel(config)
+        train_geo_prior(model, train, args, log=None)
+        results[use_date] = evaluate_prior(model, val)
+    # Location alone separates species 0, 1 and {2, 3}: at most 75 % top-1; the season separates 2 from 3.
+    assert results[False]["top1"] < 0.8
+    assert results[True]["top1"] > 0.9
+    assert results[True]["num_scored"] == 80
+
+
+def test_knn_baseline_votes_by_great_circle_distance():
+    # Two clusters astride the date line: by great-circle distance they are neighbours across it, in raw
+    # (lat, lon) they would be 360 degrees apart.
+    train = GeoRecords(
+        np.array([0.0, 0.0, 0.0, 60.0, 60.0]),
+        np.array([179.5, -179.5, 179.0, 0.0, 1.0]),
+        np.full(5, np.nan),
+        np.array([1, 1, 1, 0, 0]),
+        np.arange(5),
+    )
+    val = GeoRecords(
+        np.array([0.0, 59.0]), np.array([-179.8, 0.5]), np.full(2, np.nan), np.array([1, 0]), np.arange(2)
+    )
+    result = knn_baseline(train, val, num_labels=2, ks=(1, 3))
+    assert result["per_k"]["1"]["top1"] == 1.0 and result["per_k"]["3"]["top1"] == 1.0
+    assert result["num_scored"] == 2
+
+
+def test_train_command_from_json_and_prepared_folder(demo_root, prepared_demo, tmp_path, capsys):
+    common = ["--min_steps", "20", "--batch_size", "16", "--hidden_size", "16", "--num_blocks", "1"]
+    out_json = tmp_path / "from_json"
+    code = main(["--data_dir", str(demo_root), "--splits", "train,val", "--output_dir", str(out_json), *common])
+    assert code == 0, capsys.readouterr().err
+    report = json.loads((out_json / "geo_report.json").read_text())
+    assert report["num_labels"] == 8  # kingdom=Animalia, as prepare_data.py: the same labels as an image model
+    train_counts = report["counts"]["train"]
+    assert train_counts["records"] == 32 and train_counts["filtered_by_taxon"] == 8  # the 8 plant records
+    assert train_counts["with_location"] + train_counts["without_location"] == 32
+    assert set(report["knn"]["per_k"]) >= {"1", "5"} and 0 <= report["prior"]["top5"] <= 1
+    assert report["prior"]["num_scored"] == report["knn"]["num_scored"] == report["counts"]["val"]["with_location"]
+    model = GeoPriorModel.from_pretrained(out_json)
+    assert model.config.num_labels == 8 and len(model.config.class_prior) == 8
+
+    out_prep = tmp_path / "from_prepared"
+    assert main(["--dataset_dir", str(prepared_demo), "--output_dir", str(out_prep), *common]) == 0
+    prepared = json.loads((out_prep / "geo_report.json").read_text())
+    from_json_val = {k: v for k, v in report["counts"]["val"].items() if k != "filtered_by_taxon"}
+    assert prepared["counts"]["val"] == from_json_val  # the same records either way
+    assert GeoPriorModel.from_pretrained(out_prep).config.id2label == model.config.id2label
+
+
+def write_images_json(path, images):
+    path.write_text(json.dumps({"images": images}))
+
+
+def test_bad_records_in_json(tmp_path, capsys):
+    folder = "train/00007_Animalia_Arthropoda_Arachnida_Araneae_Araneidae_Agalenatea_redii"
+    images = [
+        {"id": i, "file_name": f"{folder}/{i}.jpg", "latitude": 10.0 + i, "longitude": 5.0, "date": "2019-05-01"}
+        for i in range(5)
+    ]
+    images[2]["latitude"] = 123.0
+    write_images_json(tmp_path / "train.json", images)
+    args = ["--data_dir", str(tmp_path), "--splits", "train", "--eval_split", "none", "--min_steps", "2"]
+    assert main([*args, "--output_dir", str(tmp_path / "a")]) == 2
+    err = capsys.readouterr().err
+    assert "invalid location" in err and "2 (lat=123.0, lon=5.0)" in err
+    assert main([*args, "--output_dir", str(tmp_path / "b"), "--on_bad_record", "skip"]) == 0
+    counts = json.loads((tmp_path / "b" / "geo_report.json").read_text())["counts"]["train"]
+    assert counts["bad_location_skipped"] == 1 and counts["with_location"] == 4
+
+
+def test_real_records_knn_and_prior_beat_chance(real_sample, tmp_path):
+    root = real_sample / "inat2021_json"
+    splits, taxonomy = records_from_json({"train": root / "train_60.json", "val": root / "val_20.json"}, taxon="none")
+    assert taxonomy.num_labels == 100
+    train, val = splits["train"], splits["val"]
+    assert train.counts["records"] == 3600 and train.counts["without_location"] == 11
+    knn = knn_baseline(train, val, taxonomy.num_labels)
+    assert knn["best_top1"] > 0.1 and knn["best_top5"] > 0.3  # chance: 0.01 / 0.05
+    torch.manual_seed(0)
+    model = GeoPriorModel(GeoPriorConfig(id2label=dict(enumerate(taxonomy.labels)), hidden_size=64, num_blocks=2))
+    train_geo_prior(
+        model, train, GeoTrainingArguments(num_epochs=1, min_steps=120, batch_size=256, learning_rate=2e-3), log=None
+    )
+    prior = evaluate_prior(model, val)
+    assert prior["top5"] > 0.25 and prior["num_scored"] == knn["num_scored"] == 1195

@@ -375,6 +375,7 @@ class ClassifierPage:
                     with gr.Accordion("About this model", open=True):
                         gr.Markdown(self.summary, elem_id="inat-model")
             photo.upload(on_upload, inputs=[photo, tta], outputs=[label, details, preview])
+            tta.input(on_upload, inputs=[photo, tta], outputs=[label, details, preview])  # same photo, new setting
             photo.clear(lambda: (None, "", None), outputs=[label, details, preview])
             if self.examples:
                 gallery.select(on_example, inputs=[tta], outputs=[photo, label, details, preview])

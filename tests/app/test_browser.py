@@ -59,7 +59,7 @@ def server(trained_model_dir, demo_root, tmp_path_factory):
     assert running.process.poll() is not None, "the app server is still running after the test"
 
 
-def test_upload_in_chromium(server, browser, photo, trained_model_dir, demo_root, tmp_path):
+def test_upload_in_chromium(browser, server, photo, trained_model_dir, demo_root, tmp_path):
     (expected,) = _predict_top(trained_model_dir, [photo], tmp_path)
     examples = expand_inputs([str(demo_root / "public_test")])
     (expected_example,) = _predict_top(trained_model_dir, examples[:1], tmp_path, name="example.json")

@@ -188,6 +188,18 @@ class AppPage:
         self._wait(lambda _: self._outcome(), f"no result or error shown for {path}")
         return self._read()
 
+    def set_tta(self, on: bool) -> Shown:
+        """Switch test-time augmentation; the shown photo is classified again."""
+        box = self._find("#inat-tta input[type=checkbox]")[0]
+        if box.is_selected() != on:
+            box.click()
+        views = "test-time augmentation" if on else "single center-crop view"
+        self._wait(
+            lambda _: any(views in e.text for e in self._find("#inat-details #inat-result .inat-note")),
+            f"the result did not switch to {views}",
+        )
+        return self._read()
+
     def click_example(self, index: int) -> Shown:
         self._clear()
         self._find("#inat-examples button.thumbnail-item")[index].click()

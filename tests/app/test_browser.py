@@ -20,10 +20,11 @@ from tests.conftest import REAL_SAMPLE
 pytest.importorskip("gradio", reason="the app needs gradio: pip install -e '.[app]'")
 
 
-def _predict_top(model_dir, files, tmp_path, *, name="predict.json") -> list[tuple[str, float]]:
+def _predict_top(model_dir, files, tmp_path, *, name="predict.json", tta=False) -> list[tuple[str, float]]:
     """predict.py's top-1 (label, probability) for each file, through its command line entry point."""
     out = tmp_path / name
-    assert predict_main(["--model_dir", str(model_dir), "--quiet", "--output", str(out), *map(str, files)]) == 0
+    args = ["--model_dir", str(model_dir), "--quiet", "--output", str(out), *map(str, files)]
+    assert predict_main(args + (["--tta", "--tta_views", "5"] if tta else [])) == 0
     return [(p["predictions"][0]["label"], p["predictions"][0]["probability"]) for p in json.loads(out.read_text())]
 
 
@@ -86,6 +87,11 @@ def test_upload_in_chromium(browser, server, photo, trained_model_dir, demo_root
 
         shown = page.upload(photo)  # the server still serves, and the error is gone
         assert shown.error is None and shown.top1[0] == expected[0]
+
+        (expected_tta,) = _predict_top(trained_model_dir, [photo], tmp_path, name="tta.json", tta=True)
+        shown = page.set_tta(True)
+        assert shown.top1[0] == expected_tta[0] and shown.top1[1] == pytest.approx(expected_tta[1], abs=0.0005)
+        page.set_tta(False)
 
         shown = page.click_example(0)
         assert shown.error is None and shown.top1[0] == expected_example[0]

@@ -402,9 +402,9 @@ class ClassifierPage:
 
 _SPACE_APP = '''"""Hugging Face Space: the image classifier {model_id!r} as a web page.
 
-Written by inat_hf (`python scripts/app.py --export_space OUT --model_dir {model_id}`). The `inat_hf` folder next to
-this file is the library it was exported from; the page calls the same predictor as inat_hf's predict.py.
-Set the MODEL_ID variable of the Space to serve another checkpoint.
+Written by `python scripts/app.py --export_space OUT --model_dir {model_id}` (inat_hf). The `inat_hf`
+folder next to this file is the library it was exported from; the page calls the same predictor as its
+predict.py. Set the MODEL_ID variable of the Space to serve another checkpoint.
 """
 
 import os
@@ -489,7 +489,7 @@ def export_space(out_dir: str | os.PathLike, model_id: str, *, tta_views: int, t
         "scientific and common names and the taxonomy path. The page calls the same predictor as inat_hf's",
         "`predict.py` (same preprocessing, test-time augmentation and labels).",
         "",
-        "Run it locally: `pip install -r requirements.txt gradio && python app.py`.",
+        f"Run it locally: `pip install -r requirements.txt gradio=={gr.__version__} && python app.py`.",
         "",
     ]
     (out / "README.md").write_text("\n".join(readme), encoding="utf-8")

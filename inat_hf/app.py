@@ -1,0 +1,496 @@
+"""The classifier as a web page: a Gradio app (``scripts/app.py``) and its Hugging Face Spaces export.
+
+:class:`ClassifierPage` holds a :class:`~inat_hf.inference.predictor.Predictor` -- the one ``predict.py`` uses, with
+the same preprocessing, TTA views and labels, so the page and ``predict.py`` always agree -- and everything the page
+shows: the top-5 with probabilities, scientific and common names, the taxonomy path, and what the checkpoint says
+about itself (label rank, labels per rank, training data). :meth:`ClassifierPage.classify` is plain Python (one
+photo in, a :class:`PageResult` out); :meth:`ClassifierPage.build` wires it into a ``gr.Blocks`` page with Gradio's
+request queue, so concurrent visitors wait in line instead of competing for the model.
+
+Bad input never takes the server down: a file that is not an image, a corrupt file or an image above
+``max_image_pixels`` becomes a readable message on the page, and the next upload works as before.
+
+Gradio is an optional dependency (``pip install -e ".[app]"``); :func:`import_gradio` says so when it is missing.
+The page runs offline: no analytics, the default theme's fonts are bundled, ``share`` is off unless asked for.
+
+Extension point: the photo is the page's only input today. Inputs that refine a prediction (location and date for a
+geographic prior, with a taxonomic back-off line such as "pretty sure: genus ...") belong in :class:`PageInputs`
+(what a request carries), :meth:`ClassifierPage.classify` (how they change the prediction) and
+:func:`render_result` (how the answer is written); ``build`` only lays out the components.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import html
+import logging
+import os
+import shutil
+import time
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .data.image_check import DEFAULT_MAX_IMAGE_PIXELS
+from .inference.predictor import (
+    ImagePrediction,
+    InferenceError,
+    LabelInfo,
+    Predictor,
+    load_config,
+    load_image_processor,
+)
+
+__all__ = [
+    "APP_INSTALL_HINT",
+    "ClassifierPage",
+    "GradioMissingError",
+    "PageInputs",
+    "PageResult",
+    "export_space",
+    "import_gradio",
+    "render_result",
+]
+
+logger = logging.getLogger(__name__)
+
+APP_INSTALL_HINT = 'pip install -e ".[app]"  (from a checkout of inat_hf; or: pip install "gradio>=6,<7")'
+TOP_K = 5
+PREVIEW_SIZE = 384  # px, longer side of the photo shown back on the page
+CARD_FILE = "README.md"
+_ERROR_ID = "inat-error"
+_RESULT_ID = "inat-result"
+
+CSS = """
+#inat-result table { width: 100%; border-collapse: collapse; }
+#inat-result th, #inat-result td { text-align: left; padding: 4px 8px; border-bottom: 1px solid #ddd; }
+#inat-result .inat-lineage { font-size: 0.85em; color: #555; }
+.inat-error { color: #a40000; background: #fff0f0; border: 1px solid #e0b0b0; padding: 8px 12px; border-radius: 6px; }
+"""
+
+
+class GradioMissingError(ImportError):
+    """gradio is not installed; the message says how to install it."""
+
+
+def import_gradio():
+    """``import gradio``, configured for offline use; a clear ``ImportError`` with the install command if missing."""
+    # Before the import: gradio reads these at import time. No usage analytics / version check over the network.
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    try:
+        import gradio
+    except ImportError as err:
+        raise GradioMissingError(
+            f"the web app needs gradio, which is not installed ({err}). Install it with: {APP_INSTALL_HINT}"
+        ) from err
+    return gradio
+
+
+# --------------------------------------------------------------------------------------------------------------
+# One request: inputs -> prediction -> what the page shows
+# --------------------------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class PageInputs:
+    """What one request carries. ``photo``: the uploaded file's path; ``display_name``: the name the visitor knows
+    it by (Gradio stores uploads under a temporary path); ``tta``: average the TTA views."""
+
+    photo: str | None
+    display_name: str | None = None
+    tta: bool = False
+
+
+@dataclasses.dataclass
+class PageResult:
+    """What the page shows for one request: ``label`` (``{name: probability}`` for ``gr.Label``), ``html`` (the
+    result table or the error box), ``preview`` (a thumbnail of the photo as decoded, or ``None``) and ``error``
+    (the message, ``None`` on success). ``prediction`` is the predictor's raw answer."""
+
+    html: str
+    label: dict[str, float] | None = None
+    preview: Any = None
+    error: str | None = None
+    prediction: ImagePrediction | None = None
+
+
+def _display(labels: LabelInfo, index: int) -> str:
+    common = labels.common_names[index]
+    return f"{labels.names[index]} ({common})" if common else labels.names[index]
+
+
+def render_result(prediction: ImagePrediction, labels: LabelInfo, *, num_views: int, seconds: float) -> str:
+    """The result table: rank, probability, scientific name, common name and the taxonomy path of each of the top-k
+    labels (``data-rank`` marks the rows), and a line saying how the answer was computed."""
+    rows = []
+    for rank, (index, prob) in enumerate(zip(prediction.indices, prediction.probs), start=1):
+        info = labels.describe(index)
+        lineage = " → ".join(html.escape(v) for v in info["taxonomy"].values())
+        rows.append(
+            f'<tr data-rank="{rank}"><td>{rank}</td><td class="inat-prob">{prob:.1%}</td>'
+            f'<td class="inat-label"><i>{html.escape(info["label"])}</i></td>'
+            f'<td class="inat-common">{html.escape(info["common_name"] or "")}</td>'
+            f'<td class="inat-lineage">{lineage}</td></tr>'
+        )
+    views = f"{num_views}-view test-time augmentation" if num_views > 1 else "a single center-crop view"
+    head = "<tr><th>#</th><th>probability</th><th>scientific name</th><th>common name</th><th>taxonomy</th></tr>"
+    return (
+        f'<div id="{_RESULT_ID}"><table><thead>{head}</thead><tbody>{"".join(rows)}</tbody></table>'
+        f'<p class="inat-note">Top {len(rows)} of {labels.num_labels} {html.escape(labels.label_rank or "labels")}'
+        f" · {views} · {seconds * 1000:.0f} ms</p></div>"
+    )
+
+
+def render_error(message: str) -> str:
+    return f'<div id="{_ERROR_ID}" class="inat-error" role="alert"><b>Could not classify this file.</b> {html.escape(message)}</div>'
+
+
+# --------------------------------------------------------------------------------------------------------------
+# What the checkpoint says about itself
+# --------------------------------------------------------------------------------------------------------------
+
+
+def _model_file(model_dir: str, name: str) -> str | None:
+    """Path of ``name`` in a local checkpoint or (cached / downloadable) Hub repo; ``None`` when absent."""
+    local = os.path.expanduser(model_dir)
+    if os.path.isdir(local):
+        path = os.path.join(local, name)
+        return path if os.path.isfile(path) else None
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError, RepositoryNotFoundError
+
+    try:
+        return hf_hub_download(model_dir, name)
+    except (EntryNotFoundError, LocalEntryNotFoundError, RepositoryNotFoundError, OSError) as err:
+        logger.info("%s: no %s (%s); the page shows the config's facts only", model_dir, name, err)
+        return None
+
+
+def _read_yaml(path: str | None, *, front_matter: bool = False) -> dict:
+    if path is None:
+        return {}
+    text = Path(path).read_text(encoding="utf-8")
+    if front_matter:
+        if not text.startswith("---"):
+            return {}
+        text = text.split("---", 2)[1]
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        logger.warning("could not parse %s: %s", path, err)
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def model_summary(model_id: str, config: Any, labels: LabelInfo) -> str:
+    """Markdown: the model (backbone, input size), its label space (rank, labels, taxa per rank) and, when the
+    checkpoint carries them, the training data (the run's recipe) and reported results (the model card)."""
+    lines = [f"**Model** `{model_id}`"]
+    arch = [f"`{getattr(config, 'backbone', config.model_type)}`"]
+    if getattr(config, "attn_layer", None) not in (None, "none"):
+        arch.append(f"`{config.attn_layer}` attention")
+    if getattr(config, "image_size", None):
+        arch.append(f"{config.image_size} px input")
+    lines.append("- architecture: " + ", ".join(arch))
+    rank = labels.label_rank or "label"
+    line = f"- labels: **{labels.num_labels}** at rank **{rank}**"
+    if labels.ranks:
+        line += (
+            " (distinct names per rank: "
+            + ", ".join(f"{r} {len(set(v))}" for r, v in labels.ranks.items() if r != rank)
+            + ")"
+        )
+    lines.append(line)
+
+    from .training.recipe import RECIPE_FILE  # the run's resolved recipe, saved next to the model
+
+    data = _read_yaml(_model_file(model_id, RECIPE_FILE)).get("data") or {}
+    if data:
+        source = data.get("dataset_dir") or data.get("data_dir") or "?"
+        facts = [f"`{source}`", f"split `{data.get('train_split', 'train')}`"]
+        if data.get("taxon") and not data.get("dataset_dir"):
+            facts.append(f"taxa `{data['taxon']}`")
+        if data.get("max_train_samples"):
+            facts.append(f"first {data['max_train_samples']} images")
+        lines.append("- training data: " + ", ".join(facts) + f" (from `{RECIPE_FILE}`)")
+    card = _read_yaml(_model_file(model_id, CARD_FILE), front_matter=True)
+    for entry in card.get("model-index") or []:
+        for result in entry.get("results") or []:
+            dataset = result.get("dataset") or {}
+            metrics = ", ".join(f"{m.get('name')} {m.get('value')}" for m in result.get("metrics") or [])
+            if metrics:
+                lines.append(f"- reported on {dataset.get('name', '?')} `{dataset.get('split', '?')}`: {metrics}")
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The page
+# --------------------------------------------------------------------------------------------------------------
+
+
+class ClassifierPage:
+    """The web page of a classifier. See the module docstring.
+
+    Args:
+        predictor: the :class:`Predictor` (``Predictor.from_pretrained(model_dir)``, as in ``predict.py``).
+        model_id: the checkpoint folder or Hub id, shown on the page and used to find its recipe and model card.
+        tta_views: views averaged when the visitor switches test-time augmentation on.
+        examples: image files offered as one-click examples.
+        max_image_pixels: larger images are refused with a message (decoding them would hold the worker).
+        title: page title (default: the model id).
+    """
+
+    def __init__(
+        self,
+        predictor: Predictor,
+        *,
+        model_id: str,
+        tta_views: int,
+        examples: Sequence[str] = (),
+        max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
+        title: str | None = None,
+    ):
+        self.predictor = predictor
+        self.model_id = model_id
+        self.tta_views = tta_views
+        self.examples = [os.path.abspath(p) for p in examples]
+        self.max_image_pixels = max_image_pixels
+        self.title = title or f"inat_hf · {os.path.basename(os.path.normpath(model_id))}"
+        self.summary = model_summary(model_id, predictor.config, predictor.labels)
+
+    @classmethod
+    def from_pretrained(cls, model_dir: str, *, predictor_kwargs: dict | None = None, **kwargs: Any) -> ClassifierPage:
+        return cls(Predictor.from_pretrained(model_dir, **(predictor_kwargs or {})), model_id=model_dir, **kwargs)
+
+    # -- one request ---------------------------------------------------------------------------------------------
+
+    def _size_error(self, path: str, name: str) -> str | None:
+        """A message when the image is too large to decode here; ``None`` otherwise, also when PIL cannot read it
+        (the predictor then reports that, in the same words as ``predict.py``)."""
+        import PIL.Image
+
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", PIL.Image.DecompressionBombWarning)
+                with PIL.Image.open(path) as img:
+                    width, height = img.size
+        except PIL.Image.DecompressionBombError as err:
+            return f"{name} is too large to classify here: {err}"
+        except Exception:  # not an image / corrupt: the predictor's decoder says what it found
+            return None
+        if width * height > self.max_image_pixels:
+            return (
+                f"{name} is {width}×{height} px ({width * height / 1e6:.0f} MP); this page accepts images up to "
+                f"{self.max_image_pixels / 1e6:.0f} MP. Downscale it and upload it again."
+            )
+        return None
+
+    def classify(self, inputs: PageInputs) -> PageResult:
+        """One photo -> the page's answer. Never raises for bad input: the message goes into the result."""
+        if not inputs.photo:
+            return PageResult(html="", error=None)
+        path = os.fspath(inputs.photo)
+        name = inputs.display_name or os.path.basename(path)
+        error = self._size_error(path, name)
+        num_views = self.tta_views if inputs.tta else 1
+        start = time.perf_counter()
+        prediction = None
+        if error is None:
+            try:
+                (prediction,) = self.predictor.predict([path], top_k=TOP_K, num_views=num_views, batch_size=1)
+            except InferenceError as err:  # e.g. the model produced no usable scores for this image
+                error = str(err)
+            else:
+                error = prediction.error
+        if error is not None:
+            # Uploads live under a temporary path the visitor never saw: name the file as they know it.
+            error = error.replace(path, name)
+            logger.info("request failed: %s", error)
+            return PageResult(html=render_error(error), error=error, prediction=prediction)
+        seconds = time.perf_counter() - start
+        labels = self.predictor.labels
+        return PageResult(
+            html=render_result(prediction, labels, num_views=num_views, seconds=seconds),
+            label={_display(labels, i): float(p) for i, p in zip(prediction.indices, prediction.probs)},
+            preview=self._preview(path),
+            prediction=prediction,
+        )
+
+    @staticmethod
+    def _preview(path: str):
+        from PIL import Image
+
+        from .data.decode import decode_image
+
+        image = Image.fromarray(decode_image(path, min_size=PREVIEW_SIZE).permute(1, 2, 0).numpy())
+        image.thumbnail((PREVIEW_SIZE, PREVIEW_SIZE))
+        return image
+
+    # -- the Gradio page -----------------------------------------------------------------------------------------
+
+    def build(self):
+        """The ``gr.Blocks`` page, queue enabled (one prediction at a time; the others wait in line)."""
+        gr = import_gradio()
+
+        def on_upload(file_path, tta):
+            # Gradio keeps the visitor's file name as the last path component of its upload copy.
+            result = self.classify(PageInputs(photo=file_path, tta=bool(tta)))
+            return result.label, result.html, result.preview
+
+        def on_example(tta, evt):
+            path = self.examples[evt.index]  # an index into the server's list: the browser names no path
+            result = self.classify(PageInputs(photo=path, tta=bool(tta)))
+            return path, result.label, result.html, result.preview
+
+        # Gradio finds the select payload by annotation; set here because `gr` is local (postponed annotations).
+        on_example.__annotations__["evt"] = gr.SelectData
+
+        with gr.Blocks(title=self.title, analytics_enabled=False) as demo:
+            gr.Markdown(f"# {html.escape(self.title)}\nDrop a photo of an animal to see the model's top {TOP_K}.")
+            with gr.Row():
+                with gr.Column(scale=1):
+                    photo = gr.File(label="Photo", file_count="single", type="filepath", elem_id="inat-photo")
+                    tta = gr.Checkbox(
+                        label=f"Test-time augmentation ({self.tta_views} views, slower)",
+                        value=False,
+                        elem_id="inat-tta",
+                    )
+                    preview = gr.Image(label="Your photo", interactive=False, height=PREVIEW_SIZE)
+                    if self.examples:
+                        gallery = gr.Gallery(
+                            value=self.examples,
+                            label="Examples (click one)",
+                            columns=4,
+                            height="auto",
+                            allow_preview=False,
+                            elem_id="inat-examples",
+                        )
+                with gr.Column(scale=2):
+                    label = gr.Label(num_top_classes=TOP_K, label="Top predictions", elem_id="inat-label")
+                    details = gr.HTML(elem_id="inat-details")
+                    with gr.Accordion("About this model", open=True):
+                        gr.Markdown(self.summary, elem_id="inat-model")
+            photo.upload(on_upload, inputs=[photo, tta], outputs=[label, details, preview])
+            tta.input(on_upload, inputs=[photo, tta], outputs=[label, details, preview])  # same photo, new setting
+            photo.clear(lambda: (None, "", None), outputs=[label, details, preview])
+            if self.examples:
+                gallery.select(on_example, inputs=[tta], outputs=[photo, label, details, preview])
+        demo.queue(default_concurrency_limit=1, max_size=64)
+        return demo
+
+    def launch(self, demo=None, *, host: str = "127.0.0.1", port: int | None = None, share: bool = False, **kwargs):
+        """Build (unless given) and serve the page; blocks unless ``prevent_thread_lock=True``."""
+        demo = demo or self.build()
+        return demo.launch(
+            server_name=host,
+            server_port=port,
+            share=share,
+            css=CSS,
+            allowed_paths=sorted({os.path.dirname(p) for p in self.examples}),
+            ssr_mode=False,
+            **kwargs,
+        )
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Hugging Face Spaces
+# --------------------------------------------------------------------------------------------------------------
+
+_SPACE_APP = '''"""Hugging Face Space: the image classifier {model_id!r} as a web page.
+
+Written by `python scripts/app.py --export_space OUT --model_dir {model_id}` (inat_hf). The `inat_hf`
+folder next to this file is the library it was exported from; the page calls the same predictor as its
+predict.py. Set the MODEL_ID variable of the Space to serve another checkpoint.
+"""
+
+import os
+
+from inat_hf.app import ClassifierPage
+
+MODEL_ID = os.environ.get("MODEL_ID", {model_id!r})
+
+page = ClassifierPage.from_pretrained(MODEL_ID, tta_views={tta_views})
+demo = page.build()
+
+if __name__ == "__main__":
+    page.launch(demo, host="0.0.0.0", port=int(os.environ.get("PORT", 7860)))
+'''
+
+
+def _space_requirements() -> list[str]:
+    """The runtime dependencies of inat_hf, pinned to the versions installed here (what the page was tested with).
+    gradio itself is installed by Spaces from ``sdk_version``."""
+    from importlib import metadata
+
+    from packaging.requirements import Requirement
+
+    try:
+        declared = metadata.requires("inat_hf") or []
+    except metadata.PackageNotFoundError as err:
+        raise InferenceError(
+            "inat_hf is not installed (no package metadata), so the Space's requirements are unknown: "
+            'run `pip install -e ".[app]"` in the checkout first.'
+        ) from err
+    pins = []
+    for text in declared:
+        req = Requirement(text)
+        if req.marker is not None and not req.marker.evaluate({"extra": ""}):
+            continue  # an extra (dev, app, ...): not needed to serve the page
+        try:
+            pins.append(f"{req.name}=={metadata.version(req.name)}")
+        except metadata.PackageNotFoundError:
+            pins.append(str(req))
+    return pins
+
+
+def export_space(out_dir: str | os.PathLike, model_id: str, *, tta_views: int, title: str | None = None) -> Path:
+    """Write a Hugging Face Space for ``model_id`` (a Hub id, or a local folder for testing) into ``out_dir``:
+    ``app.py``, ``requirements.txt``, ``README.md`` (front matter ``sdk: gradio``) and a copy of the ``inat_hf``
+    package. ``out_dir`` must not exist or be empty. Returns its path."""
+    gr = import_gradio()
+    out = Path(out_dir)
+    if out.exists() and any(out.iterdir()):
+        raise InferenceError(f"--export_space folder {os.fspath(out)!r} is not empty: give a new or empty folder.")
+    if os.path.isdir(os.path.expanduser(model_id)):  # a local folder (testing): it must be a loadable model
+        load_config(model_id)
+        load_image_processor(model_id)
+    package = Path(__file__).resolve().parent
+    requirements = _space_requirements()
+    out.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(package, out / "inat_hf", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    (out / "app.py").write_text(_SPACE_APP.format(model_id=model_id, tta_views=tta_views), encoding="utf-8")
+    (out / "requirements.txt").write_text("\n".join(requirements) + "\n", encoding="utf-8")
+    front = {
+        "title": title or f"inat_hf {model_id.rstrip('/').split('/')[-1]}",
+        "emoji": "🦋",
+        "colorFrom": "green",
+        "colorTo": "blue",
+        "sdk": "gradio",
+        "sdk_version": gr.__version__,
+        "python_version": "3.11",
+        "app_file": "app.py",
+        "pinned": False,
+        "license": "apache-2.0",
+        "models": [model_id],
+        "tags": ["image-classification", "inaturalist", "inat_hf"],
+    }
+    readme = [
+        "---",
+        yaml.safe_dump(front, sort_keys=False, allow_unicode=True).strip(),
+        "---",
+        "",
+        f"# {front['title']}",
+        "",
+        f"Drop a photo and see the top {TOP_K} of [`{model_id}`](https://huggingface.co/{model_id}): probabilities,",
+        "scientific and common names and the taxonomy path. The page calls the same predictor as inat_hf's",
+        "`predict.py` (same preprocessing, test-time augmentation and labels).",
+        "",
+        f"Run it locally: `pip install -r requirements.txt gradio=={gr.__version__} && python app.py`.",
+        "",
+    ]
+    (out / "README.md").write_text("\n".join(readme), encoding="utf-8")
+    return out

@@ -1,0 +1,126 @@
+"""``app.py``: the classifier as a web page (Gradio), or its Hugging Face Spaces folder.
+
+    python scripts/app.py --model_dir runs/demo/model            # http://127.0.0.1:7860
+    python scripts/app.py --model_dir you/inat-model --export_space space/
+
+The page calls the same predictor as ``predict.py`` (see :mod:`inat_hf.app`). Examples: ``--examples`` files,
+folders or globs; by default, for a model trained by ``scripts/demo.sh`` (``RUN/model``), the demo's unlabeled
+photos in ``RUN/inat_root/public_test``. Needs gradio (``pip install -e ".[app]"``); without it the command says
+so and exits with status 2, as it does for a model folder that cannot be loaded.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+
+from transformers import HfArgumentParser
+
+from .predict import PredictArguments
+
+ERROR_EXIT = 2
+MAX_EXAMPLES = 8
+_PREDICT = {f.name: f for f in dataclasses.fields(PredictArguments)}
+
+
+def _same_as_predict(name: str):
+    """The field of ``predict.py`` with the same name: one default and one help text per knob."""
+    f = _PREDICT[name]
+    return dataclasses.field(default=f.default, metadata=dict(f.metadata))
+
+
+@dataclasses.dataclass
+class AppArguments:
+    model_dir: str = dataclasses.field(
+        metadata={"help": "Checkpoint: a local folder written by save_pretrained / the Trainer, or a Hub id."}
+    )
+    host: str = dataclasses.field(
+        default="127.0.0.1", metadata={"help": "Address to serve on (0.0.0.0: every interface)."}
+    )
+    port: int | None = dataclasses.field(
+        default=None, metadata={"help": "Port (default: 7860, or the next free one; GRADIO_SERVER_PORT wins)."}
+    )
+    share: bool = dataclasses.field(
+        default=False, metadata={"help": "Also serve through a public gradio.live link (needs the internet)."}
+    )
+    examples: list[str] | None = dataclasses.field(
+        default=None,
+        metadata={
+            "help": f"Example photos (files, folders, globs; the first {MAX_EXAMPLES}). Default: the demo's "
+            "public_test photos when --model_dir is a demo run's model folder."
+        },
+    )
+    tta_views: int = _same_as_predict("tta_views")
+    max_file_size: str = dataclasses.field(
+        default="20mb", metadata={"help": "Largest upload the page accepts (gradio size string)."}
+    )
+    export_space: str | None = dataclasses.field(
+        default=None,
+        metadata={
+            "help": "Write a Hugging Face Space (app.py, requirements.txt, README.md, the inat_hf package) for "
+            "--model_dir (a Hub id) into this new folder, instead of serving."
+        },
+    )
+    device: str | None = _same_as_predict("device")
+    bf16: bool = _same_as_predict("bf16")
+    channels_last: bool = _same_as_predict("channels_last")
+    full_decode: bool = _same_as_predict("full_decode")
+
+    def __post_init__(self):
+        from ..data.transforms import TTA_VIEWS
+
+        if not 2 <= self.tta_views <= len(TTA_VIEWS):
+            raise ValueError(f"--tta_views must be in 2..{len(TTA_VIEWS)}, got {self.tta_views}.")
+        if self.port is not None and not 0 < self.port < 65536:
+            raise ValueError(f"--port must be in 1..65535, got {self.port}.")
+
+
+def default_examples(model_dir: str) -> list[str]:
+    """The demo's unlabeled photos (``RUN/inat_root/public_test``, as ``scripts/demo.sh`` lays out a run) when
+    ``model_dir`` is ``RUN/model``; otherwise none."""
+    folder = os.path.join(os.path.dirname(os.path.abspath(os.path.expanduser(model_dir))), "inat_root", "public_test")
+    return [folder] if os.path.isdir(folder) else []
+
+
+def run_app(args: AppArguments) -> int:
+    """Everything :func:`main` does; raises ``GradioMissingError`` (no gradio) or ``InferenceError`` (bad arguments)."""
+    from ..app import ClassifierPage, export_space, import_gradio
+    from .predict import expand_inputs
+
+    import_gradio()  # before loading anything: a missing gradio is the first thing to hear about
+    if args.export_space:
+        out = export_space(args.export_space, args.model_dir, tta_views=args.tta_views)
+        print(f"Space written to {out}: push it with `huggingface-cli upload --repo-type space YOU/NAME {out}`.")
+        return 0
+    sources = args.examples if args.examples is not None else default_examples(args.model_dir)
+    examples = expand_inputs(sources)[:MAX_EXAMPLES] if sources else []
+    page = ClassifierPage.from_pretrained(
+        args.model_dir,
+        predictor_kwargs={
+            "device": args.device,
+            "bf16": args.bf16,
+            "channels_last": args.channels_last,
+            "full_decode": args.full_decode,
+        },
+        tta_views=args.tta_views,
+        examples=examples,
+    )
+    page.launch(host=args.host, port=args.port, share=args.share, max_file_size=args.max_file_size)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    (args,) = HfArgumentParser(AppArguments).parse_args_into_dataclasses(args=argv)
+    from ..app import GradioMissingError
+    from ..inference.predictor import InferenceError
+
+    try:
+        return run_app(args)
+    except (GradioMissingError, InferenceError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return ERROR_EXIT
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,124 @@
+"""inat_hf.app without a browser: the page's answer equals predict.py's, bad input becomes a message, model facts."""
+
+import json
+import shutil
+import struct
+import zlib
+
+import pytest
+import yaml
+
+from inat_hf.app import ClassifierPage, PageInputs, _model_file, model_summary
+from inat_hf.commands.predict import main as predict_main
+
+
+def png_header(width: int, height: int) -> bytes:
+    """A PNG that declares ``width`` x ``height`` and holds no pixels: "huge" for whoever trusts its header."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8-bit RGB
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
+
+
+@pytest.fixture(scope="module")
+def page(trained_model_dir):
+    return ClassifierPage.from_pretrained(str(trained_model_dir), tta_views=5)
+
+
+@pytest.fixture
+def photos(demo_root):
+    return sorted((demo_root / "val").rglob("*.jpg"))[::5][:3]
+
+
+@pytest.mark.parametrize("tta", [False, True])
+def test_page_answer_equals_predict_py(page, trained_model_dir, photos, tmp_path, tta):
+    out = tmp_path / "preds.json"
+    args = ["--model_dir", str(trained_model_dir), "--quiet", "--output", str(out), *map(str, photos)]
+    assert predict_main(args + (["--tta", "--tta_views", "5"] if tta else [])) == 0
+    expected = json.loads(out.read_text())
+    for photo, reference in zip(photos, expected):
+        result = page.classify(PageInputs(photo=str(photo), tta=tta))
+        assert result.error is None
+        shown = [(p["label"], p["probability"]) for p in reference["predictions"]]
+        assert [name.split(" (")[0] for name in result.label] == [label for label, _ in shown]
+        assert list(result.label.values()) == pytest.approx([prob for _, prob in shown], abs=1e-6)
+        first = result.html.split('data-rank="2"')[0]
+        assert f"<i>{shown[0][0]}</i>" in first and f"{shown[0][1]:.1%}" in first
+        assert ("5-view test-time augmentation" in result.html) == tta
+        assert result.preview.size[0] <= 384 and result.preview.size[1] <= 384
+
+
+def test_bad_files_become_messages_and_the_page_keeps_working(page, photos, tmp_path):
+    corrupt = tmp_path / "corrupt.jpg"
+    corrupt.write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    text = tmp_path / "notes.txt"
+    text.write_text("not an image at all")
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(png_header(20_000, 20_000))  # 400 MP: PIL refuses to open it (decompression bomb)
+    large = tmp_path / "large.png"
+    large.write_bytes(png_header(10_000, 10_000))  # 100 MP: PIL would try; the page's limit refuses it
+    cases = {
+        corrupt: ["could not decode image corrupt.jpg", "expected an encoded image file"],
+        text: ["could not decode image notes.txt", "PIL cannot decode"],
+        bomb: ["bomb.png is too large to classify here", "decompression bomb"],
+        large: ["large.png is 10000×10000 px (100 MP)", "accepts images up to 89 MP"],
+    }
+    for path, fragments in cases.items():
+        # Gradio hands the page a temporary copy: the message names the file as the visitor knows it.
+        upload = tmp_path / "gradio_upload_dir" / path.name
+        upload.parent.mkdir(exist_ok=True)
+        shutil.copy(path, upload)
+        result = page.classify(PageInputs(photo=str(upload), display_name=path.name))
+        assert result.label is None and result.preview is None
+        for fragment in fragments:
+            assert fragment in result.error and fragment in result.html
+        assert str(upload.parent) not in result.error
+        assert 'class="inat-error"' in result.html
+    ok = page.classify(PageInputs(photo=str(photos[0])))
+    assert ok.error is None and len(ok.label) == 5
+    assert page.classify(PageInputs(photo=None)).html == ""  # cleared upload: an empty page, no error
+
+
+def test_html_escapes_names(page, photos):
+    labels = page.predictor.labels
+    original = labels.names[:]
+    try:
+        labels.names[:] = [f"<b>{n}</b>" for n in original]
+        result = page.classify(PageInputs(photo=str(photos[0])))
+        assert "<b>" not in result.html and "&lt;b&gt;" in result.html
+    finally:
+        labels.names[:] = original
+
+
+def test_model_summary(trained_model_dir, tmp_path, page):
+    summary = page.summary
+    assert "`resnet10t`, 32 px input" in summary
+    assert "labels: **8** at rank **species**" in summary and "phylum 2" in summary and "class 3" in summary
+    assert "training data" not in summary  # the tiny test model has no recipe next to it
+
+    model = tmp_path / "model"
+    shutil.copytree(trained_model_dir, model)
+    recipe = {"data": {"dataset_dir": "runs/demo/prepared", "train_split": "train", "max_train_samples": 100}}
+    (model / "run_config.yaml").write_text(yaml.safe_dump(recipe))
+    index = [
+        {
+            "name": "m",
+            "results": [
+                {
+                    "dataset": {"name": "iNaturalist 2021", "split": "val"},
+                    "metrics": [{"name": "top-1 accuracy", "value": 0.667}, {"name": "top-5 accuracy", "value": 0.98}],
+                }
+            ],
+        }
+    ]
+    card = "---\n" + yaml.safe_dump({"model-index": index}) + "---\n# m\n"
+    (model / "README.md").write_text(card)
+    summary = model_summary(str(model), page.predictor.config, page.predictor.labels)
+    assert "training data: `runs/demo/prepared`, split `train`, first 100 images" in summary
+    assert "reported on iNaturalist 2021 `val`: top-1 accuracy 0.667, top-5 accuracy 0.98" in summary
+
+
+def test_hub_model_facts_offline_are_absent_not_fatal():
+    assert _model_file("someone/not-cached-anywhere", "README.md") is None

@@ -35,27 +35,48 @@ def test_import_inat_hf_imports_neither_torch_nor_transformers():
     assert out.splitlines() == ["[]", "['transformers']"]
 
 
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory):
+    from inat_hf.models import InatConfig, InatForImageClassification
+
+    path = tmp_path_factory.mktemp("ckpt")
+    config = InatConfig(backbone="resnet10t", num_labels=3, head_hidden_sizes=[], image_size=32)
+    InatForImageClassification(config).save_pretrained(path)
+    return path
+
+
 @pytest.mark.parametrize(
     "order",
     [
-        "import inat_hf\nfrom transformers import AutoConfig, AutoModelForImageClassification",
-        "from transformers import AutoConfig, AutoModelForImageClassification\nimport inat_hf",
-        "import inat_hf\nfrom transformers import pipeline\nfrom transformers import AutoConfig",
-        "import inat_hf.models\nfrom transformers import AutoConfig",
+        "import inat_hf\nfrom transformers import AutoModelForImageClassification",
+        "from transformers import AutoModelForImageClassification\nimport inat_hf",
+        "import transformers\nimport inat_hf\nAutoModelForImageClassification = transformers.AutoModelForImageClassification",
+        "import inat_hf\nfrom transformers import Trainer, AutoModelForImageClassification",
     ],
-    ids=["inat_hf-first", "transformers-first", "pipeline", "models-directly"],
+    ids=["inat_hf-first", "transformers-first", "lazy-attribute", "trainer-first"],
 )
-def test_auto_classes_resolve_inat_checkpoints_after_import_inat_hf(order, tmp_path):
+def test_auto_classes_resolve_inat_checkpoints_after_import_inat_hf(order, tiny_checkpoint):
     out = _python(
         order
         + f"""
-from inat_hf.models import InatConfig
-config = InatConfig(backbone="resnet10t", num_labels=3, head_hidden_sizes=[], image_size=32)
-config.save_pretrained({str(tmp_path)!r})
-print(type(AutoConfig.from_pretrained({str(tmp_path)!r})).__name__)
+model = AutoModelForImageClassification.from_pretrained({str(tiny_checkpoint)!r})
+print(type(model).__name__, type(model).__module__)
 """
     )
-    assert out.strip() == "InatConfig"
+    assert out.strip() == "InatForImageClassification inat_hf.models.modeling_inat"
+
+
+def test_pipeline_after_import_inat_hf(tiny_checkpoint):
+    out = _python(
+        f"""
+        import inat_hf
+        from PIL import Image
+        from transformers import pipeline
+        result = pipeline("image-classification", model={str(tiny_checkpoint)!r})(Image.new("RGB", (40, 40)))
+        print(len(result), type(result[0]["score"]).__name__)
+        """
+    )
+    assert out.strip() == "3 float"
 
 
 def test_lazy_attributes():

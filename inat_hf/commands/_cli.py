@@ -71,23 +71,27 @@ class CommandParser(HfArgumentParser):
         return match[0] if match else None
 
     def error(self, message: str):
-        hint = ""
         unknown = re.search(r"unrecognized arguments?: (\S+)", message)
         if unknown:
             option = unknown.group(1).split("=")[0]
-            close = self.suggestion(option) if option.startswith("-") else None
-            message = f"unknown option {option}" + (f"; did you mean {close}?" if close else "")
+            if option.startswith("-"):
+                close = self.suggestion(option)
+                message = f"unknown option {option}" + (f"; did you mean {close}?" if close else "")
+            else:
+                message = f"unexpected argument {option!r}"
         hint = f"\n(`{self.prog} --help` lists the options)"
         self.exit(ERROR_EXIT, f"{self.prog}: error: {message}{hint}\n")
 
     def parse(self, argv: list[str] | None):
         """``argv`` → ``(dataclasses…, extras)``; ``extras`` holds ``debug`` and any plain ``add_argument``."""
         try:
-            *parsed, extras = self.parse_args_into_dataclasses(args=argv)
+            *parsed, extras, unknown = self.parse_args_into_dataclasses(args=argv, return_remaining_strings=True)
         except ValueError as err:  # a __post_init__ check: a user mistake, not a bug
             if "--debug" in (sys.argv[1:] if argv is None else argv):
                 raise
             self.error(str(err))
+        if unknown:
+            self.error(f"unrecognized arguments: {' '.join(unknown)}")
         return (*parsed, extras)
 
 

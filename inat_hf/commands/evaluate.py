@@ -14,12 +14,9 @@ import os
 import sys
 from typing import Literal
 
-from transformers import HfArgumentParser
-
-from ..data.transforms import TTA_VIEWS
+from ..data.tta_views import TTA_VIEWS
 from ..inference.backoff import DEFAULT_BACKOFF_THRESHOLD
-
-ERROR_EXIT = 2
+from ._cli import CommandParser, run_command, summary_line
 
 
 @dataclasses.dataclass
@@ -338,17 +335,16 @@ def format_summary(summary: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    (args,) = HfArgumentParser(EvaluateArguments).parse_args_into_dataclasses(args=argv)
+    parser = CommandParser(EvaluateArguments, prog="evaluate.py", description=summary_line(__doc__))
+    args, extra = parser.parse(argv)
     from ..data import InatDataError
     from ..inference.predictor import InferenceError
 
-    try:
-        summary = run_evaluation(args)
-    except (InferenceError, InatDataError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return ERROR_EXIT
-    print(format_summary(summary))
-    return 0
+    def body() -> int:
+        print(format_summary(run_evaluation(args)))
+        return 0
+
+    return run_command(body, user_errors=(InferenceError, InatDataError), debug=extra.debug)
 
 
 if __name__ == "__main__":

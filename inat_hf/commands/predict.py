@@ -17,13 +17,11 @@ import os
 import sys
 from pathlib import Path
 
-from transformers import HfArgumentParser
-
-from ..data.transforms import TTA_VIEWS
+from ..data.tta_views import TTA_VIEWS
 from ..inference.backoff import DEFAULT_BACKOFF_THRESHOLD
 from ..inference.files import atomic_write, printable_path
+from ._cli import CommandParser, run_command, summary_line
 
-ERROR_EXIT = 2
 FAILED_FILES_EXIT = 1
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 _GLOB_CHARS = "*?["
@@ -295,16 +293,12 @@ def run_prediction(args: PredictArguments, extra_inputs: list[str] = ()) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = HfArgumentParser(PredictArguments)
+    parser = CommandParser(PredictArguments, prog="predict.py", description=summary_line(__doc__))
     parser.add_argument("paths", nargs="*", help="Image files, folders or glob patterns (same as --inputs).")
-    args, extra = parser.parse_args_into_dataclasses(args=argv)
+    args, extra = parser.parse(argv)
     from ..inference.predictor import InferenceError
 
-    try:
-        return run_prediction(args, extra.paths)
-    except InferenceError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return ERROR_EXIT
+    return run_command(lambda: run_prediction(args, extra.paths), user_errors=(InferenceError,), debug=extra.debug)
 
 
 if __name__ == "__main__":

@@ -6,9 +6,7 @@ import dataclasses
 import sys
 from typing import Literal
 
-from transformers import HfArgumentParser
-
-from ..data import InatDataError, format_summary, prepare_inat, write_demo_dataset
+from ._cli import CommandParser, run_command, summary_line
 
 
 @dataclasses.dataclass
@@ -92,32 +90,38 @@ class PrepareArguments:
 
 
 def main(argv: list[str] | None = None) -> int:
-    (args,) = HfArgumentParser(PrepareArguments).parse_args_into_dataclasses(args=argv)
+    parser = CommandParser(PrepareArguments, prog="prepare_data.py", description=summary_line(__doc__))
+    args, extra = parser.parse(argv)
+    # Only now the data package: it needs datasets/pyarrow (never torch), which --help need not wait for.
+    from ..data import InatDataError
+
+    return run_command(lambda: _prepare(args), user_errors=(InatDataError,), debug=extra.debug)
+
+
+def _prepare(args: PrepareArguments) -> int:
+    from ..data import format_summary, prepare_inat, write_demo_dataset
+
     if args.demo:
         write_demo_dataset(args.data_dir, seed=args.demo_seed)
         print(f"Wrote the demo dataset to {args.data_dir}")
-    try:
-        prepared = prepare_inat(
-            args.data_dir,
-            splits=args.splits,
-            rank=args.rank,
-            taxon=args.taxon,
-            image_storage=args.image_storage,
-            resize_shorter=args.resize_shorter,
-            jpeg_quality=args.jpeg_quality,
-            on_bad_image=args.on_bad_image,
-            verify_files=args.verify_files,
-            max_image_pixels=args.max_image_pixels,
-            num_workers=args.num_workers,
-            cache_dir=args.cache_dir,
-            force_rebuild=args.force_rebuild,
-            output_dir=args.output_dir,
-            overwrite=args.overwrite,
-            follow_symlinks=args.follow_symlinks,
-        )
-    except InatDataError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    prepared = prepare_inat(
+        args.data_dir,
+        splits=args.splits,
+        rank=args.rank,
+        taxon=args.taxon,
+        image_storage=args.image_storage,
+        resize_shorter=args.resize_shorter,
+        jpeg_quality=args.jpeg_quality,
+        on_bad_image=args.on_bad_image,
+        verify_files=args.verify_files,
+        max_image_pixels=args.max_image_pixels,
+        num_workers=args.num_workers,
+        cache_dir=args.cache_dir,
+        force_rebuild=args.force_rebuild,
+        output_dir=args.output_dir,
+        overwrite=args.overwrite,
+        follow_symlinks=args.follow_symlinks,
+    )
     print()
     print(format_summary(prepared.report))
     if args.output_dir:

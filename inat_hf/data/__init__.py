@@ -1,50 +1,51 @@
-"""Data: the iNat 2021 → Arrow builder, the taxonomy helper, demo data, transform presets and collation."""
+"""Data: the iNat 2021 → Arrow builder, the taxonomy helper, demo data, transform presets and collation.
 
-from .builder import InatBuilder, InatBuilderConfig
-from .collate import ImageClassificationCollator
-from .decode import ImageDecodeError, decode_image
-from .demo import write_demo_dataset
-from .inat_json import InatDataError
-from .prepare import PreparedInat, format_summary, load_inat, load_prepared, prepare_inat, save_prepared
-from .taxonomy import RANKS, Taxonomy, parse_taxon_filter
-from .torch_dataset import ImageClassificationDataset
-from .transforms import (
-    TTA_VIEWS,
-    AugmentationConfig,
-    EvalPreset,
-    TrainPreset,
-    TTAPreset,
-    eval_kwargs_from_image_processor,
-    make_eval_transform,
-    make_train_transform,
-    make_tta_transform,
-)
+The names below load on first access (PEP 562), so that preparing data never imports torch: only the transform,
+decoding, collation and torch-dataset modules need it.
+"""
 
-__all__ = [
-    "RANKS",
-    "TTA_VIEWS",
-    "AugmentationConfig",
-    "EvalPreset",
-    "ImageClassificationCollator",
-    "ImageClassificationDataset",
-    "ImageDecodeError",
-    "InatBuilder",
-    "InatBuilderConfig",
-    "InatDataError",
-    "PreparedInat",
-    "TTAPreset",
-    "Taxonomy",
-    "TrainPreset",
-    "decode_image",
-    "eval_kwargs_from_image_processor",
-    "format_summary",
-    "load_inat",
-    "load_prepared",
-    "make_eval_transform",
-    "make_train_transform",
-    "make_tta_transform",
-    "parse_taxon_filter",
-    "prepare_inat",
-    "save_prepared",
-    "write_demo_dataset",
-]
+import importlib
+
+_EXPORTS = {
+    "InatBuilder": "builder",
+    "InatBuilderConfig": "builder",
+    "ImageClassificationCollator": "collate",
+    "ImageDecodeError": "decode",
+    "decode_image": "decode",
+    "write_demo_dataset": "demo",
+    "InatDataError": "inat_json",
+    "PreparedInat": "prepare",
+    "format_summary": "prepare",
+    "load_inat": "prepare",
+    "load_prepared": "prepare",
+    "prepare_inat": "prepare",
+    "save_prepared": "prepare",
+    "RANKS": "taxonomy",
+    "Taxonomy": "taxonomy",
+    "parse_taxon_filter": "taxonomy",
+    "ImageClassificationDataset": "torch_dataset",
+    "TTA_VIEWS": "transforms",
+    "AugmentationConfig": "transforms",
+    "EvalPreset": "transforms",
+    "TTAPreset": "transforms",
+    "TrainPreset": "transforms",
+    "eval_kwargs_from_image_processor": "transforms",
+    "make_eval_transform": "transforms",
+    "make_train_transform": "transforms",
+    "make_tta_transform": "transforms",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_EXPORTS))

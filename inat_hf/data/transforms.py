@@ -81,6 +81,7 @@ from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as tvF
 
 from .decode import ImageInput, decode_image
+from .tta_views import TTA_VIEWS
 
 __all__ = [
     "IMAGENET_DEFAULT_MEAN",
@@ -740,23 +741,6 @@ class EvalPreset:
             f"{type(self).__name__}(image_size={self.image_size}, resize_size={self.resize_size}, "
             f"interpolation={self.interpolation.value}, normalize={self.normalize})"
         )
-
-
-TTA_VIEWS: tuple[tuple[str, float | None, bool], ...] = (
-    ("center", 1.0, False),
-    ("center_flip", 1.0, True),
-    ("full", None, False),
-    ("zoom_1.15", 1.15, False),
-    ("zoom_1.3", 1.3, False),
-    ("full_flip", None, True),
-    ("zoom_1.15_flip", 1.15, True),
-    ("zoom_1.3_flip", 1.3, True),
-)
-"""TTA views in order, as ``(name, zoom, hflip)``; ``num_views=V`` takes the first ``V``. All are center crops of
-``image_size`` after a shortest-edge resize to ``floor(resize_size * zoom)`` (``resize_size`` being the eval
-preset's), except ``zoom=None`` ("full"): shortest edge resized to ``image_size`` itself (``crop_pct = 1``: the
-whole short side visible). ``center`` is exactly the eval preset; zooms > 1 enlarge the subject (useful for small
-animals); ``*_flip`` views are horizontal mirrors of their unflipped view."""
 
 
 class TTAPreset(EvalPreset):

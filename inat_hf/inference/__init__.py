@@ -12,10 +12,16 @@ Import the submodules you need; only :mod:`tta` and :mod:`metrics` are imported 
 by training).
 """
 
+import os
+
 from .metrics import expected_calibration_error, hierarchical_accuracy, topk_accuracy
 from .tta import average_views, tta_logits, view_logits
 
+# The metrics as an `evaluate` module: evaluate.load(INAT_METRICS_PATH) works offline.
+INAT_METRICS_PATH = os.path.join(os.path.dirname(__file__), "inat_metrics")
+
 __all__ = [
+    "INAT_METRICS_PATH",
     "average_views",
     "expected_calibration_error",
     "hierarchical_accuracy",

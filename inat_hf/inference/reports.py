@@ -162,16 +162,20 @@ def plot_reliability(data: M.ReliabilityData, path: str | os.PathLike, title: st
         color="tab:blue",
         label="accuracy",
     )
-    gap = data.mean_confidence[filled] - data.accuracy[filled]
+    # The gap spans accuracy..confidence, above the accuracy bar (overconfident) or inside it (underconfident): drawn
+    # as a hatched outline without fill, it looks the same in both cases and in the legend (a translucent fill
+    # would blend with the accuracy bar where they overlap).
+    low = np.minimum(data.accuracy[filled], data.mean_confidence[filled])
     top.bar(
         left[filled],
-        gap,
-        bottom=data.accuracy[filled],
+        np.abs(data.mean_confidence[filled] - data.accuracy[filled]),
+        bottom=low,
         width=width[filled],
         align="edge",
-        color="tab:red",
-        alpha=0.3,
-        label="gap to confidence",
+        facecolor="none",
+        edgecolor="tab:red",
+        hatch="///",
+        label="gap to mean confidence",
     )
     top.plot([0, 1], [0, 1], "--", color="gray", label="perfect calibration")
     top.set_xlim(0, 1)

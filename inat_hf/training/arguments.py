@@ -72,6 +72,11 @@ class DataArguments:
     cache_dir: str | None = _help("datasets cache root for --data_dir.", default=None)
     max_train_samples: int | None = _help("Use only the first N training images (quick runs).", default=None)
     max_eval_samples: int | None = _help("Use only the first N evaluation images.", default=None)
+    dataset_name: str | None = _help(
+        "What the data is, for the model card (e.g. 'iNaturalist 2021 (Animalia, train_mini)'); the card names "
+        "iNaturalist 2021 only when this says so.",
+        default=None,
+    )
 
     def __post_init__(self):
         if self.eval_split is not None and self.eval_split.strip().lower() in ("", "none"):

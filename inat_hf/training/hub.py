@@ -20,28 +20,41 @@ def _metric(metrics: dict[str, Any], key: str) -> float | None:
     return round(float(value), 4) if value is not None else None
 
 
-def write_model_card(output_dir: str, *, recipe: Recipe, metrics: dict[str, Any], taxonomy: Taxonomy) -> str:
-    """``README.md`` of the checkpoint: card metadata, results, the recipe and how to use the model."""
+INAT2021 = "iNaturalist 2021"
+
+
+def write_model_card(
+    output_dir: str, *, recipe: Recipe, metrics: dict[str, Any], taxonomy: Taxonomy, hub_id: str | None = None
+) -> str:
+    """``README.md`` of the checkpoint: card metadata, results, the recipe and how to use the model.
+
+    Says only what is known: the title and the usage snippet name the Hub repo when the run is pushed (``hub_id``),
+    else the run folder as given; the dataset is the recipe's ``dataset_name`` (``iNaturalist 2021`` metadata only
+    when it is that), else the folder the data came from.
+    """
     model_args, data_args, aug_args, args = recipe.model, recipe.data, recipe.augmentation, recipe.training
     top1, top3, top5 = (_metric(metrics, k) for k in ("top1", "top3", "top5"))
-    repo_id = args.hub_model_id or os.path.basename(os.path.abspath(output_dir))
+    name = hub_id or args.run_name or output_dir
+    source = data_args.dataset_dir or data_args.data_dir
+    dataset = data_args.dataset_name or f"the data in `{source}`"
+    is_inat = (data_args.dataset_name or "").startswith(INAT2021)
     metadata = {
         "library_name": "transformers",
         "pipeline_tag": "image-classification",
-        "tags": ["image-classification", "timm", "inaturalist", "fine-grained", "inat_hf"],
-        "datasets": ["inaturalist-2021"],
+        "tags": ["image-classification", "timm", "fine-grained", "inat_hf"] + (["inaturalist"] if is_inat else []),
+        **({"datasets": ["inaturalist-2021"]} if is_inat else {}),
         "metrics": ["accuracy"],
     }
     if top1 is not None:
         metadata["model-index"] = [
             {
-                "name": repo_id,
+                "name": name,
                 "results": [
                     {
                         "task": {"type": "image-classification", "name": "Image Classification"},
                         "dataset": {
-                            "name": "iNaturalist 2021",
-                            "type": "inaturalist-2021",
+                            "name": data_args.dataset_name or str(source),
+                            "type": "inaturalist-2021" if is_inat else "imagefolder",
                             "split": data_args.eval_split,
                         },
                         "metrics": [
@@ -60,12 +73,12 @@ def write_model_card(output_dir: str, *, recipe: Recipe, metrics: dict[str, Any]
         yaml.safe_dump(metadata, sort_keys=False).strip(),
         "---",
         "",
-        f"# {repo_id}",
+        f"# {name}",
         "",
         f"A `{model_args.backbone}` (timm) with `{model_args.attn_layer}` channel attention and a "
         f"{'→'.join(map(str, model_args.head_hidden_sizes)) or 'linear'} head, fine-tuned with focal loss "
         f"(γ={model_args.focal_gamma}, label smoothing {model_args.label_smoothing}) by "
-        "[inat_hf](https://github.com/) on iNaturalist 2021.",
+        f"inat_hf on {dataset}.",
         "",
         f"- labels: {taxonomy.num_labels} at rank **{taxonomy.rank}** (the config's `taxonomy` gives {ranks} for every label)",
         f"- input: {aug_args.image_size}×{aug_args.image_size}, eval crop {aug_args.crop_pct}",
@@ -76,13 +89,15 @@ def write_model_card(output_dir: str, *, recipe: Recipe, metrics: dict[str, Any]
         "",
         "| split | top-1 | top-3 | top-5 |",
         "|---|---|---|---|",
-        f"| {data_args.eval_split} | {top1} | {top3} | {top5} |" if top1 is not None else "| (no evaluation) | | | |",
+        f"| {data_args.eval_split} ({dataset}) | {top1} | {top3} | {top5} |"
+        if top1 is not None
+        else "| (no evaluation) | | | |",
         "",
         "## Use",
         "",
         "```python",
         "from transformers import pipeline",
-        f'classifier = pipeline("image-classification", model="{repo_id}", trust_remote_code=True)',
+        f'classifier = pipeline("image-classification", model="{hub_id or output_dir}", trust_remote_code=True)',
         'classifier("photo.jpg", top_k=5)',
         "```",
         "",

@@ -331,7 +331,8 @@ def run_training(recipe: Recipe) -> TrainingRun:
     if args.should_save:
         with open(os.path.join(args.output_dir, "replica_checksums.json"), "w") as f:
             json.dump({"world_size": args.world_size, "checksums": checksums}, f)
-        write_model_card(args.output_dir, recipe=recipe, metrics=metrics, taxonomy=taxonomy)
+        hub_id = (args.hub_model_id or os.path.basename(os.path.abspath(args.output_dir))) if push_to_hub else None
+        write_model_card(args.output_dir, recipe=recipe, metrics=metrics, taxonomy=taxonomy, hub_id=hub_id)
     if push_to_hub and args.should_save:
         repo_id = args.hub_model_id or os.path.basename(os.path.abspath(args.output_dir))
         url = push_run_to_hub(

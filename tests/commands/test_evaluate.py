@@ -1,6 +1,7 @@
 """scripts/evaluate.py (inat_hf.commands.evaluate): report files and columns, submission, bad input."""
 
 import json
+import re
 import runpy
 import shutil
 import sys
@@ -242,12 +243,16 @@ def test_unknown_split_and_argument_errors(trained_model_dir, prepared_demo, tmp
         ["--model_dir", str(trained_model_dir), "--dataset_dir", str(prepared_demo), "--split", "test"], tmp_path
     )
     assert code == 2 and "split 'test' not found" in capsys.readouterr().err
-    with pytest.raises(ValueError, match="exactly one of --data_dir"):
-        main(["--model_dir", "m", "--data_dir", "a", "--dataset_dir", "b"])
-    with pytest.raises(ValueError, match="--report_both .* cannot be used with --no_tta"):
-        main(["--model_dir", "m", "--dataset_dir", "b", "--no_tta", "--report_both"])
-    with pytest.raises(ValueError, match="--tta_views must be in 2..8"):
-        main(["--model_dir", "m", "--dataset_dir", "b", "--tta_views", "9"])
+    capsys.readouterr()
+    for argv, message in [
+        (["--data_dir", "a", "--dataset_dir", "b"], "exactly one of --data_dir"),
+        (["--dataset_dir", "b", "--no_tta", "--report_both"], "--report_both .* cannot be used with --no_tta"),
+        (["--dataset_dir", "b", "--tta_views", "9"], "--tta_views must be in 2..8"),
+    ]:
+        with pytest.raises(SystemExit) as exit_info:
+            main(["--model_dir", "m", *argv])
+        err = capsys.readouterr().err
+        assert exit_info.value.code == 2 and re.search(message, err.splitlines()[0]), err
 
 
 def test_script_help_runs(monkeypatch, capsys):

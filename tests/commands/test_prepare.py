@@ -67,11 +67,13 @@ def test_data_error_exits_2_with_message(demo_copy, tmp_path, capsys):
     assert "error:" in capsys.readouterr().err
 
 
-def test_bad_arguments_fail_before_work(tmp_path):
-    with pytest.raises(ValueError, match="needs --image_storage bytes"):
+def test_bad_arguments_fail_before_work(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
         main(["--data_dir", str(tmp_path), "--resize_shorter", "10", "--image_storage", "path"])
-    with pytest.raises(SystemExit):
+    assert exit_info.value.code == 2 and "needs --image_storage bytes" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
         main(["--data_dir", str(tmp_path), "--on_bad_image", "ignore"])
+    assert exit_info.value.code == 2 and "invalid choice" in capsys.readouterr().err
 
 
 def test_script_help_runs():

@@ -1,9 +1,12 @@
 """push_to_hub at the end of a run, with huggingface_hub.HfApi mocked (the Hub is unreachable here)."""
 
+from pathlib import Path
 from unittest import mock
 
 from huggingface_hub.utils import filter_repo_objects
 
+from inat_hf.data import load_prepared
+from inat_hf.training.hub import write_model_card
 from inat_hf.training.recipe import parse_recipe
 from inat_hf.training.run import run_training
 
@@ -36,8 +39,6 @@ def test_push_to_hub_uploads_model_processor_and_card(write_recipe, tmp_path):
     assert kwargs["repo_id"] == "someone/inat-demo" and kwargs["folder_path"] == run.output_dir
 
     # what upload_folder would send, given its ignore patterns
-    from pathlib import Path
-
     files = [str(p.relative_to(run.output_dir)) for p in Path(run.output_dir).rglob("*") if p.is_file()]
     uploaded = set(filter_repo_objects(files, ignore_patterns=kwargs["ignore_patterns"]))
     assert {
@@ -53,6 +54,27 @@ def test_push_to_hub_uploads_model_processor_and_card(write_recipe, tmp_path):
 
     card = (Path(run.output_dir) / "README.md").read_text()
     assert card.startswith("---\nlibrary_name: transformers") and "pipeline_tag: image-classification" in card
-    assert f"| val | {round(run.metrics['eval_top1'], 4)} |" in card  # final metrics
+    assert f"| {round(run.metrics['eval_top1'], 4)} |" in card and "| val (the data in `" in card  # final metrics
+    assert "\n# someone/inat-demo\n" in card and 'model="someone/inat-demo"' in card  # the pushed repo's name
+    assert "https://github.com/" not in card and "inaturalist-2021" not in card  # no placeholders, no false dataset
     assert "backbone: resnet10t" in card and "learning_rate" in card  # the recipe
     assert "hf_fake" not in card and "hf_fake" not in (Path(run.output_dir) / "run_config.yaml").read_text()
+
+
+def _card(recipe, tmp_path, prepared_demo, **kwargs):
+    metrics = {"eval_top1": 0.5, "eval_top3": 0.75, "eval_top5": 0.875}
+    taxonomy = load_prepared(prepared_demo).taxonomy
+    return Path(write_model_card(str(tmp_path / "run"), recipe=recipe, metrics=metrics, taxonomy=taxonomy, **kwargs))
+
+
+def test_card_names_the_data_it_was_trained_on(write_recipe, prepared_demo, tmp_path):
+    (tmp_path / "run").mkdir()
+    local = parse_recipe([str(write_recipe()), "--dataset_name", "inat_hf synthetic demo data"])
+    card = _card(local, tmp_path, prepared_demo).read_text()
+    assert f"\n# {tmp_path / 'run'}\n" in card and f'model="{tmp_path / "run"}"' in card  # the path as given
+    assert "inat_hf synthetic demo data" in card and "iNaturalist 2021" not in card and "inaturalist" not in card
+    assert "| val (inat_hf synthetic demo data) | 0.5 | 0.75 | 0.875 |" in card
+
+    inat = parse_recipe([str(write_recipe()), "--dataset_name", "iNaturalist 2021 (Animalia, train_mini)"])
+    card = _card(inat, tmp_path, prepared_demo, hub_id="me/inat-r50").read_text()
+    assert "datasets:\n- inaturalist-2021" in card and "\n# me/inat-r50\n" in card and 'model="me/inat-r50"' in card

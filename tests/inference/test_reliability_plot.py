@@ -1,0 +1,42 @@
+"""The reliability diagram: the gap bars look the same in the plot and in the legend, over- or underconfident."""
+
+from unittest import mock
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from inat_hf.inference.metrics import ReliabilityData
+from inat_hf.inference.reports import plot_reliability
+
+
+def test_gap_bars_match_the_legend_and_never_blend_with_accuracy(tmp_path):
+    edges = np.linspace(0, 1, 5)
+    data = ReliabilityData(
+        edges=edges,
+        counts=np.array([0, 10, 10, 10]),
+        mean_confidence=np.array([np.nan, 0.4, 0.6, 0.9]),
+        accuracy=np.array([np.nan, 0.6, 0.5, 0.7]),  # underconfident in bin 1, overconfident in bins 2-3
+        ece=0.1,
+    )
+    figures = []
+    original = Figure.savefig
+
+    def capture(fig, *args, **kwargs):
+        figures.append(fig)
+        return original(fig, *args, **kwargs)
+
+    with mock.patch.object(Figure, "savefig", capture):
+        plot_reliability(data, tmp_path / "r.png", "t")
+    top = figures[0].axes[0]
+    legend = {
+        text.get_text(): handle for text, handle in zip(top.get_legend().get_texts(), top.get_legend().legend_handles)
+    }
+    gap_label = next(label for label in legend if label.startswith("gap"))
+    gap_bars = [c for c in top.containers if c.get_label() == gap_label][0]
+    assert len(gap_bars) == 3
+    for bar in gap_bars:
+        # no fill: where a gap lies inside the accuracy bar, a translucent fill would show a colour the legend lacks
+        assert bar.get_facecolor()[3] == 0 and bar.get_hatch() == legend[gap_label].get_hatch()
+        assert bar.get_edgecolor() == legend[gap_label].get_edgecolor()
+    spans = sorted((round(b.get_y(), 6), round(b.get_y() + b.get_height(), 6)) for b in gap_bars)
+    assert spans == [(0.4, 0.6), (0.5, 0.6), (0.7, 0.9)]  # from min(acc, conf) to max(acc, conf)

@@ -1,0 +1,107 @@
+"""`import inat_hf` is light, and still registers the model with the Auto classes where they are used.
+
+Each case runs in a fresh interpreter: what is imported, and in which order, is the point.
+"""
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from tests.conftest import REPO_ROOT
+
+
+def _python(code: str) -> str:
+    result = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout
+
+
+def test_import_inat_hf_imports_neither_torch_nor_transformers():
+    out = _python(
+        """
+        import sys
+        heavy = ("torch", "transformers", "timm", "torchvision")
+        import inat_hf, inat_hf.data
+        print(sorted(m for m in heavy if m in sys.modules))
+        # The commands parse with transformers' HfArgumentParser (no torch); the rest loads after parsing.
+        import inat_hf.commands.prepare, inat_hf.commands.predict, inat_hf.commands.evaluate
+        print(sorted(m for m in heavy if m in sys.modules))
+        """
+    )
+    assert out.splitlines() == ["[]", "['transformers']"]
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory):
+    from inat_hf.models import InatConfig, InatForImageClassification
+
+    path = tmp_path_factory.mktemp("ckpt")
+    config = InatConfig(backbone="resnet10t", num_labels=3, head_hidden_sizes=[], image_size=32)
+    InatForImageClassification(config).save_pretrained(path)
+    return path
+
+
+@pytest.mark.parametrize(
+    "order",
+    [
+        "import inat_hf\nfrom transformers import AutoModelForImageClassification",
+        "from transformers import AutoModelForImageClassification\nimport inat_hf",
+        "import transformers\nimport inat_hf\nAutoModelForImageClassification = transformers.AutoModelForImageClassification",
+        "import inat_hf\nfrom transformers import Trainer, AutoModelForImageClassification",
+    ],
+    ids=["inat_hf-first", "transformers-first", "lazy-attribute", "trainer-first"],
+)
+def test_auto_classes_resolve_inat_checkpoints_after_import_inat_hf(order, tiny_checkpoint):
+    out = _python(
+        order
+        + f"""
+model = AutoModelForImageClassification.from_pretrained({str(tiny_checkpoint)!r})
+print(type(model).__name__, type(model).__module__)
+"""
+    )
+    assert out.strip() == "InatForImageClassification inat_hf.models.modeling_inat"
+
+
+def test_pipeline_after_import_inat_hf(tiny_checkpoint):
+    out = _python(
+        f"""
+        import inat_hf
+        from PIL import Image
+        from transformers import pipeline
+        result = pipeline("image-classification", model={str(tiny_checkpoint)!r})(Image.new("RGB", (40, 40)))
+        print(len(result), type(result[0]["score"]).__name__)
+        """
+    )
+    assert out.strip() == "3 float"
+
+
+def test_lazy_attributes():
+    out = _python(
+        """
+        import inat_hf
+        print(inat_hf.InatConfig.model_type, inat_hf.data.Taxonomy.__name__)
+        try:
+            inat_hf.nope
+        except AttributeError as err:
+            print("AttributeError", err)
+        """
+    )
+    assert out.splitlines() == ["inat Taxonomy", "AttributeError module 'inat_hf' has no attribute 'nope'"]
+
+
+def test_preparing_data_never_imports_torch(demo_root, tmp_path):
+    """The whole prepare command, run for real on the demo data, in a process that must not load torch."""
+    out = _python(
+        f"""
+        import sys
+        from inat_hf.commands.prepare import main
+        code = main(["--data_dir", {str(demo_root)!r}, "--output_dir", {str(tmp_path / "out")!r},
+                     "--cache_dir", {str(tmp_path / "cache")!r}, "--num_workers", "1"])
+        print("exit", code, "torch" in sys.modules)
+        """
+    )
+    assert out.strip().splitlines()[-1] == "exit 0 False"

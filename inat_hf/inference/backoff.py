@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from ..data.taxonomy import RANKS
+
+if TYPE_CHECKING:  # torch loads where it is used: the commands read DEFAULT_BACKOFF_THRESHOLD before it is imported
+    import torch
 
 __all__ = ["DEFAULT_BACKOFF_THRESHOLD", "BackoffAccumulator", "RankGroups", "backoff_answer", "backoff_table"]
 
@@ -49,6 +51,8 @@ class RankGroups:
 
     def group_probs(self, probs: torch.Tensor, r: int) -> torch.Tensor:
         """``[B, C]`` label probabilities -> ``[B, G_r]`` summed per group of rank ``r``."""
+        import torch
+
         index = torch.as_tensor(self.label_to_group[r], device=probs.device)
         out = torch.zeros(probs.shape[0], len(self.names[r]), device=probs.device, dtype=probs.dtype)
         return out.index_add_(1, index, probs)
@@ -74,6 +78,8 @@ class BackoffAccumulator:
         self._correct: list[np.ndarray] = []
 
     def update(self, scores: torch.Tensor, labels: torch.Tensor) -> None:
+        import torch
+
         probs = scores.float().softmax(-1)
         labels = labels.to(probs.device)
         conf, correct = [], []

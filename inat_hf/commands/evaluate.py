@@ -14,9 +14,9 @@ import os
 import sys
 from typing import Literal
 
+from ..cli import CommandParser, run_command, summary_line
 from ..data.tta_views import TTA_VIEWS
 from ..inference.backoff import DEFAULT_BACKOFF_THRESHOLD
-from ._cli import CommandParser, run_command, summary_line
 
 
 @dataclasses.dataclass
@@ -344,7 +344,7 @@ def main(argv: list[str] | None = None) -> int:
         print(format_summary(run_evaluation(args)))
         return 0
 
-    return run_command(body, user_errors=(InferenceError, InatDataError), debug=extra.debug)
+    return run_command(body, user_errors=(InferenceError, InatDataError), debug=extra.show_traceback)
 
 
 if __name__ == "__main__":

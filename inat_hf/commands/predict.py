@@ -17,10 +17,10 @@ import os
 import sys
 from pathlib import Path
 
+from ..cli import CommandParser, run_command, summary_line
 from ..data.tta_views import TTA_VIEWS
 from ..inference.backoff import DEFAULT_BACKOFF_THRESHOLD
 from ..inference.files import atomic_write, printable_path
-from ._cli import CommandParser, run_command, summary_line
 
 FAILED_FILES_EXIT = 1
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
@@ -298,7 +298,9 @@ def main(argv: list[str] | None = None) -> int:
     args, extra = parser.parse(argv)
     from ..inference.predictor import InferenceError
 
-    return run_command(lambda: run_prediction(args, extra.paths), user_errors=(InferenceError,), debug=extra.debug)
+    return run_command(
+        lambda: run_prediction(args, extra.paths), user_errors=(InferenceError,), debug=extra.show_traceback
+    )
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ import dataclasses
 import sys
 from typing import Literal
 
-from ._cli import CommandParser, run_command, summary_line
+from ..cli import CommandParser, run_command, summary_line
 
 
 @dataclasses.dataclass
@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     # Only now the data package: it needs datasets/pyarrow (never torch), which --help need not wait for.
     from ..data import InatDataError
 
-    return run_command(lambda: _prepare(args), user_errors=(InatDataError,), debug=extra.debug)
+    return run_command(lambda: _prepare(args), user_errors=(InatDataError,), debug=extra.show_traceback)
 
 
 def _prepare(args: PrepareArguments) -> int:

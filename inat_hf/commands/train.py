@@ -1,17 +1,11 @@
-"""``train.py RECIPE.yaml [--key value …]``: fine-tune on iNat 2021 (one CPU, one GPU, or many under
-``accelerate launch`` / ``torchrun``). See ``inat_hf.training.recipe`` for the recipe format."""
+"""train.py RECIPE.yaml [--key value …]: fine-tune on iNat 2021 (one CPU, one GPU, or many under
+accelerate launch / torchrun). See inat_hf.training.recipe for the recipe format."""
 
 from __future__ import annotations
 
 import logging
 import os
 import sys
-
-import torch
-
-from ..training.recipe import RecipeError, parse_recipe
-from ..training.run import run_training
-from ..training.trainer import CheckpointDiskFullError
 
 
 def _setup_logging() -> None:
@@ -21,19 +15,44 @@ def _setup_logging() -> None:
     logging.getLogger("inat_hf").setLevel(logging.INFO if main_process else logging.WARNING)
 
 
+def _error(message: str) -> int:
+    print(f"train.py: error: {message}\n(`train.py --help` lists the options)", file=sys.stderr)
+    return 2
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
+    from ..training.recipe import RecipeError, parse_recipe, recipe_help, recipe_parser
+
+    if "--help_all" in argv:
+        recipe_parser().print_help()
+        return 0
+    if not argv or "-h" in argv or "--help" in argv:
+        print(recipe_help())
+        return 0 if argv else 2
+    debug = "--traceback" in argv  # (--debug is a TrainingArguments option)
     _setup_logging()
-    if argv and argv[0] in ("-h", "--help"):
-        print(__doc__.strip() + "\n")
+
+    import torch
+
+    from ..data import InatDataError
+    from ..training.run import check_recipe, run_training
+    from ..training.trainer import CheckpointDiskFullError
+
     try:
-        try:
+        try:  # user mistakes: one line, exit status 2 (tracebacks only with --traceback)
             recipe = parse_recipe(argv)
-        except RecipeError as e:  # like argparse's own errors: one line, exit status 2
-            print(f"train.py: error: {e}", file=sys.stderr)
-            return 2
+            check_recipe(recipe)
+        except (RecipeError, FileNotFoundError, ValueError) as e:
+            if debug:
+                raise
+            return _error(str(e))
         try:
             run = run_training(recipe)
+        except InatDataError as e:
+            if debug:
+                raise
+            return _error(str(e))
         except CheckpointDiskFullError as e:  # the message says where, what was kept and how to go on
             print(f"train.py: error: {e.strerror}", file=sys.stderr)
             return 1

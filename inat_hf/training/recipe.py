@@ -26,8 +26,9 @@ import typing
 from typing import Any
 
 import yaml
-from transformers import HfArgumentParser
+from transformers import TrainingArguments
 
+from ..cli import CommandParser
 from .arguments import AugmentationArguments, DataArguments, InatTrainingArguments, ModelArguments
 
 SECTIONS: dict[str, type] = {
@@ -212,29 +213,70 @@ def _resolved_types(cls: type) -> dict[str, Any]:
     return {f.name: hints.get(f.name, f.type) for f in dataclasses.fields(cls) if f.init}
 
 
-def _explicit_cli_values(parser: HfArgumentParser, args: list[str]) -> dict[str, Any]:
-    """Parse ``args`` and return only the options actually given (argparse applies the types)."""
-    for action in parser._actions:
-        if action.dest != "help":
-            action.default = argparse.SUPPRESS
-            action.required = False
-    return vars(parser.parse_args(args))
+# The data source named on the command line replaces the recipe's (either kind: a raw root or a prepared folder).
+DATA_SOURCES = ("data_dir", "dataset_dir")
+
+
+def recipe_parser() -> CommandParser:
+    """The command line of ``train.py``: every field of the four sections as ``--key value``."""
+    return CommandParser(tuple(SECTIONS.values()), prog="train.py", error_class=RecipeError, add_help=False)
+
+
+def _given_on_command_line(argv: list[str], name: str) -> bool:
+    options = (f"--{name}", f"--{name.replace('_', '-')}")
+    return any(arg in options or arg.startswith(tuple(f"{o}=" for o in options)) for arg in argv)
 
 
 def parse_recipe(argv: list[str]) -> Recipe:
-    """``[RECIPE.yaml] [--key value …]`` → :class:`Recipe`."""
+    """``[RECIPE.yaml] [--key value …]`` → :class:`Recipe`; raises :class:`RecipeError` for any user mistake.
+
+    The recipe's values become the parser's defaults (``parser.set_defaults``, as timm's train.py does with its
+    YAML), so the command line wins and argparse applies the same types and checks to both.
+    """
     source = None
     if argv and not argv[0].startswith("-") and argv[0].endswith((".yaml", ".yml")):
         source, argv = argv[0], argv[1:]
     values = load_recipe_file(source) if source else {}
-    overrides = _explicit_cli_values(HfArgumentParser(tuple(SECTIONS.values())), list(argv))
-    values.update(overrides)
-    parts = []
-    for cls in SECTIONS.values():
-        types_of = _resolved_types(cls)
-        kwargs = {k: v for k, v in values.items() if k in types_of}
-        parts.append(cls(**kwargs))
+    if any(_given_on_command_line(argv, name) for name in DATA_SOURCES):
+        for name in DATA_SOURCES:
+            values.pop(name, None)
+    parser = recipe_parser()
+    parser.set_defaults(**values)
+    *parts, _extras = parser.parse(list(argv))
     return Recipe(*parts, source=source, overrides=list(argv))
+
+
+def recipe_help() -> str:
+    """``train.py --help``: the project's own options by recipe section; TrainingArguments' generic ones are left
+    to ``--help_all`` (they are ~150, and would bury these)."""
+    from ..cli import HelpFormatter
+
+    parser = argparse.ArgumentParser(
+        prog="train.py",
+        usage="train.py [RECIPE.yaml] [--key value ...] [--help_all] [--traceback]",
+        description="Fine-tune on iNat 2021 (one CPU, one GPU, or many under accelerate launch / torchrun). "
+        "RECIPE.yaml holds the sections below (configs/*.yaml); a --key value on the command line wins over it. "
+        "A data source given on the command line (--data_dir or --dataset_dir) replaces the recipe's.",
+        formatter_class=HelpFormatter,
+        add_help=False,
+    )
+    generic = _field_names(TrainingArguments)
+    for section, cls in SECTIONS.items():
+        group = parser.add_argument_group(f"recipe section '{section}'")
+        own = vars(cls).get("__annotations__", {})
+        for field in dataclasses.fields(cls):
+            if not field.init or (cls is InatTrainingArguments and field.name in generic and field.name not in own):
+                continue
+            default = field.default_factory() if field.default_factory is not dataclasses.MISSING else field.default
+            group.add_argument(
+                f"--{field.name}", metavar=str(field.type), default=default, help=field.metadata.get("help")
+            )
+    parser.add_argument_group(
+        "and every transformers.TrainingArguments option",
+        "output_dir, num_train_epochs, per_device_train_batch_size, bf16, seed, report_to, push_to_hub, …: "
+        "`train.py --help_all` lists all of them.",
+    )
+    return parser.format_help()
 
 
 def recipe_to_dict(recipe: Recipe) -> dict[str, dict[str, Any]]:

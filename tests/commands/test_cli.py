@@ -4,7 +4,7 @@ import dataclasses
 
 import pytest
 
-from inat_hf.commands import _cli
+from inat_hf import cli as _cli
 from inat_hf.commands.predict import PredictArguments
 from inat_hf.commands.predict import main as predict_main
 from inat_hf.commands.prepare import main as prepare_main

@@ -94,8 +94,24 @@ def test_unknown_section_and_cli_typo(tmp_path):
     path.write_text("trainng:\n  learning_rate: 0.1\n")
     with pytest.raises(ValueError, match=r"Unknown key 'trainng' in .*did you mean 'training'\?"):
         load_recipe_file(str(path))
-    with pytest.raises(SystemExit):  # argparse: "unrecognized arguments"
+    with pytest.raises(RecipeError, match=r"^unknown option --lerning_rate; did you mean --learning_rate\?$"):
         parse_recipe(["--dataset_dir", "x", "--lerning_rate", "1"])
+
+
+def test_command_line_data_source_replaces_the_recipes(write_recipe, prepared_demo, tmp_path):
+    path = write_recipe()  # has data.dataset_dir
+    recipe = parse_recipe([str(path), "--data_dir", str(tmp_path / "root")])
+    assert recipe.data.data_dir == str(tmp_path / "root") and recipe.data.dataset_dir is None
+    recipe = parse_recipe([str(path), "--dataset_dir=" + str(tmp_path / "other")])
+    assert recipe.data.dataset_dir == str(tmp_path / "other") and recipe.data.data_dir is None
+    saved = save_recipe(recipe, str(tmp_path / "run"))
+    assert parse_recipe([saved]).data.dataset_dir == str(tmp_path / "other")  # run_config.yaml shows the one used
+
+
+def test_boolean_options_keep_true_false_values_and_never_swallow(write_recipe):
+    recipe = parse_recipe([str(write_recipe()), "--push_to_hub", "false", "--channels_last", "--hflip", "0"])
+    assert recipe.training.push_to_hub is False and recipe.training.channels_last is True
+    assert recipe.augmentation.hflip == 0
 
 
 @pytest.mark.parametrize(

@@ -1,15 +1,19 @@
 """The commands' argument parser: ``HfArgumentParser`` with the behaviour a command line needs.
 
-* Boolean flags take no value (``--tta`` / ``--no_tta``), so ``predict.py --tta photos/`` works in any order
-  (``HfArgumentParser`` gives them an optional value, which swallows the next argument).
-* A user mistake -- an unknown option, a bad value, a failed check in a dataclass's ``__post_init__`` -- prints one
-  ``error:`` line plus a hint and exits 2; an unknown option gets the closest valid one as a suggestion, as unknown
+* A boolean flag never swallows the next argument: ``--tta`` alone means true, so ``predict.py --tta photos/``
+  works in any order (``HfArgumentParser`` gives booleans an optional value, which would take ``photos/``). An
+  explicit ``--flag true`` / ``--flag false`` (as transformers' own examples write) still works, and so does
+  ``--no_flag`` for flags that are on by default.
+* A user mistake -- an unknown option, a bad value, a failed check in a dataclass's ``__post_init__`` -- is one
+  ``error:`` line plus a hint, exit status 2; an unknown option gets the closest valid one as a suggestion, as unknown
   recipe keys do. Options must be spelled out (no abbreviations), so a typo is never taken for another option.
-* ``--debug`` shows the traceback of an error instead of the one-line message.
+  With ``error_class`` the parser raises that exception with the same message instead (for library callers).
+* ``--debug`` shows the traceback of an error instead of the one-line message (``--traceback`` for ``train.py``,
+  where ``--debug`` is a ``TrainingArguments`` option).
 
 Only the public ``argparse`` API is used: every option passes through :meth:`add_argument` (also inside argument
-groups), where the flag kind is decided from the keyword arguments ``HfArgumentParser`` passes for ``bool`` fields
-(checked against transformers 5.24/5.25; ``tests/commands/test_cli.py`` fails if that changes).
+groups), where the boolean options are recognised by the keyword arguments ``HfArgumentParser`` passes for ``bool``
+fields (checked against transformers 5.24/5.25; ``tests/commands/test_cli.py`` fails if that changes).
 """
 
 from __future__ import annotations
@@ -24,9 +28,10 @@ from transformers import HfArgumentParser
 from transformers.hf_argparser import string_to_bool
 
 ERROR_EXIT = 2
+_BOOL_WORDS = {"true", "false", "yes", "no", "t", "f", "y", "n", "1", "0"}
 
 
-class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """Shows ``(default: X)`` only where it says something: not for None/False/[], nor where the help has its own."""
 
     def _get_help_string(self, action):
@@ -38,19 +43,33 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 
 
 class CommandParser(HfArgumentParser):
-    def __init__(self, dataclass_types, *, prog: str | None = None, description: str | None = None, **kwargs):
+    def __init__(
+        self,
+        dataclass_types,
+        *,
+        prog: str | None = None,
+        description: str | None = None,
+        error_class: type[Exception] | None = None,
+        **kwargs,
+    ):
         self.option_strings: list[str] = []
-        kwargs.setdefault("formatter_class", _HelpFormatter)
+        self.bool_options: set[str] = set()
+        self.error_class = error_class
+        kwargs.setdefault("formatter_class", HelpFormatter)
         super().__init__(dataclass_types, prog=prog, description=description, allow_abbrev=False, **kwargs)
-        self.add_argument("--debug", action="store_true", help="Show the full traceback of an error.")
+        # `--debug`, unless a dataclass has that option (TrainingArguments does): then `--traceback`.
+        self.debug_flag = "--traceback" if "--debug" in self.option_strings else "--debug"
+        self.add_argument(
+            self.debug_flag, dest="show_traceback", action="store_true", help="Show the full traceback of an error."
+        )
 
     # -- every option passes through here (argument groups included) -------------------------------------------
     def _flag_kwargs(self, names: Iterable[str], kwargs: dict) -> dict:
-        self.option_strings.extend(n for n in names if n.startswith("--"))
+        long_names = [n for n in names if n.startswith("--")]
+        self.option_strings.extend(long_names)
         if kwargs.get("type") is string_to_bool and kwargs.get("nargs") == "?":
-            # `--flag` / `--flag true`: make it a plain flag that consumes nothing.
-            kwargs = {k: v for k, v in kwargs.items() if k not in ("type", "nargs", "const")}
-            kwargs["action"] = "store_true"
+            self.bool_options.update(long_names)
+            kwargs = {**kwargs, "metavar": "true|false"}
         elif kwargs.get("action") == "store_false" and any(n.startswith("--no") for n in names):
             # The `--no_X` twin of a `--X` flag that is on by default: its own help; the default is the flag's.
             kwargs = {**kwargs, "help": f"Turn off --{kwargs['dest']}.", "default": argparse.SUPPRESS}
@@ -79,15 +98,28 @@ class CommandParser(HfArgumentParser):
                 message = f"unknown option {option}" + (f"; did you mean {close}?" if close else "")
             else:
                 message = f"unexpected argument {option!r}"
-        hint = f"\n(`{self.prog} --help` lists the options)"
-        self.exit(ERROR_EXIT, f"{self.prog}: error: {message}{hint}\n")
+        if self.error_class is not None:
+            raise self.error_class(message)
+        self.exit(ERROR_EXIT, f"{self.prog}: error: {message}\n(`{self.prog} --help` lists the options)\n")
+
+    # -- parsing -----------------------------------------------------------------------------------------------
+    def _bool_flags_explicit(self, argv: list[str]) -> list[str]:
+        """``--flag`` not followed by a boolean word → ``--flag=true``, so that it consumes nothing else."""
+        out = []
+        for i, arg in enumerate(argv):
+            follows = argv[i + 1].lower() if i + 1 < len(argv) else None
+            out.append(f"{arg}=true" if arg in self.bool_options and follows not in _BOOL_WORDS else arg)
+        return out
 
     def parse(self, argv: list[str] | None):
-        """``argv`` → ``(dataclasses…, extras)``; ``extras`` holds ``debug`` and any plain ``add_argument``."""
+        """``argv`` → ``(dataclasses…, extras)``; ``extras`` holds ``show_traceback`` and any plain ``add_argument``."""
+        argv = list(sys.argv[1:] if argv is None else argv)
         try:
-            *parsed, extras, unknown = self.parse_args_into_dataclasses(args=argv, return_remaining_strings=True)
+            *parsed, extras, unknown = self.parse_args_into_dataclasses(
+                args=self._bool_flags_explicit(argv), return_remaining_strings=True
+            )
         except ValueError as err:  # a __post_init__ check: a user mistake, not a bug
-            if "--debug" in (sys.argv[1:] if argv is None else argv):
+            if self.debug_flag in argv or (self.error_class is not None and isinstance(err, self.error_class)):
                 raise
             self.error(str(err))
         if unknown:

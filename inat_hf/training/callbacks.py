@@ -108,6 +108,7 @@ class ProgressiveUnfreezingCallback(TrainerCallback):
 CSV_COLUMNS = (
     "epoch",
     "step",
+    "kind",
     "train_loss",
     "eval_loss",
     "eval_top1",
@@ -123,10 +124,12 @@ CURVES_FILE = "training_curves.png"
 class TrainingMetricsCallback(TrainerCallback):
     """Writes ``training_metrics.csv`` (one row per log event) and ``training_curves.png`` at the end.
 
-    Columns: epoch, step, train_loss, eval_loss, eval_top1/3/5, images_per_second (training throughput since the
-    previous training log, all processes together), grad_norm, then ``lr_<group>`` for every optimizer parameter
-    group that has weight decay (its ``_no_decay`` twin has the same LR), as ``InatTrainer.log`` reports them: a
-    stage that is frozen at the time shows an effective LR of 0.
+    Columns: epoch, step, kind (``train``, ``eval``, or ``final_eval``: the evaluation after training of the model
+    that is saved -- the restored best checkpoint with ``load_best_model_at_end``, the EMA weights with EMA), train_loss,
+    eval_loss, eval_top1/3/5, images_per_second (training throughput since the previous training log, all processes
+    together, over whole steps with data loading; the time of evaluations and checkpoint saves is left out), grad_norm,
+    then ``lr_<group>`` for every optimizer parameter group that has weight decay (its ``_no_decay`` twin has the same
+    LR), as ``InatTrainer.log`` reports them: a stage that is frozen at the time shows an effective LR of 0.
 
     A resumed run first cuts the file back to the checkpoint's step: the rows logged after it are logged again by
     the replayed steps, and would otherwise appear twice (in the CSV and in the curves drawn from it).
@@ -137,10 +140,12 @@ class TrainingMetricsCallback(TrainerCallback):
         self.curves_path = os.path.join(output_dir, CURVES_FILE)
         self.images_per_step = images_per_step
         self._columns: list[str] | None = None
-        self._last: tuple[float, int] | None = None
+        self._tick: float | None = None  # end of the previous step; None after a pause (evaluation, save)
+        self._window = [0.0, 0]  # seconds and steps since the last training log
+        self._training_done = False
 
     def on_train_begin(self, args, state, control, **kwargs):
-        self._last = (time.perf_counter(), state.global_step)
+        self._tick, self._window, self._training_done = time.perf_counter(), [0.0, 0], False
         if not state.is_world_process_zero or not os.path.isfile(self.path):
             return
         if state.global_step == 0:
@@ -148,13 +153,27 @@ class TrainingMetricsCallback(TrainerCallback):
         else:
             truncate_metrics(self.path, state.global_step)
 
+    def on_step_end(self, args, state, control, **kwargs):
+        now = time.perf_counter()
+        if self._tick is not None:
+            self._window[0] += now - self._tick
+            self._window[1] += 1
+        self._tick = now
+
+    def _pause(self, *args, **kwargs):
+        self._tick = None  # the interval to the next step's end would include this pause: not counted
+
+    on_evaluate = on_save = _pause
+
     def on_log(self, args, state, control, logs=None, **kwargs):
         logs = logs or {}
         if not state.is_world_process_zero or not ({"loss", "eval_loss"} & set(logs)):
             return
+        kind = "train" if "loss" in logs else ("final_eval" if self._training_done else "eval")
         row = {
             "epoch": round(state.epoch or 0.0, 4),
             "step": state.global_step,
+            "kind": kind,
             "train_loss": logs.get("loss"),
             "eval_loss": logs.get("eval_loss"),
             "eval_top1": logs.get("eval_top1"),
@@ -162,12 +181,11 @@ class TrainingMetricsCallback(TrainerCallback):
             "eval_top5": logs.get("eval_top5"),
             "grad_norm": logs.get("grad_norm"),
         }
-        if "loss" in logs and self._last is not None:
-            now = time.perf_counter()
-            then, step = self._last
-            if state.global_step > step and now > then:
-                row["images_per_second"] = round((state.global_step - step) * self.images_per_step / (now - then), 2)
-            self._last = (now, state.global_step)
+        if kind == "train":
+            seconds, steps = self._window
+            if steps and seconds > 0:
+                row["images_per_second"] = round(steps * self.images_per_step / seconds, 2)
+            self._window = [0.0, 0]
         lrs = {k: v for k, v in logs.items() if k.startswith("lr_")}
         if self._columns is None:
             existing = None
@@ -181,8 +199,11 @@ class TrainingMetricsCallback(TrainerCallback):
         row.update(lrs)
         with open(self.path, "a", newline="") as f:
             csv.DictWriter(f, fieldnames=self._columns, extrasaction="ignore").writerow(row)
+        if kind == "final_eval":
+            plot_training_curves(self.path, self.curves_path)  # again, with the final evaluation marked
 
     def on_train_end(self, args, state, control, **kwargs):
+        self._training_done = True
         if state.is_world_process_zero and os.path.isfile(self.path):
             plot_training_curves(self.path, self.curves_path)
 
@@ -213,14 +234,25 @@ def plot_training_curves(csv_path: str, png_path: str) -> None:
 
     df = pd.read_csv(csv_path)
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
-    train, evals = df[df["train_loss"].notna()], df[df["eval_loss"].notna()]
+    final = df["kind"].eq("final_eval") if "kind" in df else pd.Series(False, index=df.index)
+    train = df[df["train_loss"].notna()]
+    evals, finals = df[df["eval_loss"].notna() & ~final], df[df["eval_loss"].notna() & final]
     axes[0].plot(train["epoch"], train["train_loss"], label="train")
     axes[0].plot(evals["epoch"], evals["eval_loss"], "o-", label="eval")
+    axes[0].plot(finals["epoch"], finals["eval_loss"], "*", markersize=12, label="final (saved model)")
     axes[0].set(title="loss", xlabel="epoch")
     for k in (1, 3, 5):
         col = f"eval_top{k}"
         if col in evals and evals[col].notna().any():
-            axes[1].plot(evals["epoch"], evals[col], "o-", label=f"top-{k}")
+            (line,) = axes[1].plot(evals["epoch"], evals[col], "o-", label=f"top-{k}")
+            axes[1].plot(
+                finals["epoch"],
+                finals[col],
+                "*",
+                markersize=12,
+                color=line.get_color(),
+                label=f"top-{k}, final (saved model)" if len(finals) else None,
+            )
     axes[1].set(title="eval accuracy", xlabel="epoch", ylim=(0, 1))
     for col in [c for c in df.columns if c.startswith("lr_")]:
         rows = df[df[col].notna()]

@@ -1,0 +1,47 @@
+"""training_metrics.csv: throughput per window without evaluation/save pauses; the final evaluation is marked."""
+
+from unittest import mock
+
+import pandas as pd
+from transformers import TrainerControl, TrainerState
+
+from inat_hf.training.callbacks import CURVES_FILE, METRICS_FILE, TrainingMetricsCallback
+
+
+class _Clock:
+    def __init__(self):
+        self.now = 100.0
+
+    def __call__(self):
+        return self.now
+
+
+def test_throughput_leaves_out_pauses_and_final_evaluation_is_marked(tmp_path):
+    clock, state, control = _Clock(), TrainerState(), TrainerControl()
+    callback = TrainingMetricsCallback(str(tmp_path), images_per_step=8)
+    with mock.patch("inat_hf.training.callbacks.time.perf_counter", clock):
+        callback.on_train_begin(None, state, control)
+
+        def steps(n, seconds_each):
+            for _ in range(n):
+                clock.now += seconds_each
+                state.global_step += 1
+                callback.on_step_end(None, state, control)
+
+        steps(4, 0.5)  # 4 steps x 8 images in 2 s: 16 images/s
+        state.epoch = 1.0
+        callback.on_log(None, state, control, logs={"loss": 1.0, "lr_head": 0.1})
+        clock.now += 30  # a long evaluation
+        callback.on_evaluate(None, state, control)
+        callback.on_log(None, state, control, logs={"eval_loss": 0.9, "eval_top1": 0.5})
+        steps(1, 0.25)  # this interval holds the end of the evaluation: not counted
+        steps(2, 0.25)  # 2 steps x 8 images in 0.5 s: 32 images/s
+        callback.on_log(None, state, control, logs={"loss": 0.8, "lr_head": 0.1})
+        callback.on_train_end(None, state, control)
+        callback.on_log(None, state, control, logs={"eval_loss": 0.85, "eval_top1": 0.55})
+
+    df = pd.read_csv(tmp_path / METRICS_FILE)
+    assert df["kind"].tolist() == ["train", "eval", "train", "final_eval"]
+    assert df["images_per_second"].tolist()[0] == 16.0 and df["images_per_second"].tolist()[2] == 32.0
+    assert df.loc[df["kind"] == "final_eval", "eval_top1"].item() == 0.55
+    assert (tmp_path / CURVES_FILE).is_file()

@@ -35,4 +35,7 @@ step python scripts/predict.py --model_dir "$RUN/model" --top_k 3 --geo_prior "$
 
 report=$(ls -d "$RUN"/eval/test_results_* | tail -n 1)
 echo
+echo "Validation scores ($report/results.md; the README's demo table is this output):"
+cat "$report/results.md"
+echo
 echo "Done. Checkpoint: $RUN/model   Location prior: $RUN/geo_prior   Evaluation report: $report   Predictions: $RUN/predictions.csv"

@@ -351,12 +351,40 @@ def write_evaluation_report(
 
     summary: dict[str, Any] = dict(info)
     summary["primary_run"] = primary
+    summary["label_rank"] = labels.label_rank
     summary.update(result.summary)
     summary["runs"] = {name: m.summary for name, m in metrics.items()}
     if result.reliability is not None:
         summary["reliability"] = result.reliability.to_dict()
+    if any("top1" in run for run in summary["runs"].values()):
+        (run_dir / "results.md").write_text(results_markdown(summary))
+        written.append("results.md")
     summary["files"] = [*written, "summary.json"]
     (run_dir / "summary.json").write_text(
         json.dumps(_clean_nan(summary), indent=2, ensure_ascii=False, default=_json_default) + "\n"
     )
     return summary
+
+
+_RUN_TITLES = {"no_tta": "no TTA", "geo_prior": "location prior only", "fused": "image × location prior"}
+
+
+def results_markdown(summary: Mapping[str, Any]) -> str:
+    """The scores of every run as a Markdown table (what the README's results section shows, copied from a run)."""
+    runs = {name: run for name, run in summary["runs"].items() if "top1" in run}
+    ranks = list(dict.fromkeys(r for run in runs.values() for r in run.get("hierarchical_accuracy", {})))
+    ranks = [r for r in ranks if r != summary.get("label_rank")]
+    has_ece = any("ece" in run for run in runs.values())
+    header = [f"{summary['split']} ({summary['num_images']} images)", "top-1", "top-3", "top-5", *ranks]
+    header += ["ECE"] if has_ece else []
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for name, run in runs.items():
+        title = f"{summary['tta']['num_views']}-view TTA" if name == "tta" else _RUN_TITLES.get(name, name)
+        cells = [f"{100 * run[k]:.1f} %" for k in ("top1", "top3", "top5")]
+        cells += [
+            f"{100 * run['hierarchical_accuracy'][r]:.1f} %" if r in run.get("hierarchical_accuracy", {}) else ""
+            for r in ranks
+        ]
+        cells += [f"{run['ece']:.3f}" if "ece" in run else ""] if has_ece else []
+        lines.append("| " + " | ".join([title, *cells]) + " |")
+    return "\n".join(lines) + "\n"

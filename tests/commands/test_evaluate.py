@@ -92,6 +92,16 @@ def test_val_report_with_and_without_tta(trained_model_dir, prepared_demo, tmp_p
     assert len(summary["reliability"]["counts"]) == 15
     for name in summary["files"]:
         assert (run_dir / name).is_file()
+    table = (run_dir / "results.md").read_text().splitlines()  # what the README shows, made by the run
+    assert (
+        table[0]
+        == "| val (16 images) | top-1 | top-3 | top-5 | genus | family | order | class | phylum | kingdom | ECE |"
+    )
+    no_tta, tta = summary["runs"]["no_tta"], summary["runs"]["tta"]
+    assert table[2].startswith(f"| no TTA | {100 * no_tta['top1']:.1f} % | {100 * no_tta['top3']:.1f} % |")
+    assert table[3].startswith(f"| 5-view TTA | {100 * tta['top1']:.1f} % |") and table[3].endswith(
+        f" {tta['ece']:.3f} |"
+    )
 
     preds = pd.read_csv(run_dir / "predictions.csv")
     assert list(preds.columns) == PREDICTION_COLUMNS and len(preds) == 16

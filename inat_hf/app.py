@@ -364,8 +364,8 @@ class ClassifierPage:
                         gallery = gr.Gallery(
                             value=self.examples,
                             label="Examples (click one)",
-                            columns=4,
-                            height="auto",
+                            columns=3,
+                            height=None,
                             allow_preview=False,
                             elem_id="inat-examples",
                         )

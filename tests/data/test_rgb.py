@@ -40,7 +40,7 @@ def _palette_with_transparency():
 
 def _cases():
     ramp8 = (_ramp16 / 257).round()
-    pa, pa_expected_rgb = Image.fromarray(_rgb).quantize(8), None
+    pa = Image.fromarray(_rgb).quantize(8)
     pa_expected_rgb = np.asarray(pa.convert("RGB"))
     pa = pa.convert("PA")
     pa.putalpha(Image.fromarray(_alpha))

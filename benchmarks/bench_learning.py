@@ -8,7 +8,7 @@ Recipe (both loops): resnet18 from random init at 64 px, linear head, cross-entr
 smoothing 0.1, mixup 0.2 / cutmix 1.0 (probability 1, switch 0.5), AdamW lr 3e-3 / weight decay 0.05 (none on
 norms and biases), cosine schedule with one warmup epoch, batch 32 (last partial batch dropped), 15 epochs, no
 freezing, the same train / eval transform presets (``TrainPreset`` / ``EvalPreset``), the same seed for the
-initial weights and the same single-process data loading. The plain loop is written here with torch, timm's
+initial weights, the same single-process data loading and one torch thread. The plain loop is written here with torch, timm's
 ``Mixup`` and ``SoftTargetCrossEntropy`` and the same model class called without labels; the other one is
 ``InatTrainer`` built by ``run_training`` from a benchmark-local recipe. Both final models are scored by one
 evaluation function (top-1 / top-5 on the validation split).
@@ -242,7 +242,9 @@ def trainer_run(train_rows, val_rows, classes, epochs: int, workdir: Path) -> tu
 def run(quick: bool = False) -> dict:
     if not IMAGES.is_dir():
         return {"skipped": f"no real sample images at {IMAGES} (research-only data, read in place from ../shared)"}
-    torch.set_num_threads(os.cpu_count() or 1)
+    # One thread for both loops: on a small shared machine, intra-op threads that wait for each other under
+    # oversubscription make steps an order of magnitude slower and the comparison meaningless.
+    torch.set_num_threads(1)
     classes, splits = split_files(IMAGES, max_classes=10 if quick else None)
     epochs = 2 if quick else SETTINGS["epochs"]
     with tempfile.TemporaryDirectory() as tmp:

@@ -1,7 +1,8 @@
 """Run every benchmark and write one results table: ``benchmarks/results.md`` + ``benchmarks/results.json``.
 
     python -m benchmarks                 # = python -m benchmarks.run_all (full sizes)
-    python -m benchmarks --quick         # < 5 minutes; writes results_quick.md/.json, never over the full results
+    python -m benchmarks --quick         # < 5 minutes (skips `learning`); writes results_quick.md/.json beside
+                                         # the full results, never over them
     python -m benchmarks --only data,infer
 
 Each benchmark runs in its own process (thread settings and imports of one cannot skew another) and writes its raw
@@ -24,7 +25,9 @@ if __package__ in (None, ""):
 
 from benchmarks.common import REPO_ROOT, RESULTS_DIR, machine_info
 
-BENCHMARKS = ("prepare", "data", "train", "infer", "geo", "startup")
+BENCHMARKS = ("prepare", "data", "train", "infer", "learning", "geo", "startup")
+# Not run by --quick: it trains two models to the end on real photos (minutes, not seconds).
+FULL_ONLY = ("learning",)
 
 
 def output_paths(quick: bool) -> tuple[Path, Path, Path]:
@@ -258,6 +261,33 @@ def summary_rows(results: dict[str, dict | None]) -> list[dict]:
                 None,
             )
         )
+    learning = results.get("learning")
+    if learning and "skipped" not in learning:
+        n = (
+            f"{learning['settings']['backbone']} from scratch @ {learning['settings']['image_size']} px, "
+            f"{learning['train_images']} real photos / {learning['classes']} classes, "
+            f"{learning['settings']['epochs']} epochs"
+        )
+        rows.append(
+            _row(
+                f"learning: final top-1 (top-5), {n}",
+                f"{learning['plain_top1']:.1%} ({learning['plain_top5']:.1%}) plain PyTorch loop",
+                f"{learning['trainer_top1']:.1%} ({learning['trainer_top5']:.1%}) InatTrainer",
+                None,
+                "≥ plain − 2 points",
+                learning["top1_difference_points"] >= -2.0,
+            )
+        )
+        rows.append(
+            _row(
+                "learning: training img/s, same run",
+                f"{learning['plain_img_s']} img/s plain loop",
+                f"{learning['trainer_img_s']} img/s InatTrainer",
+                learning["trainer_vs_plain_img_s"],
+                "≥ 0.95",
+                learning["trainer_vs_plain_img_s"] >= 0.95,
+            )
+        )
     return rows
 
 
@@ -297,6 +327,8 @@ def main(argv=None) -> int:
     parser.add_argument("--only", default=",".join(BENCHMARKS), help=f"comma-separated subset of {BENCHMARKS}")
     args = parser.parse_args(argv)
     selected = [b.strip() for b in args.only.split(",") if b.strip()]
+    if args.quick:
+        selected = [b for b in selected if b not in FULL_ONLY]
     unknown = sorted(set(selected) - set(BENCHMARKS))
     if unknown:
         parser.error(f"unknown benchmark(s) {unknown}; choose from {', '.join(BENCHMARKS)}")

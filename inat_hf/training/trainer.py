@@ -344,7 +344,15 @@ class InatTrainer(Trainer):
         self.ema = None  # from now on the model *is* the EMA: evaluate it as it is
 
     def verify_replicas(self) -> list[float]:
-        """Check that every process holds the same weights (a silent DDP divergence would show here)."""
+        """Check that every process holds the same weights (a silent DDP divergence would show here).
+
+        Batch-norm running statistics are per process by design: DDP broadcasts rank 0's buffers at the start of
+        every forward, so after the last step each rank holds the statistics of its own last batch. They are
+        synchronised to rank 0's (the ones that are saved, and what the next forward would do) before the check;
+        parameters are compared as they are."""
+        if self.args.world_size > 1 and torch.distributed.is_available() and torch.distributed.is_initialized():
+            for buffer in self.model.buffers():
+                torch.distributed.broadcast(buffer.data, src=0)
         sums = replica_checksums(self.model)
         if len(set(sums)) > 1:
             raise RuntimeError(f"Model replicas diverged across processes: per-rank checksums {sums}.")

@@ -346,7 +346,7 @@ class InatBuilder(datasets.ArrowBasedBuilder):
         file_names = rows.column("file_name").combine_chunks()
         if self.config.image_storage == "path":
             # Reference storage: absolute paths, so the dataset works from any working directory. Images that
-            # only inat_hf.data.decode.to_rgb converts right (transparency, 16 bit) also carry their converted
+            # only inat_hf.data.rgb.to_rgb converts right (transparency, 16 bit) also carry their converted
             # pixels (lossless PNG, see image_check), which every decoder prefers to the path.
             paths = pc.binary_join_element_wise(self.config.data_dir, file_names, "/")
             converted = pa.array(data, type=pa.binary()) if data is not None else pa.nulls(len(rows), pa.binary())

@@ -61,6 +61,8 @@ import PIL.Image
 import PIL.ImageOps
 import torch
 
+from .rgb import to_rgb
+
 __all__ = [
     "ImageDecodeError",
     "ImageInput",
@@ -68,15 +70,12 @@ __all__ = [
     "draft_size",
     "image_name",
     "jpeg_size",
-    "needs_own_conversion",
-    "to_rgb",
 ]
 
 ImageInput = Any
 """Anything :func:`decode_image` accepts (see the module docstring)."""
 
 _JPEG_MAGIC = b"\xff\xd8\xff"
-_TRANSPARENT_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
 
 _RGB_MODE = 3  # torchvision.io.ImageReadMode.RGB.value
 _tv_jpeg_op: Any = None  # resolved lazily: False when unavailable
@@ -187,55 +186,6 @@ def _as_bytes(image: ImageInput, name: str) -> bytes | bytearray | memoryview:
             return f.read()
     except OSError as e:
         raise ImageDecodeError(f"could not read image file {name}: expected a readable file, found {e}") from e
-
-
-def _is_high_bit_depth(mode: str) -> bool:
-    return mode == "F" or mode == "I" or mode.startswith("I;")
-
-
-def needs_own_conversion(image: PIL.Image.Image) -> bool:
-    """True when :func:`to_rgb` differs from PIL's ``convert("RGB")`` (transparency, more than 8 bits): such
-    images cannot be left to other decoders (``datasets.Image(mode="RGB")`` uses PIL's)."""
-    return image.mode in _TRANSPARENT_MODES or "transparency" in image.info or _is_high_bit_depth(image.mode)
-
-
-def _high_bit_depth_to_l(image: PIL.Image.Image) -> PIL.Image.Image:
-    """16/32-bit integer or float grey -> 8-bit ``L``, scaled by the value range the image is stored in.
-
-    PIL's own conversion clips at 255, which turns a 16-bit photo white. ``I;16*`` modes are 16-bit by
-    definition (full scale 65535). ``I`` (32-bit) and ``F`` carry no nominal range, so the smallest usual one
-    that holds the image's maximum is taken: 1.0 (``F`` only: normalised floats), 255, 65535, else the maximum
-    itself. Negative values become 0.
-    """
-    values = np.asarray(image, dtype=np.float64)
-    if image.mode.startswith("I;16"):
-        full = 65535.0
-    else:
-        top = float(values.max()) if values.size else 0.0
-        ranges = ((1.0,) if image.mode == "F" else ()) + (255.0, 65535.0)
-        full = next((r for r in ranges if top <= r), top)
-    scaled = np.clip(np.rint(values * (255.0 / full)), 0, 255).astype(np.uint8)
-    return PIL.Image.fromarray(scaled, mode="L")
-
-
-def to_rgb(image: PIL.Image.Image) -> PIL.Image.Image:
-    """The project's one rule for turning any PIL image into RGB (every reader of images goes through it).
-
-    * transparency (``RGBA``, ``LA``, ``PA``, ``La``, ``RGBa``, or a ``transparency`` key on ``P``/``L``/``RGB``):
-      composited onto white, as transformers' ``convert_to_rgb`` does;
-    * high bit depth (``I;16``, ``I;16B``, ``I``, ``F``): scaled to 8 bit by the real range (see
-      :func:`_high_bit_depth_to_l`), never clipped;
-    * everything else (``L``, ``P``, ``CMYK``, ``YCbCr``, ``1`` ...): PIL's ``convert("RGB")``.
-    """
-    if image.mode == "RGB":
-        return image
-    if _is_high_bit_depth(image.mode):
-        return _high_bit_depth_to_l(image).convert("RGB")
-    if image.mode in _TRANSPARENT_MODES or "transparency" in image.info:
-        rgba = image.convert("RGBA")
-        white = PIL.Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return PIL.Image.alpha_composite(white, rgba).convert("RGB")
-    return image.convert("RGB")
 
 
 def _pil_to_rgb_tensor(img: PIL.Image.Image) -> torch.Tensor:

@@ -2,7 +2,7 @@
 
 Every image the builder writes has passed :func:`check_image`; every image it does not write has a reason from
 here, which ends up in the skip report. Problems we can repair are repaired, not reported: non-RGB modes (L, P,
-RGBA, CMYK, I;16 …) are converted to RGB by :func:`inat_hf.data.decode.to_rgb` and EXIF orientation is applied
+RGBA, CMYK, I;16 …) are converted to RGB by :func:`inat_hf.data.rgb.to_rgb` and EXIF orientation is applied
 when images are embedded or resized. With path storage both happen at decode time (``datasets.Image(mode="RGB")``
 and :mod:`inat_hf.data.decode` agree on them), except for images on which PIL's ``convert("RGB")`` differs from
 ``to_rgb`` (transparency, more than 8 bits): their converted pixels are stored too, as a lossless PNG, so that
@@ -18,7 +18,7 @@ import warnings
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .decode import needs_own_conversion, to_rgb
+from .rgb import needs_own_conversion, to_rgb
 
 # PIL's own guard against decompression bombs (~89 Mpx). iNat 2021 images are at most 500 px on the long side.
 DEFAULT_MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485

@@ -1,4 +1,4 @@
-"""One RGB conversion rule (``inat_hf.data.decode.to_rgb``) for every mode, used by every reader of images:
+"""One RGB conversion rule (``inat_hf.data.rgb.to_rgb``) for every mode, used by every reader of images:
 the builder in both storage modes (what ``datasets`` decodes from the Arrow data), the training decoder and
 predict."""
 
@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from inat_hf.data import decode_image
-from inat_hf.data.decode import to_rgb
+from inat_hf.data.rgb import to_rgb
 from tests.data.helpers import prep, read_json
 
 W, H = 32, 8

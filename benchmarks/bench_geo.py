@@ -10,6 +10,7 @@
    2021 ``train.json``; quick mode: 100,000 records, 1,000 species, one epoch): wall time and peak RSS of the whole
    process (JSON parsing included). At full size the run is time-boxed to ``FULL_STEPS`` steps of 1,024 records
    (the 2-core box does not fit a whole epoch in a benchmark run); the measured records/s give the epoch time.
+   Everything runs on one torch thread (``THREADS``).
 """
 
 from __future__ import annotations
@@ -29,7 +30,9 @@ import numpy as np
 from benchmarks.common import REPO_ROOT, peak_rss_of, print_table, write_results
 
 REAL_DIR = REPO_ROOT.parent / "shared" / "data" / "real_sample" / "inat2021_json"
-FULL_RECORDS, FULL_SPECIES, FULL_STEPS = 2_686_843, 10_000, 100
+FULL_RECORDS, FULL_SPECIES, FULL_STEPS = 2_686_843, 10_000, 30
+# One torch thread: on the shared 2-core box, two OpenMP threads per process under load slow a step down ~10x.
+THREADS = 1
 
 
 def real_records(quick: bool) -> dict:
@@ -49,7 +52,7 @@ def real_records(quick: bool) -> dict:
                     taxon="none",
                 ),
                 GeoModelArguments(loss=loss),
-                GeoTrainingArguments(min_steps=300 if quick else 1000),
+                GeoTrainingArguments(min_steps=300 if quick else 1000, batch_size=256, num_threads=THREADS),
             )
             out[loss] = {
                 "prior": report["prior"],
@@ -106,6 +109,8 @@ def training_cost(quick: bool) -> dict:
             "1",
             "--min_steps",
             "0",
+            "--num_threads",
+            str(THREADS),
             "--output_dir",
             str(Path(tmp) / "prior"),
         ] + ([] if quick else ["--max_steps", str(FULL_STEPS)])

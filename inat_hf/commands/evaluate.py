@@ -238,7 +238,7 @@ def run_evaluation(args: EvaluateArguments) -> dict:
     run_dir = make_run_dir(args.output_dir)
     if geo_info is not None:
         info["geo"] = geo_info
-    if evaluation.backoff:
+    if evaluation.backoff and evaluation.runs[primary].labeled.any():  # precision needs labels
         info["backoff"] = _write_backoff(run_dir, evaluation.backoff, groups.ranks, args.backoff_threshold)
     summary = write_evaluation_report(
         run_dir,

@@ -144,7 +144,7 @@ def plot_precision_coverage(
             at = conf[:, r] >= threshold
             if at.any():
                 ax.plot([at.mean()], [correct[at, r].mean()], "o", color=line.get_color())
-        ax.set_xlabel("coverage (fraction answered at this rank)")
+        ax.set_xlabel("coverage (fraction whose best taxon at this rank reaches t)")
         ax.set_ylabel("precision")
         ax.set_title(f"back-off precision–coverage ({name}); ● threshold {threshold:g}")
         ax.set_xlim(0, 1.02)

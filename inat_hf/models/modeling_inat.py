@@ -14,6 +14,7 @@ safetensors and its sibling modules.
 
 import math
 import os
+import sys
 from collections import OrderedDict
 from collections.abc import Iterable
 from itertools import chain
@@ -453,9 +454,14 @@ class InatForImageClassification(InatPreTrainedModel):
                 f"Pass either a config or config keyword arguments, not both (got {sorted(config_kwargs)})."
             )
         weights = os.fspath(config.backbone if weights is None else weights)
-        state_dict = _load_backbone_state_dict(weights)
+        state_dict = _load_backbone_state_dict(weights, config.backbone_kwargs)
 
         model = cls(config)
+        # timm's own per-architecture adaptation of a state dict, as its pretrained loader applies it: e.g. a ViT's
+        # position embeddings resampled for another img_size, original (non-timm) checkpoint layouts converted.
+        filter_fn = getattr(sys.modules.get(type(model.backbone).__module__), "checkpoint_filter_fn", None)
+        if filter_fn is not None:
+            state_dict = filter_fn(state_dict, model.backbone)
         backbone_keys = model.backbone.state_dict().keys()
         # The source model's classifier (e.g. ImageNet `fc`) has no place in a num_classes=0 backbone.
         classifier = model.backbone.pretrained_cfg.get("classifier", "fc")
@@ -489,7 +495,7 @@ class InatForImageClassification(InatPreTrainedModel):
         return (model, loading_info) if output_loading_info else model
 
 
-def _load_backbone_state_dict(weights: str) -> dict[str, torch.Tensor]:
+def _load_backbone_state_dict(weights: str, model_kwargs: dict | None = None) -> dict[str, torch.Tensor]:
     """A timm state dict from a local file or a timm/Hub model name (see `from_backbone_pretrained`)."""
     weights = os.path.expanduser(weights)
     if os.path.isfile(weights):
@@ -525,7 +531,7 @@ def _load_backbone_state_dict(weights: str) -> dict[str, torch.Tensor]:
             "Hugging Face cache. Pass a local .safetensors/.pth file via `weights=...`, or download the weights "
             "while online."
         )
-    return timm.create_model(timm_name, pretrained=True, num_classes=0).state_dict()
+    return timm.create_model(timm_name, pretrained=True, num_classes=0, **(model_kwargs or {})).state_dict()
 
 
 def _read_weights_file(path: str) -> dict[str, torch.Tensor]:

@@ -24,6 +24,7 @@ from typing import Any
 import yaml
 from transformers import HfArgumentParser
 
+from ..models.configuration_inat import CLASSIFIER_STAGES, describe_backbone
 from .arguments import AugmentationArguments, DataArguments, InatTrainingArguments, ModelArguments
 
 SECTIONS: dict[str, type] = {
@@ -156,7 +157,12 @@ def parse_recipe(argv: list[str]) -> Recipe:
         types_of = _resolved_types(cls)
         kwargs = {k: _coerce(v, types_of[k]) for k, v in values.items() if k in types_of}
         parts.append(cls(**kwargs))
-    return Recipe(*parts, source=source, overrides=list(argv))
+    recipe = Recipe(*parts, source=source, overrides=list(argv))
+    if recipe.model.init_checkpoint is None:  # else the checkpoint decides the architecture (checked when loaded)
+        # Unknown backbones and stage names fail here, not after the data is prepared.
+        stages = describe_backbone(recipe.model.backbone, recipe.model.model_args).stage_names
+        recipe.training.unfreezing_plan((*stages, *CLASSIFIER_STAGES), stages)
+    return recipe
 
 
 def recipe_to_dict(recipe: Recipe) -> dict[str, dict[str, Any]]:

@@ -137,6 +137,10 @@ class AugmentationArguments:
     rotation: float = _help("Max rotation in degrees (0 = off).", default=_AUG_DEFAULTS.rotation)
     blur_prob: float = _help("Gaussian blur probability (0 = off).", default=_AUG_DEFAULTS.blur_prob)
     re_prob: float = _help("Random erasing probability (0 = off).", default=_AUG_DEFAULTS.re_prob)
+    auto_augment: str | None = _help(
+        "timm RandAugment/AugMix/AutoAugment string, e.g. 'rand-m9-mstd0.5-inc1' (needs color_jitter 0); None = off.",
+        default=None,
+    )
     # Mixing (timm Mixup/CutMix, on the device inside the Trainer).
     mixup_alpha: float = _help("Mixup beta(α, α); 0 = no mixup.", default=0.2)
     cutmix_alpha: float = _help("CutMix beta(α, α); 0 = no cutmix.", default=1.0)
@@ -177,6 +181,7 @@ class AugmentationArguments:
             rotation=self.rotation,
             blur_prob=self.blur_prob,
             re_prob=self.re_prob,
+            auto_augment=self.auto_augment,
         )
         if mean is not None:
             kwargs.update(mean=tuple(mean), std=tuple(std))

@@ -29,12 +29,18 @@ def timm_aa_op(config_str: str):
     return op
 
 
+def _op_settings(transform) -> list:
+    ops = getattr(transform, "ops", None) or [op for sub in transform.policy for op in sub]
+    return [(op.name, op.prob, op.magnitude, sorted(op.hparams.items())) for op in ops]
+
+
 @pytest.mark.parametrize("config_str", [RAND, "rand-n1-m10-mstd101", "augmix-m5-w3-d2", "v0"])
 def test_same_op_and_output_as_timms_create_transform(config_str):
     ours = TimmAutoAugment(config_str, image_size=S, mean=timm.data.IMAGENET_DEFAULT_MEAN)
     theirs = timm_aa_op(config_str)
     assert type(ours.op) is type(theirs)
-    assert repr(ours.op) == repr(theirs)  # same ops, magnitudes, probabilities, fill and interpolation
+    assert repr(ours.op) == repr(theirs)
+    assert _op_settings(ours.op) == _op_settings(theirs)  # same ops, magnitudes, translate, fill and interpolation
     img = image_tensor()
     torch.manual_seed(3)
     out = ours(img)

@@ -22,7 +22,10 @@ def test_recipe_is_valid(path):
     check_recipe(recipe)
     recipe.augmentation.augmentation_config()
     assert recipe.training.parsed_unfreeze_schedule() is not None
-    if "animalia" in path.name:
+    if "convnext" in path.name:  # the second flagship: every stage trains from the start, timm preprocessing
+        assert recipe.model.backbone.startswith("convnext_") and recipe.training.frozen_stages == []
+        assert recipe.augmentation.auto_augment and recipe.augmentation.image_size is None
+    elif "animalia" in path.name:
         assert recipe.model.backbone == "resnet50" and recipe.training.parsed_unfreeze_schedule() == {
             "layer4": 1,
             "layer3": 2,

@@ -100,7 +100,10 @@ def test_rank_helpers():
         ),
         (dict(model_args={"num_classes": 5}), r"model_args may not set \['num_classes'\]"),
         (dict(model_args={"drop_path_rate": 0.1}), r"drop_path_rate is a config field of its own"),
-        (dict(model_args={"bogus_arg": 1}), r"timm cannot build backbone='resnet10t' with arguments \{'bogus_arg': 1\}"),
+        (
+            dict(model_args={"bogus_arg": 1}),
+            r"timm cannot build backbone='resnet10t' with arguments \{'bogus_arg': 1\}",
+        ),
         (dict(drop_path_rate=1.0), r"drop_path_rate=1.0 must be in \[0, 1\)"),
         (dict(rd_ratio=0), r"rd_ratio=0 must be a number in \(0, 1\]"),
         (dict(head_hidden_sizes=[64, 0]), r"head_hidden_sizes=\[64, 0\] must be a list of positive integers"),

@@ -204,7 +204,7 @@ def test_gradient_checkpointing_through_timm(family, pixel_values):
     model(pixel_values, labels=labels).loss.backward()
     plain = {n: p.grad.clone() for n, p in model.named_parameters()}
     model.zero_grad()
-    model.gradient_checkpointing_enable()  # what TrainingArguments(gradient_checkpointing=True) calls
+    model.activation_checkpointing_enable()  # what TrainingArguments(gradient_checkpointing=True) calls
     assert any(getattr(m, "grad_checkpointing", False) for m in model.backbone.modules())  # timm's own switch
     model(pixel_values, labels=labels).loss.backward()
     for name, param in model.named_parameters():

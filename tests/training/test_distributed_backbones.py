@@ -25,6 +25,8 @@ def test_two_process_convnext_run_keeps_replicas_identical(write_recipe, tmp_pat
             "frozen_stages": ["backbone"],
             "unfreeze_schedule": "-1:1,-2:1",
             "dataloader_num_workers": 0,
+            # the live replicas at the end, not a best checkpoint both ranks reload (that would hide a divergence)
+            "load_best_model_at_end": False,
         },
     )
     cmd = [

@@ -10,7 +10,12 @@ Also measured: the bf16 + channels_last speed-up of a training step on this CPU 
 ResNet-50 at 224 px, fp32 6.0 img/s, bf16 + channels_last 11.1 img/s; a CPU without native bf16 instructions
 emulates bf16 and gets slower instead — the result records whether this one has them).
 
-Usage: ``python -m benchmarks.bench_train [--quick]`` (quick: resnet18 at 128 px; full: resnet50 at 224 px).
+And the training-step rate of each backbone family beside ResNet (plain loop, fp32, same head, loss and mixing):
+quick mode resnet18 / convnext_atto / efficientnet_b0 / mobilenetv3_small_050 / vit_tiny_patch16_224 at 128 px,
+full mode resnet50 / convnext_tiny / efficientnet_b0 / vit_small_patch16_224 at 224 px.
+
+Usage: ``python -m benchmarks.bench_train [--quick] [--families]`` (quick: resnet18 at 128 px; full: resnet50 at
+224 px; ``--families``: only the per-family rates).
 """
 
 from __future__ import annotations
@@ -53,9 +58,11 @@ class TensorDataset(torch.utils.data.Dataset):
         return {"pixel_values": self.x[i], "labels": self.y[i]}
 
 
-def make_model(backbone: str, size: int, num_labels: int) -> InatForImageClassification:
+def make_model(backbone: str, size: int, num_labels: int, **config_kwargs) -> InatForImageClassification:
     torch.manual_seed(0)
-    config = InatConfig(backbone=backbone, num_labels=num_labels, image_size=size, head_hidden_sizes=[1024, 512])
+    config = InatConfig(
+        backbone=backbone, num_labels=num_labels, image_size=size, head_hidden_sizes=[1024, 512], **config_kwargs
+    )
     return InatForImageClassification(config)
 
 
@@ -121,13 +128,15 @@ def trainer_step_times(
     return _step_times(clock.stamps, warmup)
 
 
-def plain_step_times(backbone, size, batch, steps, warmup, num_labels, bf16=False, channels_last=False) -> list[float]:
+def plain_step_times(
+    backbone, size, batch, steps, warmup, num_labels, bf16=False, channels_last=False, model_kwargs=None
+) -> list[float]:
     """The same work, written by hand (what a careful PyTorch user would run): seconds per step after warmup."""
     dataset = TensorDataset(batch * steps, size, num_labels)
     loader = torch.utils.data.DataLoader(
         dataset, batch_size=batch, shuffle=True, drop_last=True, generator=torch.Generator().manual_seed(0)
     )
-    model = make_model(backbone, size, num_labels).train()
+    model = make_model(backbone, size, num_labels, **(model_kwargs or {})).train()
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     model.to(memory_format=memory_format)
     groups = build_param_groups(model, learning_rate=1e-3, backbone_learning_rate=1e-3, weight_decay=0.05)
@@ -147,6 +156,36 @@ def plain_step_times(backbone, size, batch, steps, warmup, num_labels, bf16=Fals
         optimizer.zero_grad(set_to_none=True)
         stamps.append(time.perf_counter())
     return _step_times(stamps, warmup)
+
+
+def family_models(quick: bool, size: int) -> dict[str, tuple[str, dict]]:
+    """family -> (timm backbone, extra config) measured beside ResNet; token backbones without channel attention."""
+    vit = {"attn_layer": "none", "model_args": {"img_size": size}}
+    if quick:
+        return {
+            "resnet": ("resnet18", {}),
+            "convnext": ("convnext_atto", {}),
+            "efficientnet": ("efficientnet_b0", {}),
+            "mobilenet": ("mobilenetv3_small_050", {}),
+            "vit": ("vit_tiny_patch16_224", vit),
+        }
+    return {
+        "resnet": ("resnet50", {}),
+        "convnext": ("convnext_tiny", {}),
+        "efficientnet": ("efficientnet_b0", {}),
+        "vit": ("vit_small_patch16_224", vit),
+    }
+
+
+def family_step_rates(quick: bool = False) -> dict:
+    """Training-step images/s of each family (plain loop, fp32, median step after warm-up)."""
+    size, batch = (128, 16) if quick else (224, 16)
+    steps, warmup = (6, 2) if quick else (6, 2)
+    rates = {}
+    for family, (backbone, kwargs) in family_models(quick, size).items():
+        times = plain_step_times(backbone, size, batch, steps, warmup, 1000, model_kwargs=kwargs)
+        rates[family] = {"backbone": backbone, "img_s": round(batch / statistics.median(times), 2)}
+    return {"image_size": size, "batch_size": batch, "threads": torch.get_num_threads(), "rates": rates}
 
 
 def run(quick: bool = False) -> dict:
@@ -179,7 +218,15 @@ def run(quick: bool = False) -> dict:
     result["fp32_img_s"], result["bf16_channels_last_img_s"] = round(fp32, 2), round(bf16, 2)
     result["bf16_channels_last_speedup"] = round(bf16 / fp32, 2)
     result["cpu_has_native_bf16"] = _cpu_has_native_bf16()
+    result["families"] = family_step_rates(quick)
     return result
+
+
+def _print_families(f: dict) -> None:
+    print_table(
+        f"training step per backbone family, {f['image_size']} px, batch {f['batch_size']}, fp32, {f['threads']} threads",
+        [(family, v["backbone"], f"{v['img_s']} img/s") for family, v in f["rates"].items()],
+    )
 
 
 def _cpu_has_native_bf16() -> bool | None:
@@ -194,8 +241,15 @@ def _cpu_has_native_bf16() -> bool | None:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="resnet18 at 128 px instead of resnet50 at 224 px")
+    parser.add_argument("--families", action="store_true", help="only the training-step rate of each family")
     args = parser.parse_args(argv)
+    if args.families:
+        f = family_step_rates(quick=args.quick)
+        _print_families(f)
+        write_results("train_families", f)
+        return
     r = run(quick=args.quick)
+    _print_families(r["families"])
     print_table(
         f"training step, {r['backbone']} @ {r['image_size']} px, batch {r['batch_size']}, {r['threads']} threads (CPU)",
         [

@@ -147,6 +147,22 @@ def summary_rows(results: dict[str, dict | None]) -> list[dict]:
                 None,
             )
         )
+        families = train.get("families")
+        if families:
+            resnet = families["rates"]["resnet"]
+            for family, v in families["rates"].items():
+                if family == "resnet":
+                    continue
+                rows.append(
+                    _row(
+                        f"training step, {family} ({v['backbone']}) @ {families['image_size']} px, fp32",
+                        f"{resnet['img_s']} img/s ({resnet['backbone']})",
+                        f"{v['img_s']} img/s",
+                        round(v["img_s"] / resnet["img_s"], 2),
+                        "report",
+                        None,
+                    )
+                )
     infer = results.get("infer")
     if infer:
         cfg = infer["config"]

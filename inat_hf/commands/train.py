@@ -1,8 +1,12 @@
 """train.py RECIPE.yaml [--key value …]: fine-tune on iNat 2021 (one CPU, one GPU, or many under
-accelerate launch / torchrun). See inat_hf.training.recipe for the recipe format."""
+accelerate launch / torchrun). See inat_hf.training.recipe for the recipe format.
+
+Any timm backbone works (--backbone convnext_tiny); train.py --list_stages BACKBONE ['{"img_size": 64}'] prints its
+stage names for frozen_stages / unfreeze_schedule / layer_decay."""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
@@ -20,8 +24,27 @@ def _error(message: str) -> int:
     return 2
 
 
+def list_stages(backbone: str, model_args: str | None = None) -> str:
+    """The stage groups of a timm backbone as recipes name them (by name or index), one per line."""
+    from ..models.configuration_inat import CLASSIFIER_STAGES, describe_backbone
+
+    stages = describe_backbone(backbone, json.loads(model_args) if model_args else None).stage_names
+    lines = [f"{backbone}: {len(stages)} backbone stages (input -> output), then {', '.join(CLASSIFIER_STAGES)}"]
+    lines += [f"  {i:>3} / {i - len(stages):>4}  {name}" for i, name in enumerate(stages)]
+    lines.append("frozen_stages / unfreeze_schedule take a name, an index (-1 = deepest) or 'backbone' (all of them).")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] == "--list_stages":
+        if len(argv) not in (2, 3):
+            return _error("usage: train.py --list_stages BACKBONE ['{\"img_size\": 64}']")
+        try:
+            print(list_stages(*argv[1:]))
+        except ValueError as e:  # an unknown backbone (with suggestions) or bad model_args
+            return _error(str(e))
+        return 0
     from ..training.recipe import RecipeError, parse_recipe, recipe_help, recipe_parser
 
     if "--help_all" in argv:

@@ -10,6 +10,7 @@ Presets (each callable on one image: anything :func:`~inat_hf.data.decode.decode
       decode (JPEG DCT-reduced only while the smallest crop keeps image_size px per side: see decode_min_size)
       -> RandomResizedCrop(image_size, scale, ratio)    uint8, crop first, antialiased resize of the crop only
       -> RandomHorizontalFlip(hflip)                    uint8
+      -> TimmAutoAugment(auto_augment)                  uint8 -> PIL -> timm RandAugment/AugMix/AutoAugment -> uint8
       -> FusedColorJitter(color_jitter, hue)            uint8 in/out, affine colour maps + torchvision's HSV hue
       -> RandomRotationNearest(rotation)                uint8, torchvision's PIL kernel (nearest, fill 0)
       -> RandomGaussianBlur(blur_prob, blur_sigma)      separable, equal to torchvision's GaussianBlur
@@ -70,6 +71,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import random
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -95,6 +97,7 @@ __all__ = [
     "RandomGaussianBlur",
     "RandomRotationNearest",
     "TTAPreset",
+    "TimmAutoAugment",
     "ToNormalizedFloat",
     "TrainPreset",
     "center_crop",
@@ -173,6 +176,10 @@ class AugmentationConfig:
             ``ceil(image_size / sqrt(scale[0]))``, so even the smallest crop RandomResizedCrop can take still spans
             ``image_size`` decoded pixels per side and no crop is upsampled from fewer pixels than a full-size
             decode would give it; 0 always decodes at full size.
+        auto_augment: a timm auto-augment string, applied after the flip as timm's ``create_transform`` does:
+            RandAugment (``"rand-m9-mstd0.5-inc1"``; one op at uniform magnitude, TrivialAugment-style:
+            ``"rand-n1-m10-mstd101"``), AugMix (``"augmix-m5-w3-d2"``) or AutoAugment (``"v0"``, ``"original"``).
+            ``None`` disables. It replaces colour jitter, as in timm: set ``color_jitter=0`` with it.
     """
 
     image_size: int = 224
@@ -193,6 +200,7 @@ class AugmentationConfig:
     mean: tuple[float, float, float] = IMAGENET_DEFAULT_MEAN
     std: tuple[float, float, float] = IMAGENET_DEFAULT_STD
     min_decode_size: int | None = None
+    auto_augment: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("scale", "ratio", "blur_sigma", "re_scale", "re_ratio", "mean", "std"):
@@ -224,6 +232,19 @@ class AugmentationConfig:
         if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
             errors.append(f"mean / std must be 3 values (std > 0), found {self.mean} / {self.std}")
         _interpolation(self.interpolation)
+        if self.auto_augment is not None:
+            if any(self.jitter_strengths) or self.jitter_hue:
+                errors.append(
+                    f"auto_augment={self.auto_augment!r} replaces colour jitter (as in timm), so color_jitter must be "
+                    f"0, found {self.color_jitter}"
+                )
+            try:
+                TimmAutoAugment(self.auto_augment, image_size=self.image_size, mean=self.mean)
+            except Exception as error:  # noqa: BLE001 - timm asserts / KeyErrors on a bad string
+                errors.append(
+                    f"auto_augment={self.auto_augment!r} is not a timm auto-augment string ({type(error).__name__}: "
+                    f"{error}); e.g. 'rand-m9-mstd0.5-inc1', 'augmix-m5-w3-d2', 'v0'"
+                )
         if errors:
             raise ValueError("invalid AugmentationConfig: " + "; ".join(errors))
 
@@ -407,6 +428,51 @@ def hsv_hue_shift(x: torch.Tensor, hue: float) -> torch.Tensor:
     k = torch.where(k >= 6.0, k - 6.0, k)
     w = torch.minimum(k, 4.0 - k).clamp_(0.0, 1.0)
     return maxc - chroma * w
+
+
+class TimmAutoAugment(v2.Transform):
+    """timm's RandAugment / AugMix / AutoAugment (``timm.data.auto_augment``) on a uint8 ``[3, H, W]`` tensor.
+
+    Built with the parameters timm's ``create_transform`` uses (translate 45% of the image size, the mean colour as
+    fill, the crop interpolation). timm's ops are PIL-based and draw from Python's ``random`` and NumPy's global RNG;
+    here each call seeds both from torch's RNG (so the dataset's per-item seeding covers them, like every other op)
+    and restores them afterwards, leaving e.g. the Mixup RNG of the training loop untouched.
+    """
+
+    def __init__(self, config_str: str, *, image_size: int, mean: Sequence[float], interpolation: str = "bilinear"):
+        super().__init__()
+        from timm.data.auto_augment import augment_and_mix_transform, auto_augment_transform, rand_augment_transform
+        from timm.data.transforms import str_to_pil_interp
+
+        params = dict(translate_const=int(image_size * 0.45), img_mean=tuple(min(255, round(255 * x)) for x in mean))
+        if interpolation and interpolation != "random":
+            params["interpolation"] = str_to_pil_interp(interpolation)
+        self.config_str = config_str
+        if config_str.startswith("rand"):
+            self.op = rand_augment_transform(config_str, params)
+        elif config_str.startswith("augmix"):
+            self.op = augment_and_mix_transform(config_str, {**params, "translate_pct": 0.3})
+        else:
+            self.op = auto_augment_transform(config_str, params)
+
+    def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
+        return {"seed": int(torch.randint(0, 2**31 - 1, ()).item())}
+
+    def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
+        if not isinstance(inpt, torch.Tensor) or inpt.dtype != torch.uint8:
+            raise TypeError(f"TimmAutoAugment expects a uint8 image tensor, got {type(inpt).__name__}")
+        python_state, numpy_state = random.getstate(), np.random.get_state()
+        random.seed(params["seed"])
+        np.random.seed(params["seed"])
+        try:
+            out = self.op(tvF.to_pil_image(inpt))
+        finally:
+            random.setstate(python_state)
+            np.random.set_state(numpy_state)
+        return tvF.pil_to_tensor(out)
+
+    def extra_repr(self) -> str:
+        return repr(self.config_str)
 
 
 def _float_to_uint8(x: torch.Tensor) -> torch.Tensor:
@@ -668,6 +734,12 @@ class TrainPreset:
         ]
         if aug.hflip > 0:
             ops.append(v2.RandomHorizontalFlip(aug.hflip))
+        if aug.auto_augment:
+            ops.append(
+                TimmAutoAugment(
+                    aug.auto_augment, image_size=aug.image_size, mean=aug.mean, interpolation=aug.interpolation
+                )
+            )
         b, c, s = aug.jitter_strengths
         if b or c or s or aug.jitter_hue:
             jitter = FusedColorJitter if aug.color_jitter_impl == "fused" else v2.ColorJitter

@@ -1,17 +1,25 @@
-"""Configuration of the iNat classifier: a timm ResNet + channel attention + MLP head + focal loss.
+"""Configuration of the iNat classifier: any timm backbone + channel attention + MLP head + focal loss.
 
 The config is the single source of truth for the architecture, the loss and the evaluation preprocessing. It is
 saved as ``config.json`` next to the weights and shipped, together with this file, for ``trust_remote_code`` loading,
 so this module may only import torch/timm/transformers (no ``inat_hf`` imports).
 """
 
+import dataclasses
+import difflib
+import json
 import math
+import re
+from collections import OrderedDict
 from dataclasses import fields
 from functools import lru_cache
 from typing import Any
 
 import timm
-from timm.data.constants import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+import torch
+from timm.data import resolve_model_data_config
+from timm.models._manipulate import group_with_matcher  # what timm.models.group_parameters calls
+from torch import nn
 from transformers import PreTrainedConfig
 from transformers.utils import logging
 
@@ -27,16 +35,189 @@ INTERPOLATIONS = ("bicubic", "bilinear")
 _PER_LABEL_FIELDS = ("focal_alpha", "taxonomy")
 
 
-@lru_cache(maxsize=1)
-def _resnet_family() -> frozenset[str]:
-    # Every architecture timm builds with `timm.models.resnet.ResNet` (resnet*, resnext*, seresnet*, ecaresnet*, ...)
-    # has the conv1/bn1/act1/maxpool/layer1..4 layout the model's stage groups rely on.
-    return frozenset(timm.list_models(module="resnet"))
+# timm.create_model arguments the model sets itself (or, for drop_path_rate, a config field of its own).
+_RESERVED_MODEL_ARGS = ("pretrained", "num_classes", "global_pool", "features_only", "in_chans", "drop_path_rate")
+# Stage names the model adds after the backbone's; a backbone group may not take them.
+CLASSIFIER_STAGES = ("attention", "head")
 
 
-def _is_resnet_family(name: str) -> bool:
-    # A pretrained tag ("resnet50.a1_in1k") does not change the architecture.
-    return timm.models.get_arch_name(name) in _resnet_family()
+@dataclasses.dataclass(frozen=True)
+class BackboneInfo:
+    """What the model needs to know about a timm backbone before building it (see `describe_backbone`).
+
+    Attributes:
+        feature_format: layout of `forward_features` at the config's image size: `"NCHW"` (CNN feature map, where
+            channel attention applies), `"NHWC"` (e.g. Swin), `"NLC"` (ViT/EVA tokens) or `"unknown"`.
+        num_features: channels of the final feature map (the attention width).
+        head_features: width of `forward_head(pre_logits=True)` (the head's input), e.g. MobileNetV3's conv_head.
+        stage_names: the backbone's stage groups, input -> output (see `backbone_stage_groups`).
+        data_config: timm's preprocessing for the backbone (`resolve_model_data_config` + `model_args` img_size).
+        probe_error: why the feature layout could not be determined, if it could not.
+    """
+
+    feature_format: str
+    num_features: int
+    head_features: int
+    stage_names: tuple[str, ...]
+    data_config: dict[str, Any]
+    probe_error: str | None = None
+
+
+def check_backbone_name(name: Any) -> None:
+    """Raise a ValueError naming close matches if `name` is not a timm architecture (optionally `arch.tag`)."""
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"backbone={name!r} must be a timm model name such as 'resnet50' or 'convnext_tiny'.")
+    arch = timm.models.get_arch_name(name)
+    if timm.is_model(arch):
+        return
+    hints = difflib.get_close_matches(arch, timm.list_models(), n=5, cutoff=0.6)
+    hint = f" Did you mean {', '.join(repr(h) for h in hints)}?" if hints else ""
+    raise ValueError(
+        f"backbone={name!r} is not a timm model name.{hint} Any name in timm.list_models() works (an optional "
+        "pretrained tag is allowed, e.g. 'resnet50.a1_in1k'); list a family with timm.list_models('convnext*')."
+    )
+
+
+def backbone_stage_groups(backbone: nn.Module) -> "OrderedDict[str, list[str]]":
+    """Parameter and buffer names (relative to `backbone`) of each stage group, input -> output.
+
+    The groups are timm's own: `backbone.group_matcher(coarse=True)` grouped by `timm.models.group_with_matcher`,
+    the mechanism `timm.optim.param_groups_layer_decay` uses. A group takes the name timm's matcher gives it:
+    `"stem"`, or the text its regular expression matches (`layer1` .. `layer4` for ResNets, `stages.0` for
+    ConvNeXt, `blocks.0` for EfficientNet/MobileNet/ViT). What the matcher leaves out is timm's head side (e.g.
+    ConvNeXt's `head.norm`, MobileNetV3's `conv_head`, ViT's `fc_norm`); it is returned under `"head"`, with the
+    classifier head, as timm's layer decay gives it the classifier's rate too. A backbone without a
+    `group_matcher` is one group, `"backbone"`.
+    """
+    names = [n for n, _ in backbone.named_parameters()] + [n for n, _ in backbone.named_buffers()]
+    try:
+        matcher = backbone.group_matcher(coarse=True)
+    except (AttributeError, NotImplementedError):
+        matcher = None
+    if matcher is None:
+        return OrderedDict(backbone=names)
+    ordinal_of = group_with_matcher(((n, n) for n in names), matcher, reverse=True)
+    # group_with_matcher gives what no entry matches the last ordinal (inf): timm's head side.
+    unmatched = [n for n in names if isinstance(matcher, dict) and _match_spec(matcher, n) is None]
+    head_id = ordinal_of[unmatched[0]] if unmatched else None
+    groups: OrderedDict[str, list[str]] = OrderedDict()
+    names_by_id: dict[int, list[str]] = {}
+    for n in names:
+        names_by_id.setdefault(ordinal_of[n], []).append(n)
+    taken: set[str] = set()
+    for group_id in sorted(names_by_id):
+        members = names_by_id[group_id]
+        if group_id == head_id:
+            name = "head"
+        else:
+            name = _group_name(matcher, members, group_id)
+            while name in taken or name in CLASSIFIER_STAGES:
+                name = f"{name}_"
+        taken.add(name)
+        groups[name] = members
+    return groups
+
+
+def _match_spec(matcher: dict, name: str) -> tuple[str, re.Match] | None:
+    """(key, match) of the first group_matcher entry that matches `name`, as `group_with_matcher` tries them."""
+    for key, spec in matcher.items():
+        if spec is None:
+            continue
+        for pattern in [s[0] for s in spec] if isinstance(spec, (list, tuple)) else [spec]:
+            match = re.match(pattern, name)
+            if match:
+                return key, match
+    return None
+
+
+def _group_name(matcher, members: list[str], group_id: int) -> str:
+    if isinstance(matcher, dict):
+        key, match = _match_spec(matcher, members[0])
+        if key == "stem":
+            return "stem"
+        text = match.group(0).rstrip(".")
+        if text:
+            return text
+    # A callable matcher: the module path the group's tensors share.
+    common = members[0].split(".")[:-1]
+    for n in members[1:]:
+        parts = n.split(".")[:-1]
+        while common and parts[: len(common)] != common:
+            common = common[:-1]
+    return ".".join(common) or f"group{group_id}"
+
+
+@lru_cache(maxsize=16)
+def _meta_backbone(name: str, kwargs_json: str) -> nn.Module:
+    # On the meta device: no memory, no initialisation compute; enough for names, shapes and timm's metadata.
+    kwargs = json.loads(kwargs_json)
+    try:
+        with torch.device("meta"):
+            return timm.create_model(name, pretrained=False, num_classes=0, **kwargs)
+    except (TypeError, ValueError, RuntimeError, AssertionError) as error:
+        raise ValueError(
+            f"timm cannot build backbone={name!r} with arguments {kwargs}: {type(error).__name__}: {error}. Check "
+            "model_args (they are passed to timm.create_model) and drop_path_rate."
+        ) from error
+
+
+class _Probe(nn.Module):
+    def __init__(self, backbone: nn.Module):
+        super().__init__()
+        self.backbone = backbone
+
+    def forward(self, x):
+        features = self.backbone.forward_features(x)
+        return features, self.backbone.forward_head(features, pre_logits=True)
+
+
+@lru_cache(maxsize=64)
+def _describe(name: str, kwargs_json: str, image_size: int | None) -> BackboneInfo:
+    backbone = _meta_backbone(name, kwargs_json)
+    data_config = dict(resolve_model_data_config(backbone))
+    img_size = json.loads(kwargs_json).get("img_size")
+    if img_size is not None:  # timm keeps the pretrained cfg's size when a ViT is built for another one
+        side = img_size if isinstance(img_size, int) else img_size[0]
+        data_config["input_size"] = (3, side, side)
+    num_features = backbone.num_features
+    head_features = getattr(backbone, "head_hidden_size", None) or num_features
+    feature_format, probe_error = "unknown", None
+    side = image_size or data_config["input_size"][-1]
+    try:
+        with torch.no_grad():
+            features, pooled = _Probe(backbone).eval()(torch.empty(2, 3, side, side, device="meta"))
+        head_features = pooled.shape[-1]
+        if features.ndim == 4 and features.shape[1] == num_features:
+            feature_format = "NCHW"
+        elif features.ndim == 4 and features.shape[-1] == num_features:
+            feature_format = "NHWC"
+        elif features.ndim == 3:
+            feature_format = "NLC"
+    except Exception as error:  # noqa: BLE001 - any failure only means "layout unknown"; see probe_error
+        probe_error = f"{type(error).__name__}: {error}"
+    stages = tuple(s for s in backbone_stage_groups(backbone) if s != "head")
+    return BackboneInfo(feature_format, num_features, head_features, stages, data_config, probe_error)
+
+
+def describe_backbone(
+    backbone: str, model_args: dict[str, Any] | None = None, image_size: int | None = None
+) -> BackboneInfo:
+    """Feature layout, widths, stage names and timm preprocessing of a timm backbone, without building it.
+
+    The backbone is built once per (name, arguments) on the meta device and probed with a `[1, 3, S, S]` input (S =
+    `image_size`, default timm's input size); results are cached.
+
+    Example: `describe_backbone("convnext_atto").stage_names` -> `('stem', 'stages.0', ..., 'stages.3')`.
+    """
+    check_backbone_name(backbone)
+    return _describe(backbone, json.dumps(model_args or {}, sort_keys=True), image_size)
+
+
+def _backbone_kwargs(model_args: dict[str, Any] | None, drop_path_rate: float | None) -> dict[str, Any]:
+    kwargs = dict(model_args or {})
+    if drop_path_rate is not None:
+        kwargs["drop_path_rate"] = drop_path_rate
+    return kwargs
 
 
 class InatConfig(PreTrainedConfig):
@@ -45,11 +226,19 @@ class InatConfig(PreTrainedConfig):
 
     Args:
         backbone (`str`, *optional*, defaults to `"resnet50"`):
-            timm ResNet-family architecture (`resnet18`, `resnet26d`, `resnet50`, `resnet10t`, `seresnext50_32x4d`,
-            ...; see `timm.list_models(module="resnet")`). An optional pretrained tag (`resnet50.a1_in1k`) is allowed.
+            Any timm architecture (`timm.list_models()`: `resnet50`, `convnext_tiny`, `efficientnet_b0`,
+            `vit_base_patch16_224`, `eva02_small_patch14_224`, ...). An optional pretrained tag (`resnet50.a1_in1k`)
+            selects the timm preprocessing defaults below (and the weights `from_backbone_pretrained` fetches).
+        model_args (`dict`, *optional*):
+            Extra `timm.create_model` keyword arguments, e.g. `{"img_size": 64}` for a ViT at another input size.
+            `pretrained`, `num_classes`, `global_pool`, `features_only`, `in_chans` are set by the model, and
+            `drop_path_rate` has its own field.
+        drop_path_rate (`float`, *optional*):
+            Stochastic depth rate passed to timm, in [0, 1); `None` keeps timm's default (0 for most models).
         attn_layer (`str`, *optional*, defaults to `"se"`):
             Channel attention applied to the final feature map, built with timm's `create_attn`: one of
-            `"se"`, `"eca"`, `"cbam"` or `"none"`.
+            `"se"`, `"eca"`, `"cbam"` or `"none"`. Only for backbones whose features are an NCHW map (CNNs); a
+            token backbone (ViT, EVA, ...) needs `"none"`.
         rd_ratio (`float`, *optional*, defaults to 1/16):
             Reduction ratio of the attention block's bottleneck (ignored by `eca`), in (0, 1].
         head_hidden_sizes (`list[int]`, *optional*, defaults to `[1024, 512]`):
@@ -71,17 +260,21 @@ class InatConfig(PreTrainedConfig):
             Plain JSON dict describing every label, e.g. `{"rank": "species", "ranks": {"kingdom": [...], ...,
             "species": [...]}, "common_names": [...], "category_ids": [[...], ...]}`. Stored as given; every per-label
             list (top-level lists and the lists in `"ranks"`) must have `num_labels` entries.
-        image_size (`int`, *optional*, defaults to 224):
+        image_size (`int`, *optional*):
             Side of the square model input.
-        crop_pct (`float`, *optional*, defaults to 0.875):
+        crop_pct (`float`, *optional*):
             Center-crop fraction for evaluation, in (0, 1]: images are resized so that their shortest edge is
             `floor(image_size / crop_pct)` and then center-cropped to `image_size` (timm's convention).
-        interpolation (`str`, *optional*, defaults to `"bicubic"`):
+        interpolation (`str`, *optional*):
             Resize interpolation, `"bicubic"` or `"bilinear"`.
-        image_mean (`list[float]`, *optional*, defaults to the ImageNet mean):
+        image_mean (`list[float]`, *optional*):
             Per-channel RGB mean used to normalise inputs scaled to [0, 1].
-        image_std (`list[float]`, *optional*, defaults to the ImageNet std):
+        image_std (`list[float]`, *optional*):
             Per-channel RGB std used to normalise inputs scaled to [0, 1].
+
+    The five preprocessing fields left at `None` are filled from timm's pretrained config of the backbone
+    (`timm.data.resolve_model_data_config`; `image_size` follows `model_args["img_size"]` when given), so that a
+    ViT gets its own mean/std and crop. A saved config always holds the resolved values.
 
     Labels use the standard `id2label` / `label2id` / `num_labels` arguments.
 
@@ -89,15 +282,19 @@ class InatConfig(PreTrainedConfig):
 
     ```python
     >>> from inat_hf.models import InatConfig
-    >>> config = InatConfig(backbone="resnet18", id2label={0: "Apis mellifera", 1: "Bombus terrestris"})
+    >>> config = InatConfig(backbone="resnet18", id2label={0: "Apis mellifera", 1: "Bombus terrestris"}, crop_pct=0.875)
     >>> config.num_labels, config.resize_shortest_edge
     (2, 256)
+    >>> InatConfig(backbone="vit_tiny_patch16_224", attn_layer="none").image_mean  # timm's cfg for the ViT
+    [0.5, 0.5, 0.5]
     ```
     """
 
     model_type = "inat"
 
     backbone: str = "resnet50"
+    model_args: dict[str, Any] | None = None
+    drop_path_rate: float | None = None
     attn_layer: str = "se"
     rd_ratio: float = 1 / 16
     head_hidden_sizes: list[int] | tuple[int, ...] = (1024, 512)
@@ -108,11 +305,11 @@ class InatConfig(PreTrainedConfig):
     label_smoothing: float = 0.1
     label_rank: str = "species"
     taxonomy: dict[str, Any] | None = None
-    image_size: int = 224
-    crop_pct: float = 0.875
-    interpolation: str = "bicubic"
-    image_mean: list[float] | tuple[float, ...] = IMAGENET_DEFAULT_MEAN
-    image_std: list[float] | tuple[float, ...] = IMAGENET_DEFAULT_STD
+    image_size: int | None = None
+    crop_pct: float | None = None
+    interpolation: str | None = None
+    image_mean: list[float] | tuple[float, ...] | None = None
+    image_std: list[float] | tuple[float, ...] | None = None
 
     def __post_init__(self, **kwargs):
         # `num_labels` is not stored (transformers derives it from `id2label`), so a disagreement can only be seen here.
@@ -130,6 +327,7 @@ class InatConfig(PreTrainedConfig):
                 "(an empty list gives a linear classifier)."
             )
         self.head_hidden_sizes = list(self.head_hidden_sizes)
+        self._resolve_preprocessing()
         self.image_mean = list(self.image_mean) if self.image_mean is not None else None
         self.image_std = list(self.image_std) if self.image_std is not None else None
         if self.focal_alpha is not None and not isinstance(self.focal_alpha, (list, tuple)):
@@ -146,6 +344,58 @@ class InatConfig(PreTrainedConfig):
             self.label2id = {name: index for index, name in self.id2label.items()}
         self._check_inat_fields()
 
+    def _resolve_preprocessing(self) -> None:
+        """Fill the preprocessing fields left at None from timm's pretrained config of the backbone."""
+        missing = [
+            n
+            for n in ("image_size", "crop_pct", "interpolation", "image_mean", "image_std")
+            if getattr(self, n) is None
+        ]
+        if not missing:
+            return
+        self._check_backbone_args()
+        data = describe_backbone(self.backbone, self.backbone_kwargs).data_config
+        timm_values = dict(
+            image_size=data["input_size"][-1],
+            crop_pct=data["crop_pct"],
+            interpolation=data["interpolation"],
+            image_mean=list(data["mean"]),
+            image_std=list(data["std"]),
+        )
+        for name in missing:
+            setattr(self, name, timm_values[name])
+
+    # ------------------------------------------------------------------ backbone
+
+    @property
+    def backbone_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for `timm.create_model` besides those the model sets (`model_args` + `drop_path_rate`)."""
+        return _backbone_kwargs(self.model_args, self.drop_path_rate)
+
+    @property
+    def backbone_info(self) -> BackboneInfo:
+        """Feature layout, widths and stage names of the backbone at `image_size` (see `describe_backbone`)."""
+        return describe_backbone(self.backbone, self.backbone_kwargs, self.image_size)
+
+    def _check_backbone_args(self) -> None:
+        check_backbone_name(self.backbone)
+        if self.model_args is not None:
+            if not isinstance(self.model_args, dict) or not all(isinstance(k, str) for k in self.model_args):
+                raise ValueError(
+                    f"model_args={self.model_args!r} must be a dict of timm.create_model keyword arguments, e.g. "
+                    "{'img_size': 64}."
+                )
+            reserved = sorted(set(self.model_args) & set(_RESERVED_MODEL_ARGS))
+            if reserved:
+                raise ValueError(
+                    f"model_args may not set {reserved}: the model sets pretrained/num_classes/global_pool/"
+                    "features_only/in_chans itself, and drop_path_rate is a config field of its own."
+                )
+        if self.drop_path_rate is not None and (
+            not _is_number(self.drop_path_rate) or not 0 <= self.drop_path_rate < 1
+        ):
+            raise ValueError(f"drop_path_rate={self.drop_path_rate!r} must be in [0, 1) (None: timm's default).")
+
     # ------------------------------------------------------------------ validation
 
     def validate(self):
@@ -155,12 +405,7 @@ class InatConfig(PreTrainedConfig):
 
     def _check_inat_fields(self) -> None:
         # Every message names the valid values, so a bad config file can be fixed without reading this code.
-        if not isinstance(self.backbone, str) or not _is_resnet_family(self.backbone):
-            raise ValueError(
-                f"backbone={self.backbone!r} is not a timm ResNet-family architecture. Valid: any name in "
-                "timm.list_models(module='resnet'), e.g. 'resnet18', 'resnet26d', 'resnet50', 'resnet10t', "
-                "'seresnext50_32x4d'."
-            )
+        self._check_backbone_args()
         if self.attn_layer not in ATTN_LAYERS:
             raise ValueError(
                 f"attn_layer={self.attn_layer!r} is not supported; valid choices: {', '.join(ATTN_LAYERS)}."
@@ -225,6 +470,28 @@ class InatConfig(PreTrainedConfig):
                 raise ValueError(f"{name}={value!r} must be a list of 3 numbers (RGB).")
         if not all(s > 0 for s in self.image_std):
             raise ValueError(f"image_std={self.image_std!r} must be positive.")
+        self._check_backbone_features()
+
+    def _check_backbone_features(self) -> None:
+        info = self.backbone_info
+        if info.probe_error is not None and "doesn't match model" in info.probe_error:
+            raise ValueError(
+                f"backbone={self.backbone!r} takes inputs of a fixed size and image_size={self.image_size} is not "
+                f"it ({info.probe_error}). Build it for this size with model_args={{'img_size': {self.image_size}}} "
+                "(timm resamples position embeddings of pretrained weights), or set image_size to its size."
+            )
+        if self.attn_layer != "none" and info.feature_format != "NCHW":
+            why = (
+                f"its forward_features returns {info.feature_format} features (tokens or channels-last), not an "
+                "NCHW feature map"
+                if info.feature_format != "unknown"
+                else f"the layout of its features could not be determined ({info.probe_error})"
+            )
+            raise ValueError(
+                f"attn_layer={self.attn_layer!r} needs a backbone with an NCHW feature map (a CNN), but "
+                f"backbone={self.backbone!r} does not have one: {why}. Channel attention over tokens is not defined "
+                "here; set attn_layer='none' (timm's own head pools the tokens)."
+            )
 
     def _check_taxonomy(self, num_labels: int) -> None:
         taxonomy = self.taxonomy
@@ -355,4 +622,4 @@ def _fits(value: Any, num_labels: int) -> bool:
     return True
 
 
-__all__ = ["RANKS", "InatConfig"]
+__all__ = ["RANKS", "BackboneInfo", "InatConfig", "backbone_stage_groups", "check_backbone_name", "describe_backbone"]

@@ -1,9 +1,11 @@
-"""iNat image classifier: timm ResNet backbone -> channel attention -> average pool -> MLP head -> focal loss.
+"""iNat image classifier: any timm backbone -> channel attention -> timm's pooling -> MLP head -> focal loss.
 
     pixel_values [B, 3, H, W]
-      -> backbone (timm ResNet, no pool/classifier)   [B, C, H/32, W/32]   (C = 512 for resnet18, 2048 for resnet50)
-      -> attention (timm se / eca / cbam, or none)     [B, C, H/32, W/32]
-      -> pool (global average)                         [B, C]
+      -> backbone.forward_features (timm, num_classes=0)  CNN: [B, C, H/32, W/32] (C = 2048 for resnet50);
+                                                          ViT/EVA: tokens [B, N, C]; Swin: [B, h, w, C]
+      -> attention (timm se / eca / cbam on NCHW maps, or none)   same shape
+      -> backbone.forward_head(pre_logits=True)           [B, F]  timm's own pooling (+ its pre-logits norm or
+                                                                  conv head: ConvNeXt head.norm, MobileNetV3 conv_head)
       -> head (Linear -> BN -> ReLU -> Dropout)*, Linear  [B, num_labels]
 
 This file is shipped with checkpoints for `trust_remote_code` loading, so it only imports torch, timm, transformers,
@@ -12,6 +14,7 @@ safetensors and its sibling modules.
 
 import math
 import os
+import sys
 from collections import OrderedDict
 from collections.abc import Iterable
 from itertools import chain
@@ -19,8 +22,7 @@ from itertools import chain
 import timm
 import torch
 from safetensors.torch import load_file as load_safetensors
-from timm.layers import SelectAdaptivePool2d, create_attn
-from timm.models.resnet import ResNet
+from timm.layers import create_attn
 from torch import nn
 from transformers import PreTrainedConfig, PreTrainedModel
 from transformers import initialization as init
@@ -28,24 +30,11 @@ from transformers.modeling_outputs import ImageClassifierOutput
 from transformers.utils import logging
 from transformers.utils.hub import is_offline_mode, try_to_load_from_cache
 
-from .configuration_inat import InatConfig
+from .configuration_inat import CLASSIFIER_STAGES, InatConfig, backbone_stage_groups
 from .image_processing_inat import image_processor_from_config
 from .losses import focal_loss
 
 logger = logging.get_logger(__name__)
-
-# Parameter/buffer name prefixes (relative to the model) of every stage, input -> output. The stem is timm's
-# conv1/bn1/act1/maxpool; conv1 is an nn.Sequential for deep-stem variants (resnet10t, resnet26d, ...).
-_STAGE_PREFIXES = OrderedDict(
-    stem=("backbone.conv1", "backbone.bn1", "backbone.act1", "backbone.maxpool"),
-    layer1=("backbone.layer1",),
-    layer2=("backbone.layer2",),
-    layer3=("backbone.layer3",),
-    layer4=("backbone.layer4",),
-    attention=("attention",),
-    # timm's own pool/classifier slots are parameter-free (num_classes=0, global_pool="") but belong to the output end.
-    head=("backbone.global_pool", "backbone.fc", "pool", "head"),
-)
 
 _WEIGHT_FILE_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
 
@@ -91,9 +80,9 @@ class InatPreTrainedModel(PreTrainedModel):
     # The loss is a per-batch mean computed here; with `False` the Trainer scales it for gradient accumulation
     # itself and does not multiply it by the number of processes under DDP.
     accepts_loss_kwargs = False
-    # timm ResNets checkpoint their residual stages (`set_grad_checkpointing`).
+    # timm models checkpoint their blocks themselves (`set_grad_checkpointing`).
     supports_gradient_checkpointing = True
-    # device_map="auto" may place residual blocks on different devices but never splits one.
+    # device_map="auto" may place blocks on different devices but never splits one; set per backbone in __init__.
     _no_split_modules = ["BasicBlock", "Bottleneck"]
 
     def _init_weights(self, module: nn.Module) -> None:
@@ -104,7 +93,7 @@ class InatPreTrainedModel(PreTrainedModel):
         `ignore_mismatched_sizes=True`). The `transformers.initialization` helpers skip tensors flagged
         `_is_hf_initialized`, which transformers sets on loaded tensors and `InatForImageClassification.__init__`
         sets on the backbone timm has just initialised. What remains are new tensors: attention and head (always),
-        and backbone tensors only when a checkpoint lacks them; these get the scheme of timm's ResNet
+        and backbone tensors only when a checkpoint lacks them; these get the scheme of timm's CNNs
         (kaiming-normal fan-out convs, unit norms).
         """
         if isinstance(module, nn.Linear):
@@ -121,7 +110,7 @@ class InatPreTrainedModel(PreTrainedModel):
             init.kaiming_uniform_(module.weight, a=math.sqrt(5))
             if module.bias is not None:
                 init.zeros_(module.bias)
-        elif isinstance(module, nn.modules.batchnorm._NormBase | nn.GroupNorm):
+        elif isinstance(module, nn.modules.batchnorm._NormBase | nn.GroupNorm | nn.LayerNorm):
             if module.weight is not None:
                 init.ones_(module.weight)
             if module.bias is not None:
@@ -146,27 +135,23 @@ class InatPreTrainedModel(PreTrainedModel):
 
 
 class InatForImageClassification(InatPreTrainedModel):
-    """timm ResNet + channel attention + MLP head, trained with focal loss (see [`InatConfig`]).
+    """Any timm backbone + channel attention + MLP head, trained with focal loss (see [`InatConfig`]).
 
-    Stage groups for layer-wise learning rates and progressive unfreezing are named by module, see
-    [`STAGE_NAMES`], [`stage_modules`], [`stage_parameter_names`] and [`stage_parameters`].
+    Stage groups for layer-wise learning rates and progressive unfreezing come from timm's `group_matcher` (see
+    `backbone_stage_groups`): [`stage_names`] is e.g. `stem, layer1..layer4, attention, head` for a ResNet and
+    `stem, stages.0..stages.3, attention, head` for a ConvNeXt; see also [`stage_modules`],
+    [`stage_parameter_names`] and [`stage_parameters`].
     """
-
-    STAGE_NAMES = tuple(_STAGE_PREFIXES)
 
     def __init__(self, config: InatConfig):
         super().__init__(config)
         config.validate()  # attributes may have been changed after the config was built
         self.num_labels = config.num_labels
 
-        # Feature map only: no global pool, no classifier. pretrained=False: in `from_pretrained` the model is built
-        # on the meta device, so weights are loaded afterwards (see `from_backbone_pretrained` for ImageNet weights).
-        self.backbone = timm.create_model(config.backbone, pretrained=False, num_classes=0, global_pool="")
-        if not isinstance(self.backbone, ResNet):
-            raise ValueError(
-                f"backbone={config.backbone!r} built a {type(self.backbone).__name__}, not a timm ResNet; use a name "
-                "from timm.list_models(module='resnet')."
-            )
+        # No classifier (num_classes=0): timm's forward_head(pre_logits=True) pools and applies the backbone's own
+        # pre-logits layers. pretrained=False: in `from_pretrained` the model is built on the meta device, so weights
+        # are loaded afterwards (see `from_backbone_pretrained` for ImageNet weights).
+        self.backbone = timm.create_model(config.backbone, pretrained=False, num_classes=0, **config.backbone_kwargs)
         # timm has initialised the backbone (kaiming convs, zero-init last BN of each block): flag its tensors so
         # that the init pass of post_init() leaves them as they are (see `_init_weights`). Not on the meta device
         # (from_pretrained): nothing is initialised there, and for custom-code models transformers does not even
@@ -174,16 +159,30 @@ class InatForImageClassification(InatPreTrainedModel):
         if not any(t.is_meta for t in self.backbone.parameters()):
             for tensor in chain(self.backbone.parameters(), self.backbone.buffers()):
                 tensor._is_hf_initialized = True
-        num_features = self.backbone.num_features  # 512 (resnet18/34) or 2048 (resnet50+)
+        info = config.backbone_info  # feature layout and widths, probed on the meta device (cached)
 
         self.attention = (
             nn.Identity()
             if config.attn_layer == "none"
-            else create_attn(config.attn_layer, num_features, rd_ratio=config.rd_ratio)
+            else create_attn(config.attn_layer, info.num_features, rd_ratio=config.rd_ratio)
         )
-        self.pool = SelectAdaptivePool2d(pool_type="avg", flatten=True)
-        self.head = InatHead(num_features, config)
+        self.head = InatHead(info.head_features, config)
         self.gradient_checkpointing = False
+
+        # Stage groups: {stage: parameter/buffer names relative to the model}, input -> output.
+        groups = backbone_stage_groups(self.backbone)
+        self._stage_tensors: OrderedDict[str, list[str]] = OrderedDict(
+            (stage, [f"backbone.{n}" for n in names]) for stage, names in groups.items() if stage != "head"
+        )
+        self._stage_tensors["attention"] = [
+            f"attention.{n}" for n, _ in chain(self.attention.named_parameters(), self.attention.named_buffers())
+        ]
+        self._stage_tensors["head"] = [f"backbone.{n}" for n in groups.get("head", [])] + [
+            f"head.{n}" for n, _ in chain(self.head.named_parameters(), self.head.named_buffers())
+        ]
+        self._no_split_modules = sorted(
+            {type(m).__name__ for m in self._stage_block_modules()} or set(InatPreTrainedModel._no_split_modules)
+        )
 
         self.post_init()
 
@@ -202,7 +201,8 @@ class InatForImageClassification(InatPreTrainedModel):
             labels: class indices `[B]` (int64, in `[0, num_labels)`) or soft targets `[B, num_labels]` (float, e.g.
                 mixup/cutmix; used as given, `config.label_smoothing` only smooths class indices). The loss
                 (focal, `config.focal_gamma` / `focal_alpha` / `label_smoothing`) is returned only when given.
-            output_hidden_states: also return the feature maps after stem, layer1..4 and attention (6 tensors).
+            output_hidden_states: also return timm's intermediate features (`forward_intermediates`: for a ResNet
+                stem and layer1..4, for a ViT every block as an NCHW map) and the final features after attention.
             return_dict: return an `ImageClassifierOutput` (default) or a tuple `(loss?, logits, hidden_states?)`.
         """
         return_dict = return_dict if return_dict is not None else self.config.return_dict
@@ -218,12 +218,16 @@ class InatForImageClassification(InatPreTrainedModel):
         pixel_values = pixel_values.to(dtype=self.dtype)
 
         if output_hidden_states:
-            # [B, C, h, w] and the 5 intermediate maps (stem, layer1..layer4)
+            if not hasattr(self.backbone, "forward_intermediates"):
+                raise ValueError(
+                    f"output_hidden_states needs timm's forward_intermediates, which {type(self.backbone).__name__} "
+                    f"({self.config.backbone!r}) does not have."
+                )
             features, intermediates = self.backbone.forward_intermediates(pixel_values)
         else:
-            features = self.backbone.forward_features(pixel_values)  # [B, C, H/32, W/32]
-        features = self.attention(features)  # [B, C, H/32, W/32]
-        pooled = self.pool(features)  # [B, C]
+            features = self.backbone.forward_features(pixel_values)  # CNN [B, C, h, w]; ViT tokens [B, N, C]
+        features = self.attention(features)  # same shape (identity for token backbones)
+        pooled = self.backbone.forward_head(features, pre_logits=True)  # [B, F]
         logits = self.head(pooled)  # [B, num_labels]
 
         loss = None
@@ -292,22 +296,28 @@ class InatForImageClassification(InatPreTrainedModel):
 
     # ------------------------------------------------------------------ stage groups
 
+    @property
+    def stage_names(self) -> tuple[str, ...]:
+        """Stage groups, input -> output: the backbone's (from timm's `group_matcher`), then `attention`, `head`."""
+        return tuple(self._stage_tensors)
+
+    @property
+    def backbone_stage_names(self) -> tuple[str, ...]:
+        """The backbone's stage groups only (what `frozen_stages` and `layer_decay` count over)."""
+        return tuple(s for s in self._stage_tensors if s not in CLASSIFIER_STAGES)
+
     def stage_parameter_names(self, stages: Iterable[str] | None = None) -> dict[str, list[str]]:
         """Full parameter names (as in `named_parameters()`) per stage, input -> output.
 
-        Every parameter belongs to exactly one of `STAGE_NAMES`. `stages` selects (and orders) a subset.
+        Every parameter belongs to exactly one of `stage_names`. `stages` selects (and orders) a subset.
         """
         selected = self._select_stages(stages)
-        groups: dict[str, list[str]] = {name: [] for name in self.STAGE_NAMES}
-        unassigned = []
-        for name, _ in self.named_parameters():
-            stage = next((s for s, prefixes in _STAGE_PREFIXES.items() if _has_prefix(name, prefixes)), None)
-            if stage is None:
-                unassigned.append(name)
-            else:
-                groups[stage].append(name)
-        if unassigned:  # a timm layout change would land here; fail loudly instead of silently dropping parameters
-            raise RuntimeError(f"Parameters outside every stage of {self.STAGE_NAMES}: {unassigned[:5]}")
+        params = dict(self.named_parameters())
+        groups = {stage: [n for n in self._stage_tensors[stage] if n in params] for stage in self.stage_names}
+        assigned = {n for names in groups.values() for n in names}
+        unassigned = [n for n in params if n not in assigned]
+        if unassigned:  # parameters added after __init__ would land here; fail loudly instead of dropping them
+            raise RuntimeError(f"Parameters outside every stage of {self.stage_names}: {unassigned[:5]}")
         return {stage: groups[stage] for stage in selected}
 
     def stage_parameters(self, stages: Iterable[str] | None = None) -> dict[str, list[nn.Parameter]]:
@@ -316,19 +326,40 @@ class InatForImageClassification(InatPreTrainedModel):
         return {stage: [params[n] for n in names] for stage, names in self.stage_parameter_names(stages).items()}
 
     def stage_modules(self, stages: Iterable[str] | None = None) -> dict[str, list[nn.Module]]:
-        """Top-level modules of each stage, input -> output, e.g. to freeze (`requires_grad_`) or set eval mode."""
-        return {
-            stage: [self.get_submodule(prefix) for prefix in _STAGE_PREFIXES[stage]]
-            for stage in self._select_stages(stages)
-        }
+        """The largest modules whose tensors all belong to each stage, input -> output, e.g. to find the norm
+        layers of a frozen stage. Tensors a parent holds directly (a ViT's `cls_token`, `pos_embed`) are in
+        `stage_parameters` only."""
+        stage_of = {n: stage for stage, names in self._stage_tensors.items() for n in names}
+        owned: dict[str, list[nn.Module]] = {stage: [] for stage in self._select_stages(stages)}
+        inside: list[str] = []  # prefixes of modules already taken (their children are not listed again)
+        for name, module in self.named_modules():
+            if not name or any(name.startswith(f"{p}.") for p in inside):
+                continue
+            tensors = [f"{name}.{n}" for n, _ in chain(module.named_parameters(), module.named_buffers())]
+            stages_here = {stage_of.get(n) for n in tensors}
+            if len(stages_here) == 1:
+                (stage,) = stages_here
+                inside.append(name)
+                if stage in owned:
+                    owned[stage].append(module)
+        return owned
+
+    def _stage_block_modules(self) -> list[nn.Module]:
+        # A stage that is a Sequential/ModuleList of blocks (ResNet layerN, MobileNet blocks.N) contributes its
+        # blocks; any other stage module (a ViT block, a ConvNeXt stage) is itself the unit not to split.
+        modules = []
+        for stage in self.backbone_stage_names:
+            for module in self.stage_modules([stage])[stage]:
+                modules.extend(module.children() if isinstance(module, nn.Sequential | nn.ModuleList) else [module])
+        return [m for m in modules if any(True for _ in m.children())]  # a leaf cannot be split anyway
 
     def _select_stages(self, stages: Iterable[str] | None) -> list[str]:
         if stages is None:
-            return list(self.STAGE_NAMES)
+            return list(self.stage_names)
         stages = [stages] if isinstance(stages, str) else list(stages)
-        unknown = [s for s in stages if s not in _STAGE_PREFIXES]
+        unknown = [s for s in stages if s not in self._stage_tensors]
         if unknown:
-            raise ValueError(f"Unknown stage name(s) {unknown}; valid stage names: {', '.join(self.STAGE_NAMES)}.")
+            raise ValueError(f"Unknown stage name(s) {unknown}; valid stage names: {', '.join(self.stage_names)}.")
         return stages
 
     # ------------------------------------------------------------------ preprocessing
@@ -452,9 +483,14 @@ class InatForImageClassification(InatPreTrainedModel):
                 f"Pass either a config or config keyword arguments, not both (got {sorted(config_kwargs)})."
             )
         weights = os.fspath(config.backbone if weights is None else weights)
-        state_dict = _load_backbone_state_dict(weights)
+        state_dict = _load_backbone_state_dict(weights, config.backbone_kwargs)
 
         model = cls(config)
+        # timm's own per-architecture adaptation of a state dict, as its pretrained loader applies it: e.g. a ViT's
+        # position embeddings resampled for another img_size, original (non-timm) checkpoint layouts converted.
+        filter_fn = getattr(sys.modules.get(type(model.backbone).__module__), "checkpoint_filter_fn", None)
+        if filter_fn is not None:
+            state_dict = filter_fn(state_dict, model.backbone)
         backbone_keys = model.backbone.state_dict().keys()
         # The source model's classifier (e.g. ImageNet `fc`) has no place in a num_classes=0 backbone.
         classifier = model.backbone.pretrained_cfg.get("classifier", "fc")
@@ -488,11 +524,7 @@ class InatForImageClassification(InatPreTrainedModel):
         return (model, loading_info) if output_loading_info else model
 
 
-def _has_prefix(name: str, prefixes: tuple[str, ...]) -> bool:
-    return any(name == p or name.startswith(f"{p}.") for p in prefixes)
-
-
-def _load_backbone_state_dict(weights: str) -> dict[str, torch.Tensor]:
+def _load_backbone_state_dict(weights: str, model_kwargs: dict | None = None) -> dict[str, torch.Tensor]:
     """A timm state dict from a local file or a timm/Hub model name (see `from_backbone_pretrained`)."""
     weights = os.path.expanduser(weights)
     if os.path.isfile(weights):
@@ -528,7 +560,7 @@ def _load_backbone_state_dict(weights: str) -> dict[str, torch.Tensor]:
             "Hugging Face cache. Pass a local .safetensors/.pth file via `weights=...`, or download the weights "
             "while online."
         )
-    return timm.create_model(timm_name, pretrained=True, num_classes=0, global_pool="").state_dict()
+    return timm.create_model(timm_name, pretrained=True, num_classes=0, **(model_kwargs or {})).state_dict()
 
 
 def _read_weights_file(path: str) -> dict[str, torch.Tensor]:

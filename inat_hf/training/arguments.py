@@ -9,16 +9,17 @@ recipe is saved next to the outputs (see :mod:`inat_hf.training.recipe`).
 from __future__ import annotations
 
 import dataclasses
-from typing import Literal
+import json
+import re
+from collections.abc import Sequence
+from typing import Any, Literal
 
 from transformers import TrainingArguments
 
 from ..data.transforms import AugmentationConfig
-from ..models import InatForImageClassification
-from .optim import CLASSIFIER_STAGES
 
-STAGE_NAMES = InatForImageClassification.STAGE_NAMES  # stem, layer1..layer4, attention, head
-BACKBONE_STAGES = tuple(s for s in STAGE_NAMES if s not in CLASSIFIER_STAGES)
+# How to see a backbone's stage names (they come from timm's group_matcher: stem, layer1..layer4 for ResNets).
+LIST_STAGES_HINT = "list a backbone's stages with `python scripts/train.py --list_stages BACKBONE`"
 
 
 def _help(text: str, **kwargs):
@@ -27,8 +28,18 @@ def _help(text: str, **kwargs):
 
 @dataclasses.dataclass
 class ModelArguments:
-    backbone: str = _help("timm ResNet name (resnet50, resnet18, resnet10t, …).", default="resnet50")
-    attn_layer: Literal["se", "eca", "cbam", "none"] = _help("Channel attention after the backbone.", default="se")
+    backbone: str = _help(
+        "Any timm model name (resnet50, convnext_tiny, efficientnet_b0, vit_base_patch16_224, …; timm.list_models()).",
+        default="resnet50",
+    )
+    model_args: dict[str, Any] | str | None = _help(
+        "Extra timm.create_model arguments as a mapping (YAML) or JSON string (CLI), e.g. '{\"img_size\": 64}'.",
+        default=None,
+    )
+    drop_path_rate: float | None = _help("Stochastic depth rate passed to timm (None = timm's default).", default=None)
+    attn_layer: Literal["se", "eca", "cbam", "none"] = _help(
+        "Channel attention after the backbone (CNNs only; 'none' for ViT/EVA token backbones).", default="se"
+    )
     rd_ratio: float = _help("Attention reduction ratio (timm rd_ratio).", default=1 / 16)
     head_hidden_sizes: list[int] = _help(
         "Hidden widths of the head (Linear→BN→ReLU→Dropout each); empty = linear classifier.",
@@ -52,6 +63,17 @@ class ModelArguments:
     ignore_mismatched_sizes: bool = _help(
         "With --init_checkpoint: re-create the classifier if the checkpoint's label set differs.", default=False
     )
+
+    def __post_init__(self):
+        if isinstance(self.model_args, str):
+            try:
+                self.model_args = json.loads(self.model_args) if self.model_args.strip() else None
+            except json.JSONDecodeError as error:
+                raise ValueError(
+                    f"--model_args must be a JSON object, e.g. '{{\"img_size\": 64}}'; got {self.model_args!r}."
+                ) from error
+        if self.model_args is not None and not isinstance(self.model_args, dict):
+            raise ValueError(f"model_args must be a mapping of timm.create_model arguments, got {self.model_args!r}.")
 
 
 @dataclasses.dataclass
@@ -99,9 +121,18 @@ _AUG_DEFAULTS = AugmentationConfig()
 class AugmentationArguments:
     """Training augmentation (see ``inat_hf.data.transforms.AugmentationConfig``), eval preprocessing, mixing."""
 
-    image_size: int = _help("Training/eval crop size (also stored in the model config).", default=224)
-    crop_pct: float = _help("Eval center-crop fraction: resize shorter side to image_size/crop_pct.", default=0.875)
-    eval_interpolation: Literal["bicubic", "bilinear"] = _help("Eval resize interpolation.", default="bicubic")
+    # None: timm's pretrained config of the backbone decides (resolved into the model config and the saved recipe).
+    image_size: int | None = _help(
+        "Training/eval crop size (also stored in the model config); default: the backbone's timm input size.",
+        default=None,
+    )
+    crop_pct: float | None = _help(
+        "Eval center-crop fraction: resize shorter side to image_size/crop_pct; default: the backbone's timm crop_pct.",
+        default=None,
+    )
+    eval_interpolation: Literal["bicubic", "bilinear"] | None = _help(
+        "Eval resize interpolation; default: the backbone's timm interpolation.", default=None
+    )
     interpolation: str = _help("Train RandomResizedCrop interpolation.", default=_AUG_DEFAULTS.interpolation)
     scale: list[float] = _help("RandomResizedCrop area range.", default_factory=lambda: list(_AUG_DEFAULTS.scale))
     ratio: list[float] = _help("RandomResizedCrop aspect range.", default_factory=lambda: list(_AUG_DEFAULTS.ratio))
@@ -111,6 +142,10 @@ class AugmentationArguments:
     rotation: float = _help("Max rotation in degrees (0 = off).", default=_AUG_DEFAULTS.rotation)
     blur_prob: float = _help("Gaussian blur probability (0 = off).", default=_AUG_DEFAULTS.blur_prob)
     re_prob: float = _help("Random erasing probability (0 = off).", default=_AUG_DEFAULTS.re_prob)
+    auto_augment: str | None = _help(
+        "timm RandAugment/AugMix/AutoAugment string, e.g. 'rand-m9-mstd0.5-inc1' (needs color_jitter 0); None = off.",
+        default=None,
+    )
     # Mixing (timm Mixup/CutMix, on the device inside the Trainer).
     mixup_alpha: float = _help("Mixup beta(α, α); 0 = no mixup.", default=0.2)
     cutmix_alpha: float = _help("CutMix beta(α, α); 0 = no cutmix.", default=1.0)
@@ -131,7 +166,7 @@ class AugmentationArguments:
             raise ValueError(f"mixup_alpha/cutmix_alpha must be >= 0, got {self.mixup_alpha}/{self.cutmix_alpha}.")
         if self.mix_off_epochs < 0:
             raise ValueError(f"--mix_off_epochs must be >= 0, got {self.mix_off_epochs}.")
-        if not 0 < self.crop_pct <= 1:
+        if self.crop_pct is not None and not 0 < self.crop_pct <= 1:
             raise ValueError(f"--crop_pct must be in (0, 1], got {self.crop_pct}.")
         self.augmentation_config()  # validates the transform fields (raises ValueError naming the bad one)
 
@@ -139,9 +174,9 @@ class AugmentationArguments:
     def mixing_enabled(self) -> bool:
         return (self.mixup_alpha > 0 or self.cutmix_alpha > 0) and max(self.mix_prob, self.mix_prob_final) > 0
 
-    def augmentation_config(self, mean=None, std=None) -> AugmentationConfig:
+    def augmentation_config(self, mean=None, std=None, image_size: int | None = None) -> AugmentationConfig:
+        """The train transform's config; `mean`/`std`/`image_size` of the model config (resolved from timm)."""
         kwargs = dict(
-            image_size=self.image_size,
             scale=tuple(self.scale),
             ratio=tuple(self.ratio),
             interpolation=self.interpolation,
@@ -151,9 +186,13 @@ class AugmentationArguments:
             rotation=self.rotation,
             blur_prob=self.blur_prob,
             re_prob=self.re_prob,
+            auto_augment=self.auto_augment,
         )
         if mean is not None:
             kwargs.update(mean=tuple(mean), std=tuple(std))
+        image_size = image_size if image_size is not None else self.image_size
+        if image_size is not None:
+            kwargs.update(image_size=image_size)
         return AugmentationConfig(**kwargs)
 
 
@@ -166,19 +205,25 @@ class InatTrainingArguments(TrainingArguments):
     """
 
     learning_rate: float = _help("Learning rate of the head and attention (the classifier LR).", default=1e-4)
-    backbone_learning_rate: float = _help("Learning rate of the deepest backbone stage (layer4).", default=1e-5)
+    backbone_learning_rate: float = _help(
+        "Learning rate of the deepest backbone stage (layer4 of a ResNet).", default=1e-5
+    )
     layer_decay: float = _help(
-        "Layer-wise LR decay: stage k below layer4 gets backbone_learning_rate × layer_decay^k (1 = flat).",
+        "Layer-wise LR decay: backbone stage k below the deepest gets backbone_learning_rate × layer_decay^k "
+        "(1 = flat).",
         default=1.0,
     )
     weight_decay: float = _help("AdamW weight decay (never on norm weights and biases).", default=0.05)
     frozen_stages: list[str] = _help(
-        f"Stages frozen at the start, from {STAGE_NAMES}; those not in unfreeze_schedule stay frozen.",
-        default_factory=lambda: list(BACKBONE_STAGES),
+        "Stages frozen at the start: stage names of the backbone (timm's groups: stem, layer1..layer4 for a ResNet, "
+        "stem, stages.0..3 for a ConvNeXt; " + LIST_STAGES_HINT + "), attention, head, 'backbone' (every backbone "
+        "stage) or an index into the backbone stages (-1 = deepest). Those not in unfreeze_schedule stay frozen.",
+        default_factory=lambda: ["backbone"],
     )
     unfreeze_schedule: str = _help(
-        "Progressive unfreezing 'stage:epoch,…' (epochs count from 0), e.g. 'layer4:1,layer3:2,layer2:3'.",
-        default="layer4:1,layer3:2,layer2:3",
+        "Progressive unfreezing 'stage:epoch,…' (epochs count from 0; stages as in frozen_stages, 'backbone' = every "
+        "frozen backbone stage not named before), e.g. '-1:1,-2:2,-3:3' (= layer4:1,layer3:2,layer2:3 on a ResNet).",
+        default="-1:1,-2:2,-3:3",
     )
     channels_last: bool = _help("Use channels_last memory format (faster convs with bf16/AMP).", default=False)
     early_stopping_patience: int | None = _help(
@@ -218,9 +263,6 @@ class InatTrainingArguments(TrainingArguments):
                 "remove_unused_columns must be False: images reach the model through a transform, and the Trainer "
                 "would drop the 'image' column first (KeyError: 'image')."
             )
-        unknown = sorted(set(self.frozen_stages) - set(STAGE_NAMES))
-        if unknown:
-            raise ValueError(f"Unknown stage name(s) {unknown} in frozen_stages; valid: {', '.join(STAGE_NAMES)}.")
         if self.backbone_learning_rate < 0 or not 0 < self.layer_decay <= 1:
             raise ValueError(
                 f"Need backbone_learning_rate >= 0 and 0 < layer_decay <= 1, got {self.backbone_learning_rate} and "
@@ -238,27 +280,72 @@ class InatTrainingArguments(TrainingArguments):
         self.parsed_unfreeze_schedule()  # raises on syntax errors / unknown stages
 
     def parsed_unfreeze_schedule(self) -> dict[str, int]:
-        """``'layer4:1,layer3:2'`` → ``{"layer4": 1, "layer3": 2}`` (validated against the frozen stages)."""
+        """``'layer4:1,-2:2'`` → ``{"layer4": 1, "-2": 2}``: syntax only; stage references are resolved against the
+        model's stages by :meth:`unfreezing_plan`."""
         schedule: dict[str, int] = {}
         text = (self.unfreeze_schedule or "").strip()
         if text.lower() in ("", "none"):
             return schedule
         for term in text.split(","):
             stage, sep, epoch = term.strip().partition(":")
-            if not sep or not epoch.strip().lstrip("-").isdigit():
+            if not sep or not stage.strip() or not epoch.strip().lstrip("-").isdigit():
                 raise ValueError(
                     f"Invalid unfreeze_schedule term {term!r}: expected 'stage:epoch', e.g. 'layer4:1,layer3:2'."
                 )
             stage = stage.strip()
-            if stage not in STAGE_NAMES:
-                raise ValueError(
-                    f"Unknown stage name {stage!r} in unfreeze_schedule; valid: {', '.join(STAGE_NAMES)}."
-                )
-            if stage not in self.frozen_stages:
-                raise ValueError(
-                    f"unfreeze_schedule unfreezes {stage!r}, which is not in frozen_stages {self.frozen_stages}."
-                )
             if int(epoch) < 0:
                 raise ValueError(f"unfreeze_schedule epoch for {stage!r} must be >= 0, got {epoch}.")
             schedule[stage] = int(epoch)
         return schedule
+
+    def unfreezing_plan(
+        self, stage_names: Sequence[str], backbone_stages: Sequence[str]
+    ) -> tuple[list[str], dict[str, int]]:
+        """``frozen_stages`` and ``unfreeze_schedule`` as stage names of a model (``model.stage_names``).
+
+        A reference is a stage name, ``'backbone'`` (every backbone stage) or an integer index into the backbone
+        stages (``-1`` = the deepest), so one recipe fits every backbone. In the schedule, ``backbone:E`` unfreezes
+        at epoch E every frozen backbone stage that no other term names.
+        """
+        valid = (
+            f"valid: {', '.join(stage_names)}, 'backbone' (every backbone stage) or an index into the "
+            f"{len(backbone_stages)} backbone stages (-1 = {backbone_stages[-1]!r}); {LIST_STAGES_HINT}"
+        )
+
+        def resolve(ref: str) -> list[str] | None:
+            ref = str(ref).strip()
+            if ref == "backbone":
+                return list(backbone_stages)
+            if re.fullmatch(r"-?\d+", ref):
+                index = int(ref)
+                return [backbone_stages[index]] if -len(backbone_stages) <= index < len(backbone_stages) else None
+            return [ref] if ref in stage_names else None
+
+        frozen: list[str] = []
+        unknown = []
+        for ref in self.frozen_stages:
+            names = resolve(ref)
+            if names is None:
+                unknown.append(ref)
+            else:
+                frozen.extend(n for n in names if n not in frozen)
+        if unknown:
+            raise ValueError(f"Unknown stage name(s) {unknown} in frozen_stages; {valid}.")
+        schedule: dict[str, int] = {}
+        rest_epoch = None
+        for ref, epoch in self.parsed_unfreeze_schedule().items():
+            if ref == "backbone":
+                rest_epoch = epoch
+                continue
+            names = resolve(ref)
+            if names is None:
+                raise ValueError(f"Unknown stage name {ref!r} in unfreeze_schedule; {valid}.")
+            (stage,) = names
+            if stage not in frozen:
+                raise ValueError(f"unfreeze_schedule unfreezes {ref!r}, which is not in frozen_stages {frozen}.")
+            schedule[stage] = epoch
+        if rest_epoch is not None:
+            for stage in frozen:
+                if stage in backbone_stages and stage not in schedule:
+                    schedule[stage] = rest_epoch
+        return frozen, schedule

@@ -377,3 +377,15 @@ def replica_checksums(model: nn.Module) -> list[float]:
     gathered = [torch.zeros((), dtype=torch.float64, device=device) for _ in range(torch.distributed.get_world_size())]
     torch.distributed.all_gather(gathered, total.to(device))
     return [t.item() for t in gathered]
+
+
+def broadcast_buffers(model: nn.Module) -> None:
+    """Give every process rank 0's buffers (BatchNorm running statistics), as DDP does before each forward.
+
+    DDP (``broadcast_buffers=True``) syncs buffers at the *start* of a forward, so after the last training step each
+    rank still holds the statistics of its own last batch; rank 0's are the ones that get saved.
+    """
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return
+    for buffer in model.buffers():
+        torch.distributed.broadcast(buffer.data, src=0)

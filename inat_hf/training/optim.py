@@ -6,14 +6,16 @@ from typing import Any
 
 from torch import nn
 
-CLASSIFIER_STAGES = ("attention", "head")
+from ..models.configuration_inat import CLASSIFIER_STAGES
 
 
 def stage_learning_rates(
     stage_names: tuple[str, ...], *, learning_rate: float, backbone_learning_rate: float, layer_decay: float = 1.0
 ) -> dict[str, float]:
     """LR of every stage: the classifier LR for attention/head, ``backbone_lr × decay^k`` for the k-th stage below
-    the deepest backbone stage (layer4: k=0, layer3: k=1, …, stem: k=4)."""
+    the deepest backbone stage (ResNet layer4: k=0, layer3: k=1, …, stem: k=4; a ViT's blocks.11: k=0, …, stem:
+    k=12). The stages are timm's ``group_matcher`` groups, as in ``timm.optim.param_groups_layer_decay`` (which
+    also gives timm's head-side layers, here in ``head``, the classifier's rate)."""
     backbone = [s for s in stage_names if s not in CLASSIFIER_STAGES]
     rates = {s: learning_rate for s in stage_names if s in CLASSIFIER_STAGES}
     for depth, stage in enumerate(reversed(backbone)):

@@ -29,6 +29,7 @@ import yaml
 from transformers import TrainingArguments
 
 from ..cli import CommandParser
+from ..models.configuration_inat import CLASSIFIER_STAGES, describe_backbone
 from .arguments import AugmentationArguments, DataArguments, InatTrainingArguments, ModelArguments
 
 SECTIONS: dict[str, type] = {
@@ -243,7 +244,12 @@ def parse_recipe(argv: list[str]) -> Recipe:
     parser = recipe_parser()
     parser.set_defaults(**values)
     *parts, _extras = parser.parse(list(argv))
-    return Recipe(*parts, source=source, overrides=list(argv))
+    recipe = Recipe(*parts, source=source, overrides=list(argv))
+    if recipe.model.init_checkpoint is None:  # else the checkpoint decides the architecture (checked when loaded)
+        # Unknown backbones and stage names fail here, not after the data is prepared.
+        stages = describe_backbone(recipe.model.backbone, recipe.model.model_args).stage_names
+        recipe.training.unfreezing_plan((*stages, *CLASSIFIER_STAGES), stages)
+    return recipe
 
 
 def recipe_help() -> str:
@@ -256,7 +262,9 @@ def recipe_help() -> str:
         usage="train.py [RECIPE.yaml] [--key value ...] [--help_all] [--traceback]",
         description="Fine-tune on iNat 2021 (one CPU, one GPU, or many under accelerate launch / torchrun). "
         "RECIPE.yaml holds the sections below (configs/*.yaml); a --key value on the command line wins over it. "
-        "A data source given on the command line (--data_dir or --dataset_dir) replaces the recipe's.",
+        "A data source given on the command line (--data_dir or --dataset_dir) replaces the recipe's. Any timm "
+        "backbone works (--backbone convnext_tiny); `train.py --list_stages BACKBONE` prints its stage names for "
+        "frozen_stages / unfreeze_schedule / layer_decay.",
         formatter_class=HelpFormatter,
         add_help=False,
     )

@@ -24,6 +24,7 @@ from ..models import InatConfig, InatForImageClassification
 from .callbacks import (
     ProgressiveUnfreezingCallback,
     TrainingMetricsCallback,
+    broadcast_buffers,
     latest_complete_checkpoint,
 )
 from .hub import push_run_to_hub, write_model_card
@@ -96,6 +97,8 @@ def build_model(model_args, aug_args, taxonomy: Taxonomy, train_labels: np.ndarr
     id2label = dict(enumerate(taxonomy.labels))
     config_kwargs = dict(
         backbone=model_args.backbone,
+        model_args=model_args.model_args,
+        drop_path_rate=model_args.drop_path_rate,
         attn_layer=model_args.attn_layer,
         rd_ratio=model_args.rd_ratio,
         head_hidden_sizes=list(model_args.head_hidden_sizes),
@@ -119,11 +122,12 @@ def build_model(model_args, aug_args, taxonomy: Taxonomy, train_labels: np.ndarr
                 f"{len(id2label)}, and they differ (e.g. {differ[:5]}, or in order). Pass "
                 "--ignore_mismatched_sizes true to start a new classifier for the dataset's labels."
             )
-        # Architecture comes from the checkpoint; labels, taxonomy, loss and preprocessing from this recipe.
+        # Architecture comes from the checkpoint; labels, taxonomy, loss and preprocessing from this recipe
+        # (preprocessing and drop_path_rate the recipe leaves unset stay the checkpoint's).
+        architecture = ("backbone", "model_args", "attn_layer", "rd_ratio", "head_hidden_sizes", "head_batch_norm")
+        keep_if_unset = ("image_size", "crop_pct", "interpolation", "drop_path_rate")
         overrides = {
-            k: v
-            for k, v in config_kwargs.items()
-            if k not in ("backbone", "attn_layer", "rd_ratio", "head_hidden_sizes", "head_batch_norm")
+            k: v for k, v in config_kwargs.items() if k not in architecture and not (k in keep_if_unset and v is None)
         }
         return InatForImageClassification.from_pretrained(
             model_args.init_checkpoint,
@@ -258,9 +262,12 @@ def run_training(recipe: Recipe) -> TrainingRun:
     model = build_model(model_args, aug_args, taxonomy, np.asarray(train_split["label"]))
     processor = model.create_image_processor()
     config = model.config
+    # Preprocessing the recipe left to the backbone (timm's pretrained config): the saved recipe holds the values.
+    aug_args.image_size, aug_args.crop_pct = config.image_size, config.crop_pct
+    aug_args.eval_interpolation = config.interpolation
 
     # ---- transforms: train augmentation, eval = the processor's preprocessing (optionally as TTA views)
-    aug = aug_args.augmentation_config(mean=config.image_mean, std=config.image_std)
+    aug = aug_args.augmentation_config(mean=config.image_mean, std=config.image_std, image_size=config.image_size)
     eval_kwargs = eval_kwargs_from_image_processor(processor)  # the exact ops the saved processor will run
     seed = args.augmentation_seed if args.augmentation_seed is not None else args.seed
     train_dataset = ImageClassificationDataset(train_split, TrainPreset(aug), seed=seed)
@@ -289,8 +296,9 @@ def run_training(recipe: Recipe) -> TrainingRun:
             mix_off_epochs=aug_args.mix_off_epochs,
         )
     unfreezing = None
-    if args.frozen_stages:
-        unfreezing = ProgressiveUnfreezingCallback(args.frozen_stages, args.parsed_unfreeze_schedule())
+    frozen_stages, unfreeze_schedule = args.unfreezing_plan(model.stage_names, model.backbone_stage_names)
+    if frozen_stages:
+        unfreezing = ProgressiveUnfreezingCallback(frozen_stages, unfreeze_schedule)
     images_per_step = args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size
     callbacks = [TrainingMetricsCallback(args.output_dir, images_per_step)]
     if args.early_stopping_patience is not None:
@@ -317,6 +325,7 @@ def run_training(recipe: Recipe) -> TrainingRun:
     resume = resolve_resume(args.resume_from_checkpoint, args.output_dir)
     train_result = trainer.train(resume_from_checkpoint=resume)
     trainer.finalize_ema()
+    broadcast_buffers(trainer.model)  # the last step's BN statistics are per rank
     checksums = trainer.verify_replicas()
     trainer.save_model(args.output_dir)  # best model (load_best_model_at_end) + config + processor + code
     metrics = dict(train_result.metrics)

@@ -1,6 +1,7 @@
 import json
 
 import pytest
+import timm
 from transformers import AutoConfig
 
 from inat_hf.models import RANKS, InatConfig
@@ -32,9 +33,12 @@ def test_defaults():
     assert config.drop_rate == 0.3 and config.head_batch_norm is True
     assert (config.focal_gamma, config.focal_alpha, config.label_smoothing) == (2.0, None, 0.1)
     assert config.label_rank == "species" and config.taxonomy is None
-    assert (config.image_size, config.crop_pct, config.interpolation) == (224, 0.875, "bicubic")
-    assert config.image_mean == [0.485, 0.456, 0.406] and config.image_std == [0.229, 0.224, 0.225]
-    assert config.resize_shortest_edge == 256
+    # Preprocessing left unset follows timm's pretrained config of the backbone (resnet50 -> resnet50.a1_in1k).
+    timm_cfg = timm.data.resolve_data_config(pretrained_cfg=timm.models.get_pretrained_cfg("resnet50").to_dict())
+    assert (config.image_size, config.crop_pct, config.interpolation) == (224, timm_cfg["crop_pct"], "bicubic")
+    assert config.image_mean == list(timm_cfg["mean"]) and config.image_std == list(timm_cfg["std"])
+    explicit = InatConfig(image_size=224, crop_pct=0.875)  # what the recipes set: unchanged
+    assert (explicit.crop_pct, explicit.resize_shortest_edge) == (0.875, 256)
     assert RANKS == ("kingdom", "phylum", "class", "order", "family", "genus", "species")
 
 
@@ -84,7 +88,23 @@ def test_rank_helpers():
     "kwargs, match",
     [
         (dict(attn_layer="gc"), r"attn_layer='gc' is not supported; valid choices: se, eca, cbam, none"),
-        (dict(backbone="vit_base_patch16_224"), r"not a timm ResNet-family architecture.*resnet18"),
+        (dict(backbone="convnext_atoo"), r"'convnext_atoo' is not a timm model name\. Did you mean 'convnext_atto'"),
+        (dict(backbone="resnet50x"), r"not a timm model name\. Did you mean 'resnet50'"),
+        (
+            dict(backbone="vit_tiny_patch16_224", model_args={"img_size": 32}),
+            r"attn_layer='se' needs a backbone with an NCHW feature map .* returns NLC features .* attn_layer='none'",
+        ),
+        (
+            dict(backbone="vit_tiny_patch16_224", attn_layer="none"),
+            r"takes inputs of a fixed size and image_size=32 .* model_args=\{'img_size': 32\}",
+        ),
+        (dict(model_args={"num_classes": 5}), r"model_args may not set \['num_classes'\]"),
+        (dict(model_args={"drop_path_rate": 0.1}), r"drop_path_rate is a config field of its own"),
+        (
+            dict(model_args={"bogus_arg": 1}),
+            r"timm cannot build backbone='resnet10t' with arguments \{'bogus_arg': 1\}",
+        ),
+        (dict(drop_path_rate=1.0), r"drop_path_rate=1.0 must be in \[0, 1\)"),
         (dict(rd_ratio=0), r"rd_ratio=0 must be a number in \(0, 1\]"),
         (dict(head_hidden_sizes=[64, 0]), r"head_hidden_sizes=\[64, 0\] must be a list of positive integers"),
         (dict(head_hidden_sizes=512), r"head_hidden_sizes=512 must be a list of positive integers"),

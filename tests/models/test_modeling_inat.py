@@ -14,10 +14,11 @@ from .conftest import tiny_config
 ATTENTION_TYPES = {"se": SEModule, "eca": EcaModule, "cbam": CbamModule, "none": nn.Identity}
 
 
-def test_class_attributes():
+def test_class_attributes(model):
     assert InatPreTrainedModel.accepts_loss_kwargs is False  # Trainer: grad-accumulation/DDP loss scaling
     assert InatPreTrainedModel.main_input_name == "pixel_values"
-    assert InatForImageClassification.STAGE_NAMES == (
+    # ResNets keep the stage names of the recipes (timm's group_matcher names them so)
+    assert model.stage_names == (
         "stem",
         "layer1",
         "layer2",
@@ -126,12 +127,12 @@ def test_gradient_checkpointing(model, pixel_values):
 def test_stage_groups_partition_parameters(backbone):
     model = InatForImageClassification(tiny_config(backbone=backbone))
     groups = model.stage_parameter_names()
-    assert list(groups) == list(model.STAGE_NAMES)
+    assert list(groups) == list(model.stage_names)
     flat = [name for names in groups.values() for name in names]
     assert sorted(flat) == sorted(name for name, _ in model.named_parameters())
     assert len(flat) == len(set(flat))  # exactly one stage each
     assert all(
-        groups[stage] for stage in model.STAGE_NAMES if stage != "attention" or model.config.attn_layer != "none"
+        groups[stage] for stage in model.stage_names if stage != "attention" or model.config.attn_layer != "none"
     )
     assert all(n.startswith("backbone.layer3.") for n in groups["layer3"])
     assert all(n.startswith(("attention.", "head.")) for n in groups["attention"] + groups["head"])
@@ -139,7 +140,7 @@ def test_stage_groups_partition_parameters(backbone):
     assert {n.split(".")[1] for n in groups["stem"]} == {"conv1", "bn1"}
 
     modules = model.stage_modules()
-    assert list(modules) == list(model.STAGE_NAMES)
+    assert list(modules) == list(model.stage_names)
     assert modules["stem"][:2] == [model.backbone.conv1, model.backbone.bn1]
     assert modules["layer4"] == [model.backbone.layer4]
     assert modules["attention"] == [model.attention] and model.head in modules["head"]

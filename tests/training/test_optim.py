@@ -14,10 +14,8 @@ def model():
     )
 
 
-def test_stage_learning_rates_with_layer_decay():
-    rates = stage_learning_rates(
-        InatForImageClassification.STAGE_NAMES, learning_rate=1e-4, backbone_learning_rate=1e-5, layer_decay=0.5
-    )
+def test_stage_learning_rates_with_layer_decay(model):
+    rates = stage_learning_rates(model.stage_names, learning_rate=1e-4, backbone_learning_rate=1e-5, layer_decay=0.5)
     assert rates == pytest.approx(
         {
             "head": 1e-4,

@@ -121,7 +121,10 @@ def test_boolean_options_keep_true_false_values_and_never_swallow(write_recipe):
             ["--unfreeze_schedule", "layer9:1"],
             r"Unknown stage name 'layer9' in unfreeze_schedule; valid: stem, layer1",
         ),
-        (["--frozen_stages", "stem", "backbone"], r"Unknown stage name\(s\) \['backbone'\] in frozen_stages"),
+        (["--frozen_stages", "stem", "layer5"], r"Unknown stage name\(s\) \['layer5'\] in frozen_stages"),
+        (["--frozen_stages", "stem", "5"], r"Unknown stage name\(s\) \['5'\] in frozen_stages.* index into the 5"),
+        (["--backbone", "convnext_atto"], r"Unknown stage name\(s\) \['layer1', .* valid: stem, stages\.0"),
+        (["--backbone", "convnxt_atto"], r"'convnxt_atto' is not a timm model name\. Did you mean 'convnext_atto'"),
         (["--unfreeze_schedule", "layer4=1"], r"Invalid unfreeze_schedule term 'layer4=1': expected 'stage:epoch'"),
         (
             ["--frozen_stages", "stem", "--unfreeze_schedule", "layer4:1"],

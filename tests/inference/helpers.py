@@ -40,7 +40,8 @@ def train_tiny_model(prepared_dir: Path, out_dir: Path, *, steps: int = 150, see
     images = torch.cat([images, images.flip(-1)])  # [2N, ...]: the demo motifs are flip-agnostic
     labels = torch.tensor(list(train["label"])).repeat(2)
     with torch.no_grad():
-        features = model.pool(model.attention(model.backbone.forward_features(images)))  # [2N, C]
+        features = model.attention(model.backbone.forward_features(images))
+        features = model.backbone.forward_head(features, pre_logits=True)  # [2N, C]: timm's pooling
     classifier = model.head.classifier
     optimizer = torch.optim.Adam(classifier.parameters(), lr=0.05)
     for _ in range(steps):

@@ -217,13 +217,10 @@ def _geo_inputs(args: PredictArguments, files: list[str], predictor):
     """The prior (aligned to the model's labels) and one Location per file: the arguments, else EXIF."""
     if args.geo_prior is None:
         return None, None
-    from ..inference.fusion import GeoFusion, exif_location, location_from_values
+    from ..inference.fusion import GeoFusion, photo_locations
 
     geo = GeoFusion.from_pretrained(args.geo_prior, predictor.labels.names, device=predictor.device)
-    if args.lat is not None or args.date is not None:
-        given = location_from_values(args.lat, args.lon, args.date, "arguments")
-        return geo, [given] * len(files)
-    return geo, [exif_location(f) for f in files]
+    return geo, photo_locations(files, args.lat, args.lon, args.date, source="arguments")
 
 
 def run_prediction(args: PredictArguments, extra_inputs: list[str] = ()) -> int:
@@ -246,10 +243,6 @@ def run_prediction(args: PredictArguments, extra_inputs: list[str] = ()) -> int:
         full_decode=args.full_decode,
     )
     geo, locations = _geo_inputs(args, files, predictor)
-    from ..inference.backoff import RankGroups
-
-    labels = predictor.labels
-    groups = RankGroups.from_ranks(labels.ranks, labels.names, labels.label_rank) if labels.ranks else None
     num_views = args.tta_views if args.tta else 1
     top_k = max(args.top_k, 5) if args.submission else args.top_k  # the submission always needs 5
     done, failed = [], []
@@ -262,7 +255,7 @@ def run_prediction(args: PredictArguments, extra_inputs: list[str] = ()) -> int:
         progress=len(files) > 1,
         geo=geo,
         locations=locations,
-        backoff=groups,
+        backoff=predictor.backoff_groups,
         backoff_threshold=args.backoff_threshold,
     ):
         if pred.error is not None:

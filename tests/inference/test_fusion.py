@@ -12,7 +12,6 @@ from PIL import ExifTags, Image
 
 from inat_hf.commands.evaluate import main as evaluate_main
 from inat_hf.commands.predict import main as predict_main
-from inat_hf.commands.train_geo import main as train_geo_main
 from inat_hf.data.geo import GeoRecords
 from inat_hf.inference.backoff import RankGroups, backoff_answer, backoff_table
 from inat_hf.inference.fusion import GeoFusion, exif_location
@@ -99,14 +98,6 @@ def test_exif_location(tmp_path):
     bad = exif_location(exif_photo(tmp_path / "b.jpg", {1: "N", 2: (95.0, 0.0, 0.0), 3: "E", 4: (1.0, 0, 0)}, "junk"))
     assert not bad.has_location and bad.date is None  # an impossible latitude is ignored, never used
     assert exif_location(tmp_path / "missing.jpg").to_dict()["location_used"] is False
-
-
-@pytest.fixture(scope="module")
-def demo_prior(prepared_demo, tmp_path_factory):
-    out = tmp_path_factory.mktemp("geo") / "prior"
-    args = ["--dataset_dir", str(prepared_demo), "--output_dir", str(out), "--min_steps", "60", "--batch_size", "16"]
-    assert train_geo_main([*args, "--hidden_size", "32", "--num_blocks", "1", "--learning_rate", "5e-3"]) == 0
-    return out
 
 
 def test_evaluate_reports_image_prior_and_fused_side_by_side(trained_model_dir, prepared_demo, demo_prior, tmp_path):

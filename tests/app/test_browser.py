@@ -128,17 +128,22 @@ def test_concurrent_requests_are_queued(server, photo, trained_model_dir, demo_r
 
 
 @pytest.fixture(scope="module")
-def geo_server(trained_model_dir, demo_prior, tmp_path_factory):
+def geo_server(trained_model_dir, demo_prior, demo_root, tmp_path_factory):
     log = tmp_path_factory.mktemp("geo_server") / "app.log"
-    with serve(trained_model_dir, log=log, extra_args=["--geo_prior", str(demo_prior)]) as running:
+    extra = ["--geo_prior", str(demo_prior)]
+    with serve(trained_model_dir, log=log, examples=[demo_root / "public_test"], extra_args=extra) as running:
         yield running
     assert running.process.poll() is not None, "the app server is still running after the test"
 
 
-def test_location_in_chromium(browser, geo_server, photo, trained_model_dir, demo_prior, tmp_path):
+def test_location_in_chromium(browser, geo_server, photo, trained_model_dir, demo_prior, demo_root, tmp_path):
     """Type a location and date, upload: the page's top-1 is predict.py --geo_prior --lat --lon --date's."""
     where = ["--lat", "42", "--lon", "-95", "--date", "2019-06-01"]
     (expected,) = _predict_top(trained_model_dir, [photo], tmp_path, extra=["--geo_prior", demo_prior, *where])
+    example = expand_inputs([str(demo_root / "public_test")])[:1]
+    (expected_example,) = _predict_top(
+        trained_model_dir, example, tmp_path, name="example.json", extra=["--geo_prior", demo_prior, *where]
+    )
     (image_only,) = _predict_top(trained_model_dir, [photo], tmp_path, name="image.json")
     assert expected[1] != pytest.approx(image_only[1], abs=0.0005)  # else the page could ignore the location
     with chromium(*browser) as web:
@@ -152,6 +157,10 @@ def test_location_in_chromium(browser, geo_server, photo, trained_model_dir, dem
         assert shown.backoff.startswith("pretty sure: ") or shown.backoff.startswith("not 80% sure")
         screenshot = page.screenshot(tmp_path / "app_location.png")
         print(f"screenshot of the result page with a location: {screenshot}")
+
+        shown = page.click_example(0)  # an example is classified with the typed location too
+        assert shown.top1[0] == expected_example[0] and shown.top1[1] == pytest.approx(expected_example[1], abs=5e-4)
+        assert "(typed in)" in shown.location
 
         page.set_location(95, -95, "2019-06-01")
         shown = page.upload(photo)

@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from .data.image_check import DEFAULT_MAX_IMAGE_PIXELS
-from .inference.backoff import DEFAULT_BACKOFF_THRESHOLD
+from .inference.backoff import DEFAULT_BACKOFF_THRESHOLD, describe_backoff
 from .inference.predictor import (
     ImagePrediction,
     InferenceError,
@@ -163,15 +163,6 @@ def _source(source: str | None) -> str:
     return "from EXIF" if source == "exif" else (source or "")
 
 
-def describe_backoff(backoff: dict[str, Any] | None, threshold: float) -> str:
-    """The taxonomic back-off answer (``ImagePrediction.backoff``) in words, as ``predict.py`` prints it."""
-    if backoff is None:
-        return ""
-    if backoff["rank"] is None:
-        return f"not {threshold:.0%} sure of any rank"
-    return f"pretty sure: {backoff['rank']} {backoff['taxon']} ({backoff['probability']:.1%})"
-
-
 def render_result(
     prediction: ImagePrediction,
     labels: LabelInfo,
@@ -195,7 +186,9 @@ def render_result(
         )
     views = f"{num_views}-view test-time augmentation" if num_views > 1 else "a single center-crop view"
     head = "<tr><th>#</th><th>probability</th><th>scientific name</th><th>common name</th><th>taxonomy</th></tr>"
-    backoff = describe_backoff(prediction.backoff, backoff_threshold)
+    backoff = describe_backoff(prediction.backoff)  # predict.py's words
+    if backoff is None and prediction.backoff is not None:
+        backoff = f"not {backoff_threshold:.0%} sure of any rank"
     location = describe_location(prediction.location)
     return (
         f'<div id="{_RESULT_ID}">'

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from ..cli import CommandParser, run_command, summary_line
 from ..data.tta_views import TTA_VIEWS
-from ..inference.backoff import DEFAULT_BACKOFF_THRESHOLD
+from ..inference.backoff import DEFAULT_BACKOFF_THRESHOLD, describe_backoff
 from ..inference.files import atomic_write, printable_path
 
 FAILED_FILES_EXIT = 1
@@ -183,9 +183,9 @@ def _print_table(pred, labels, stream) -> None:
         common = f" ({info['common_name']})" if info["common_name"] else ""
         lineage = " > ".join(v for r, v in info["taxonomy"].items() if r != labels.label_rank)
         print(f"  {rank}. {prob:6.1%}  {info['label']}{common}" + (f"   [{lineage}]" if lineage else ""), file=stream)
-    if pred.backoff is not None and pred.backoff["rank"] is not None:
-        b = pred.backoff
-        print(f"  pretty sure: {b['rank']} {b['taxon']} ({b['probability']:.1%})", file=stream)
+    backoff = describe_backoff(pred.backoff)
+    if backoff is not None:
+        print(f"  {backoff}", file=stream)
 
 
 def _write_output(path: str, predictions, labels) -> None:

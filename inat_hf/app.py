@@ -325,6 +325,13 @@ class ClassifierPage:
         self.max_image_pixels = max_image_pixels
         self.title = title or f"inat_hf · {os.path.basename(os.path.normpath(model_id))}"
         self.summary = model_summary(model_id, predictor.config, predictor.labels)
+        if geo is not None:
+            facts = geo.summary()
+            self.summary += (
+                f"\n- location/date prior: `{geo.model.name_or_path}` ({facts['loss']} loss, "
+                f"{facts['num_prior_labels']} labels, fusion weight {facts['fusion_weight']:g})"
+            )
+        self.summary += f"\n- taxonomic back-off threshold: {backoff_threshold:g}" if predictor.backoff_groups else ""
 
     @classmethod
     def from_pretrained(

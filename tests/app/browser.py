@@ -3,6 +3,8 @@
 Used by ``tests/app/test_browser.py`` and, as a command, to make the README's screenshot:
 
     python -m tests.app.browser --model_dir runs/demo/model --photo PHOTO --out docs/app.png
+    python -m tests.app.browser --model_dir runs/demo/model --geo_prior runs/demo/geo_prior \
+        --lat 42 --lon -95 --date 2019-06-01 --photo PHOTO --out docs/app.png    # location typed in
 
 Selenium talks to the *system* ``chromedriver`` and ``chromium`` (Debian: ``apt-get install chromium
 chromium-driver``; ``.ci/run`` installs them): Selenium Manager's browser download is never used, nothing here

@@ -194,6 +194,12 @@ def test_page_with_location_prior_equals_predict_py(
     assert list(result.label.values()) != pytest.approx(list(image_only.label.values()), abs=1e-6)
 
 
+def test_model_facts_name_the_prior(geo_page, page, demo_prior):
+    assert f"location/date prior: `{demo_prior}` (softmax loss, 8 labels, fusion weight 1)" in geo_page.summary
+    assert "location/date prior" not in page.summary
+    assert "taxonomic back-off threshold: 0.8" in page.summary
+
+
 def test_page_with_location_prior_without_location_is_image_only(
     geo_page, page, trained_model_dir, demo_prior, photos, tmp_path
 ):

@@ -13,9 +13,16 @@ Bad input never takes the server down: a file that is not an image, a corrupt fi
 Gradio is an optional dependency (``pip install -e ".[app]"``); :func:`import_gradio` says so when it is missing.
 The page runs offline: no analytics, the default theme's fonts are bundled, ``share`` is off unless asked for.
 
-Extension point: the photo is the page's only input today. Inputs that refine a prediction (location and date for a
-geographic prior, with a taxonomic back-off line such as "pretty sure: genus ...") belong in :class:`PageInputs`
-(what a request carries), :meth:`ClassifierPage.classify` (how they change the prediction) and
+Where and when: with a location/date prior (``geo_prior``, trained by ``scripts/train_geo_prior.py``) the page
+also takes latitude, longitude and date, or reads them from the photo's EXIF when the fields are empty, and fuses
+the prior with the image model exactly as ``predict.py --geo_prior`` does (the same
+:func:`~inat_hf.inference.fusion.photo_locations`, :class:`~inat_hf.inference.fusion.GeoFusion` and
+``Predictor.predict``); the answer says whether a location/date was used and where it came from (typed in, EXIF,
+none). With or without a prior, a model with a taxonomy also gets the taxonomic back-off answer of ``predict.py``
+("pretty sure: genus ..."). Values that cannot be right (latitude outside [-90, 90], a date that does not parse)
+are a message on the page, like a bad photo.
+
+A request is :class:`PageInputs` (what the visitor sent), :meth:`ClassifierPage.classify` (the prediction) and
 :func:`render_result` (how the answer is written); ``build`` only lays out the components.
 """
 
@@ -30,11 +37,12 @@ import time
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from .data.image_check import DEFAULT_MAX_IMAGE_PIXELS
+from .inference.backoff import DEFAULT_BACKOFF_THRESHOLD, describe_backoff
 from .inference.predictor import (
     ImagePrediction,
     InferenceError,
@@ -43,6 +51,9 @@ from .inference.predictor import (
     load_config,
     load_image_processor,
 )
+
+if TYPE_CHECKING:
+    from .inference.fusion import GeoFusion
 
 __all__ = [
     "APP_INSTALL_HINT",
@@ -61,13 +72,16 @@ APP_INSTALL_HINT = 'pip install -e ".[app]"  (from a checkout of inat_hf; or: pi
 TOP_K = 5
 PREVIEW_SIZE = 384  # px, longer side of the photo shown back on the page
 CARD_FILE = "README.md"
+SPACE_GEO_PRIOR = "geo_prior"  # the prior's folder inside an exported Space
 _ERROR_ID = "inat-error"
 _RESULT_ID = "inat-result"
+TYPED_IN = "typed in"  # Location source of values typed into the page's fields
 
 CSS = """
 #inat-result table { width: 100%; border-collapse: collapse; }
 #inat-result th, #inat-result td { text-align: left; padding: 4px 8px; border-bottom: 1px solid #ddd; }
 #inat-result .inat-lineage { font-size: 0.85em; color: #555; }
+#inat-result .inat-backoff { font-size: 1.1em; margin: 8px 0; }
 .inat-error { color: #a40000; background: #fff0f0; border: 1px solid #e0b0b0; padding: 8px 12px; border-radius: 6px; }
 """
 
@@ -98,11 +112,20 @@ def import_gradio():
 @dataclasses.dataclass
 class PageInputs:
     """What one request carries. ``photo``: the uploaded file's path; ``display_name``: the name the visitor knows
-    it by (Gradio stores uploads under a temporary path); ``tta``: average the TTA views."""
+    it by (Gradio stores uploads under a temporary path); ``tta``: average the TTA views; ``latitude``,
+    ``longitude`` (decimal degrees) and ``date`` (YYYY-MM-DD): where/when the photo was taken, for the location
+    prior (all empty: the photo's EXIF)."""
 
     photo: str | None
     display_name: str | None = None
     tta: bool = False
+    latitude: float | None = None
+    longitude: float | None = None
+    date: str | None = None
+
+    @property
+    def typed_location(self) -> bool:
+        return self.latitude is not None or self.longitude is not None or bool(self.date and self.date.strip())
 
 
 @dataclasses.dataclass
@@ -123,9 +146,34 @@ def _display(labels: LabelInfo, index: int) -> str:
     return f"{labels.names[index]} ({common})" if common else labels.names[index]
 
 
-def render_result(prediction: ImagePrediction, labels: LabelInfo, *, num_views: int, seconds: float) -> str:
+def describe_location(location: dict[str, Any] | None) -> str:
+    """Whether the prior used a location/date and where they came from (``ImagePrediction.location``)."""
+    if location is None:
+        return ""
+    if not location["location_used"]:
+        return "image only: no location (type one in, or upload a photo with GPS in its EXIF)"
+    where = (
+        f"location {location['latitude']:.4f}, {location['longitude']:.4f} ({_source(location['location_source'])})"
+    )
+    when = f"date {location['date']} ({_source(location['date_source'])})" if location["date_used"] else "no date"
+    return f"location prior used: {where}, {when}"
+
+
+def _source(source: str | None) -> str:
+    return "from EXIF" if source == "exif" else (source or "")
+
+
+def render_result(
+    prediction: ImagePrediction,
+    labels: LabelInfo,
+    *,
+    num_views: int,
+    seconds: float,
+    backoff_threshold: float = DEFAULT_BACKOFF_THRESHOLD,
+) -> str:
     """The result table: rank, probability, scientific name, common name and the taxonomy path of each of the top-k
-    labels (``data-rank`` marks the rows), and a line saying how the answer was computed."""
+    labels (``data-rank`` marks the rows), the taxonomic back-off answer, and lines saying how the answer was
+    computed (views; with a location prior, the location/date used and where they came from)."""
     rows = []
     for rank, (index, prob) in enumerate(zip(prediction.indices, prediction.probs), start=1):
         info = labels.describe(index)
@@ -138,9 +186,16 @@ def render_result(prediction: ImagePrediction, labels: LabelInfo, *, num_views: 
         )
     views = f"{num_views}-view test-time augmentation" if num_views > 1 else "a single center-crop view"
     head = "<tr><th>#</th><th>probability</th><th>scientific name</th><th>common name</th><th>taxonomy</th></tr>"
+    backoff = describe_backoff(prediction.backoff)  # predict.py's words
+    if backoff is None and prediction.backoff is not None:
+        backoff = f"not {backoff_threshold:.0%} sure of any rank"
+    location = describe_location(prediction.location)
     return (
-        f'<div id="{_RESULT_ID}"><table><thead>{head}</thead><tbody>{"".join(rows)}</tbody></table>'
-        f'<p class="inat-note">Top {len(rows)} of {labels.num_labels} {html.escape(labels.label_rank or "labels")}'
+        f'<div id="{_RESULT_ID}">'
+        + (f'<p class="inat-backoff">{html.escape(backoff)}</p>' if backoff else "")
+        + f"<table><thead>{head}</thead><tbody>{''.join(rows)}</tbody></table>"
+        + (f'<p class="inat-location">{html.escape(location)}</p>' if location else "")
+        + f'<p class="inat-note">Top {len(rows)} of {labels.num_labels} {html.escape(labels.label_rank or "labels")}'
         f" · {views} · {seconds * 1000:.0f} ms</p></div>"
     )
 
@@ -242,6 +297,9 @@ class ClassifierPage:
         examples: image files offered as one-click examples.
         max_image_pixels: larger images are refused with a message (decoding them would hold the worker).
         title: page title (default: the model id).
+        geo: a location/date prior aligned to the model's labels
+            (``GeoFusion.from_pretrained(dir, predictor.labels.names)``); the page then takes a location and date.
+        backoff_threshold: taxonomic back-off threshold (as ``predict.py --backoff_threshold``).
     """
 
     def __init__(
@@ -253,18 +311,46 @@ class ClassifierPage:
         examples: Sequence[str] = (),
         max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
         title: str | None = None,
+        geo: GeoFusion | None = None,
+        backoff_threshold: float = DEFAULT_BACKOFF_THRESHOLD,
     ):
+        if not 0 < backoff_threshold <= 1:
+            raise ValueError(f"backoff_threshold must be in (0, 1], got {backoff_threshold}.")
         self.predictor = predictor
+        self.geo = geo
+        self.backoff_threshold = backoff_threshold
         self.model_id = model_id
         self.tta_views = tta_views
         self.examples = [os.path.abspath(p) for p in examples]
         self.max_image_pixels = max_image_pixels
         self.title = title or f"inat_hf · {os.path.basename(os.path.normpath(model_id))}"
         self.summary = model_summary(model_id, predictor.config, predictor.labels)
+        if geo is not None:
+            facts = geo.summary()
+            self.summary += (
+                f"\n- location/date prior: `{geo.model.name_or_path}` ({facts['loss']} loss, "
+                f"{facts['num_prior_labels']} labels, fusion weight {facts['fusion_weight']:g})"
+            )
+        self.summary += f"\n- taxonomic back-off threshold: {backoff_threshold:g}" if predictor.backoff_groups else ""
 
     @classmethod
-    def from_pretrained(cls, model_dir: str, *, predictor_kwargs: dict | None = None, **kwargs: Any) -> ClassifierPage:
-        return cls(Predictor.from_pretrained(model_dir, **(predictor_kwargs or {})), model_id=model_dir, **kwargs)
+    def from_pretrained(
+        cls,
+        model_dir: str,
+        *,
+        geo_prior: str | os.PathLike | None = None,
+        predictor_kwargs: dict | None = None,
+        **kwargs: Any,
+    ) -> ClassifierPage:
+        """The page of ``model_dir`` (loaded as ``predict.py`` loads it), fused with the location prior saved in
+        ``geo_prior`` when given (as ``predict.py --geo_prior``)."""
+        predictor = Predictor.from_pretrained(model_dir, **(predictor_kwargs or {}))
+        geo = None
+        if geo_prior is not None:
+            from .inference.fusion import GeoFusion
+
+            geo = GeoFusion.from_pretrained(geo_prior, predictor.labels.names, device=predictor.device)
+        return cls(predictor, model_id=model_dir, geo=geo, **kwargs)
 
     # -- one request ---------------------------------------------------------------------------------------------
 
@@ -299,9 +385,28 @@ class ClassifierPage:
         num_views = self.tta_views if inputs.tta else 1
         start = time.perf_counter()
         prediction = None
+        locations = None
+        if error is None and self.geo is not None:
+            from .inference.fusion import photo_locations
+
+            try:  # the typed values (checked), else the photo's EXIF: as predict.py --lat/--lon/--date, else EXIF
+                locations = photo_locations([path], inputs.latitude, inputs.longitude, inputs.date, source=TYPED_IN)
+            except InferenceError as err:
+                error = f"{err} Correct the location fields (or empty them to use the photo's EXIF)."
+        elif error is None and inputs.typed_location:
+            error = "this page has no location prior (start it with --geo_prior DIR): the location was not used."
         if error is None:
             try:
-                (prediction,) = self.predictor.predict([path], top_k=TOP_K, num_views=num_views, batch_size=1)
+                (prediction,) = self.predictor.predict(
+                    [path],
+                    top_k=TOP_K,
+                    num_views=num_views,
+                    batch_size=1,
+                    geo=self.geo,
+                    locations=locations,
+                    backoff=self.predictor.backoff_groups,
+                    backoff_threshold=self.backoff_threshold,
+                )
             except InferenceError as err:  # e.g. the model produced no usable scores for this image
                 error = str(err)
             else:
@@ -314,7 +419,9 @@ class ClassifierPage:
         seconds = time.perf_counter() - start
         labels = self.predictor.labels
         return PageResult(
-            html=render_result(prediction, labels, num_views=num_views, seconds=seconds),
+            html=render_result(
+                prediction, labels, num_views=num_views, seconds=seconds, backoff_threshold=self.backoff_threshold
+            ),
             label={_display(labels, i): float(p) for i, p in zip(prediction.indices, prediction.probs)},
             preview=self._preview(path),
             prediction=prediction,
@@ -336,17 +443,31 @@ class ClassifierPage:
         """The ``gr.Blocks`` page, queue enabled (one prediction at a time; the others wait in line)."""
         gr = import_gradio()
 
-        def on_upload(file_path, tta):
+        def request(photo, tta, *where) -> PageInputs:
+            lat, lon, date = where if where else (None, None, None)  # the location fields exist with a prior only
+            return PageInputs(photo=photo, tta=bool(tta), latitude=lat, longitude=lon, date=date)
+
+        def on_upload(file_path, tta, *where):
             # Gradio keeps the visitor's file name as the last path component of its upload copy.
-            result = self.classify(PageInputs(photo=file_path, tta=bool(tta)))
+            result = self.classify(request(file_path, tta, *where))
             return result.label, result.html, result.preview
 
-        def on_example(tta, evt):
+        def example(evt, tta, *where):
             path = self.examples[evt.index]  # an index into the server's list: the browser names no path
-            result = self.classify(PageInputs(photo=path, tta=bool(tta)))
+            result = self.classify(request(path, tta, *where))
             return path, result.label, result.html, result.preview
 
-        # Gradio finds the select payload by annotation; set here because `gr` is local (postponed annotations).
+        # Gradio finds the select payload by a named, annotated parameter (not in *args); the annotation is set
+        # here because `gr` is local (postponed annotations).
+        if self.geo is None:
+
+            def on_example(tta, evt):
+                return example(evt, tta)
+        else:
+
+            def on_example(tta, lat, lon, date, evt):
+                return example(evt, tta, lat, lon, date)
+
         on_example.__annotations__["evt"] = gr.SelectData
 
         with gr.Blocks(title=self.title, analytics_enabled=False) as demo:
@@ -359,6 +480,19 @@ class ClassifierPage:
                         value=False,
                         elem_id="inat-tta",
                     )
+                    where = []
+                    if self.geo is not None:
+                        with gr.Group():
+                            gr.Markdown(
+                                "Where and when (optional; empty: read from the photo's EXIF). Press Enter in a "
+                                "field to classify again."
+                            )
+                            with gr.Row():
+                                where = [
+                                    gr.Number(label="Latitude", value=None, elem_id="inat-lat"),
+                                    gr.Number(label="Longitude", value=None, elem_id="inat-lon"),
+                                    gr.Textbox(label="Date", placeholder="YYYY-MM-DD", elem_id="inat-date"),
+                                ]
                     preview = gr.Image(label="Your photo", interactive=False, height=PREVIEW_SIZE)
                     if self.examples:
                         gallery = gr.Gallery(
@@ -374,11 +508,14 @@ class ClassifierPage:
                     details = gr.HTML(elem_id="inat-details")
                     with gr.Accordion("About this model", open=True):
                         gr.Markdown(self.summary, elem_id="inat-model")
-            photo.upload(on_upload, inputs=[photo, tta], outputs=[label, details, preview])
-            tta.input(on_upload, inputs=[photo, tta], outputs=[label, details, preview])  # same photo, new setting
-            photo.clear(lambda: (None, "", None), outputs=[label, details, preview])
+            inputs, outputs = [photo, tta, *where], [label, details, preview]
+            photo.upload(on_upload, inputs=inputs, outputs=outputs)
+            tta.input(on_upload, inputs=inputs, outputs=outputs)  # same photo, new setting
+            for field in where:  # same photo, new location
+                field.submit(on_upload, inputs=inputs, outputs=outputs)
+            photo.clear(lambda: (None, "", None), outputs=outputs)
             if self.examples:
-                gallery.select(on_example, inputs=[tta], outputs=[photo, label, details, preview])
+                gallery.select(on_example, inputs=[tta, *where], outputs=[photo, *outputs])
         demo.queue(default_concurrency_limit=1, max_size=64)
         return demo
 
@@ -404,7 +541,7 @@ _SPACE_APP = '''"""Hugging Face Space: the image classifier {model_id!r} as a we
 
 Written by `python scripts/app.py --export_space OUT --model_dir {model_id}` (inat_hf). The `inat_hf`
 folder next to this file is the library it was exported from; the page calls the same predictor as its
-predict.py. Set the MODEL_ID variable of the Space to serve another checkpoint.
+predict.py. Set the MODEL_ID variable of the Space to serve another checkpoint.{geo_note}
 """
 
 import os
@@ -412,8 +549,10 @@ import os
 from inat_hf.app import ClassifierPage
 
 MODEL_ID = os.environ.get("MODEL_ID", {model_id!r})
-
-page = ClassifierPage.from_pretrained(MODEL_ID, tta_views={tta_views})
+{geo_line}
+page = ClassifierPage.from_pretrained(
+    MODEL_ID, tta_views={tta_views}, geo_prior={geo_arg}, backoff_threshold={backoff_threshold!r}
+)
 demo = page.build()
 
 if __name__ == "__main__":
@@ -447,22 +586,58 @@ def _space_requirements() -> list[str]:
     return pins
 
 
-def export_space(out_dir: str | os.PathLike, model_id: str, *, tta_views: int, title: str | None = None) -> Path:
+def export_space(
+    out_dir: str | os.PathLike,
+    model_id: str,
+    *,
+    tta_views: int,
+    title: str | None = None,
+    geo_prior: str | os.PathLike | None = None,
+    backoff_threshold: float = DEFAULT_BACKOFF_THRESHOLD,
+) -> Path:
     """Write a Hugging Face Space for ``model_id`` (a Hub id, or a local folder for testing) into ``out_dir``:
     ``app.py``, ``requirements.txt``, ``README.md`` (front matter ``sdk: gradio``) and a copy of the ``inat_hf``
-    package. ``out_dir`` must not exist or be empty. Returns its path."""
+    package; with ``geo_prior`` (a local prior folder, a few hundred kB) also a copy of it in ``geo_prior/``, which
+    the Space's page fuses as ``predict.py --geo_prior`` does. ``out_dir`` must not exist or be empty. Returns its
+    path."""
     gr = import_gradio()
     out = Path(out_dir)
     if out.exists() and any(out.iterdir()):
         raise InferenceError(f"--export_space folder {os.fspath(out)!r} is not empty: give a new or empty folder.")
     if os.path.isdir(os.path.expanduser(model_id)):  # a local folder (testing): it must be a loadable model
-        load_config(model_id)
+        config = load_config(model_id)
         load_image_processor(model_id)
+        if geo_prior is not None:  # the prior must cover the model's labels, or the Space would fail at start
+            from .inference.fusion import GeoFusion
+
+            GeoFusion.from_pretrained(geo_prior, LabelInfo.from_config(config).names)
+    elif geo_prior is not None:
+        from .inference.fusion import GeoFusion
+
+        GeoFusion.from_pretrained(geo_prior, [])  # a saved prior at least (the labels are checked at start)
     package = Path(__file__).resolve().parent
     requirements = _space_requirements()
     out.mkdir(parents=True, exist_ok=True)
     shutil.copytree(package, out / "inat_hf", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    (out / "app.py").write_text(_SPACE_APP.format(model_id=model_id, tta_views=tta_views), encoding="utf-8")
+    if geo_prior is not None:
+        shutil.copytree(os.path.expanduser(os.fspath(geo_prior)), out / SPACE_GEO_PRIOR)
+    app = _SPACE_APP.format(
+        model_id=model_id,
+        tta_views=tta_views,
+        backoff_threshold=backoff_threshold,
+        geo_note=(
+            f"\nThe location/date prior is the folder {SPACE_GEO_PRIOR}/ next to this file (GEO_PRIOR: another one)."
+            if geo_prior is not None
+            else ""
+        ),
+        geo_line=(
+            f'GEO_PRIOR = os.environ.get("GEO_PRIOR", os.path.join(os.path.dirname(__file__), {SPACE_GEO_PRIOR!r}))\n'
+            if geo_prior is not None
+            else ""
+        ),
+        geo_arg="GEO_PRIOR" if geo_prior is not None else "None",
+    )
+    (out / "app.py").write_text(app, encoding="utf-8")
     (out / "requirements.txt").write_text("\n".join(requirements) + "\n", encoding="utf-8")
     front = {
         "title": title or f"inat_hf {model_id.rstrip('/').split('/')[-1]}",
@@ -489,6 +664,15 @@ def export_space(out_dir: str | os.PathLike, model_id: str, *, tta_views: int, t
         "scientific and common names and the taxonomy path. The page calls the same predictor as inat_hf's",
         "`predict.py` (same preprocessing, test-time augmentation and labels).",
         "",
+        *(
+            [
+                "Where and when the photo was taken (typed in, or read from its EXIF) refine the answer through the",
+                f"location/date prior in `{SPACE_GEO_PRIOR}/`.",
+                "",
+            ]
+            if geo_prior is not None
+            else []
+        ),
         f"Run it locally: `pip install -r requirements.txt gradio=={gr.__version__} && python app.py`.",
         "",
     ]

@@ -63,6 +63,18 @@ def trained_model_dir(prepared_demo, tmp_path_factory) -> Path:
     return train_tiny_model(prepared_demo, tmp_path_factory.mktemp("model"))
 
 
+@pytest.fixture(scope="session")
+def demo_prior(prepared_demo, tmp_path_factory) -> Path:
+    """A tiny location/date prior trained on the demo's synthetic ranges and seasons (the labels of
+    ``trained_model_dir``); read-only."""
+    from inat_hf.commands.train_geo import main as train_geo_main
+
+    out = tmp_path_factory.mktemp("geo") / "prior"
+    args = ["--dataset_dir", str(prepared_demo), "--output_dir", str(out), "--min_steps", "60", "--batch_size", "16"]
+    assert train_geo_main([*args, "--hidden_size", "32", "--num_blocks", "1", "--learning_rate", "5e-3"]) == 0
+    return out
+
+
 @pytest.fixture
 def real_sample() -> Path:
     if not (REAL_SAMPLE / "inat2021_json").is_dir():

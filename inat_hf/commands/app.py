@@ -1,6 +1,7 @@
 """``app.py``: the classifier as a web page (Gradio), or its Hugging Face Spaces folder.
 
     python scripts/app.py --model_dir runs/demo/model            # http://127.0.0.1:7860
+    python scripts/app.py --model_dir runs/demo/model --geo_prior runs/demo/geo_prior   # + location and date
     python scripts/app.py --model_dir you/inat-model --export_space space/
 
 The page calls the same predictor as ``predict.py`` (see :mod:`inat_hf.app`). Examples: ``--examples`` files,
@@ -52,6 +53,15 @@ class AppArguments:
         },
     )
     tta_views: int = _same_as_predict("tta_views")
+    geo_prior: str | None = dataclasses.field(
+        default=None,
+        metadata={
+            "help": "A location/date prior (scripts/train_geo_prior.py) fused with the image model, as in "
+            "predict.py --geo_prior: the page then takes latitude, longitude and date, or reads them from the "
+            "photo's EXIF. With --export_space the prior folder is copied into the Space."
+        },
+    )
+    backoff_threshold: float = _same_as_predict("backoff_threshold")
     max_file_size: str = dataclasses.field(
         default="20mb", metadata={"help": "Largest upload the page accepts (gradio size string)."}
     )
@@ -74,6 +84,8 @@ class AppArguments:
             raise ValueError(f"--tta_views must be in 2..{len(TTA_VIEWS)}, got {self.tta_views}.")
         if self.port is not None and not 0 < self.port < 65536:
             raise ValueError(f"--port must be in 1..65535, got {self.port}.")
+        if not 0 < self.backoff_threshold <= 1:
+            raise ValueError(f"--backoff_threshold must be in (0, 1], got {self.backoff_threshold}.")
 
 
 def default_examples(model_dir: str) -> list[str]:
@@ -90,7 +102,13 @@ def run_app(args: AppArguments) -> int:
 
     import_gradio()  # before loading anything: a missing gradio is the first thing to hear about
     if args.export_space:
-        out = export_space(args.export_space, args.model_dir, tta_views=args.tta_views)
+        out = export_space(
+            args.export_space,
+            args.model_dir,
+            tta_views=args.tta_views,
+            geo_prior=args.geo_prior,
+            backoff_threshold=args.backoff_threshold,
+        )
         print(f"Space written to {out}: push it with `huggingface-cli upload --repo-type space YOU/NAME {out}`.")
         return 0
     sources = args.examples if args.examples is not None else default_examples(args.model_dir)
@@ -103,8 +121,10 @@ def run_app(args: AppArguments) -> int:
             "channels_last": args.channels_last,
             "full_decode": args.full_decode,
         },
+        geo_prior=args.geo_prior,
         tta_views=args.tta_views,
         examples=examples,
+        backoff_threshold=args.backoff_threshold,
     )
     page.launch(host=args.host, port=args.port, share=args.share, max_file_size=args.max_file_size)
     return 0

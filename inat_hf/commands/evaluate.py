@@ -191,9 +191,7 @@ def run_evaluation(args: EvaluateArguments) -> dict:
         full_decode=args.full_decode,
     )
     geo, locations, geo_info = _load_geo(args, split, labels, predictor.device)
-    from ..inference.backoff import RankGroups
-
-    groups = RankGroups.from_ranks(labels.ranks, labels.names, labels.label_rank) if labels.ranks else None
+    groups = predictor.backoff_groups
     evaluation = evaluate_split(
         predictor,
         split,

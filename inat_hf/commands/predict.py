@@ -19,7 +19,7 @@ from pathlib import Path
 
 from ..cli import CommandParser, run_command, summary_line
 from ..data.tta_views import TTA_VIEWS
-from ..inference.backoff import DEFAULT_BACKOFF_THRESHOLD
+from ..inference.backoff import DEFAULT_BACKOFF_THRESHOLD, describe_backoff
 from ..inference.files import atomic_write, printable_path
 
 FAILED_FILES_EXIT = 1
@@ -183,9 +183,9 @@ def _print_table(pred, labels, stream) -> None:
         common = f" ({info['common_name']})" if info["common_name"] else ""
         lineage = " > ".join(v for r, v in info["taxonomy"].items() if r != labels.label_rank)
         print(f"  {rank}. {prob:6.1%}  {info['label']}{common}" + (f"   [{lineage}]" if lineage else ""), file=stream)
-    if pred.backoff is not None and pred.backoff["rank"] is not None:
-        b = pred.backoff
-        print(f"  pretty sure: {b['rank']} {b['taxon']} ({b['probability']:.1%})", file=stream)
+    backoff = describe_backoff(pred.backoff)
+    if backoff is not None:
+        print(f"  {backoff}", file=stream)
 
 
 def _write_output(path: str, predictions, labels) -> None:
@@ -217,13 +217,10 @@ def _geo_inputs(args: PredictArguments, files: list[str], predictor):
     """The prior (aligned to the model's labels) and one Location per file: the arguments, else EXIF."""
     if args.geo_prior is None:
         return None, None
-    from ..inference.fusion import GeoFusion, exif_location, location_from_values
+    from ..inference.fusion import GeoFusion, photo_locations
 
     geo = GeoFusion.from_pretrained(args.geo_prior, predictor.labels.names, device=predictor.device)
-    if args.lat is not None or args.date is not None:
-        given = location_from_values(args.lat, args.lon, args.date, "arguments")
-        return geo, [given] * len(files)
-    return geo, [exif_location(f) for f in files]
+    return geo, photo_locations(files, args.lat, args.lon, args.date, source="arguments")
 
 
 def run_prediction(args: PredictArguments, extra_inputs: list[str] = ()) -> int:
@@ -246,10 +243,6 @@ def run_prediction(args: PredictArguments, extra_inputs: list[str] = ()) -> int:
         full_decode=args.full_decode,
     )
     geo, locations = _geo_inputs(args, files, predictor)
-    from ..inference.backoff import RankGroups
-
-    labels = predictor.labels
-    groups = RankGroups.from_ranks(labels.ranks, labels.names, labels.label_rank) if labels.ranks else None
     num_views = args.tta_views if args.tta else 1
     top_k = max(args.top_k, 5) if args.submission else args.top_k  # the submission always needs 5
     done, failed = [], []
@@ -262,7 +255,7 @@ def run_prediction(args: PredictArguments, extra_inputs: list[str] = ()) -> int:
         progress=len(files) > 1,
         geo=geo,
         locations=locations,
-        backoff=groups,
+        backoff=predictor.backoff_groups,
         backoff_threshold=args.backoff_threshold,
     ):
         if pred.error is not None:

@@ -23,7 +23,14 @@ from ..data.taxonomy import RANKS
 if TYPE_CHECKING:  # torch loads where it is used: the commands read DEFAULT_BACKOFF_THRESHOLD before it is imported
     import torch
 
-__all__ = ["DEFAULT_BACKOFF_THRESHOLD", "BackoffAccumulator", "RankGroups", "backoff_answer", "backoff_table"]
+__all__ = [
+    "DEFAULT_BACKOFF_THRESHOLD",
+    "BackoffAccumulator",
+    "RankGroups",
+    "backoff_answer",
+    "backoff_table",
+    "describe_backoff",
+]
 
 DEFAULT_BACKOFF_THRESHOLD = 0.8
 
@@ -67,6 +74,14 @@ def backoff_answer(probs: torch.Tensor, groups: RankGroups, threshold: float) ->
             if answers[i] is None and conf[i] >= threshold:
                 answers[i] = {"rank": rank, "taxon": groups.names[r][int(best[i])], "probability": float(conf[i])}
     return [a or {"rank": None, "taxon": None, "probability": None} for a in answers]
+
+
+def describe_backoff(answer: Mapping[str, Any] | None) -> str | None:
+    """One :func:`backoff_answer` in words ("pretty sure: genus Turdus (85.0%)"), as ``predict.py`` prints it and
+    the web page shows it; ``None`` when there is no answer (no taxonomy, or no rank reaches the threshold)."""
+    if answer is None or answer["rank"] is None:
+        return None
+    return f"pretty sure: {answer['rank']} {answer['taxon']} ({answer['probability']:.1%})"
 
 
 class BackoffAccumulator:

@@ -21,10 +21,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..data.geo import GeoRecords, clean_records
+from ..data.geo import GeoRecords, day_of_year
 from .predictor import InferenceError
 
-__all__ = ["GeoFusion", "Location", "exif_location", "location_from_values"]
+__all__ = ["GeoFusion", "Location", "exif_location", "location_from_values", "photo_locations"]
 
 
 @dataclasses.dataclass
@@ -54,16 +54,37 @@ class Location:
 
 
 def location_from_values(lat: float | None, lon: float | None, date: str | None, source: str) -> Location:
-    """A :class:`Location` from user values, checked (an ``InferenceError`` says what is wrong)."""
+    """A :class:`Location` from values a person gave (command-line arguments, fields of the web page), checked:
+    an ``InferenceError`` says what is wrong (a half location, a coordinate out of range, a date that does not
+    parse). ``source`` says where they came from (``"arguments"``, ``"typed in"``)."""
     if (lat is None) != (lon is None):
-        raise InferenceError("--lat and --lon go together: give both (decimal degrees) or neither.")
-    try:
-        recs = clean_records([lat], [lon], [date], [0], ["the given location"], where="--lat/--lon/--date")
-    except ValueError as err:
-        raise InferenceError(str(err)) from None
-    return Location(
-        lat, lon, date if not np.isnan(recs.day_of_year[0]) else None, source if lat is not None else None, source
-    )
+        raise InferenceError("latitude and longitude go together: give both (decimal degrees) or neither.")
+    for name, value, limit in (("latitude", lat, 90), ("longitude", lon, 180)):
+        if value is not None and not (np.isfinite(value) and abs(value) <= limit):
+            raise InferenceError(f"expected {name} in [-{limit}, {limit}] (decimal degrees), got {value}.")
+    if date is not None and day_of_year([date])[1][0]:
+        raise InferenceError(f"the date {date!r} does not parse: expected YYYY-MM-DD (e.g. 2021-06-15).")
+    return Location(lat, lon, date, source if lat is not None else None, source if date is not None else None)
+
+
+def photo_locations(
+    images: Sequence[Any],
+    lat: float | None = None,
+    lon: float | None = None,
+    date: str | None = None,
+    *,
+    source: str = "arguments",
+) -> list[Location]:
+    """One :class:`Location` per image for fusion with the prior: the given values (any of them given) for every
+    image, checked by :func:`location_from_values`; otherwise each photo's EXIF (:func:`exif_location`). Given
+    values replace EXIF as a whole, so a typed date never pairs with an EXIF location. ``predict.py`` and the web
+    page both call this, so they read the same location for the same photo."""
+    if isinstance(date, str) and not date.strip():
+        date = None  # an empty field
+    if lat is not None or lon is not None or date is not None:
+        given = location_from_values(lat, lon, date, source)
+        return [given] * len(images)
+    return [exif_location(image) for image in images]
 
 
 def _rational(value) -> float:

@@ -10,6 +10,7 @@ and serves both ``scripts/evaluate.py`` (through :mod:`inat_hf.inference.evaluat
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -21,7 +22,7 @@ from tqdm.auto import tqdm
 
 from ..data.decode import ImageInput, image_name
 from ..data.transforms import EvalPreset, TTAPreset, eval_kwargs_from_image_processor
-from .backoff import backoff_answer
+from .backoff import RankGroups, backoff_answer
 from .tta import AVERAGES, average_views, view_logits
 
 __all__ = [
@@ -300,6 +301,12 @@ class Predictor:
     @property
     def num_labels(self) -> int:
         return self.config.num_labels
+
+    @functools.cached_property
+    def backoff_groups(self) -> RankGroups | None:
+        """The taxonomy's groups for taxonomic back-off (``predict(backoff=...)``); ``None`` without a taxonomy."""
+        labels = self.labels
+        return RankGroups.from_ranks(labels.ranks, labels.names, labels.label_rank) if labels.ranks else None
 
     def transform(self, num_views: int = 1) -> EvalPreset:
         """One image -> ``[3, S, S]`` (``num_views == 1``: :class:`EvalPreset`) or ``[V, 3, S, S]`` (TTA)."""

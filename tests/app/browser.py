@@ -3,6 +3,8 @@
 Used by ``tests/app/test_browser.py`` and, as a command, to make the README's screenshot:
 
     python -m tests.app.browser --model_dir runs/demo/model --photo PHOTO --out docs/app.png
+    python -m tests.app.browser --model_dir runs/demo/model --geo_prior runs/demo/geo_prior \
+        --lat 42 --lon -95 --date 2019-06-01 --photo PHOTO --out docs/app.png    # location typed in
 
 Selenium talks to the *system* ``chromedriver`` and ``chromium`` (Debian: ``apt-get install chromium
 chromium-driver``; ``.ci/run`` installs them): Selenium Manager's browser download is never used, nothing here
@@ -130,6 +132,8 @@ class Shown:
 
     rows: list[dict[str, str]]
     error: str | None
+    backoff: str | None = None  # "pretty sure: genus ..."
+    location: str | None = None  # with a location prior: what was used, from where
 
     @property
     def top1(self) -> tuple[str, float]:
@@ -174,7 +178,25 @@ class AppPage:
         for tr in self._find("#inat-details #inat-result tbody tr"):
             cells = {td.get_attribute("class"): td.text for td in tr.find_elements("css selector", "td")}
             rows.append({"label": cells["inat-label"], "prob": cells["inat-prob"], "common": cells["inat-common"]})
-        return Shown(rows, None)
+        notes = {
+            name: (found[0].text if found else None)
+            for name in ("backoff", "location")
+            for found in [self._find(f"#inat-details #inat-result .inat-{name}")]
+        }
+        return Shown(rows, None, **notes)
+
+    def set_location(self, latitude=None, longitude=None, date=None) -> None:
+        """Type where/when the photo was taken into the location fields (``None``: leave the field empty)."""
+        from selenium.webdriver.common.keys import Keys
+
+        fields = (("#inat-lat input", latitude), ("#inat-lon input", longitude), ("#inat-date textarea", date))
+        for css, value in fields:
+            (field,) = self._wait(lambda _, css=css: self._find(css), f"no location field {css} on the page")
+            # Keystrokes, not WebElement.clear(): Gradio updates a field's value on input events, which clear() skips.
+            field.send_keys(Keys.CONTROL, "a")
+            field.send_keys(Keys.BACKSPACE)
+            if value is not None:
+                field.send_keys(str(value))
 
     def _clear(self) -> None:
         if not self._find(PHOTO_INPUT):  # a file is shown: remove it the way a visitor does
@@ -220,15 +242,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True)
     parser.add_argument("--examples", nargs="*", default=None)
     parser.add_argument("--height", type=int, default=1000)
+    parser.add_argument("--geo_prior", default=None, help="Serve with this location prior ...")
+    parser.add_argument("--lat", type=float, default=None, help="... and type in this location/date.")
+    parser.add_argument("--lon", type=float, default=None)
+    parser.add_argument("--date", default=None)
     args = parser.parse_args(argv)
     found = find_browser()
     if found is None:
         print("error: chromium and chromedriver are needed (apt-get install chromium chromium-driver)")
         return 2
     log = Path(args.out).with_suffix(".server.log")
-    with serve(args.model_dir, log=log, examples=args.examples) as server, chromium(*found, height=args.height) as web:
+    extra = ["--geo_prior", args.geo_prior] if args.geo_prior else []
+    with (
+        serve(args.model_dir, log=log, examples=args.examples, extra_args=extra) as server,
+        chromium(*found, height=args.height) as web,
+    ):
         page = AppPage(web, server.url)
         page.open()
+        if args.geo_prior:
+            page.set_location(args.lat, args.lon, args.date)
         shown = page.upload(args.photo)
         print(shown)
         page.screenshot(args.out)

@@ -34,10 +34,10 @@ except ImportError as err:
     _missing(f"the app test needs gradio and selenium (pip install -e '.[dev]'): {err}")
 
 
-def _predict_top(model_dir, files, tmp_path, *, name="predict.json", tta=False) -> list[tuple[str, float]]:
+def _predict_top(model_dir, files, tmp_path, *, name="predict.json", tta=False, extra=()) -> list[tuple[str, float]]:
     """predict.py's top-1 (label, probability) for each file, through its command line entry point."""
     out = tmp_path / name
-    args = ["--model_dir", str(model_dir), "--quiet", "--output", str(out), *map(str, files)]
+    args = ["--model_dir", str(model_dir), "--quiet", "--output", str(out), *map(str, extra), *map(str, files)]
     assert predict_main(args + (["--tta", "--tta_views", "5"] if tta else [])) == 0
     return [(p["predictions"][0]["label"], p["predictions"][0]["probability"]) for p in json.loads(out.read_text())]
 
@@ -125,3 +125,51 @@ def test_concurrent_requests_are_queued(server, photo, trained_model_dir, demo_r
         assert 'data-rank="1"' in details_html and f"<i>{name}</i>" in details_html.split('data-rank="2"')[0]
     label, details_html, preview = results[-1]
     assert "broken.png" in details_html and "Could not classify" in details_html and preview is None
+
+
+@pytest.fixture(scope="module")
+def geo_server(trained_model_dir, demo_prior, demo_root, tmp_path_factory):
+    log = tmp_path_factory.mktemp("geo_server") / "app.log"
+    extra = ["--geo_prior", str(demo_prior)]
+    with serve(trained_model_dir, log=log, examples=[demo_root / "public_test"], extra_args=extra) as running:
+        yield running
+    assert running.process.poll() is not None, "the app server is still running after the test"
+
+
+def test_location_in_chromium(browser, geo_server, photo, trained_model_dir, demo_prior, demo_root, tmp_path):
+    """Type a location and date, upload: the page's top-1 is predict.py --geo_prior --lat --lon --date's."""
+    where = ["--lat", "42", "--lon", "-95", "--date", "2019-06-01"]
+    (expected,) = _predict_top(trained_model_dir, [photo], tmp_path, extra=["--geo_prior", demo_prior, *where])
+    example = expand_inputs([str(demo_root / "public_test")])[:1]
+    (expected_example,) = _predict_top(
+        trained_model_dir, example, tmp_path, name="example.json", extra=["--geo_prior", demo_prior, *where]
+    )
+    (image_only,) = _predict_top(trained_model_dir, [photo], tmp_path, name="image.json")
+    assert expected[1] != pytest.approx(image_only[1], abs=0.0005)  # else the page could ignore the location
+    with chromium(*browser) as web:
+        page = AppPage(web, geo_server.url)
+        page.open()
+        page.set_location(42, -95, "2019-06-01")
+        shown = page.upload(photo)
+        assert shown.error is None, shown.error
+        assert shown.top1[0] == expected[0] and shown.top1[1] == pytest.approx(expected[1], abs=0.0005)
+        assert "location 42.0000, -95.0000 (typed in), date 2019-06-01 (typed in)" in shown.location
+        assert shown.backoff.startswith("pretty sure: ") or shown.backoff.startswith("not 80% sure")
+        screenshot = page.screenshot(tmp_path / "app_location.png")
+        print(f"screenshot of the result page with a location: {screenshot}")
+
+        shown = page.click_example(0)  # an example is classified with the typed location too
+        assert shown.top1[0] == expected_example[0] and shown.top1[1] == pytest.approx(expected_example[1], abs=5e-4)
+        assert "(typed in)" in shown.location
+
+        page.set_location(95, -95, "2019-06-01")
+        shown = page.upload(photo)
+        assert shown.rows == [] and "expected latitude in [-90, 90]" in shown.error
+
+        page.set_location()  # empty fields: the photo's EXIF, as predict.py --geo_prior without --lat/--lon/--date
+        (from_exif,) = _predict_top(
+            trained_model_dir, [photo], tmp_path, name="exif.json", extra=["--geo_prior", demo_prior]
+        )
+        shown = page.upload(photo)
+        assert shown.top1[0] == from_exif[0] and shown.top1[1] == pytest.approx(from_exif[1], abs=0.0005)
+        assert "typed in" not in shown.location

@@ -49,6 +49,19 @@ def test_arguments_reach_the_page(demo_run, monkeypatch):
     one = page.examples[0]
     assert main(["--model_dir", str(demo_run / "model"), "--examples", one, "--host", "0.0.0.0"]) == 0
     assert served[0][0].examples == [one] and served[0][1]["host"] == "0.0.0.0"
+    assert served[0][0].geo is None and served[0][0].backoff_threshold == 0.8  # predict.py's default
+
+
+def test_geo_prior_reaches_the_page(trained_model_dir, demo_prior, tmp_path, monkeypatch, capsys):
+    pytest.importorskip("gradio")
+    served = []
+    monkeypatch.setattr(ClassifierPage, "launch", lambda self, **kwargs: served.append(self))
+    base = ["--model_dir", str(trained_model_dir), "--examples", str(trained_model_dir / "config.json")]
+    assert main([*base, "--geo_prior", str(demo_prior), "--backoff_threshold", "0.6"]) == 0
+    (page,) = served
+    assert page.geo is not None and page.geo.model.name_or_path == str(demo_prior) and page.backoff_threshold == 0.6
+    assert main([*base, "--geo_prior", str(tmp_path)]) == 2  # a folder without a prior in it
+    assert "is not a saved prior (no config.json)" in capsys.readouterr().err
 
 
 def test_bad_model_dir_is_a_clear_error(tmp_path, capsys):
@@ -93,6 +106,46 @@ def test_export_space_builds_a_runnable_space(trained_model_dir, demo_root, tmp_
     expected = json.loads(out.read_text())[0]["predictions"][0]
     assert shown["top1"].startswith(expected["label"]) and shown["prob"] == pytest.approx(expected["probability"])
 
+    assert "GEO_PRIOR" not in (space / "app.py").read_text()  # no prior given: the page takes no location
+
     # a second export never overwrites the first
     assert main(["--model_dir", str(trained_model_dir), "--export_space", str(space)]) == 2
     assert "is not empty" in capsys.readouterr().err
+
+
+def test_export_space_with_geo_prior(trained_model_dir, demo_prior, demo_root, tmp_path):
+    pytest.importorskip("gradio")
+    space = tmp_path / "space"
+    assert (
+        main(["--model_dir", str(trained_model_dir), "--geo_prior", str(demo_prior), "--export_space", str(space)])
+        == 0
+    )
+    assert sorted(p.name for p in (space / "geo_prior").iterdir()) == sorted(p.name for p in demo_prior.iterdir())
+    assert "location/date prior" in (space / "README.md").read_text()
+    # The Space's page fuses its own copy of the prior: the same answer as predict.py --geo_prior --lat --lon --date.
+    photo = sorted((demo_root / "val").rglob("*.jpg"))[0]
+    where = {"latitude": 42.0, "longitude": -95.0, "date": "2019-06-01"}
+    code = (
+        "import json, sys, app; from inat_hf.app import PageInputs; "
+        f"r = app.page.classify(PageInputs(photo=sys.argv[1], **{where!r})); "
+        "print(json.dumps({'prior': app.page.geo.model.name_or_path, 'label': r.label, "
+        "'backoff': r.prediction.backoff}))"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(photo)], cwd=space, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    shown = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert shown["prior"] == str(space / "geo_prior")
+
+    out = tmp_path / "p.json"
+    flags = ["--geo_prior", str(demo_prior), "--lat", "42", "--lon", "-95", "--date", "2019-06-01"]
+    args = ["--model_dir", str(trained_model_dir), *flags, "--quiet", "--output", str(out), str(photo)]
+    assert predict_main(args) == 0
+    (expected,) = json.loads(out.read_text())
+    assert [n.split(" (")[0] for n in shown["label"]] == [p["label"] for p in expected["predictions"]]
+    assert list(shown["label"].values()) == pytest.approx(
+        [p["probability"] for p in expected["predictions"]], abs=1e-6
+    )
+    assert shown["backoff"] == pytest.approx(expected["backoff"])

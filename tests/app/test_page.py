@@ -7,6 +7,7 @@ import zlib
 
 import pytest
 import yaml
+from PIL import ExifTags, Image
 
 from inat_hf.app import ClassifierPage, PageInputs, _model_file, model_summary
 from inat_hf.commands.predict import main as predict_main
@@ -48,6 +49,11 @@ def test_page_answer_equals_predict_py(page, trained_model_dir, photos, tmp_path
         assert f"<i>{shown[0][0]}</i>" in first and f"{shown[0][1]:.1%}" in first
         assert ("5-view test-time augmentation" in result.html) == tta
         assert result.preview.size[0] <= 384 and result.preview.size[1] <= 384
+        # the taxonomic back-off answer of predict.py (no prior needed), in its words
+        assert result.prediction.backoff == pytest.approx(reference["backoff"])
+        b = reference["backoff"]
+        assert f"pretty sure: {b['rank']} {b['taxon']} ({b['probability']:.1%})" in result.html
+        assert "location" not in result.html  # no prior: nothing about locations
 
 
 def test_bad_files_become_messages_and_the_page_keeps_working(page, photos, tmp_path):
@@ -122,3 +128,108 @@ def test_model_summary(trained_model_dir, tmp_path, page):
 
 def test_hub_model_facts_offline_are_absent_not_fatal():
     assert _model_file("someone/not-cached-anywhere", "README.md") is None
+
+
+# --------------------------------------------------------------------------------------------------------------
+# With the location/date prior: the same answer as predict.py --geo_prior, typed-in location or EXIF
+# --------------------------------------------------------------------------------------------------------------
+
+WHERE = {"latitude": 42.0, "longitude": -95.0, "date": "2019-06-01"}  # moves the demo prior's answer (test_fusion)
+
+
+@pytest.fixture(scope="module")
+def geo_page(trained_model_dir, demo_prior):
+    return ClassifierPage.from_pretrained(str(trained_model_dir), geo_prior=str(demo_prior), tta_views=5)
+
+
+@pytest.fixture
+def gps_photo(photos, tmp_path):
+    """A demo photo with GPS coordinates and DateTimeOriginal in its EXIF."""
+    path = tmp_path / "gps.jpg"
+    with Image.open(photos[0]) as im:
+        exif = Image.Exif()
+        exif[ExifTags.IFD.GPSInfo] = {1: "N", 2: (42.0, 0.0, 0.0), 3: "W", 4: (95.0, 0.0, 0.0)}
+        exif.get_ifd(ExifTags.IFD.Exif)[ExifTags.Base.DateTimeOriginal] = "2019:06:01 12:00:00"
+        im.save(path, exif=exif, quality=95)
+    return path
+
+
+def _predict_py(args, tmp_path) -> dict:
+    out = tmp_path / "predict.json"
+    assert predict_main([*map(str, args), "--quiet", "--output", str(out)]) == 0
+    (reference,) = json.loads(out.read_text())
+    return reference
+
+
+def _assert_same_answer(result, reference):
+    assert result.error is None, result.error
+    assert [name.split(" (")[0] for name in result.label] == [p["label"] for p in reference["predictions"]]
+    assert list(result.label.values()) == pytest.approx([p["probability"] for p in reference["predictions"]], abs=1e-6)
+    assert result.prediction.backoff == pytest.approx(reference["backoff"])
+    b = reference["backoff"]
+    if b["rank"] is not None:
+        assert f"pretty sure: {b['rank']} {b['taxon']} ({b['probability']:.1%})" in result.html
+
+
+@pytest.mark.parametrize("source", ["typed in", "exif"])
+def test_page_with_location_prior_equals_predict_py(
+    geo_page, page, trained_model_dir, demo_prior, photos, gps_photo, tmp_path, source
+):
+    base = ["--model_dir", trained_model_dir, "--geo_prior", demo_prior]
+    if source == "typed in":
+        flags = ["--lat", WHERE["latitude"], "--lon", WHERE["longitude"], "--date", WHERE["date"]]
+        reference = _predict_py([*base, *flags, photos[0]], tmp_path)
+        result = geo_page.classify(PageInputs(photo=str(photos[0]), **WHERE))
+        assert reference["location"]["location_source"] == "arguments"
+    else:
+        reference = _predict_py([*base, gps_photo], tmp_path)
+        result = geo_page.classify(PageInputs(photo=str(gps_photo)))
+    _assert_same_answer(result, reference)
+    expected_location = {**reference["location"], "location_source": source, "date_source": source}
+    assert result.prediction.location == pytest.approx(expected_location)
+    shown = "from EXIF" if source == "exif" else source
+    assert f"location prior used: location 42.0000, -95.0000 ({shown}), date 2019-06-01 ({shown})" in result.html
+    # the location changed the answer (else this test could not tell a page that ignores it)
+    image_only = page.classify(PageInputs(photo=str(photos[0])))
+    assert list(result.label.values()) != pytest.approx(list(image_only.label.values()), abs=1e-6)
+
+
+def test_model_facts_name_the_prior(geo_page, page, demo_prior):
+    assert f"location/date prior: `{demo_prior}` (softmax loss, 8 labels, fusion weight 1)" in geo_page.summary
+    assert "location/date prior" not in page.summary
+    assert "taxonomic back-off threshold: 0.8" in page.summary
+
+
+def test_page_with_location_prior_without_location_is_image_only(
+    geo_page, page, trained_model_dir, demo_prior, photos, tmp_path
+):
+    reference = _predict_py(["--model_dir", trained_model_dir, "--geo_prior", demo_prior, photos[0]], tmp_path)
+    result = geo_page.classify(PageInputs(photo=str(photos[0]), date="  "))  # an empty field is no date
+    _assert_same_answer(result, reference)
+    assert result.label == page.classify(PageInputs(photo=str(photos[0]))).label
+    assert result.prediction.location["location_used"] is False
+    assert "image only: no location" in result.html
+
+
+@pytest.mark.parametrize(
+    "where, fragment",
+    [
+        ({"latitude": 95.0, "longitude": 10.0}, "expected latitude in [-90, 90] (decimal degrees), got 95.0"),
+        ({"latitude": 45.0, "longitude": -190.0}, "expected longitude in [-180, 180] (decimal degrees), got -190.0"),
+        ({"latitude": float("nan"), "longitude": 10.0}, "expected latitude in [-90, 90]"),
+        ({"latitude": 45.0}, "latitude and longitude go together"),
+        ({"latitude": 45.0, "longitude": 10.0, "date": "2019-13-45"}, "the date '2019-13-45' does not parse"),
+        ({"date": "last summer"}, "the date 'last summer' does not parse: expected YYYY-MM-DD"),
+    ],
+)
+def test_bad_location_becomes_a_message_and_the_page_keeps_working(geo_page, photos, where, fragment):
+    result = geo_page.classify(PageInputs(photo=str(photos[0]), **where))
+    assert result.label is None and fragment in result.error and 'class="inat-error"' in result.html
+    assert "Correct the location fields" in result.error
+    ok = geo_page.classify(PageInputs(photo=str(photos[0]), **WHERE))
+    assert ok.error is None and len(ok.label) == 5
+
+
+def test_a_location_without_a_prior_is_not_silently_dropped(page, photos):
+    result = page.classify(PageInputs(photo=str(photos[0]), **WHERE))
+    assert result.label is None and "this page has no location prior" in result.error

@@ -12,10 +12,9 @@ from PIL import ExifTags, Image
 
 from inat_hf.commands.evaluate import main as evaluate_main
 from inat_hf.commands.predict import main as predict_main
-from inat_hf.commands.train_geo import main as train_geo_main
 from inat_hf.data.geo import GeoRecords
 from inat_hf.inference.backoff import RankGroups, backoff_answer, backoff_table
-from inat_hf.inference.fusion import GeoFusion, exif_location
+from inat_hf.inference.fusion import GeoFusion, exif_location, photo_locations
 from inat_hf.inference.predictor import InferenceError
 from inat_hf.models import GeoPriorConfig, GeoPriorModel
 
@@ -101,12 +100,20 @@ def test_exif_location(tmp_path):
     assert exif_location(tmp_path / "missing.jpg").to_dict()["location_used"] is False
 
 
-@pytest.fixture(scope="module")
-def demo_prior(prepared_demo, tmp_path_factory):
-    out = tmp_path_factory.mktemp("geo") / "prior"
-    args = ["--dataset_dir", str(prepared_demo), "--output_dir", str(out), "--min_steps", "60", "--batch_size", "16"]
-    assert train_geo_main([*args, "--hidden_size", "32", "--num_blocks", "1", "--learning_rate", "5e-3"]) == 0
-    return out
+def test_photo_locations_given_values_replace_exif_and_are_checked(tmp_path):
+    photo = exif_photo(tmp_path / "a.jpg", {1: "N", 2: (42.0, 0.0, 0.0), 3: "W", 4: (95.0, 0.0, 0.0)}, "2020:07:15")
+    assert photo_locations([photo, photo]) == [exif_location(photo)] * 2
+    (given,) = photo_locations([photo], 10.0, 20.0, None, source="typed in")
+    assert (given.latitude, given.longitude, given.date, given.location_source) == (10.0, 20.0, None, "typed in")
+    (dated,) = photo_locations([photo], date="2019-06-01")  # a date alone: no EXIF location paired with it
+    assert not dated.has_location and dated.date == "2019-06-01" and dated.date_source == "arguments"
+    assert photo_locations([photo], date=" ") == [exif_location(photo)]  # an empty field is no value
+    with pytest.raises(InferenceError, match="latitude and longitude go together"):
+        photo_locations([photo], lon=20.0)  # a longitude alone is an error, never silently replaced by EXIF
+    with pytest.raises(InferenceError, match=r"expected longitude in \[-180, 180\] \(decimal degrees\), got inf"):
+        photo_locations([photo], 10.0, float("inf"))
+    with pytest.raises(InferenceError, match="the date '2019-02-30' does not parse: expected YYYY-MM-DD"):
+        photo_locations([photo], 10.0, 20.0, "2019-02-30")
 
 
 def test_evaluate_reports_image_prior_and_fused_side_by_side(trained_model_dir, prepared_demo, demo_prior, tmp_path):

@@ -24,7 +24,6 @@ from ..models import InatConfig, InatForImageClassification
 from .callbacks import (
     ProgressiveUnfreezingCallback,
     TrainingMetricsCallback,
-    broadcast_buffers,
     latest_complete_checkpoint,
 )
 from .hub import push_run_to_hub, write_model_card
@@ -325,7 +324,6 @@ def run_training(recipe: Recipe) -> TrainingRun:
     resume = resolve_resume(args.resume_from_checkpoint, args.output_dir)
     train_result = trainer.train(resume_from_checkpoint=resume)
     trainer.finalize_ema()
-    broadcast_buffers(trainer.model)  # the last step's BN statistics are per rank
     checksums = trainer.verify_replicas()
     trainer.save_model(args.output_dir)  # best model (load_best_model_at_end) + config + processor + code
     metrics = dict(train_result.metrics)

@@ -30,6 +30,7 @@ from .callbacks import (
     EMA_FILE,
     EmaCallback,
     ProgressiveUnfreezingCallback,
+    broadcast_buffers,
     latest_complete_checkpoint,
     mark_checkpoint_complete,
     replica_checksums,
@@ -350,9 +351,7 @@ class InatTrainer(Trainer):
         every forward, so after the last step each rank holds the statistics of its own last batch. They are
         synchronised to rank 0's (the ones that are saved, and what the next forward would do) before the check;
         parameters are compared as they are."""
-        if self.args.world_size > 1 and torch.distributed.is_available() and torch.distributed.is_initialized():
-            for buffer in self.model.buffers():
-                torch.distributed.broadcast(buffer.data, src=0)
+        broadcast_buffers(self.model)
         sums = replica_checksums(self.model)
         if len(set(sums)) > 1:
             raise RuntimeError(f"Model replicas diverged across processes: per-rank checksums {sums}.")

@@ -23,6 +23,8 @@ COMMANDS = {
     "predict.py --help": ["scripts/predict.py", "--help"],
     "evaluate.py --help": ["scripts/evaluate.py", "--help"],
     "train.py --help": ["scripts/train.py", "--help"],
+    "train_geo_prior.py --help": ["scripts/train_geo_prior.py", "--help"],
+    "app.py --help": ["scripts/app.py", "--help"],
     "import inat_hf": ["-c", "import inat_hf"],
 }
 BASELINES = {"python -c pass": ["-c", "pass"], "import torch": ["-c", "import torch"]}

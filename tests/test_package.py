@@ -29,6 +29,7 @@ def test_import_inat_hf_imports_neither_torch_nor_transformers():
         print(sorted(m for m in heavy if m in sys.modules))
         # The commands parse with transformers' HfArgumentParser (no torch); the rest loads after parsing.
         import inat_hf.commands.prepare, inat_hf.commands.predict, inat_hf.commands.evaluate
+        import inat_hf.commands.train_geo, inat_hf.commands.app
         print(sorted(m for m in heavy if m in sys.modules))
         """
     )

@@ -18,11 +18,8 @@ import os
 import sys
 from typing import Literal
 
-from transformers import HfArgumentParser
-
-from ..training.geo import GeoTrainingArguments
-
-ERROR_EXIT = 2
+from ..cli import CommandParser, run_command, summary_line
+from ..training.geo_arguments import GeoTrainingArguments
 
 
 @dataclasses.dataclass
@@ -167,17 +164,20 @@ def format_report(report: dict, output_dir: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = HfArgumentParser((GeoDataArguments, GeoModelArguments, GeoTrainingArguments))
-    data, model_args, train_args = parser.parse_args_into_dataclasses(args=argv)
+    parser = CommandParser(
+        (GeoDataArguments, GeoModelArguments, GeoTrainingArguments),
+        prog="train_geo_prior.py",
+        description=summary_line(__doc__),
+    )
+    data, model_args, train_args, extra = parser.parse(argv)
     from ..data.inat_json import InatDataError
 
-    try:
-        report = run_geo_training(data, model_args, train_args)
-    except (InatDataError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return ERROR_EXIT
-    print(format_report(report, data.output_dir))
-    return 0
+    def body() -> int:
+        print(format_report(run_geo_training(data, model_args, train_args), data.output_dir))
+        return 0
+
+    # ValueError: the prior's own config checks (e.g. a hidden size of 0) are user mistakes too.
+    return run_command(body, user_errors=(InatDataError, ValueError), debug=extra.show_traceback)
 
 
 if __name__ == "__main__":

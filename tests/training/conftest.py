@@ -2,6 +2,7 @@
 
 import copy
 import os
+import shutil
 import subprocess
 import sys
 
@@ -69,3 +70,16 @@ def run_script(*args, timeout=600, **popen_kwargs):
         timeout=timeout,
         **popen_kwargs,
     )
+
+
+def accelerate_launch(script, *args, timeout=900) -> subprocess.CompletedProcess:
+    """``accelerate launch`` of ``script`` on two processes (gloo on a CPU machine), from the repo root, offline.
+
+    ``--multi_gpu`` is what starts two processes without GPUs: ``--cpu --num_processes 2`` would silently run ONE.
+    """
+    accelerate = shutil.which("accelerate", path=os.path.dirname(sys.executable))
+    assert accelerate, "accelerate's launcher is a dependency"
+    cmd = [accelerate, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1"]
+    cmd += ["--mixed_precision", "no", "--dynamo_backend", "no", str(script), *map(str, args)]
+    env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
+    return subprocess.run(cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=timeout)

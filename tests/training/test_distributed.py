@@ -2,41 +2,16 @@
 after an unfreeze, and a resumed 2-process run that ends exactly like the uninterrupted one."""
 
 import json
-import os
-import shutil
-import subprocess
-import sys
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from tests.conftest import REPO_ROOT
+from tests.training.conftest import accelerate_launch
 
 
 def _launch(logs, recipe, *args):
-    accelerate = shutil.which("accelerate", path=os.path.dirname(sys.executable))
-    assert accelerate, "accelerate's launcher is a dependency"
-    # `--multi_gpu` on a CPU machine: two gloo processes (`--cpu --num_processes 2` would silently run ONE).
-    cmd = [
-        accelerate,
-        "launch",
-        "--multi_gpu",
-        "--num_processes",
-        "2",
-        "--num_machines",
-        "1",
-        "--mixed_precision",
-        "no",
-        "--dynamo_backend",
-        "no",
-        "tests/training/_ddp_driver.py",
-        str(logs),
-        str(recipe),
-        *map(str, args),
-    ]
-    env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
-    result = subprocess.run(cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600)
+    result = accelerate_launch("tests/training/_ddp_driver.py", logs, recipe, *args, timeout=600)
     assert result.returncode == 0, result.stderr[-4000:]  # no SIGABRT at exit: the process group is destroyed
     return result
 

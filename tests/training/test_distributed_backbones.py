@@ -1,20 +1,14 @@
 """Two gloo processes under `accelerate launch` with a non-ResNet backbone: identical replicas at the end."""
 
 import json
-import os
-import shutil
-import subprocess
-import sys
 
 import pytest
 
-from tests.conftest import REPO_ROOT
+from tests.training.conftest import accelerate_launch
 
 
 @pytest.mark.slow
 def test_two_process_convnext_run_keeps_replicas_identical(write_recipe, tmp_path):
-    accelerate = shutil.which("accelerate", path=os.path.dirname(sys.executable))
-    assert accelerate, "accelerate's launcher is a dependency"
     # ConvNeXt stage groups from timm, unfrozen by index mid-run; stochastic depth and RandAugment draw per rank.
     recipe = write_recipe(
         model={"backbone": "convnext_atto", "drop_path_rate": 0.1},
@@ -29,23 +23,7 @@ def test_two_process_convnext_run_keeps_replicas_identical(write_recipe, tmp_pat
             "load_best_model_at_end": False,
         },
     )
-    cmd = [
-        accelerate,
-        "launch",
-        "--multi_gpu",  # on a CPU machine: two gloo processes (`--cpu --num_processes 2` would run ONE)
-        "--num_processes",
-        "2",
-        "--num_machines",
-        "1",
-        "--mixed_precision",
-        "no",
-        "--dynamo_backend",
-        "no",
-        "scripts/train.py",
-        str(recipe),
-    ]
-    env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
-    result = subprocess.run(cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=900)
+    result = accelerate_launch("scripts/train.py", recipe)
     assert result.returncode == 0, result.stderr[-4000:]
     assert "unfreezing stages.2, stages.3" in result.stderr  # the index references resolved to timm's groups
 

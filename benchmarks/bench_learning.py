@@ -6,12 +6,19 @@ validation, the rest training. Skipped with a reason when the folder is absent.
 
 Recipe (both loops): resnet18 from random init at 64 px, linear head, cross-entropy (focal gamma 0), label
 smoothing 0.1, mixup 0.2 / cutmix 1.0 (probability 1, switch 0.5), AdamW lr 3e-3 / weight decay 0.05 (none on
-norms and biases), cosine schedule with one warmup epoch, batch 32 (last partial batch dropped), 15 epochs, no
+norms and biases; the same fused implementation in both), cosine schedule with one warmup epoch, batch 32 (last partial batch dropped), 15 epochs, no
 freezing, the same train / eval transform presets (``TrainPreset`` / ``EvalPreset``), the same seed for the
 initial weights, the same single-process data loading and one torch thread. The plain loop is written here with torch, timm's
 ``Mixup`` and ``SoftTargetCrossEntropy`` and the same model class called without labels; the other one is
 ``InatTrainer`` built by ``run_training`` from a benchmark-local recipe. Both final models are scored by one
 evaluation function (top-1 / top-5 on the validation split).
+
+Timing: the two loops run in one process with their epochs alternated (Trainer epoch 0, plain 0, plain 1,
+Trainer 1, Trainer 2, plain 2, ...; each keeps its own random streams), so load from other jobs on a shared machine
+falls on both alike; the image files are read once beforehand so that neither reads the disk cold. Training img/s
+counts the time inside each loop's epochs (data loading, forward, backward, optimizer, schedule, and for the
+Trainer every per-step hook and its logging), not set-up or the end of training; ``trainer_run_training_seconds``
+reports all of ``run_training`` (minus the plain loop's epochs) for the fixed costs around the loop.
 
 Targets: InatTrainer's final top-1 within 2 points of the plain loop's (or better); its training img/s >= 0.95x.
 

@@ -322,6 +322,24 @@ def trainer_run(train_rows, val_rows, classes, epochs: int, workdir: Path, plain
 
 
 # ---------------------------------------------------------------------------------------------- main
+def warm_up(train_rows, num_labels: int) -> None:
+    """One untimed batch through the data pipeline and a training step of a throwaway model: the one-off costs of
+    a first step (lazy imports, oneDNN kernel selection, allocator growth) would otherwise fall on whichever loop
+    runs first. The global random state is left as it was."""
+    from inat_hf.data.collate import ImageClassificationCollator
+    from inat_hf.data.torch_dataset import ImageClassificationDataset
+    from inat_hf.data.transforms import TrainPreset
+
+    outer = RandomState()
+    rows = train_rows[: SETTINGS["batch_size"]]
+    dataset = ImageClassificationDataset(as_dataset(rows), TrainPreset(augmentation()), seed=SETTINGS["seed"])
+    batch = ImageClassificationCollator()([dataset[i] for i in range(len(rows))])
+    model = make_model(num_labels).train()
+    model(batch["pixel_values"]).logits.sum().backward()
+    torch.optim.AdamW(model.parameters(), fused=True).step()
+    outer.restore()
+
+
 def run(quick: bool = False) -> dict:
     if not IMAGES.is_dir():
         return {"skipped": f"no real sample images at {IMAGES} (research-only data, read in place from ../shared)"}
@@ -332,6 +350,7 @@ def run(quick: bool = False) -> dict:
     epochs = 2 if quick else SETTINGS["epochs"]
     for path, _ in splits["train"] + splits["val"]:  # into the page cache: neither loop reads the disk cold
         Path(path).read_bytes()
+    warm_up(splits["train"], len(classes))
     plain = PlainLoop(splits["train"], len(classes), epochs)
     with tempfile.TemporaryDirectory() as tmp:
         trainer = trainer_run(splits["train"], splits["val"], classes, epochs, Path(tmp), plain)

@@ -296,7 +296,7 @@ def summary_rows(results: dict[str, dict | None]) -> list[dict]:
         )
         rows.append(
             _row(
-                "learning: training img/s, same run",
+                "learning: training img/s, same run (epochs alternated)",
                 f"{learning['plain_img_s']} img/s plain loop",
                 f"{learning['trainer_img_s']} img/s InatTrainer",
                 learning["trainer_vs_plain_img_s"],

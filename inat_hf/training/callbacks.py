@@ -19,6 +19,8 @@ from transformers import TrainerCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from transformers.utils import logging
 
+from ..inference.files import atomic_write
+
 logger = logging.get_logger(__name__)
 
 COMPLETE_MARKER = "inat_hf_checkpoint_complete.json"
@@ -217,10 +219,8 @@ def truncate_metrics(path: str, global_step: int) -> int:
     header, body = rows[0], rows[1:]
     step = header.index("step")
     kept = [r for r in body if len(r) > step and r[step] and int(float(r[step])) <= global_step]
-    tmp = path + ".tmp"
-    with open(tmp, "w", newline="") as f:
+    with atomic_write(path, newline="") as f:
         csv.writer(f).writerows([header, *kept])
-    os.replace(tmp, path)
     return len(body) - len(kept)
 
 

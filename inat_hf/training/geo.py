@@ -19,6 +19,7 @@ import torch
 
 from ..data.geo import GeoRecords, clean_records, day_of_year, records_from_json, records_from_prepared
 from ..data.inat_json import InatDataError
+from ..inference.files import atomic_write
 from .geo_arguments import GeoTrainingArguments
 
 __all__ = [
@@ -176,8 +177,6 @@ def evaluate_prior(model, records: GeoRecords, batch_size: int = 8192) -> dict[s
 
 
 def write_geo_report(path: str | os.PathLike, report: Mapping[str, Any]) -> None:
-    tmp = f"{os.fspath(path)}.tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
+    with atomic_write(path) as f:
         json.dump(report, f, indent=2, ensure_ascii=False, default=float)
         f.write("\n")
-    os.replace(tmp, path)

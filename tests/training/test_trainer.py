@@ -18,6 +18,9 @@ from inat_hf.training.callbacks import CSV_COLUMNS, ProgressiveUnfreezingCallbac
 from inat_hf.training.recipe import parse_recipe
 from inat_hf.training.run import run_training
 
+# Training only: no evaluation, no checkpoints (the tests below look at the training steps).
+NO_EVAL_NO_SAVE = ("--eval_strategy", "no", "--load_best_model_at_end", "false", "--save_strategy", "no")
+
 
 def train(recipe_path, *overrides):
     return run_training(parse_recipe([str(recipe_path), *overrides]))
@@ -257,12 +260,7 @@ def test_logged_learning_rate_is_the_classifiers_and_every_group_is_logged(write
         write_recipe(),
         "--backbone_learning_rate",
         "1e-3",
-        "--eval_strategy",
-        "no",
-        "--load_best_model_at_end",
-        "false",
-        "--save_strategy",
-        "no",
+        *NO_EVAL_NO_SAVE,
     )
     logs = [entry for entry in run.trainer.state.log_history if "learning_rate" in entry]
     assert logs
@@ -308,12 +306,7 @@ def test_no_host_sync_in_the_training_step(write_recipe, monkeypatch):
         write_recipe(),
         "--num_train_epochs",
         "1",
-        "--eval_strategy",
-        "no",
-        "--load_best_model_at_end",
-        "false",
-        "--save_strategy",
-        "no",
+        *NO_EVAL_NO_SAVE,
     )
     assert run.trainer.state.global_step == 4
     assert syncs == []
@@ -339,12 +332,7 @@ def test_label_mismatch_with_a_checkpoint_is_an_error_before_training(write_reci
         "true",
         "--num_train_epochs",
         "1",
-        "--eval_strategy",
-        "no",
-        "--load_best_model_at_end",
-        "false",
-        "--save_strategy",
-        "no",
+        *NO_EVAL_NO_SAVE,
     )
     assert run.trainer.model.config.num_labels == 8
 

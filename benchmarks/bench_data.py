@@ -40,10 +40,10 @@ import PIL.Image
 import torch
 
 from benchmarks.common import REPO_ROOT, compare_throughput, print_table, rss_mb, time_call, write_results
+from inat_hf.data.augmentation import AugmentationConfig
 from inat_hf.data.collate import ImageClassificationCollator
 from inat_hf.data.decode import decode_image
 from inat_hf.data.transforms import (
-    AugmentationConfig,
     EvalPreset,
     FusedColorJitter,
     RandomGaussianBlur,

@@ -102,7 +102,7 @@ def make_model(num_labels: int):
 
 
 def augmentation():
-    from inat_hf.data.transforms import AugmentationConfig
+    from inat_hf.data.augmentation import AugmentationConfig
 
     return AugmentationConfig(image_size=SETTINGS["image_size"])  # the seed recipe's augmentation at 64 px
 

@@ -25,7 +25,7 @@ _EXPORTS = {
     "parse_taxon_filter": "taxonomy",
     "ImageClassificationDataset": "torch_dataset",
     "TTA_VIEWS": "transforms",
-    "AugmentationConfig": "transforms",
+    "AugmentationConfig": "augmentation",
     "EvalPreset": "transforms",
     "TTAPreset": "transforms",
     "TrainPreset": "transforms",

@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from transformers import TrainingArguments
 
-from ..data.transforms import AugmentationConfig
+from ..data.augmentation import AugmentationConfig
 
 # How to see a backbone's stage names (they come from timm's group_matcher: stem, layer1..layer4 for ResNets).
 LIST_STAGES_HINT = "list a backbone's stages with `python scripts/train.py --list_stages BACKBONE`"
@@ -119,7 +119,7 @@ _AUG_DEFAULTS = AugmentationConfig()
 
 @dataclasses.dataclass
 class AugmentationArguments:
-    """Training augmentation (see ``inat_hf.data.transforms.AugmentationConfig``), eval preprocessing, mixing."""
+    """Training augmentation (see ``inat_hf.data.augmentation.AugmentationConfig``), eval preprocessing, mixing."""
 
     # None: timm's pretrained config of the backbone decides (resolved into the model config and the saved recipe).
     image_size: int | None = _help(

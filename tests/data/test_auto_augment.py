@@ -11,7 +11,8 @@ import timm.data
 import torch
 from torchvision.transforms.v2 import functional as tvF
 
-from inat_hf.data.transforms import AugmentationConfig, TimmAutoAugment, TrainPreset
+from inat_hf.data.augmentation import AugmentationConfig
+from inat_hf.data.transforms import TimmAutoAugment, TrainPreset
 
 S = 32
 RAND = "rand-m9-mstd0.5-inc1"

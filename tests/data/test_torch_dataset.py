@@ -9,8 +9,9 @@ import numpy as np
 import PIL.Image
 import torch
 
+from inat_hf.data.augmentation import AugmentationConfig
 from inat_hf.data.torch_dataset import ImageClassificationDataset
-from inat_hf.data.transforms import AugmentationConfig, TrainPreset
+from inat_hf.data.transforms import TrainPreset
 
 
 def _dataset(seed: int | None = 7) -> ImageClassificationDataset:

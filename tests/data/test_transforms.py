@@ -14,12 +14,10 @@ import torch
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as tvF
 
+from inat_hf.data.augmentation import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, AugmentationConfig
 from inat_hf.data.collate import ImageClassificationCollator
 from inat_hf.data.transforms import (
-    IMAGENET_DEFAULT_MEAN,
-    IMAGENET_DEFAULT_STD,
     TTA_VIEWS,
-    AugmentationConfig,
     EvalPreset,
     FusedColorJitter,
     Normalizer,

@@ -42,11 +42,11 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from .data.image_check import DEFAULT_MAX_IMAGE_PIXELS
+from .data.taxonomy import Taxonomy
 from .inference.backoff import DEFAULT_BACKOFF_THRESHOLD, describe_backoff
 from .inference.predictor import (
     ImagePrediction,
     InferenceError,
-    LabelInfo,
     Predictor,
     load_config,
     load_image_processor,
@@ -141,9 +141,9 @@ class PageResult:
     prediction: ImagePrediction | None = None
 
 
-def _display(labels: LabelInfo, index: int) -> str:
-    common = labels.common_names[index]
-    return f"{labels.names[index]} ({common})" if common else labels.names[index]
+def _display(taxonomy: Taxonomy, index: int) -> str:
+    common = taxonomy.common_names[index]
+    return f"{taxonomy.labels[index]} ({common})" if common else taxonomy.labels[index]
 
 
 def describe_location(location: dict[str, Any] | None) -> str:
@@ -165,7 +165,7 @@ def _source(source: str | None) -> str:
 
 def render_result(
     prediction: ImagePrediction,
-    labels: LabelInfo,
+    taxonomy: Taxonomy,
     *,
     num_views: int,
     seconds: float,
@@ -176,7 +176,7 @@ def render_result(
     computed (views; with a location prior, the location/date used and where they came from)."""
     rows = []
     for rank, (index, prob) in enumerate(zip(prediction.indices, prediction.probs), start=1):
-        info = labels.describe(index)
+        info = taxonomy.describe(index)
         lineage = " → ".join(html.escape(v) for v in info["taxonomy"].values())
         rows.append(
             f'<tr data-rank="{rank}"><td>{rank}</td><td class="inat-prob">{prob:.1%}</td>'
@@ -195,7 +195,7 @@ def render_result(
         + (f'<p class="inat-backoff">{html.escape(backoff)}</p>' if backoff else "")
         + f"<table><thead>{head}</thead><tbody>{''.join(rows)}</tbody></table>"
         + (f'<p class="inat-location">{html.escape(location)}</p>' if location else "")
-        + f'<p class="inat-note">Top {len(rows)} of {labels.num_labels} {html.escape(labels.label_rank or "labels")}'
+        + f'<p class="inat-note">Top {len(rows)} of {taxonomy.num_labels} {html.escape(taxonomy.rank or "labels")}'
         f" · {views} · {seconds * 1000:.0f} ms</p></div>"
     )
 
@@ -241,7 +241,7 @@ def _read_yaml(path: str | None, *, front_matter: bool = False) -> dict:
     return data if isinstance(data, dict) else {}
 
 
-def model_summary(model_id: str, config: Any, labels: LabelInfo) -> str:
+def model_summary(model_id: str, config: Any, taxonomy: Taxonomy) -> str:
     """Markdown: the model (backbone, input size), its label space (rank, labels, taxa per rank) and, when the
     checkpoint carries them, the training data (the run's recipe) and reported results (the model card)."""
     lines = [f"**Model** `{model_id}`"]
@@ -251,12 +251,12 @@ def model_summary(model_id: str, config: Any, labels: LabelInfo) -> str:
     if getattr(config, "image_size", None):
         arch.append(f"{config.image_size} px input")
     lines.append("- architecture: " + ", ".join(arch))
-    rank = labels.label_rank or "label"
-    line = f"- labels: **{labels.num_labels}** at rank **{rank}**"
-    if labels.ranks:
+    rank = taxonomy.rank or "label"
+    line = f"- labels: **{taxonomy.num_labels}** at rank **{rank}**"
+    if taxonomy.ranks:
         line += (
             " (distinct names per rank: "
-            + ", ".join(f"{r} {len(set(v))}" for r, v in labels.ranks.items() if r != rank)
+            + ", ".join(f"{r} {len(set(v))}" for r, v in taxonomy.ranks.items() if r != rank)
             + ")"
         )
     lines.append(line)
@@ -298,7 +298,7 @@ class ClassifierPage:
         max_image_pixels: larger images are refused with a message (decoding them would hold the worker).
         title: page title (default: the model id).
         geo: a location/date prior aligned to the model's labels
-            (``GeoFusion.from_pretrained(dir, predictor.labels.names)``); the page then takes a location and date.
+            (``GeoFusion.from_pretrained(dir, predictor.taxonomy.labels)``); the page then takes a location and date.
         backoff_threshold: taxonomic back-off threshold (as ``predict.py --backoff_threshold``).
     """
 
@@ -324,7 +324,7 @@ class ClassifierPage:
         self.examples = [os.path.abspath(p) for p in examples]
         self.max_image_pixels = max_image_pixels
         self.title = title or f"inat_hf · {os.path.basename(os.path.normpath(model_id))}"
-        self.summary = model_summary(model_id, predictor.config, predictor.labels)
+        self.summary = model_summary(model_id, predictor.config, predictor.taxonomy)
         if geo is not None:
             facts = geo.summary()
             self.summary += (
@@ -349,7 +349,7 @@ class ClassifierPage:
         if geo_prior is not None:
             from .inference.fusion import GeoFusion
 
-            geo = GeoFusion.from_pretrained(geo_prior, predictor.labels.names, device=predictor.device)
+            geo = GeoFusion.from_pretrained(geo_prior, predictor.taxonomy.labels, device=predictor.device)
         return cls(predictor, model_id=model_dir, geo=geo, **kwargs)
 
     # -- one request ---------------------------------------------------------------------------------------------
@@ -417,12 +417,12 @@ class ClassifierPage:
             logger.info("request failed: %s", error)
             return PageResult(html=render_error(error), error=error, prediction=prediction)
         seconds = time.perf_counter() - start
-        labels = self.predictor.labels
+        taxonomy = self.predictor.taxonomy
         return PageResult(
             html=render_result(
-                prediction, labels, num_views=num_views, seconds=seconds, backoff_threshold=self.backoff_threshold
+                prediction, taxonomy, num_views=num_views, seconds=seconds, backoff_threshold=self.backoff_threshold
             ),
-            label={_display(labels, i): float(p) for i, p in zip(prediction.indices, prediction.probs)},
+            label={_display(taxonomy, i): float(p) for i, p in zip(prediction.indices, prediction.probs)},
             preview=self._preview(path),
             prediction=prediction,
         )
@@ -610,7 +610,7 @@ def export_space(
         if geo_prior is not None:  # the prior must cover the model's labels, or the Space would fail at start
             from .inference.fusion import GeoFusion
 
-            GeoFusion.from_pretrained(geo_prior, LabelInfo.from_config(config).names)
+            GeoFusion.from_pretrained(geo_prior, Taxonomy.from_config(config).labels)
     elif geo_prior is not None:
         from .inference.fusion import GeoFusion
 

@@ -165,9 +165,9 @@ def run_evaluation(args: EvaluateArguments) -> dict:
     """Everything :func:`main` does, raising instead of printing errors; returns the summary dict."""
     import datetime
 
-    from ..inference import metrics as M
+    from ..data.taxonomy import Taxonomy
     from ..inference.evaluator import check_label_sets, compute_metrics, evaluate_split
-    from ..inference.predictor import LabelInfo, Predictor, load_config, load_image_processor
+    from ..inference.predictor import Predictor, load_config, load_image_processor
     from ..inference.reports import make_run_dir, write_evaluation_report
     from ..inference.submission import category_id_lookup
 
@@ -175,11 +175,11 @@ def run_evaluation(args: EvaluateArguments) -> dict:
     # decoding a single image.
     config = load_config(args.model_dir)
     load_image_processor(args.model_dir)
-    lookup = category_id_lookup(config) if args.submission else None
+    taxonomy = Taxonomy.from_config(config)
+    lookup = category_id_lookup(taxonomy) if args.submission else None
     split, source = _load_split(args, getattr(config, "label_rank", "species"))
-    labels = LabelInfo.from_config(config)
     check_label_sets(
-        labels.names, _dataset_label_names(split), model=args.model_dir, dataset=f"{source} [{args.split}]"
+        taxonomy.labels, _dataset_label_names(split), model=args.model_dir, dataset=f"{source} [{args.split}]"
     )
 
     predictor = Predictor.from_pretrained(
@@ -190,7 +190,7 @@ def run_evaluation(args: EvaluateArguments) -> dict:
         average=args.tta_average,
         full_decode=args.full_decode,
     )
-    geo, locations, geo_info = _load_geo(args, split, labels, predictor.device)
+    geo, locations, geo_info = _load_geo(args, split, taxonomy.labels, predictor.device)
     groups = predictor.backoff_groups
     evaluation = evaluate_split(
         predictor,
@@ -204,7 +204,7 @@ def run_evaluation(args: EvaluateArguments) -> dict:
         locations=locations,
         backoff=groups,
     )
-    rank_groups = M.rank_groups_from_config(config)
+    rank_groups = taxonomy.rank_groups()
     metrics = {
         name: compute_metrics(preds, config.num_labels, rank_groups=rank_groups, n_bins=args.calibration_bins)
         for name, preds in evaluation.runs.items()
@@ -243,11 +243,10 @@ def run_evaluation(args: EvaluateArguments) -> dict:
         runs=evaluation.runs,
         metrics=metrics,
         primary=primary,
-        labels=labels,
+        taxonomy=taxonomy,
         image_ids=split["image_id"] if "image_id" in split.column_names else list(range(split.num_rows)),
         files=split["file_name"] if "file_name" in split.column_names else [""] * split.num_rows,
         info=info,
-        rank_groups=rank_groups,
         max_confusion_labels=args.max_confusion_labels,
         submission_lookup=lookup,
     )
@@ -255,7 +254,7 @@ def run_evaluation(args: EvaluateArguments) -> dict:
     return summary
 
 
-def _load_geo(args: EvaluateArguments, split, labels, device):
+def _load_geo(args: EvaluateArguments, split, label_names, device):
     """The prior aligned to the model's labels and the split's locations (bad ones counted, not used)."""
     if args.geo_prior is None:
         return None, None, None
@@ -263,7 +262,7 @@ def _load_geo(args: EvaluateArguments, split, labels, device):
     from ..inference.fusion import GeoFusion
     from ..inference.predictor import InferenceError
 
-    geo = GeoFusion.from_pretrained(args.geo_prior, labels.names, device=device)
+    geo = GeoFusion.from_pretrained(args.geo_prior, label_names, device=device)
     missing = {"latitude", "longitude"} - set(split.column_names)
     if missing:
         raise InferenceError(f"--geo_prior needs the split's coordinates, but it has no column(s) {sorted(missing)}.")

@@ -138,11 +138,11 @@ def expand_inputs(inputs: list[str]) -> list[str]:
     return list(dict.fromkeys(files))
 
 
-def _rows(predictions, labels):
+def _rows(predictions, taxonomy):
     """One flat row per (image, rank) for CSV."""
     for pred in predictions:
         for rank, (index, prob) in enumerate(zip(pred.indices, pred.probs), start=1):
-            info = labels.describe(index)
+            info = taxonomy.describe(index)
             yield {
                 "file": printable_path(pred.source),
                 "rank": rank,
@@ -174,21 +174,21 @@ def _describe_location(location: dict) -> str:
     return where + when
 
 
-def _print_table(pred, labels, stream) -> None:
+def _print_table(pred, taxonomy, stream) -> None:
     print(printable_path(pred.source), file=stream)
     if pred.location is not None:
         print(f"  [{_describe_location(pred.location)}]", file=stream)
     for rank, (index, prob) in enumerate(zip(pred.indices, pred.probs), start=1):
-        info = labels.describe(index)
+        info = taxonomy.describe(index)
         common = f" ({info['common_name']})" if info["common_name"] else ""
-        lineage = " > ".join(v for r, v in info["taxonomy"].items() if r != labels.label_rank)
+        lineage = " > ".join(v for r, v in info["taxonomy"].items() if r != taxonomy.rank)
         print(f"  {rank}. {prob:6.1%}  {info['label']}{common}" + (f"   [{lineage}]" if lineage else ""), file=stream)
     backoff = describe_backoff(pred.backoff)
     if backoff is not None:
         print(f"  {backoff}", file=stream)
 
 
-def _write_output(path: str, predictions, labels) -> None:
+def _write_output(path: str, predictions, taxonomy) -> None:
     """CSV or JSON, written atomically: a failure never leaves a truncated file (an existing one stays as it was)."""
     import pandas as pd
 
@@ -197,7 +197,8 @@ def _write_output(path: str, predictions, labels) -> None:
             {
                 "file": printable_path(p.source),
                 "predictions": [
-                    {**labels.describe(i), "probability": round(float(prob), 6)} for i, prob in zip(p.indices, p.probs)
+                    {**taxonomy.describe(i), "probability": round(float(prob), 6)}
+                    for i, prob in zip(p.indices, p.probs)
                 ],
                 **({"location": p.location} if p.location is not None else {}),
                 **({"backoff": p.backoff} if p.backoff is not None else {}),
@@ -208,7 +209,7 @@ def _write_output(path: str, predictions, labels) -> None:
         with atomic_write(path) as f:
             f.write(text)
     else:
-        frame = pd.DataFrame(list(_rows(predictions, labels)))
+        frame = pd.DataFrame(list(_rows(predictions, taxonomy)))
         with atomic_write(path, newline="") as f:
             frame.to_csv(f, index=False)
 
@@ -219,7 +220,7 @@ def _geo_inputs(args: PredictArguments, files: list[str], predictor):
         return None, None
     from ..inference.fusion import GeoFusion, photo_locations
 
-    geo = GeoFusion.from_pretrained(args.geo_prior, predictor.labels.names, device=predictor.device)
+    geo = GeoFusion.from_pretrained(args.geo_prior, predictor.taxonomy.labels, device=predictor.device)
     return geo, photo_locations(files, args.lat, args.lon, args.date, source="arguments")
 
 
@@ -227,13 +228,14 @@ def run_prediction(args: PredictArguments, extra_inputs: list[str] = ()) -> int:
     """Everything :func:`main` does; raises ``InferenceError`` for bad arguments, returns the exit status."""
     import numpy as np
 
+    from ..data.taxonomy import Taxonomy
     from ..inference.predictor import Predictor, load_config, load_image_processor
     from ..inference.submission import category_id_lookup, write_submission
 
     files = expand_inputs([*extra_inputs, *args.inputs])
     config = load_config(args.model_dir)
     load_image_processor(args.model_dir)  # a clear error before loading weights or reading images
-    lookup = category_id_lookup(config) if args.submission else None
+    lookup = category_id_lookup(Taxonomy.from_config(config)) if args.submission else None
 
     predictor = Predictor.from_pretrained(
         args.model_dir,
@@ -265,11 +267,11 @@ def run_prediction(args: PredictArguments, extra_inputs: list[str] = ()) -> int:
         done.append(pred)
         if not args.quiet:
             shown = dataclasses.replace(pred, indices=pred.indices[: args.top_k], probs=pred.probs[: args.top_k])
-            _print_table(shown, predictor.labels, sys.stdout)
+            _print_table(shown, predictor.taxonomy, sys.stdout)
 
     trimmed = [dataclasses.replace(p, indices=p.indices[: args.top_k], probs=p.probs[: args.top_k]) for p in done]
     if args.output:
-        _write_output(args.output, trimmed, predictor.labels)
+        _write_output(args.output, trimmed, predictor.taxonomy)
         print(f"predictions written to {args.output}")
     if args.submission:
         ids = [printable_path(Path(p.source).stem) for p in done]

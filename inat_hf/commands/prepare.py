@@ -7,6 +7,7 @@ import sys
 from typing import Literal
 
 from ..cli import CommandParser, run_command, summary_line
+from ..data.taxonomy import RANKS
 
 
 @dataclasses.dataclass
@@ -27,8 +28,8 @@ class PrepareArguments:
             "Default: every standard file present (train, train_mini, val, public_test)."
         },
     )
-    rank: Literal["species", "genus", "family", "order", "class", "phylum", "kingdom"] = dataclasses.field(
-        default="species", metadata={"help": "Taxonomic rank of the labels."}
+    rank: str = dataclasses.field(
+        default="species", metadata={"help": "Taxonomic rank of the labels.", "choices": RANKS}
     )
     taxon: str = dataclasses.field(
         default="kingdom=Animalia",

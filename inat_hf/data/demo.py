@@ -33,6 +33,8 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw
 
+from .taxonomy import CATEGORY_RANK_KEYS
+
 # (id, kingdom, phylum, class, order, family, genus, epithet, common name, supercategory, motif, RGB colour)
 # fmt: off
 DEMO_CATEGORIES: tuple[tuple, ...] = (
@@ -63,7 +65,6 @@ DEMO_RANGES: dict[int, tuple[float, float, float, int | None]] = {
     95: (20.0, 0.0, 40.0, None),
 }
 _SEASON_SD_DAYS = 25.0
-_RANK_KEYS = ("kingdom", "phylum", "class", "order", "family", "genus", "specific_epithet")
 _ASPECTS = (4 / 3, 3 / 4, 1.0, 3 / 2, 2 / 3)
 
 
@@ -73,7 +74,7 @@ def demo_categories() -> list[dict[str, Any]]:
     for cat_id, *ranks, common, supercategory, _motif, _colour in DEMO_CATEGORIES:
         record: dict[str, Any] = {"id": cat_id, "name": f"{ranks[5]} {ranks[6]}", "common_name": common}
         record["supercategory"] = supercategory
-        record.update(zip(_RANK_KEYS, ranks))
+        record.update(zip(CATEGORY_RANK_KEYS, ranks))
         record["image_dir_name"] = f"{cat_id:05d}_" + "_".join(ranks)
         records.append(record)
     return records

@@ -18,12 +18,12 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+import numpy as np
+
 # Ranks from the root down. "species" is the binomial name ("Agalenatea redii"), built from genus + epithet.
 RANKS: tuple[str, ...] = ("kingdom", "phylum", "class", "order", "family", "genus", "species")
-# Ranks a classifier can be trained at (kingdom is allowed too, for completeness).
-LABEL_RANKS: tuple[str, ...] = RANKS
 # Taxonomy keys of an iNat 2021 category record, besides id / name / common_name / image_dir_name.
-CATEGORY_RANK_KEYS: tuple[str, ...] = ("kingdom", "phylum", "class", "order", "family", "genus", "specific_epithet")
+CATEGORY_RANK_KEYS: tuple[str, ...] = (*RANKS[:-1], "specific_epithet")
 
 _DIR_NAME_RE = re.compile(r"^(\d+)_([^_/]+)_([^_/]+)_([^_/]+)_([^_/]+)_([^_/]+)_([^_/]+)_([^/]+)$")
 DIR_NAME_PATTERN = "<id>_<Kingdom>_<Phylum>_<Class>_<Order>_<Family>_<Genus>_<epithet>"
@@ -96,41 +96,49 @@ def format_taxon_filter(taxon: Mapping[str, Iterable[str]]) -> str:
 
 
 def check_rank(rank: str) -> str:
-    if rank not in LABEL_RANKS:
-        raise ValueError(f"Unknown label rank {rank!r}; expected one of {', '.join(LABEL_RANKS)}.")
+    if rank not in RANKS:
+        raise ValueError(f"Unknown label rank {rank!r}; expected one of {', '.join(RANKS)}.")
     return rank
 
 
 @dataclasses.dataclass
 class Taxonomy:
-    """The label space of a prepared dataset and the taxonomy of every label.
+    """The label space of a dataset or model and the taxonomy of every label: THE taxonomy API of inat_hf.
 
-    ``labels[i]`` is the name of label ``i`` at ``rank``; ``ranks[r][i]`` is label ``i``'s value at rank ``r`` for
-    every rank at or above ``rank`` (a genus label has no species). ``category_ids[i]`` lists the original iNat
-    category ids that label ``i`` covers (exactly one for species labels), ``common_names[i]`` is the iNat common
-    name of a species label (``None`` when unknown or for higher ranks).
+    ``labels[i]`` is the name of label ``i`` at ``rank``; ``ranks[r][i]`` is label ``i``'s value at rank ``r``
+    (coarse to fine, in :data:`RANKS` order whatever order the source lists them in; a genus label has no
+    species). ``category_ids[i]`` lists the original iNat category ids that label ``i`` covers (exactly one for
+    species labels; ``None`` when unknown), ``common_names[i]`` is the iNat common name of a species label
+    (``None`` when unknown or for higher ranks). ``rank`` is ``None`` for the labels of a classifier that is not
+    an inat_hf model (no rank is known).
 
-    The same dict (``to_dict()``) is stored in the model config as ``taxonomy`` so that a checkpoint can report a
-    prediction at every rank and write competition files with the original category ids.
+    Prediction, metrics, reports, back-off and submission files read the taxonomy through this class, so that
+    they agree on the ranks, their order and the groups at every rank. The same dict (``to_dict()``) is stored in
+    the model config as ``taxonomy``; :meth:`from_config` reads it back.
     """
 
-    rank: str
+    rank: str | None
     labels: list[str]
     ranks: dict[str, list[str]]
-    category_ids: list[list[int]]
-    common_names: list[str | None]
+    category_ids: list[list[int]] | None = None
+    common_names: list[str | None] | None = None
 
     def __post_init__(self) -> None:
-        check_rank(self.rank)
+        if self.rank is not None:
+            check_rank(self.rank)
+        unknown = sorted(set(self.ranks) - set(RANKS))
+        if unknown:
+            raise ValueError(f"Unknown rank(s) {unknown} in the taxonomy; valid ranks: {', '.join(RANKS)}.")
+        self.ranks = {r: self.ranks[r] for r in RANKS if r in self.ranks}
         n = len(self.labels)
-        if len(set(self.labels)) != n:
+        if self.common_names is None:
+            self.common_names = [None] * n
+        # A taxon is one label; a plain classifier may repeat a name (ImageNet has two "crane" classes).
+        if self.rank is not None and len(set(self.labels)) != n:
             raise ValueError(f"Taxonomy labels must be unique; got {n - len(set(self.labels))} duplicate(s).")
-        for name, values in [
-            *self.ranks.items(),
-            ("category_ids", self.category_ids),
-            ("common_names", self.common_names),
-        ]:
-            if len(values) != n:
+        per_label = [*self.ranks.items(), ("category_ids", self.category_ids), ("common_names", self.common_names)]
+        for name, values in per_label:
+            if values is not None and len(values) != n:
                 raise ValueError(f"Taxonomy list {name!r} has {len(values)} entries, expected one per label ({n}).")
 
     @property
@@ -138,30 +146,82 @@ class Taxonomy:
         return len(self.labels)
 
     @property
-    def known_ranks(self) -> tuple[str, ...]:
-        """Ranks with a value for every label, from the root down to the label rank."""
-        return RANKS[: RANKS.index(self.rank) + 1]
+    def available_ranks(self) -> tuple[str, ...]:
+        """Ranks with a name for every label, coarse to fine (the label rank always is one)."""
+        return tuple(r for r in RANKS if r in self.ranks or r == self.rank)
+
+    def names(self, rank: str | None = None) -> list[str]:
+        """The name at ``rank`` (default: the label rank) of every label, in label index order."""
+        rank = self.rank if rank is None else rank
+        if rank == self.rank:
+            return list(self.labels)
+        if rank in self.ranks:
+            return list(self.ranks[rank])
+        raise ValueError(
+            f"No per-label names for rank {rank!r}; available ranks: {', '.join(self.available_ranks) or 'none'}."
+        )
+
+    def groups(self, rank: str | None = None) -> tuple[list[str], np.ndarray]:
+        """``(group_names, label_to_group [num_labels])``: the sorted distinct names at ``rank`` and each label's
+        index among them, so that ``label_to_group[pred] == label_to_group[true]`` is a hit at that rank."""
+        names = self.names(rank)
+        group_names = sorted(set(names))
+        index = {name: i for i, name in enumerate(group_names)}
+        return group_names, np.array([index[name] for name in names], dtype=np.int64)
+
+    def rank_groups(self) -> dict[str, np.ndarray]:
+        """``{rank: label_to_group}`` for every available rank, finest first: the order in which hierarchical
+        accuracy, the evaluation reports and taxonomic back-off go up the tree."""
+        return {rank: self.groups(rank)[1] for rank in reversed(self.available_ranks)}
+
+    def describe(self, index: int) -> dict[str, Any]:
+        """Label ``index`` for people and JSON: its name, common name, iNat category id and ``{rank: name}``."""
+        index = int(index)
+        ids = self.category_ids[index] if self.category_ids is not None else None
+        return {
+            "index": index,
+            "label": self.labels[index],
+            "common_name": self.common_names[index],
+            "category_id": ids[0] if ids is not None and len(ids) == 1 else ids,
+            "taxonomy": {rank: values[index] for rank, values in self.ranks.items()},
+        }
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "rank": self.rank,
             "labels": list(self.labels),
             "ranks": {r: list(v) for r, v in self.ranks.items()},
-            "category_ids": [list(c) for c in self.category_ids],
+            "category_ids": [list(c) for c in self.category_ids] if self.category_ids is not None else None,
             "common_names": list(self.common_names),
         }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Taxonomy:
-        missing = {"rank", "labels", "ranks", "category_ids", "common_names"} - set(data)
+        missing = {"rank", "labels", "ranks"} - set(data)
         if missing:
             raise ValueError(f"Taxonomy dict is missing key(s) {sorted(missing)}; got keys {sorted(data)}.")
+        ids = data.get("category_ids")
         return cls(
             rank=data["rank"],
             labels=list(data["labels"]),
             ranks={r: list(v) for r, v in data["ranks"].items()},
-            category_ids=[list(c) for c in data["category_ids"]],
-            common_names=list(data["common_names"]),
+            category_ids=[list(c) for c in ids] if ids is not None else None,
+            common_names=data.get("common_names"),
+        )
+
+    @classmethod
+    def from_config(cls, config: Any) -> Taxonomy:
+        """The taxonomy of a model config: the labels from ``id2label``, the rest from ``config.taxonomy`` (an
+        ``InatConfig``'s, which may hold only some of the keys). Any other transformers config gives its labels
+        with no rank."""
+        data = getattr(config, "taxonomy", None) or {}
+        return cls.from_dict(
+            {
+                **data,
+                "rank": getattr(config, "label_rank", None),
+                "labels": [str(config.id2label[i]) for i in range(config.num_labels)],
+                "ranks": {r: [str(v) for v in values] for r, values in (data.get("ranks") or {}).items()},
+            }
         )
 
     def save(self, path: str | os.PathLike) -> None:

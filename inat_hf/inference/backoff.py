@@ -2,8 +2,8 @@
 
 Species probabilities are summed up the taxonomy (genus = sum of its species, …); the answer is the finest rank
 whose best group reaches ``threshold`` (default :data:`DEFAULT_BACKOFF_THRESHOLD` = 0.8: at that rank the model
-puts at least 80 % of its probability on one taxon). The ranks and their order come from the taxonomy helper
-(:data:`inat_hf.data.taxonomy.RANKS`).
+puts at least 80 % of its probability on one taxon). The ranks, their order and the groups come from the model's
+:class:`~inat_hf.data.taxonomy.Taxonomy`, as for hierarchical accuracy.
 
 :class:`BackoffAccumulator` keeps, per image and rank, the best group's probability and whether that group holds
 the true label (``[N, R]``, a few bytes per image): the per-rank precision and coverage at any threshold, and the
@@ -18,10 +18,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..data.taxonomy import RANKS
-
 if TYPE_CHECKING:  # torch loads where it is used: the commands read DEFAULT_BACKOFF_THRESHOLD before it is imported
     import torch
+
+    from ..data.taxonomy import Taxonomy
 
 __all__ = [
     "DEFAULT_BACKOFF_THRESHOLD",
@@ -44,17 +44,9 @@ class RankGroups:
     label_to_group: list[np.ndarray]
 
     @classmethod
-    def from_ranks(cls, ranks: Mapping[str, Sequence[str]], label_names: Sequence[str], label_rank: str | None):
-        """From ``LabelInfo.ranks`` (``{rank: name per label}``); the label rank uses the label names."""
-        per_rank = {r: list(v) for r, v in ranks.items() if r in RANKS}
-        per_rank[label_rank if label_rank in RANKS else "species"] = [str(n) for n in label_names]
-        order = [r for r in reversed(RANKS) if r in per_rank]
-        names, groups = [], []
-        for rank in order:
-            uniq, inverse = np.unique(np.asarray(per_rank[rank], dtype=object).astype(str), return_inverse=True)
-            names.append(uniq.tolist())
-            groups.append(inverse.astype(np.int64))
-        return cls(order, names, groups)
+    def from_taxonomy(cls, taxonomy: Taxonomy) -> RankGroups:
+        groups = {rank: taxonomy.groups(rank) for rank in taxonomy.rank_groups()}
+        return cls(list(groups), [names for names, _ in groups.values()], [index for _, index in groups.values()])
 
     def group_probs(self, probs: torch.Tensor, r: int) -> torch.Tensor:
         """``[B, C]`` label probabilities -> ``[B, G_r]`` summed per group of rank ``r``."""

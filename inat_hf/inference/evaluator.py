@@ -27,6 +27,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from ..data.collate import ImageClassificationCollator
+from ..data.taxonomy import Taxonomy
 from ..data.torch_dataset import ImageClassificationDataset
 from . import metrics as M
 from .predictor import InferenceError, Predictor
@@ -341,7 +342,7 @@ class TopKComputeMetrics:
 
     def __init__(self, config: Any = None, *, ks: Sequence[int] = (1, 3, 5), n_bins: int = M.DEFAULT_CALIBRATION_BINS):
         self.num_labels = getattr(config, "num_labels", None)
-        self.rank_groups = M.rank_groups_from_config(config) if config is not None else {}
+        self.rank_groups = Taxonomy.from_config(config).rank_groups() if config is not None else {}
         self.ks = tuple(ks)
         self.n_bins = n_bins
 

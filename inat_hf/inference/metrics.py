@@ -10,14 +10,15 @@ and true labels ``[N]`` -- never from ``[N, C]`` logits, so that scoring 100k im
   :func:`classification_report_text` -- scikit-learn's text report.
 * :func:`hierarchical_accuracy` -- top-1 accuracy at every taxonomic rank, the coarser-rank prediction being
   derived from the species prediction (a wrong species of the right genus is right at genus level; a Mammalia
-  species predicted for a bird is wrong at class level). :func:`rank_groups_from_config` builds its input.
+  species predicted for a bird is wrong at class level); its input is ``Taxonomy.rank_groups()``
+  (:mod:`inat_hf.data.taxonomy`).
 * :func:`expected_calibration_error` / :func:`reliability_data` -- ECE with 15 equal-width bins (Guo et al.
   2017: bins ``(i/M, (i+1)/M]``, ``ECE = sum_b |B_b| / N * |acc(B_b) - conf(B_b)|``) and reliability-diagram data.
 * :func:`sparse_confusion` / :func:`confusion_matrix` / :func:`most_confused` / :func:`group_confusion` --
   confusion counts as COO triplets (any label count) or dense (small label sets / coarse ranks).
 
-Why not ``evaluate.load("accuracy")``: it fetches code from the Hub (unreachable offline) and is ~30x slower than
-numpy on a 10k-class label set.
+Why not ``evaluate.load("accuracy")``: it fetches code from the Hub (unreachable offline) and encodes its inputs
+into Arrow element by element, which costs far more than the metrics (``benchmarks/results.md``).
 """
 
 from __future__ import annotations
@@ -39,17 +40,12 @@ __all__ = [
     "macro_averages",
     "most_confused",
     "per_class_metrics",
-    "rank_groups_from_config",
-    "rank_groups_from_names",
     "reliability_data",
     "sparse_confusion",
     "topk_accuracy",
 ]
 
 DEFAULT_CALIBRATION_BINS = 15
-
-# Ranks from the label rank up, as hierarchical accuracy reports them (finest first).
-_RANKS_FINE_TO_COARSE = ("species", "genus", "family", "order", "class", "phylum", "kingdom")
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -160,28 +156,6 @@ def classification_report_text(
 # --------------------------------------------------------------------------------------------------------------
 
 
-def rank_groups_from_names(ranks: Mapping[str, Sequence[str]]) -> dict[str, np.ndarray]:
-    """``{rank: [name per label]}`` -> ``{rank: int array [num_labels]}`` mapping each label to its group at that
-    rank (the sorted distinct names' index), ordered finest rank first."""
-    order = [r for r in _RANKS_FINE_TO_COARSE if r in ranks] + sorted(set(ranks) - set(_RANKS_FINE_TO_COARSE))
-    out = {}
-    for rank in order:
-        names = [str(n) for n in ranks[rank]]
-        index = {name: i for i, name in enumerate(sorted(set(names)))}
-        out[rank] = np.array([index[n] for n in names], dtype=np.int64)
-    return out
-
-
-def rank_groups_from_config(config: Any) -> dict[str, np.ndarray]:
-    """``{rank: label_to_group [num_labels]}`` for every rank an ``InatConfig`` knows (``config.available_ranks``,
-    via ``config.rank_groups``), finest first. Empty for configs without a taxonomy (e.g. a generic Hub model)."""
-    ranks = getattr(config, "available_ranks", None)
-    if not ranks or not hasattr(config, "rank_groups"):
-        return {}
-    order = [r for r in _RANKS_FINE_TO_COARSE if r in ranks] + [r for r in ranks if r not in _RANKS_FINE_TO_COARSE]
-    return {rank: np.asarray(config.rank_groups(rank)[1], dtype=np.int64) for rank in order}
-
-
 def hierarchical_accuracy(
     y_true: np.ndarray, y_pred: np.ndarray, rank_groups: Mapping[str, np.ndarray]
 ) -> dict[str, float]:
@@ -190,8 +164,7 @@ def hierarchical_accuracy(
 
     Args:
         y_true, y_pred: label indices ``[N]`` (the label rank, usually species).
-        rank_groups: ``{rank: int array [num_labels]}`` from :func:`rank_groups_from_config` /
-            :func:`rank_groups_from_names`.
+        rank_groups: ``{rank: int array [num_labels]}``, e.g. ``Taxonomy.from_config(config).rank_groups()``.
     """
     y_true, y_pred = _check_pair(y_true, y_pred)
     out = {}

@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from ..data.decode import ImageInput, image_name
+from ..data.taxonomy import Taxonomy
 from ..data.transforms import EvalPreset, TTAPreset, eval_kwargs_from_image_processor
 from .backoff import RankGroups, backoff_answer
 from .tta import AVERAGES, average_views, view_logits
@@ -28,7 +29,6 @@ from .tta import AVERAGES, average_views, view_logits
 __all__ = [
     "ImagePrediction",
     "InferenceError",
-    "LabelInfo",
     "Predictor",
     "load_config",
     "load_image_processor",
@@ -36,8 +36,6 @@ __all__ = [
 
 PROCESSOR_FILE = "preprocessor_config.json"
 CONFIG_FILE = "config.json"
-# Coarse to fine, as in the iNat metadata and InatConfig.
-_RANKS = ("kingdom", "phylum", "class", "order", "family", "genus", "species")
 
 
 class InferenceError(ValueError):
@@ -87,7 +85,7 @@ def load_config(model_dir: str | os.PathLike):
     where = os.path.join(model_dir, CONFIG_FILE) if os.path.isdir(model_dir) else f"{model_dir!r} ({CONFIG_FILE})"
     try:
         config = AutoConfig.from_pretrained(model_dir)
-        LabelInfo.from_config(config)  # the label names and taxonomy inference prints must be readable too
+        Taxonomy.from_config(config)  # the label names and taxonomy inference prints must be readable too
     except _CONFIG_ERRORS as err:
         raise InferenceError(f"{where} is not a valid model config: {_one_line(err)}") from err
     return config
@@ -134,61 +132,6 @@ def _weights_file(path: str) -> str:
             if os.path.isfile(os.path.join(path, name)):
                 return os.path.join(path, name)
     return repr(path)
-
-
-# --------------------------------------------------------------------------------------------------------------
-# Labels
-# --------------------------------------------------------------------------------------------------------------
-
-
-@dataclasses.dataclass
-class LabelInfo:
-    """Per-label names from a model config: ``names [C]`` (label rank, e.g. scientific species names),
-    ``common_names [C]`` (``None`` when unknown), ``category_ids [C]`` (original iNat ids, or ``None``) and
-    ``ranks`` ``{rank: [name per label]}`` coarse to fine (empty without a taxonomy)."""
-
-    names: list[str]
-    common_names: list[str | None]
-    category_ids: list[list[int]] | None
-    ranks: dict[str, list[str]]
-    label_rank: str | None = None
-
-    @classmethod
-    def from_config(cls, config: Any) -> LabelInfo:
-        num_labels = config.num_labels
-        names = [str(config.id2label[i]) for i in range(num_labels)]
-        taxonomy = getattr(config, "taxonomy", None) or {}
-        common = taxonomy.get("common_names") or [None] * num_labels
-        ranks_raw = taxonomy.get("ranks") or {}
-        ranks = {r: [str(v) for v in ranks_raw[r]] for r in _RANKS if r in ranks_raw}
-        ranks.update({r: [str(v) for v in ranks_raw[r]] for r in ranks_raw if r not in ranks})
-        category_ids = taxonomy.get("category_ids")
-        return cls(
-            names=names,
-            common_names=list(common),
-            category_ids=[list(c) for c in category_ids] if category_ids is not None else None,
-            ranks=ranks,
-            label_rank=getattr(config, "label_rank", None),
-        )
-
-    @property
-    def num_labels(self) -> int:
-        return len(self.names)
-
-    def taxonomy_of(self, index: int) -> dict[str, str]:
-        """``{rank: name}`` of label ``index``, coarse to fine."""
-        return {rank: values[index] for rank, values in self.ranks.items()}
-
-    def describe(self, index: int) -> dict[str, Any]:
-        index = int(index)
-        ids = self.category_ids[index] if self.category_ids is not None else None
-        return {
-            "index": index,
-            "label": self.names[index],
-            "common_name": self.common_names[index],
-            "category_id": ids[0] if ids is not None and len(ids) == 1 else ids,
-            "taxonomy": self.taxonomy_of(index),
-        }
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -280,7 +223,7 @@ class Predictor:
         self.preset_kwargs = eval_kwargs_from_image_processor(processor)
         if full_decode:
             self.preset_kwargs["min_decode_size"] = 0
-        self.labels = LabelInfo.from_config(self.config)
+        self.taxonomy = Taxonomy.from_config(self.config)
         # where the weights came from, for error messages
         self.source = getattr(model, "name_or_path", "") or type(model).__name__
 
@@ -305,8 +248,7 @@ class Predictor:
     @functools.cached_property
     def backoff_groups(self) -> RankGroups | None:
         """The taxonomy's groups for taxonomic back-off (``predict(backoff=...)``); ``None`` without a taxonomy."""
-        labels = self.labels
-        return RankGroups.from_ranks(labels.ranks, labels.names, labels.label_rank) if labels.ranks else None
+        return RankGroups.from_taxonomy(self.taxonomy) if self.taxonomy.ranks else None
 
     def transform(self, num_views: int = 1) -> EvalPreset:
         """One image -> ``[3, S, S]`` (``num_views == 1``: :class:`EvalPreset`) or ``[V, 3, S, S]`` (TTA)."""

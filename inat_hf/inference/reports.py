@@ -41,9 +41,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..data.taxonomy import RANKS, Taxonomy
 from . import metrics as M
 from .evaluator import MetricsResult, TopKPredictions
-from .predictor import LabelInfo
 
 __all__ = [
     "MAX_CONFUSION_LABELS",
@@ -56,7 +56,6 @@ __all__ = [
 
 MAX_CONFUSION_LABELS = 50
 MOST_CONFUSED_ROWS = 100
-_COARSE_RANKS = ("order", "class", "phylum", "kingdom")
 
 
 def make_run_dir(output_dir: str | os.PathLike, prefix: str = "test_results") -> Path:
@@ -74,11 +73,11 @@ def make_run_dir(output_dir: str | os.PathLike, prefix: str = "test_results") ->
 
 
 def predictions_frame(
-    preds: TopKPredictions, labels: LabelInfo, *, image_ids: Sequence[Any], files: Sequence[str]
+    preds: TopKPredictions, taxonomy: Taxonomy, *, image_ids: Sequence[Any], files: Sequence[str]
 ) -> pd.DataFrame:
     """One row per image (see the module docstring for the columns); unlabeled images have ``true_index -1`` and
     empty ``true_label`` / ``correct``."""
-    names = np.asarray(labels.names, dtype=object)
+    names = np.asarray(taxonomy.labels, dtype=object)
     labeled = preds.labeled
     true_names = np.where(labeled, names[np.where(labeled, preds.labels, 0)], "")
     correct = np.where(labeled, (preds.predictions == preds.labels).astype(object), "")
@@ -219,21 +218,20 @@ def _write_confusion_csv(matrix: np.ndarray, names: Sequence[str], path: Path) -
     frame.to_csv(path)
 
 
-def _shared_rank(true: np.ndarray, pred: np.ndarray, rank_groups: Mapping[str, np.ndarray], label_rank: str | None):
-    """The finest rank (below the label rank) at which each (true, pred) pair agrees; "" when none."""
+def _shared_rank(true: np.ndarray, pred: np.ndarray, taxonomy: Taxonomy) -> np.ndarray:
+    """The finest rank (above the label rank) at which each (true, pred) pair agrees; "" when none."""
     shared = np.full(len(true), "", dtype=object)
-    for rank, groups in reversed(list(rank_groups.items())):  # coarse -> fine: finer ranks overwrite
-        if rank == label_rank:
-            continue
-        same = groups[true] == groups[pred]
-        shared[same] = rank
+    for rank, groups in reversed(taxonomy.rank_groups().items()):  # coarse -> fine: finer ranks overwrite
+        if rank != taxonomy.rank:
+            shared[groups[true] == groups[pred]] = rank
     return shared
 
 
-def _coarse_rank(rank_groups: Mapping[str, np.ndarray], label_rank: str | None, max_labels: int) -> str | None:
-    candidates = [r for r in _COARSE_RANKS if r in rank_groups and r != label_rank]
+def _coarse_rank(taxonomy: Taxonomy, max_labels: int) -> str | None:
+    """The finest rank from order up with at most ``max_labels`` groups (else the coarsest): a readable matrix."""
+    candidates = [r for r in taxonomy.rank_groups() if r != taxonomy.rank and RANKS.index(r) <= RANKS.index("order")]
     for rank in candidates:
-        if int(rank_groups[rank].max()) + 1 <= max_labels:
+        if len(taxonomy.groups(rank)[0]) <= max_labels:
             return rank
     return candidates[-1] if candidates else None
 
@@ -244,11 +242,10 @@ def write_evaluation_report(
     runs: Mapping[str, TopKPredictions],
     metrics: Mapping[str, MetricsResult],
     primary: str,
-    labels: LabelInfo,
+    taxonomy: Taxonomy,
     image_ids: Sequence[Any],
     files: Sequence[str],
     info: Mapping[str, Any],
-    rank_groups: Mapping[str, np.ndarray] | None = None,
     max_confusion_labels: int = MAX_CONFUSION_LABELS,
     submission_lookup: np.ndarray | None = None,
 ) -> dict[str, Any]:
@@ -258,16 +255,15 @@ def write_evaluation_report(
         runs: top-k predictions per run name (``"no_tta"``, ``"tta"``).
         metrics: :func:`~inat_hf.inference.evaluator.compute_metrics` result per run.
         primary: the run whose predictions, per-class table, confusion and reliability diagram are written.
-        labels: label names / taxonomy of the model.
+        taxonomy: the model's labels and taxonomy (hierarchical accuracy, coarse confusion, shared ranks).
         image_ids, files: per image, in prediction order.
         info: extra summary entries (model dir, split, timing, options).
-        rank_groups: ``{rank: label_to_group}`` (hierarchical accuracy, coarse confusion, shared ranks).
         submission_lookup: label -> iNat category id; writes ``submission.csv`` when given.
     """
     from .submission import write_submission
 
     run_dir = Path(run_dir)
-    rank_groups = dict(rank_groups or {})
+    rank_groups = taxonomy.rank_groups()
     preds = runs[primary]
     result = metrics[primary]
     written: list[str] = []
@@ -276,10 +272,10 @@ def write_evaluation_report(
         written.append(name)
         return run_dir / name
 
-    predictions_frame(preds, labels, image_ids=image_ids, files=files).to_csv(out("predictions.csv"), index=False)
+    predictions_frame(preds, taxonomy, image_ids=image_ids, files=files).to_csv(out("predictions.csv"), index=False)
     for name, other in runs.items():
         if name != primary:
-            predictions_frame(other, labels, image_ids=image_ids, files=files).to_csv(
+            predictions_frame(other, taxonomy, image_ids=image_ids, files=files).to_csv(
                 out(f"predictions_{name}.csv"), index=False
             )
     if submission_lookup is not None:
@@ -290,15 +286,15 @@ def write_evaluation_report(
         y_true, y_pred = preds.labels[mask], preds.predictions[mask]
         per_class = pd.DataFrame(
             {
-                "label_index": np.arange(labels.num_labels),
-                "label": labels.names,
-                "common_name": [c if c is not None else "" for c in labels.common_names],
+                "label_index": np.arange(taxonomy.num_labels),
+                "label": taxonomy.labels,
+                "common_name": [c if c is not None else "" for c in taxonomy.common_names],
                 **{key: result.per_class[key] for key in ("support", "predicted", "correct")},
                 **{key: np.round(result.per_class[key], 6) for key in ("accuracy", "precision", "recall", "f1")},
             }
         )
         per_class.to_csv(out("per_class.csv"), index=False)
-        out("classification_report.txt").write_text(M.classification_report_text(y_true, y_pred, labels.names))
+        out("classification_report.txt").write_text(M.classification_report_text(y_true, y_pred, taxonomy.labels))
 
         if rank_groups:
             hier = pd.DataFrame(
@@ -313,17 +309,17 @@ def write_evaluation_report(
             )
             hier.to_csv(out("hierarchical_accuracy.csv"), index=False)
 
-        if labels.num_labels <= max_confusion_labels:
-            matrix = M.confusion_matrix(y_true, y_pred, labels.num_labels)
-            _write_confusion_csv(matrix, labels.names, out("confusion_matrix.csv"))
-            plot_confusion(matrix, labels.names, out("confusion_matrix.png"), f"confusion ({primary})")
+        if taxonomy.num_labels <= max_confusion_labels:
+            matrix = M.confusion_matrix(y_true, y_pred, taxonomy.num_labels)
+            _write_confusion_csv(matrix, taxonomy.labels, out("confusion_matrix.csv"))
+            plot_confusion(matrix, taxonomy.labels, out("confusion_matrix.png"), f"confusion ({primary})")
         else:
             # A dense C x C matrix is neither readable nor cheap at C = 10k: the most confused pairs instead ...
             true, pred, count = M.most_confused(
-                *M.sparse_confusion(y_true, y_pred, labels.num_labels), k=MOST_CONFUSED_ROWS
+                *M.sparse_confusion(y_true, y_pred, taxonomy.num_labels), k=MOST_CONFUSED_ROWS
             )
             support = result.per_class["support"][true]
-            names = np.asarray(labels.names, dtype=object)
+            names = np.asarray(taxonomy.labels, dtype=object)
             pd.DataFrame(
                 {
                     "true_index": true,
@@ -333,17 +329,14 @@ def write_evaluation_report(
                     "count": count,
                     "true_support": support,
                     "rate": np.round(count / np.maximum(support, 1), 6),
-                    "shared_rank": _shared_rank(true, pred, rank_groups, labels.label_rank),
+                    "shared_rank": _shared_rank(true, pred, taxonomy),
                 }
             ).to_csv(out("most_confused.csv"), index=False)
             # ... and the full confusion at a coarse rank.
-            rank = _coarse_rank(rank_groups, labels.label_rank, max_confusion_labels)
+            rank = _coarse_rank(taxonomy, max_confusion_labels)
             if rank is not None:
-                group_names = sorted(set(labels.ranks[rank])) if rank in labels.ranks else None
-                groups = rank_groups[rank]
-                num_groups = int(groups.max()) + 1
-                group_names = group_names or [str(i) for i in range(num_groups)]
-                matrix = M.group_confusion(y_true, y_pred, groups, num_groups)
+                group_names, groups = taxonomy.groups(rank)
+                matrix = M.group_confusion(y_true, y_pred, groups, len(group_names))
                 _write_confusion_csv(matrix, group_names, out(f"confusion_{rank}.csv"))
                 plot_confusion(matrix, group_names, out(f"confusion_{rank}.png"), f"confusion at {rank} ({primary})")
 
@@ -351,7 +344,7 @@ def write_evaluation_report(
 
     summary: dict[str, Any] = dict(info)
     summary["primary_run"] = primary
-    summary["label_rank"] = labels.label_rank
+    summary["label_rank"] = taxonomy.rank
     summary.update(result.summary)
     summary["runs"] = {name: m.summary for name, m in metrics.items()}
     if result.reliability is not None:

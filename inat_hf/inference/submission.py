@@ -6,7 +6,7 @@ ORIGINAL iNat category ids (not label indices), best first, separated by spaces:
     Id,Predicted
     100060,31 10 24 23 48
 
-The ids come from the model config's taxonomy (``config.taxonomy["category_ids"]``, one id per species label).
+The ids come from the model's :class:`~inat_hf.data.taxonomy.Taxonomy` (``category_ids``, one per species label).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from ..data.taxonomy import Taxonomy
 from .files import atomic_write
 from .predictor import InferenceError
 
@@ -27,14 +28,13 @@ SUBMISSION_HEADER = ("Id", "Predicted")
 SUBMISSION_TOPK = 5
 
 
-def category_id_lookup(config: Any) -> np.ndarray:
-    """``[C]`` int64: the original iNat category id of every label, from ``config.taxonomy["category_ids"]``.
+def category_id_lookup(taxonomy: Taxonomy) -> np.ndarray:
+    """``[C]`` int64: the original iNat category id of every label, from ``taxonomy.category_ids``.
 
-    Raises :class:`InferenceError` (before any work is done, call it early) when the config has no taxonomy or
-    its labels are not single categories (a genus-level model covers several category ids per label).
+    Raises :class:`InferenceError` (before any work is done, call it early) when the taxonomy has no category ids
+    or its labels are not single categories (a genus-level model covers several category ids per label).
     """
-    taxonomy = getattr(config, "taxonomy", None) or {}
-    ids = taxonomy.get("category_ids")
+    ids = taxonomy.category_ids
     if ids is None:
         raise InferenceError(
             "a submission needs the original iNat category id of every label, but the model config has no "
@@ -43,9 +43,8 @@ def category_id_lookup(config: Any) -> np.ndarray:
         )
     multi = [i for i, c in enumerate(ids) if len(c) != 1]
     if multi:
-        rank = taxonomy.get("rank", getattr(config, "label_rank", "?"))
         raise InferenceError(
-            f"a submission needs one iNat category (species) per label, but this {rank}-level model has "
+            f"a submission needs one iNat category (species) per label, but this {taxonomy.rank}-level model has "
             f"{len(multi)} labels covering several or no categories (e.g. label {multi[0]}: {list(ids[multi[0]])}). "
             "Use a species-level model."
         )

@@ -6,7 +6,8 @@ Classification" (ICCV 2019): coordinates (and optionally the day of the year) ar
 linear layer gives one score per label. The label space and taxonomy are those of an image model (``id2label``,
 ``label_rank``, ``taxonomy``), so that the two can be fused label by label.
 
-Shipped with checkpoints for ``trust_remote_code``: imports only transformers (no ``inat_hf``).
+Shipped with checkpoints for ``trust_remote_code``, together with ``configuration_inat.py`` (its rank order);
+imports nothing else of ``inat_hf``.
 """
 
 import math
@@ -14,10 +15,9 @@ from typing import Any
 
 from transformers import PreTrainedConfig
 
+from .configuration_inat import RANKS
+
 LOSSES = ("softmax", "presence")
-# Taxonomic ranks, coarse to fine (the self-contained copy a shipped file needs; the library's owner is
-# inat_hf/data/taxonomy.py).
-RANKS = ("kingdom", "phylum", "class", "order", "family", "genus", "species")
 
 
 class GeoPriorConfig(PreTrainedConfig):

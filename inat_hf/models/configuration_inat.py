@@ -25,7 +25,8 @@ from transformers.utils import logging
 
 logger = logging.get_logger(__name__)
 
-# Taxonomic ranks from coarse to fine, in the order the iNaturalist 2021 metadata lists them.
+# Taxonomic ranks from coarse to fine, in the order the iNaturalist 2021 metadata lists them: the copy this shipped
+# file needs (the library's owner is inat_hf/data/taxonomy.py; tests/data/test_taxonomy.py checks they agree).
 RANKS = ("kingdom", "phylum", "class", "order", "family", "genus", "species")
 
 ATTN_LAYERS = ("se", "eca", "cbam", "none")
@@ -258,8 +259,9 @@ class InatConfig(PreTrainedConfig):
             Taxonomic rank of the labels, one of [`RANKS`].
         taxonomy (`dict`, *optional*):
             Plain JSON dict describing every label, e.g. `{"rank": "species", "ranks": {"kingdom": [...], ...,
-            "species": [...]}, "common_names": [...], "category_ids": [[...], ...]}`. Stored as given; every per-label
-            list (top-level lists and the lists in `"ranks"`) must have `num_labels` entries.
+            "species": [...]}, "common_names": [...], "category_ids": [[...], ...]}`. Stored as given; the keys of
+            `"ranks"` are [`RANKS`] and every per-label list (top-level lists and the lists in `"ranks"`) must have
+            `num_labels` entries. `inat_hf.data.Taxonomy.from_config` reads it.
         image_size (`int`, *optional*):
             Side of the square model input.
         crop_pct (`float`, *optional*):
@@ -508,6 +510,9 @@ class InatConfig(PreTrainedConfig):
         ranks = taxonomy.get("ranks", {})
         if not isinstance(ranks, dict):
             raise ValueError("taxonomy['ranks'] must map a rank name to a list with one entry per label.")
+        unknown = sorted(set(ranks) - set(RANKS))
+        if unknown:
+            raise ValueError(f"taxonomy['ranks'] has unknown rank(s) {unknown}; valid ranks: {', '.join(RANKS)}.")
         per_label = {f"taxonomy['ranks'][{name!r}]": value for name, value in ranks.items()}
         per_label.update({f"taxonomy[{key!r}]": value for key, value in taxonomy.items() if key != "ranks"})
         for where, value in per_label.items():
@@ -571,41 +576,6 @@ class InatConfig(PreTrainedConfig):
     def resize_shortest_edge(self) -> int:
         """Shortest edge images are resized to before the center crop: `floor(image_size / crop_pct)` (timm)."""
         return math.floor(self.image_size / self.crop_pct)
-
-    @property
-    def available_ranks(self) -> tuple[str, ...]:
-        """Ranks for which per-label names are known, coarse to fine (the label rank is always available)."""
-        ranks = set((self.taxonomy or {}).get("ranks", {})) | {self.label_rank}
-        ordered = [r for r in RANKS if r in ranks]
-        return tuple(ordered + sorted(ranks.difference(RANKS)))
-
-    def rank_names(self, rank: str | None = None) -> list[str]:
-        """Name at `rank` (default: `label_rank`) of every label, in label index order: `[num_labels]`.
-
-        Useful for hierarchical reporting, e.g. genus-level accuracy of a species classifier:
-        `genus = config.rank_names("genus"); genus[pred] == genus[label]`.
-        """
-        rank = self.label_rank if rank is None else rank
-        ranks = (self.taxonomy or {}).get("ranks", {})
-        if rank in ranks:
-            return [str(name) for name in ranks[rank]]
-        if rank == self.label_rank and self.id2label is not None:
-            return [self.id2label[i] for i in range(self.num_labels)]
-        raise ValueError(
-            f"No per-label names for rank {rank!r}; available ranks: {', '.join(self.available_ranks)}. "
-            "Pass `taxonomy={'ranks': {rank: [...one name per label...]}}` to the config to add ranks."
-        )
-
-    def rank_groups(self, rank: str | None = None) -> tuple[list[str], list[int]]:
-        """Group labels by their name at `rank`.
-
-        Returns `(group_names, label_to_group)`: the sorted distinct names at that rank and, for every label index,
-        the index of its group, so that `label_to_group[pred] == label_to_group[label]` tests a rank-level hit.
-        """
-        names = self.rank_names(rank)
-        groups = sorted(set(names))
-        index = {name: i for i, name in enumerate(groups)}
-        return groups, [index[name] for name in names]
 
 
 def _is_number(value: Any) -> bool:

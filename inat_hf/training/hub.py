@@ -66,7 +66,7 @@ def write_model_card(
                 ],
             }
         ]
-    ranks = ", ".join(taxonomy.known_ranks)
+    ranks = ", ".join(taxonomy.available_ranks)
     resolved = recipe_to_dict(recipe)
     lines = [
         "---",

@@ -88,14 +88,14 @@ def test_bad_files_become_messages_and_the_page_keeps_working(page, photos, tmp_
 
 
 def test_html_escapes_names(page, photos):
-    labels = page.predictor.labels
-    original = labels.names[:]
+    labels = page.predictor.taxonomy.labels
+    original = labels[:]
     try:
-        labels.names[:] = [f"<b>{n}</b>" for n in original]
+        labels[:] = [f"<b>{n}</b>" for n in original]
         result = page.classify(PageInputs(photo=str(photos[0])))
         assert "<b>" not in result.html and "&lt;b&gt;" in result.html
     finally:
-        labels.names[:] = original
+        labels[:] = original
 
 
 def test_model_summary(trained_model_dir, tmp_path, page):
@@ -121,7 +121,7 @@ def test_model_summary(trained_model_dir, tmp_path, page):
     ]
     card = "---\n" + yaml.safe_dump({"model-index": index}) + "---\n# m\n"
     (model / "README.md").write_text(card)
-    summary = model_summary(str(model), page.predictor.config, page.predictor.labels)
+    summary = model_summary(str(model), page.predictor.config, page.predictor.taxonomy)
     assert "training data: `runs/demo/prepared`, split `train`, first 100 images" in summary
     assert "reported on iNaturalist 2021 `val`: top-1 accuracy 0.667, top-5 accuracy 0.98" in summary
 

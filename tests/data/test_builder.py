@@ -1,7 +1,6 @@
 """The iNat 2021 → Arrow builder: splits, ranks, filters, storage, caching and the real-record sample."""
 
 import io
-import json
 import os
 import shutil
 
@@ -10,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from inat_hf.data import InatBuilder, InatDataError, Taxonomy, load_inat, load_prepared, prepare_inat
+from inat_hf.data import RANKS, InatBuilder, InatDataError, load_inat, load_prepared, prepare_inat
 from inat_hf.data.demo import DEMO_CATEGORIES
 from tests.data.helpers import prep, read_json, write_json
 
@@ -106,11 +105,7 @@ def test_each_label_rank(demo_root, tmp_path, rank, expected):
     assert None not in train["species"] and None not in train["genus"]
     taxonomy = prepared.taxonomy
     assert taxonomy.rank == rank and taxonomy.labels == expected
-    assert set(taxonomy.ranks) == set(
-        ("kingdom", "phylum", "class", "order", "family", "genus", "species")[
-            : ("kingdom", "phylum", "class", "order", "family", "genus", "species").index(rank) + 1
-        ]
-    )
+    assert list(taxonomy.ranks) == list(RANKS[: RANKS.index(rank) + 1])
 
 
 def test_genus_label_merges_species_of_one_genus(demo_root, tmp_path):
@@ -320,27 +315,6 @@ def test_save_and_load_prepared(demo_root, tmp_path):
 def test_load_inat_returns_datasetdict(demo_root, tmp_path):
     ds = load_inat(demo_root, splits="val", cache_dir=tmp_path / "c")
     assert isinstance(ds, datasets.DatasetDict) and list(ds) == ["val"]
-
-
-def test_taxonomy_round_trip_and_validation():
-    t = Taxonomy(
-        rank="genus",
-        labels=["A", "B"],
-        ranks={"kingdom": ["K", "K"], "genus": ["A", "B"]},
-        category_ids=[[1], [2, 3]],
-        common_names=[None, None],
-    )
-    assert Taxonomy.from_dict(json.loads(json.dumps(t.to_dict()))) == t
-    with pytest.raises(ValueError, match=r"'kingdom' has 1 entries, expected one per label \(2\)"):
-        Taxonomy(
-            rank="genus",
-            labels=["A", "B"],
-            ranks={"kingdom": ["K"]},
-            category_ids=[[1], [2]],
-            common_names=[None, None],
-        )
-    with pytest.raises(ValueError, match=r"Unknown label rank 'tribe'"):
-        Taxonomy(rank="tribe", labels=[], ranks={}, category_ids=[], common_names=[])
 
 
 def test_inconsistent_parent_taxa_are_an_error(demo_copy, tmp_path):

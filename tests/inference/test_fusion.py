@@ -13,6 +13,7 @@ from PIL import ExifTags, Image
 from inat_hf.commands.evaluate import main as evaluate_main
 from inat_hf.commands.predict import main as predict_main
 from inat_hf.data.geo import GeoRecords
+from inat_hf.data.taxonomy import Taxonomy
 from inat_hf.inference.backoff import RankGroups, backoff_answer, backoff_table
 from inat_hf.inference.fusion import GeoFusion, exif_location, photo_locations
 from inat_hf.inference.predictor import InferenceError
@@ -28,8 +29,8 @@ NAMES = RANKS["species"]
 
 
 def test_backoff_sums_species_up_the_ranks():
-    groups = RankGroups.from_ranks(RANKS, NAMES, "species")
-    assert groups.ranks == ["species", "genus", "family", "kingdom"]  # finest first, in the taxonomy helper's order
+    groups = RankGroups.from_taxonomy(Taxonomy(rank="species", labels=NAMES, ranks=RANKS))
+    assert groups.ranks == ["species", "genus", "family", "kingdom"]  # finest first, in the taxonomy's order
     probs = torch.tensor(
         [
             [0.90, 0.05, 0.03, 0.02],  # sure of the species

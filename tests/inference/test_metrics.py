@@ -5,6 +5,7 @@ import math
 import numpy as np
 import pytest
 
+from inat_hf.data.taxonomy import Taxonomy
 from inat_hf.inference import metrics as M
 from inat_hf.models import InatConfig
 
@@ -71,23 +72,15 @@ Y_PRED = np.array([0, 1, 2, 0])
 EXPECTED_HIER = {"species": 1 / 4, "genus": 2 / 4, "family": 2 / 4, "order": 3 / 4, "class": 3 / 4, "phylum": 1.0}
 
 
-def test_hierarchical_accuracy_hand_computed():
-    groups = M.rank_groups_from_names(RANKS)
-    assert list(groups) == ["species", "genus", "family", "order", "class", "phylum"]  # finest first
-    assert M.hierarchical_accuracy(Y_TRUE, Y_PRED, groups) == EXPECTED_HIER
-
-
 def test_hierarchical_accuracy_from_config_taxonomy():
     config = InatConfig(
         backbone="resnet10t",
         id2label=dict(enumerate(RANKS["species"])),
         taxonomy={"rank": "species", "ranks": RANKS},
     )
-    groups = M.rank_groups_from_config(config)
+    groups = Taxonomy.from_config(config).rank_groups()
+    assert list(groups) == ["species", "genus", "family", "order", "class", "phylum"]  # finest first
     assert M.hierarchical_accuracy(Y_TRUE, Y_PRED, groups) == EXPECTED_HIER
-    # a config without taxonomy has only the label rank
-    plain = InatConfig(backbone="resnet10t", id2label={0: "a", 1: "b"})
-    assert list(M.rank_groups_from_config(plain)) == ["species"]
 
 
 def test_ece_hand_computed_15_bins():

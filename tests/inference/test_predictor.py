@@ -6,7 +6,8 @@ import shutil
 import numpy as np
 import pytest
 
-from inat_hf.inference.predictor import InferenceError, LabelInfo, Predictor, load_config, load_image_processor
+from inat_hf.data.taxonomy import RANKS, Taxonomy
+from inat_hf.inference.predictor import InferenceError, Predictor, load_config, load_image_processor
 
 
 def test_model_without_processor_is_a_clear_error(trained_model_dir, tmp_path):
@@ -26,12 +27,11 @@ def test_missing_or_wrong_model_dir(tmp_path):
         load_config(tmp_path)
 
 
-def test_label_info_from_config(trained_model_dir):
-    labels = LabelInfo.from_config(load_config(trained_model_dir))
-    info = labels.describe(1)
+def test_taxonomy_of_a_trained_model(trained_model_dir):
+    info = Taxonomy.from_config(load_config(trained_model_dir)).describe(1)
     assert info["label"] == "Turdus merula" and info["common_name"] == "Eurasian Blackbird"
     assert info["category_id"] == 23
-    assert list(info["taxonomy"]) == ["kingdom", "phylum", "class", "order", "family", "genus", "species"]
+    assert list(info["taxonomy"]) == list(RANKS)
     assert info["taxonomy"]["genus"] == "Turdus"
 
 
@@ -59,7 +59,7 @@ def test_pipeline_and_predictor_agree_on_top1(trained_model_dir, val_files):
     ours = list(predictor.predict(val_files, top_k=2, batch_size=8))
     pipe = pipeline("image-classification", model=str(trained_model_dir), device="cpu")
     theirs = pipe(val_files, top_k=2)
-    names = predictor.labels.names
+    names = predictor.taxonomy.labels
     ours_top1 = [names[r.indices[0]] for r in ours]
     assert ours_top1 == [t[0]["label"] for t in theirs]
     np.testing.assert_allclose([r.probs[0] for r in ours], [t[0]["score"] for t in theirs], atol=1e-4)

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from inat_hf.data.taxonomy import Taxonomy
 from inat_hf.inference.predictor import InferenceError
 from inat_hf.inference.submission import category_id_lookup, submission_rows, write_submission
 from inat_hf.models import InatConfig
@@ -22,13 +23,13 @@ LABELS = [
 IDS = [10, 23, 24, 31, 48, 52]
 
 
-def config(category_ids=None, taxonomy=True):
-    tax = {"rank": "species", "category_ids": category_ids or [[i] for i in IDS]} if taxonomy else None
-    return InatConfig(backbone="resnet10t", id2label=dict(enumerate(LABELS)), taxonomy=tax)
+def taxonomy(category_ids=None, with_taxonomy=True):
+    tax = {"rank": "species", "category_ids": category_ids or [[i] for i in IDS]} if with_taxonomy else None
+    return Taxonomy.from_config(InatConfig(backbone="resnet10t", id2label=dict(enumerate(LABELS)), taxonomy=tax))
 
 
 def test_submission_file_format(tmp_path):
-    lookup = category_id_lookup(config())
+    lookup = category_id_lookup(taxonomy())
     np.testing.assert_array_equal(lookup, IDS)
     topk = np.array([[3, 0, 2, 1, 5], [5, 4, 3, 2, 1]])  # label indices, best first
     path = write_submission(tmp_path / "sub" / "submission.csv", [100060, 100061], topk, lookup)
@@ -48,7 +49,7 @@ def test_submission_rows_keep_the_first_five():
 
 def test_submission_needs_species_category_ids():
     with pytest.raises(InferenceError, match="no taxonomy\\['category_ids'\\]"):
-        category_id_lookup(config(taxonomy=False))
+        category_id_lookup(taxonomy(with_taxonomy=False))
     genus_level = [[10], [23, 24], [24], [31], [48], [52]]
     with pytest.raises(InferenceError, match="one iNat category \\(species\\) per label.*label 1: \\[23, 24\\]"):
-        category_id_lookup(config(category_ids=genus_level))
+        category_id_lookup(taxonomy(category_ids=genus_level))

@@ -4,7 +4,7 @@ import pytest
 import timm
 from transformers import AutoConfig
 
-from inat_hf.models import RANKS, InatConfig
+from inat_hf.models import InatConfig
 
 from .conftest import LABELS, tiny_config
 
@@ -39,7 +39,6 @@ def test_defaults():
     assert config.image_mean == list(timm_cfg["mean"]) and config.image_std == list(timm_cfg["std"])
     explicit = InatConfig(image_size=224, crop_pct=0.875)  # what the recipes set: unchanged
     assert (explicit.crop_pct, explicit.resize_shortest_edge) == (0.875, 256)
-    assert RANKS == ("kingdom", "phylum", "class", "order", "family", "genus", "species")
 
 
 def test_labels_from_id2label_only():
@@ -69,19 +68,6 @@ def test_from_pretrained_with_new_label_count_drops_per_label_fields(tmp_path):
     assert config.label2id == {"x": 0, "y": 1} and config.focal_alpha == [1.0, 2.0]
     # same count: everything kept
     assert InatConfig.from_pretrained(tmp_path, num_labels=3).focal_alpha == [0.2, 0.3, 0.5]
-
-
-def test_rank_helpers():
-    config = tiny_config(taxonomy=_taxonomy())
-    assert config.rank_names() == LABELS
-    assert config.rank_names("genus") == ["Apis", "Bombus", "Vespa"]
-    assert config.available_ranks == ("kingdom", "order", "genus", "species")
-    groups, index = config.rank_groups("order")
-    assert groups == ["Hymenoptera"] and index == [0, 0, 0]
-    with pytest.raises(ValueError, match=r"No per-label names for rank 'family'; available ranks: kingdom, order"):
-        config.rank_names("family")
-    # without a taxonomy the label rank still works
-    assert tiny_config().rank_names("species") == LABELS
 
 
 @pytest.mark.parametrize(

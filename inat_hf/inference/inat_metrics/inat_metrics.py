@@ -3,10 +3,11 @@
 Loads offline from its path inside the package (nothing is fetched from the Hub)::
 
     import evaluate
+    from inat_hf.data import Taxonomy
     from inat_hf.inference import INAT_METRICS_PATH
     metric = evaluate.load(INAT_METRICS_PATH)
     metric.compute(predictions=topk_indices, references=labels, confidences=top1_probs,
-                   rank_groups=rank_groups_from_config(config))
+                   rank_groups=Taxonomy.from_config(config).rank_groups())
 
 Inputs are per-image top-k predictions (``[N, K]`` label indices, best first), never ``[N, C]`` logits. The
 figures come from :mod:`inat_hf.inference.metrics`, the functions evaluate.py and the Trainer use, so both agree.
@@ -26,7 +27,7 @@ Args:
     predictions: per image, the top-k label indices, best first (k >= 5 for top-5).
     references: per image, the true label index.
     confidences: per image, the probability of the top-1 prediction (for ECE).
-    rank_groups: optional {rank: array [num_labels] of group ids} (``rank_groups_from_config``): accuracy at every
+    rank_groups: optional {rank: array [num_labels] of group ids} (``Taxonomy.rank_groups()``): accuracy at every
         rank, the coarser prediction derived from the top-1 label.
     n_bins: equal-width confidence bins of the ECE (default 15).
 Returns:

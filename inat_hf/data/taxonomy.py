@@ -1,7 +1,9 @@
-"""The taxonomy helper: ranks, iNat directory names, taxon filters and the label taxonomy.
+"""The taxonomy owner: the rank order, iNat directory names, taxon filters and :class:`Taxonomy`.
 
-This is the one place that knows how iNaturalist 2021 spells a taxon. Everything that needs to turn a category into
-its ranks (the builder, reports, the model config's ``taxonomy``) goes through here.
+This is the one place that knows how iNaturalist 2021 spells a taxon and in which order the ranks go. The builder
+turns categories into a :class:`Taxonomy`; prediction, metrics, reports, back-off and submissions read a model's
+through :meth:`Taxonomy.from_config`. (``models/configuration_inat.py`` keeps a copy of :data:`RANKS`: it ships with
+checkpoints and may not import this package.)
 
 An iNat 2021 category directory name holds the whole taxonomy::
 

@@ -3,7 +3,7 @@
 * :mod:`~inat_hf.inference.tta` -- :func:`tta_logits` (one batched forward over ``B x V`` views), :func:`view_logits`,
   :func:`average_views`.
 * :mod:`~inat_hf.inference.metrics` -- top-k, per-class, hierarchical accuracy, ECE / reliability, confusion counts.
-* :mod:`~inat_hf.inference.predictor` -- :class:`Predictor` (checkpoint + preprocessing + options), label info.
+* :mod:`~inat_hf.inference.predictor` -- :class:`Predictor` (checkpoint + preprocessing + options + taxonomy).
 * :mod:`~inat_hf.inference.evaluator` -- :func:`evaluate_split` (streaming top-k), :func:`compute_metrics`, Trainer glue.
 * :mod:`~inat_hf.inference.reports` -- the ``test_results_<TIMESTAMP>/`` files.
 * :mod:`~inat_hf.inference.submission` -- the iNat 2021 ``Id,Predicted`` file.

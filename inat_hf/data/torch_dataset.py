@@ -78,8 +78,8 @@ class ImageClassificationDataset(torch.utils.data.Dataset):
         else:
             # The transforms draw from the CPU generator only: seed that one (torch.manual_seed would also reseed
             # every accelerator's generator, which fork_rng(devices=[]) does not restore -- and on a machine without
-            # CUDA it queues a lazy seeding call with a stack trace, per item: ~40% of a 64 px item's decode +
-            # augmentation time). fork_rng restores the CPU state afterwards: other consumers are unaffected.
+            # CUDA it queues a lazy seeding call with a stack trace, per item: costly next to a small item's decode +
+            # augmentation, see benchmarks/results.md). fork_rng restores the CPU state afterwards.
             with torch.random.fork_rng(devices=[]):
                 torch.default_generator.manual_seed(item_seed(self.seed, int(self._epoch), int(index)))
                 pixel_values = self.transform(row["image"])

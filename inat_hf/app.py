@@ -433,7 +433,7 @@ class ClassifierPage:
 
         from .data.decode import decode_image
 
-        image = Image.fromarray(decode_image(path, min_size=PREVIEW_SIZE).permute(1, 2, 0).numpy())
+        image = Image.fromarray(decode_image(path).permute(1, 2, 0).numpy())
         image.thumbnail((PREVIEW_SIZE, PREVIEW_SIZE))
         return image
 

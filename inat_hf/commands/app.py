@@ -75,7 +75,6 @@ class AppArguments:
     device: str | None = _same_as_predict("device")
     bf16: bool = _same_as_predict("bf16")
     channels_last: bool = _same_as_predict("channels_last")
-    full_decode: bool = _same_as_predict("full_decode")
 
     def __post_init__(self):
         from ..data.transforms import TTA_VIEWS
@@ -119,7 +118,6 @@ def run_app(args: AppArguments) -> int:
             "device": args.device,
             "bf16": args.bf16,
             "channels_last": args.channels_last,
-            "full_decode": args.full_decode,
         },
         geo_prior=args.geo_prior,
         tta_views=args.tta_views,

@@ -72,10 +72,6 @@ class EvaluateArguments:
             "at a coarser rank (order, or class)."
         },
     )
-    full_decode: bool = dataclasses.field(
-        default=False,
-        metadata={"help": "Decode JPEGs at full size (bit-exact with the image processor; slower on large files)."},
-    )
     device: str | None = dataclasses.field(
         default=None, metadata={"help": "torch device (default: cuda when available, else cpu)."}
     )
@@ -188,7 +184,6 @@ def run_evaluation(args: EvaluateArguments) -> dict:
         bf16=args.bf16,
         channels_last=args.channels_last,
         average=args.tta_average,
-        full_decode=args.full_decode,
     )
     geo, locations, geo_info = _load_geo(args, split, taxonomy.labels, predictor.device)
     groups = predictor.backoff_groups

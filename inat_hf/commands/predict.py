@@ -55,10 +55,6 @@ class PredictArguments:
     )
     bf16: bool = dataclasses.field(default=False, metadata={"help": "bf16 autocast for the forward pass."})
     channels_last: bool = dataclasses.field(default=False, metadata={"help": "Channels-last model and inputs."})
-    full_decode: bool = dataclasses.field(
-        default=False,
-        metadata={"help": "Decode JPEGs at full size (bit-exact with the image processor; slower on large files)."},
-    )
     device: str | None = dataclasses.field(
         default=None, metadata={"help": "torch device (default: cuda when available, else cpu)."}
     )
@@ -242,7 +238,6 @@ def run_prediction(args: PredictArguments, extra_inputs: list[str] = ()) -> int:
         device=args.device,
         bf16=args.bf16,
         channels_last=args.channels_last,
-        full_decode=args.full_decode,
     )
     geo, locations = _geo_inputs(args, files, predictor)
     num_views = args.tta_views if args.tta else 1

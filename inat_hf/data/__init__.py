@@ -30,9 +30,6 @@ _EXPORTS = {
     "TTAPreset": "transforms",
     "TrainPreset": "transforms",
     "eval_kwargs_from_image_processor": "transforms",
-    "make_eval_transform": "transforms",
-    "make_train_transform": "transforms",
-    "make_tta_transform": "transforms",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -7,7 +7,6 @@ apply it are in :mod:`inat_hf.data.transforms`.
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -50,10 +49,6 @@ class AugmentationConfig:
         re_ratio: erased aspect-ratio range.
         mean: normalisation mean (RGB, in [0, 1] units).
         std: normalisation std.
-        min_decode_size: reduced-size JPEG decoding keeps the shorter side ``>=`` this; ``None`` =
-            ``ceil(image_size / sqrt(scale[0]))``, so even the smallest crop RandomResizedCrop can take still spans
-            ``image_size`` decoded pixels per side and no crop is upsampled from fewer pixels than a full-size
-            decode would give it; 0 always decodes at full size.
         auto_augment: a timm auto-augment string, applied after the flip as timm's ``create_transform`` does:
             RandAugment (``"rand-m9-mstd0.5-inc1"``; one op at uniform magnitude, TrivialAugment-style:
             ``"rand-n1-m10-mstd101"``), AugMix (``"augmix-m5-w3-d2"``) or AutoAugment (``"v0"``, ``"original"``).
@@ -77,7 +72,6 @@ class AugmentationConfig:
     re_ratio: tuple[float, float] = (0.3, 3.3)
     mean: tuple[float, float, float] = IMAGENET_DEFAULT_MEAN
     std: tuple[float, float, float] = IMAGENET_DEFAULT_STD
-    min_decode_size: int | None = None
     auto_augment: str | None = None
 
     def __post_init__(self) -> None:
@@ -117,7 +111,7 @@ class AugmentationConfig:
                     f"auto_augment={self.auto_augment!r} replaces colour jitter (as in timm), so color_jitter must be "
                     f"0, found {self.color_jitter}"
                 )
-            from .transforms import TimmAutoAugment  # torch and timm load only for a recipe that uses it
+            from .kernels import TimmAutoAugment  # torch and timm load only for a recipe that uses it
 
             try:
                 TimmAutoAugment(self.auto_augment, image_size=self.image_size, mean=self.mean)
@@ -145,13 +139,6 @@ class AugmentationConfig:
         return (
             self.color_jitter[3] if isinstance(self.color_jitter, tuple) and len(self.color_jitter) == 4 else self.hue
         )
-
-    @property
-    def decode_min_size(self) -> int:
-        """Shorter side a reduced JPEG decode must keep (see ``min_decode_size``)."""
-        if self.min_decode_size is not None:
-            return self.min_decode_size
-        return math.ceil(self.image_size / math.sqrt(self.scale[0]) - 1e-9)
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> AugmentationConfig:

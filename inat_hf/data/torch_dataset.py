@@ -34,7 +34,7 @@ class ImageClassificationDataset(torch.utils.data.Dataset):
 
     Args:
         data: a prepared split (``image`` + ``label`` columns). The image column is read undecoded
-            (``datasets.Image(decode=False)``) so that the transform can decode at reduced size.
+            (``datasets.Image(decode=False)``): the transform decodes the bytes itself, straight to a tensor.
         transform: image (undecoded ``{"bytes", "path"}`` dict) → tensor, e.g. ``TrainPreset``/``EvalPreset``.
         seed: makes item ``i``'s augmentation a function of ``(seed, epoch, i)``; ``None`` uses the global RNG.
     """
@@ -45,23 +45,19 @@ class ImageClassificationDataset(torch.utils.data.Dataset):
         transform: Callable[[Any], torch.Tensor],
         *,
         seed: int | None = None,
-        image_key: str = "image",
-        label_key: str = "label",
     ) -> None:
-        missing = {image_key, label_key} - set(data.column_names)
+        missing = {"image", "label"} - set(data.column_names)
         if missing:
             raise ValueError(
-                f"The dataset needs the columns {sorted({image_key, label_key})}; missing {sorted(missing)} "
+                f"The dataset needs the columns ['image', 'label']; missing {sorted(missing)} "
                 f"(columns: {data.column_names})."
             )
-        data = data.select_columns([image_key, label_key])
-        if isinstance(data.features[image_key], datasets.Image):
-            data = data.cast_column(image_key, datasets.Image(decode=False))
+        data = data.select_columns(["image", "label"])
+        if isinstance(data.features["image"], datasets.Image):
+            data = data.cast_column("image", datasets.Image(decode=False))
         self.data = data
         self.transform = transform
         self.seed = seed
-        self.image_key = image_key
-        self.label_key = label_key
         # A 0-d tensor in shared memory: forked or spawned DataLoader workers read the value the main process set.
         self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
 
@@ -78,13 +74,13 @@ class ImageClassificationDataset(torch.utils.data.Dataset):
     def __getitem__(self, index: int) -> dict[str, Any]:
         row = self.data[int(index)]
         if self.seed is None:
-            pixel_values = self.transform(row[self.image_key])
+            pixel_values = self.transform(row["image"])
         else:
             # The transforms draw from the CPU generator only: seed that one (torch.manual_seed would also reseed
             # every accelerator's generator, which fork_rng(devices=[]) does not restore -- and on a machine without
-            # CUDA it queues a lazy seeding call with a stack trace, per item: ~40% of a 64 px item's decode +
-            # augmentation time). fork_rng restores the CPU state afterwards: other consumers are unaffected.
+            # CUDA it queues a lazy seeding call with a stack trace, per item: costly next to a small item's decode +
+            # augmentation, see benchmarks/results.md). fork_rng restores the CPU state afterwards.
             with torch.random.fork_rng(devices=[]):
                 torch.default_generator.manual_seed(item_seed(self.seed, int(self._epoch), int(index)))
-                pixel_values = self.transform(row[self.image_key])
-        return {"pixel_values": pixel_values, "labels": row[self.label_key]}
+                pixel_values = self.transform(row["image"])
+        return {"pixel_values": pixel_values, "labels": row["label"]}

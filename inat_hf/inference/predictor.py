@@ -192,8 +192,6 @@ class Predictor:
         bf16: bf16 autocast for the forward pass.
         channels_last: channels-last model and inputs (faster convolutions on GPU with bf16).
         average: TTA averaging, ``"prob"`` or ``"logit"`` (see :mod:`inat_hf.inference.tta`).
-        full_decode: decode images at full size (bit-exact with the image processor, slower for large JPEGs);
-            by default JPEGs are DCT-reduced to the resize size (see ``inat_hf.data.decode``).
     """
 
     def __init__(
@@ -205,7 +203,6 @@ class Predictor:
         bf16: bool = False,
         channels_last: bool = False,
         average: str = "prob",
-        full_decode: bool = False,
     ):
         if average not in AVERAGES:
             raise ValueError(f"average must be one of {AVERAGES}, got {average!r}")
@@ -221,8 +218,6 @@ class Predictor:
         self.channels_last = channels_last
         self.average = average
         self.preset_kwargs = eval_kwargs_from_image_processor(processor)
-        if full_decode:
-            self.preset_kwargs["min_decode_size"] = 0
         self.taxonomy = Taxonomy.from_config(self.config)
         # where the weights came from, for error messages
         self.source = getattr(model, "name_or_path", "") or type(model).__name__

@@ -10,7 +10,7 @@ from transformers import AutoConfig, AutoModel, AutoModelForImageClassification
 from .configuration_geo import GeoPriorConfig
 from .configuration_inat import RANKS, InatConfig
 from .image_processing_inat import image_processor_from_config
-from .losses import FocalLoss, focal_loss
+from .losses import focal_loss
 from .modeling_geo import GeoPriorModel
 from .modeling_inat import InatForImageClassification, InatPreTrainedModel
 
@@ -29,7 +29,6 @@ GeoPriorModel.register_for_auto_class("AutoModel")
 
 __all__ = [
     "RANKS",
-    "FocalLoss",
     "GeoPriorConfig",
     "GeoPriorModel",
     "InatConfig",

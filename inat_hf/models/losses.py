@@ -21,7 +21,6 @@ from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 REDUCTIONS = ("mean", "sum", "none")
 
@@ -101,33 +100,4 @@ def focal_loss(
     return loss
 
 
-class FocalLoss(nn.Module):
-    """`nn.Module` form of [`focal_loss`]; `alpha` is a (non-persistent) buffer, so it follows `.to(device)`."""
-
-    def __init__(
-        self,
-        gamma: float = 2.0,
-        alpha: torch.Tensor | Sequence[float] | None = None,
-        label_smoothing: float = 0.0,
-        reduction: str = "mean",
-    ):
-        super().__init__()
-        # Validate eagerly so that a bad setting fails when the loss is built, not at the first step.
-        _check_settings(gamma, label_smoothing, reduction)
-        self.gamma = float(gamma)
-        self.label_smoothing = float(label_smoothing)
-        self.reduction = reduction
-        alpha = None if alpha is None else torch.as_tensor(alpha, dtype=torch.float32)
-        self.register_buffer("alpha", alpha, persistent=False)
-
-    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return focal_loss(logits, target, self.gamma, self.alpha, self.label_smoothing, self.reduction)
-
-    def extra_repr(self) -> str:
-        alpha = None if self.alpha is None else f"[{self.alpha.numel()} weights]"
-        return (
-            f"gamma={self.gamma}, alpha={alpha}, label_smoothing={self.label_smoothing}, reduction={self.reduction!r}"
-        )
-
-
-__all__ = ["FocalLoss", "focal_loss"]
+__all__ = ["focal_loss"]

@@ -1,8 +1,9 @@
-"""Tests for inat_hf.data.decode: inputs, EXIF orientation, modes, reduced-size JPEG decoding, errors."""
+"""Tests for inat_hf.data.decode: inputs, EXIF orientation, modes, full-size decoding, errors."""
 
 from __future__ import annotations
 
 import io
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,7 @@ import PIL.ImageOps
 import pytest
 import torch
 
-from inat_hf.data.decode import ImageDecodeError, decode_image, draft_size, jpeg_size
+from inat_hf.data.decode import ImageDecodeError, decode_image
 
 
 def photo(w: int, h: int, seed: int = 0) -> PIL.Image.Image:
@@ -60,25 +61,24 @@ def test_every_input_kind_decodes_to_the_same_rgb_uint8_tensor(tmp_path: Path):
         assert torch.equal(out, expected), name
 
 
-def test_auto_backend_is_bit_identical_to_pil():
-    data = encode(photo(64, 48), quality=90)
-    assert torch.equal(decode_image(data), decode_image(data, backend="pil"))
+@pytest.mark.parametrize("size", [(64, 48), (640, 480)])
+def test_jpegs_decode_at_full_size_bit_identical_to_pil(size):
+    data = encode(photo(*size), quality=90)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # torchvision's per-call deprecation warning must not reach the user
+        out = decode_image(data)
+    assert torch.equal(out, as_tensor(PIL.Image.open(io.BytesIO(data))))
 
 
-@pytest.mark.parametrize("backend,min_size", [("auto", None), ("pil", None), ("auto", 8)])
-def test_exif_orientation_is_applied(backend, min_size):
+def test_exif_orientation_is_applied():
     img = photo(64, 32)  # landscape as stored
     exif = PIL.Image.Exif()
     exif[0x0112] = 6  # "rotate 90 CW to display": shown as portrait
     data = encode(img, quality=95, exif=exif)
-    out = decode_image(data, backend=backend, min_size=min_size)
+    out = decode_image(data)
     reference = PIL.ImageOps.exif_transpose(PIL.Image.open(io.BytesIO(data)))
-    if min_size:
-        w, h = draft_size(64, 32, min_size)
-        assert out.shape == (3, w, h)  # reduced, then transposed
-    else:
-        assert out.shape == (3, 64, 32)
-        assert torch.equal(out, as_tensor(reference))
+    assert out.shape == (3, 64, 32)
+    assert torch.equal(out, as_tensor(reference))
 
 
 def test_exif_orientation_of_a_pil_input_is_applied():
@@ -118,50 +118,6 @@ def test_cmyk_and_gray_jpegs_match_pil_conversion():
         assert (decode_image(data).int() - expected.int()).abs().max() <= 1, mode
 
 
-@pytest.mark.parametrize("size", [(640, 480), (480, 640), (1000, 300), (100, 75), (33, 47)])
-@pytest.mark.parametrize("min_size", [1, 16, 37, 60, 100, 224, 5000])
-def test_draft_decode_never_goes_below_the_requested_shorter_side(size, min_size, tmp_path):
-    data = encode(photo(*size), quality=80)
-    out = decode_image(data, min_size=min_size)
-    short = min(out.shape[1:])
-    assert short >= min(min_size, min(size))  # never below the request, never upsampled
-    assert (out.shape[2], out.shape[1]) == draft_size(*size, min_size)
-    if min(size) >= 2 * min_size:
-        assert short < min(size)  # a reduction was possible, and used
-
-
-def test_draft_size_rule():
-    assert draft_size(500, 375, 224) == (500, 375)  # 1/2 would give 188 < 224
-    assert draft_size(1000, 750, 224) == (500, 375)
-    assert draft_size(4000, 3000, 224) == (500, 375)  # 1/8 is the largest DCT reduction
-    assert draft_size(640, 480, 120) == (160, 120)
-    assert draft_size(641, 481, 60) == (81, 61)  # ceil division, like libjpeg
-
-
-def test_jpeg_size_reads_headers():
-    img = photo(57, 31)
-    exif = PIL.Image.Exif()
-    exif[0x0112] = 3
-    variants = [
-        encode(img),
-        encode(img, progressive=True),
-        encode(img, exif=exif),
-        encode(img.convert("L")),
-        encode(img, icc_profile=b"\0" * 3000),
-    ]
-    for data in variants:
-        assert jpeg_size(data) == (57, 31)
-    assert jpeg_size(b"") is None
-    assert jpeg_size(b"\xff\xd8\xff\xe0garbage") is None
-    assert jpeg_size(encode(img, "PNG")) is None
-
-
-def test_small_pre_resized_jpegs_just_work():
-    data = encode(photo(40, 30), quality=85)  # as a builder storing resized images would write them
-    out = decode_image({"bytes": data, "path": "x.jpg"}, min_size=224)
-    assert out.shape == (3, 30, 40)
-
-
 def test_corrupt_bytes_raise_a_clear_error_naming_the_file():
     garbage = b"this is not an image at all"
     with pytest.raises(ImageDecodeError) as err:
@@ -178,10 +134,9 @@ def test_truncated_jpeg_raises_a_clear_error(tmp_path: Path):
     data = encode(photo(64, 48), quality=90)
     path = tmp_path / "cut.jpg"
     path.write_bytes(data[: len(data) // 2])
-    for backend in ("auto", "pil"):
-        with pytest.raises(ImageDecodeError) as err:
-            decode_image(str(path), backend=backend)
-        assert str(path) in str(err.value) and "expected" in str(err.value)
+    with pytest.raises(ImageDecodeError) as err:
+        decode_image(str(path))
+    assert str(path) in str(err.value) and "expected" in str(err.value)
 
 
 def test_missing_file_and_bad_values():
@@ -195,8 +150,6 @@ def test_missing_file_and_bad_values():
         decode_image(3)
     with pytest.raises(TypeError, match="uint8"):
         decode_image(torch.zeros(3, 4, 4))
-    with pytest.raises(ValueError, match="backend"):
-        decode_image(encode(photo(8, 8)), backend="cv2")
 
 
 def test_gray_tensor_and_array_inputs_are_expanded():

@@ -1,4 +1,4 @@
-"""Tests for inat_hf.data.transforms (presets, custom kernels, datasets glue) and inat_hf.data.collate."""
+"""Tests for the presets (inat_hf.data.transforms), their kernels (inat_hf.data.kernels) and the collator."""
 
 from __future__ import annotations
 
@@ -16,21 +16,15 @@ from torchvision.transforms.v2 import functional as tvF
 
 from inat_hf.data.augmentation import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, AugmentationConfig
 from inat_hf.data.collate import ImageClassificationCollator
+from inat_hf.data.kernels import FusedColorJitter, RandomRotationNearest, separable_gaussian_blur
+from inat_hf.data.torch_dataset import ImageClassificationDataset
 from inat_hf.data.transforms import (
     TTA_VIEWS,
     EvalPreset,
-    FusedColorJitter,
-    Normalizer,
-    RandomRotationNearest,
     TrainPreset,
     TTAPreset,
     eval_kwargs_from_image_processor,
-    make_eval_transform,
-    make_train_transform,
-    make_tta_transform,
-    normalize_uint8,
-    separable_gaussian_blur,
-    tta_views,
+    normalize,
 )
 
 S = 32  # small output size keeps the tests fast
@@ -70,8 +64,7 @@ def test_config_defaults_are_the_seed_recipe():
     assert cfg.image_size == 224 and cfg.scale == (0.08, 1.0) and cfg.ratio == pytest.approx((3 / 4, 4 / 3))
     assert cfg.hflip == 0.5 and cfg.color_jitter == 0.4 and cfg.hue == 0.1 and cfg.rotation == 15.0
     assert cfg.blur_prob == 0.1 and cfg.blur_sigma == (0.1, 2.0) and cfg.re_prob == 0.25
-    # reduced JPEG decodes only while the smallest crop (area 0.08) keeps 224 px per side: ceil(224 / sqrt(0.08))
-    assert cfg.interpolation == "bilinear" and cfg.decode_min_size == 792
+    assert cfg.interpolation == "bilinear"
     assert (cfg.mean, cfg.std) == (IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD)
     from timm.data import IMAGENET_DEFAULT_MEAN as TIMM_MEAN
     from timm.data import IMAGENET_DEFAULT_STD as TIMM_STD
@@ -120,7 +113,8 @@ def test_color_jitter_zero_turns_hue_off_too():
     assert aug(color_jitter=0.4, hue=0).jitter_hue == 0.0
     assert [type(t).__name__ for t in TrainPreset(aug(**ALL_OFF)).transforms.transforms] == [
         "RandomResizedCrop",
-        "ToNormalizedFloat",
+        "ToDtype",
+        "Normalize",
     ]
 
 
@@ -134,20 +128,16 @@ def test_train_output_shape_dtype_and_range(image_bytes):
         x = TrainPreset(aug())(image_bytes)
         assert x.shape == (3, S, S) and x.dtype == torch.float32 and x.is_contiguous()
         assert (x >= lo - 1e-5).all() and (x <= hi + 1e-5).all()
-        torch.manual_seed(seed)
-        u = TrainPreset(aug(), normalize=False)(image_bytes)
-        assert u.shape == (3, S, S) and u.dtype == torch.uint8
 
 
 def test_train_is_deterministic_under_a_seed(image_bytes):
-    for normalize in (True, False):
-        preset = TrainPreset(aug(blur_prob=0.5, re_prob=0.5), normalize=normalize)
-        outs = []
-        for _ in range(2):
-            torch.manual_seed(1234)
-            outs.append(torch.stack([preset(image_bytes) for _ in range(4)]))
-        assert torch.equal(outs[0], outs[1])
-        assert not torch.equal(outs[0][0], outs[0][1])  # but random from call to call
+    preset = TrainPreset(aug(blur_prob=0.5, re_prob=0.5))
+    outs = []
+    for _ in range(2):
+        torch.manual_seed(1234)
+        outs.append(torch.stack([preset(image_bytes) for _ in range(4)]))
+    assert torch.equal(outs[0], outs[1])
+    assert not torch.equal(outs[0][0], outs[0][1])  # but random from call to call
 
 
 def test_everything_off_is_a_deterministic_resize():
@@ -186,38 +176,13 @@ def test_each_augmentation_alone_changes_the_output(image_bytes, name, overrides
     assert changed, name
 
 
-def test_uint8_path_plus_device_normalisation_matches_float_path(image_bytes):
-    cfg = aug(re_prob=0.0, blur_prob=0.5)
-    for seed in range(4):
-        torch.manual_seed(seed)
-        f = TrainPreset(cfg)(image_bytes)
-        torch.manual_seed(seed)
-        u = TrainPreset(cfg, normalize=False)(image_bytes)
-        torch.testing.assert_close(normalize_uint8(u[None])[0], f, atol=1e-5, rtol=0)
-    # with erasing, the uint8 fill round(255 * mean) normalises to ~0, the float path's fill
-    cfg = aug(re_prob=1.0)
-    torch.manual_seed(7)
-    f = TrainPreset(cfg)(image_bytes)
-    torch.manual_seed(7)
-    u = TrainPreset(cfg, normalize=False)(image_bytes)
-    torch.testing.assert_close(normalize_uint8(u[None])[0], f, atol=0.01, rtol=0)
-
-
-def test_normalizer_module():
-    batch = torch.randint(0, 256, (2, 3, 8, 8), dtype=torch.uint8)
-    norm = Normalizer()
-    out = norm(batch)
+def test_normalize_is_the_image_processors_arithmetic():
+    """One normalisation for every preset: (x / 255 - mean) / std in float32, on one image or a TTA stack."""
+    u = torch.randint(0, 256, (2, 3, 8, 8), dtype=torch.uint8)
+    out = normalize()(u)
     assert out.dtype == torch.float32
-    torch.testing.assert_close(out, (batch.float() / 255 - MEAN) / STD, atol=1e-5, rtol=0)
-    assert norm(out) is out  # float batches pass through
-    cl = norm(batch.contiguous(memory_format=torch.channels_last))
-    assert cl.is_contiguous(memory_format=torch.channels_last)
-    tta = torch.randint(0, 256, (2, 5, 3, 8, 8), dtype=torch.uint8)
-    torch.testing.assert_close(norm(tta)[:, 3], norm(tta[:, 3]))
-    assert Normalizer(dtype=torch.bfloat16)(batch).dtype == torch.bfloat16
-    assert not dict(norm.state_dict())  # buffers are not persistent: nothing leaks into checkpoints
-    with pytest.raises(TypeError):
-        normalize_uint8(out)
+    torch.testing.assert_close(out, (u.float() - 255 * MEAN) / (255 * STD), atol=1e-5, rtol=0)
+    torch.testing.assert_close(normalize()(u[1]), out[1])
 
 
 # ---- custom kernels vs torchvision --------------------------------------------------------------------------------
@@ -304,7 +269,7 @@ def test_fused_color_jitter_hue_and_composition():
     assert jitter.transform(u, params).dtype == torch.uint8
 
 
-# ---- reduced decode -------------------------------------------------------------------------------------------------
+# ---- full-size decode ----------------------------------------------------------------------------------------------
 
 
 def _grating_jpeg(size: int, period: int = 6) -> bytes:
@@ -316,32 +281,23 @@ def _grating_jpeg(size: int, period: int = 6) -> bytes:
     return buf.getvalue()
 
 
-@pytest.mark.parametrize("size", [96, 128])
-def test_train_decode_keeps_small_crops_sharp(size):
-    """The smallest RandomResizedCrop (area scale[0]) must not be upsampled from a reduced decode: reduction is
-    allowed only while that crop keeps image_size px per side (ceil(32 / sqrt(0.25)) = 64 here). A 96 px JPEG
-    must decode at full size (48 px would leave a 24 px crop), a 128 px one may decode at 64."""
-    data = _grating_jpeg(size)
-    cfg = dict(image_size=32, scale=(0.25, 0.25), ratio=(1.0, 1.0), hflip=0, color_jitter=0, rotation=0)
-    cfg.update(blur_prob=0, re_prob=0)
-    assert AugmentationConfig(**cfg).decode_min_size == 64
-    ours = TrainPreset(AugmentationConfig(**cfg), normalize=False)
-    full = TrainPreset(AugmentationConfig(**cfg, min_decode_size=0), normalize=False)
-    for seed in range(4):
+def test_train_crops_come_from_the_full_size_decode():
+    """Even a JPEG four times the crop's side is decoded at full size: a DCT-reduced decode would upsample the
+    smallest crops (the half-resolution training crops of an earlier version)."""
+    data = _grating_jpeg(128)
+    cfg = AugmentationConfig(image_size=S, scale=(0.25, 0.25), ratio=(1.0, 1.0), **ALL_OFF)
+    preset = TrainPreset(cfg)
+    for seed in range(3):
         torch.manual_seed(seed)
-        a = ours(data)
+        ours = preset(data)
         torch.manual_seed(seed)
-        b = full(data)
-        if size == 96:
-            assert torch.equal(a, b), seed
-        # the stripes' contrast (std over the crop) is at least 90 % of the full-size decode's
-        assert float(a.float().std()) >= 0.9 * float(b.float().std()), seed
+        assert torch.equal(ours, preset(PIL.Image.open(io.BytesIO(data)))), seed
 
 
 # ---- eval / TTA ---------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("size", [(60, 45), (45, 60), (33, 71), (40, 40)])
+@pytest.mark.parametrize("size", [(60, 45), (45, 60), (33, 71), (40, 40), (150, 100)])
 @pytest.mark.parametrize("resample", [3, 2])  # PIL bicubic, bilinear
 def test_eval_preset_equals_bit_image_processor(size, resample):
     from transformers import BitImageProcessor
@@ -381,20 +337,13 @@ def test_eval_preset_zero_pads_like_the_processor_when_the_resize_is_smaller_tha
     torch.testing.assert_close(EvalPreset(image_size=S, resize_size=27)(img), expected, atol=1e-5, rtol=0)
 
 
-def test_eval_uint8_output():
-    img = photo()
-    u = EvalPreset(image_size=S, normalize=False)(img)
-    assert u.dtype == torch.uint8 and u.shape == (3, S, S)
-    torch.testing.assert_close(normalize_uint8(u), EvalPreset(image_size=S)(img), atol=1e-5, rtol=0)
-
-
 def test_tta_views(image_bytes):
     kwargs = {"image_size": S, "crop_pct": 0.875}
-    views = tta_views(image_bytes, **kwargs)
+    views = TTAPreset(**kwargs)(image_bytes)
     assert views.shape == (5, 3, S, S) and views.dtype == torch.float32
     assert torch.equal(views[0], EvalPreset(**kwargs)(image_bytes))
     assert torch.equal(views[1], views[0].flip(-1))
-    assert torch.equal(views, tta_views(image_bytes, **kwargs))  # deterministic
+    assert torch.equal(views, TTAPreset(**kwargs)(image_bytes))  # deterministic
     assert len({v.sum().item() for v in views}) == 5  # five distinct views
     for n in range(1, len(TTA_VIEWS) + 1):
         out = TTAPreset(num_views=n, **kwargs)(image_bytes)
@@ -402,14 +351,12 @@ def test_tta_views(image_bytes):
         assert torch.equal(out, TTAPreset(num_views=len(TTA_VIEWS), **kwargs)(image_bytes)[:n])
     full8 = TTAPreset(num_views=8, **kwargs)(image_bytes)
     assert torch.equal(full8[5], full8[2].flip(-1))
-    u = TTAPreset(normalize=False, **kwargs)(image_bytes)
-    assert u.dtype == torch.uint8 and torch.allclose(normalize_uint8(u), views, atol=1e-5)
     for bad in (0, len(TTA_VIEWS) + 1):
         with pytest.raises(ValueError, match="num_views"):
             TTAPreset(num_views=bad)
 
 
-# ---- datasets glue + collator -------------------------------------------------------------------------------------
+# ---- dataset + collator, as the Trainer and the evaluator use them -------------------------------------------------
 
 
 @pytest.fixture(scope="module")
@@ -428,63 +375,35 @@ def raw_dataset():
     )
 
 
-def test_batch_transforms_with_datasets(raw_dataset):
-    ds = raw_dataset.with_transform(make_train_transform(aug()))
-    batch = ds[:4]
+def test_collator_stacks_dataset_items(raw_dataset):
+    train = ImageClassificationDataset(raw_dataset, TrainPreset(aug()), seed=0)
+    batch = ImageClassificationCollator()([train[i] for i in range(4)])
     assert set(batch) == {"pixel_values", "labels"}
     assert batch["pixel_values"].shape == (4, 3, S, S) and batch["pixel_values"].dtype == torch.float32
     assert batch["labels"].dtype == torch.int64 and batch["labels"].tolist() == [3, 1, 4, 1]
-    row = ds[2]
-    assert row["pixel_values"].shape == (3, S, S) and int(row["labels"]) == 4
-
-    ev = raw_dataset.with_transform(make_eval_transform(image_size=S, normalize=False))[:2]
-    assert ev["pixel_values"].dtype == torch.uint8 and ev["pixel_values"].shape == (2, 3, S, S)
-    tta = raw_dataset.with_transform(make_tta_transform(num_views=3, image_size=S))[:2]
-    assert tta["pixel_values"].shape == (2, 3, 3, S, S)
-
-    unlabeled = raw_dataset.remove_columns("label").with_transform(make_eval_transform(image_size=S))
-    assert set(unlabeled[:2]) == {"pixel_values"}
-    with pytest.raises(KeyError, match="remove_unused_columns=False"):
-        raw_dataset.remove_columns("image").with_transform(make_eval_transform(image_size=S))[:1]
-
-
-def test_collator_stacks_rows_from_a_datasets_batch_without_copying(raw_dataset):
-    ds = raw_dataset.with_transform(make_train_transform(aug()))
-    rows = ds.__getitems__([0, 1, 2])  # what the DataLoader fetches
-    batch = ImageClassificationCollator()(rows)
-    assert batch["pixel_values"].shape == (3, 3, S, S) and batch["labels"].tolist() == [3, 1, 4]
-    assert batch["pixel_values"].data_ptr() == rows[0]["pixel_values"].data_ptr()  # zero-copy
-
-
-def test_collator_variants():
-    feats = [{"pixel_values": torch.rand(3, 8, 8), "label": i} for i in range(3)]
-    out = ImageClassificationCollator()(feats)
-    assert torch.equal(out["pixel_values"], torch.stack([f["pixel_values"] for f in feats]))
-    assert out["labels"].dtype == torch.int64 and out["labels"].tolist() == [0, 1, 2]
-    cl = ImageClassificationCollator(channels_last=True)(feats)["pixel_values"]
-    assert cl.is_contiguous(memory_format=torch.channels_last) and torch.equal(cl, out["pixel_values"])
-    u8 = [{"pixel_values": torch.zeros(5, 3, 4, 4, dtype=torch.uint8), "labels": torch.tensor(7)}] * 2
-    out = ImageClassificationCollator(channels_last=True)(u8)
-    assert out["pixel_values"].shape == (2, 5, 3, 4, 4) and out["pixel_values"].dtype == torch.uint8
-    assert out["labels"].tolist() == [7, 7]
-    assert set(ImageClassificationCollator()([{"pixel_values": torch.zeros(3, 2, 2)}])) == {"pixel_values"}
-    with pytest.raises(KeyError, match="pixel_values"):
-        ImageClassificationCollator()([{"image": 1}])
+    tta = ImageClassificationDataset(raw_dataset, TTAPreset(num_views=3, image_size=S))
+    assert ImageClassificationCollator()([tta[0], tta[1]])["pixel_values"].shape == (2, 3, 3, S, S)
+    with pytest.raises(KeyError, match=r"missing \['labels'\]"):
+        ImageClassificationCollator()([{"pixel_values": torch.zeros(3, 2, 2), "label": 1}])
+    with pytest.raises(ValueError, match="empty"):
+        ImageClassificationCollator()([])
 
 
 @pytest.mark.slow
 def test_dataloader_with_workers(raw_dataset):
     from torch.utils.data import DataLoader
 
-    ds = raw_dataset.with_transform(make_train_transform(aug(), normalize=False))
+    ds = ImageClassificationDataset(raw_dataset, TrainPreset(aug()), seed=0)
     loader = DataLoader(ds, batch_size=3, num_workers=1, collate_fn=ImageClassificationCollator())
     batches = list(loader)
     assert [b["pixel_values"].shape for b in batches] == [(3, 3, S, S)] * 2
-    assert batches[0]["pixel_values"].dtype == torch.uint8
+    assert torch.equal(batches[1]["pixel_values"][0], ds[3]["pixel_values"])  # the worker sees the item's seed
 
 
-def test_transforms_pickle_for_spawned_workers(image_bytes):
-    for tf in (make_train_transform(aug()), make_eval_transform(image_size=S), make_tta_transform(image_size=S)):
-        clone = pickle.loads(pickle.dumps(tf))
-        out = clone({"image": [image_bytes]})
-        assert out["pixel_values"].shape[0] == 1
+def test_presets_pickle_for_spawned_workers(image_bytes):
+    for preset in (TrainPreset(aug()), EvalPreset(image_size=S), TTAPreset(image_size=S)):
+        torch.manual_seed(0)
+        expected = preset(image_bytes)
+        clone = pickle.loads(pickle.dumps(preset))
+        torch.manual_seed(0)
+        assert torch.equal(clone(image_bytes), expected)

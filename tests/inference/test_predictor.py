@@ -55,7 +55,7 @@ def test_predict_reports_bad_files_and_predicts_the_rest(trained_model_dir, val_
 def test_pipeline_and_predictor_agree_on_top1(trained_model_dir, val_files):
     from transformers import pipeline
 
-    predictor = Predictor.from_pretrained(trained_model_dir, device="cpu", full_decode=True)
+    predictor = Predictor.from_pretrained(trained_model_dir, device="cpu")
     ours = list(predictor.predict(val_files, top_k=2, batch_size=8))
     pipe = pipeline("image-classification", model=str(trained_model_dir), device="cpu")
     theirs = pipe(val_files, top_k=2)

@@ -84,9 +84,9 @@ def test_train_save_reload_predict_round_trip(write_recipe, prepared_demo):
     assert model.config.id2label[0] == "Parus major"
     val = load_prepared(prepared_demo).dataset["val"]
     image = val[0]["image"]
-    pixel_values = EvalPreset(
-        image_size=32, crop_pct=model.config.crop_pct, interpolation=model.config.interpolation, min_decode_size=0
-    )(image)
+    pixel_values = EvalPreset(image_size=32, crop_pct=model.config.crop_pct, interpolation=model.config.interpolation)(
+        image
+    )
     with torch.no_grad():
         logits = model(pixel_values[None]).logits
     classifier = pipeline("image-classification", model=out)

@@ -7,7 +7,7 @@ supported"), so the builder is a class used directly::
     builder.download_and_prepare()
     dataset = builder.as_dataset()          # DatasetDict
 
-or, with the cache and report handled for you, :func:`inat_hf.data.load_inat` / :func:`prepare_inat`.
+or, with the cache and report handled for you, :func:`inat_hf.data.prepare_inat`.
 
 Data flow: every split's JSON is parsed (pyarrow, :mod:`.inat_json`), categories from all splits are merged into
 one category list, the taxon filter is applied to that list and the label space is built from it (so it is
@@ -15,7 +15,7 @@ identical across splits and independent of which images a split holds). Rows are
 joins; only the per-image file checks (optional) run image by image, in a process pool.
 
 Caching: the datasets cache key hashes the config kwargs but not the input files' contents, so the builder adds a
-fingerprint of every JSON file's bytes (xxhash: ~10 GB/s) to its config — an edited JSON rebuilds instead of
+fingerprint of every JSON file's bytes (xxhash) to its config — an edited JSON rebuilds instead of
 returning stale rows. Image files are not fingerprinted (that would mean reading them all): after changing image
 files under an unchanged JSON, rebuild with ``force_rebuild=True`` / ``--force_rebuild``.
 """

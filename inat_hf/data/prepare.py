@@ -128,11 +128,6 @@ def prepare_inat(
     return prepared
 
 
-def load_inat(data_dir: str | os.PathLike, **kwargs: Any) -> datasets.DatasetDict:
-    """Prepare (or reuse) and return the :class:`datasets.DatasetDict`; see :func:`prepare_inat` for options."""
-    return prepare_inat(data_dir, **kwargs).dataset
-
-
 def _real(path: str | os.PathLike) -> str:
     return os.path.realpath(os.path.expanduser(os.fspath(path)))
 

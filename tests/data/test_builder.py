@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from inat_hf.data import InatBuilder, InatDataError, Taxonomy, load_inat, load_prepared, prepare_inat
+from inat_hf.data import InatBuilder, InatDataError, Taxonomy, load_prepared, prepare_inat
 from inat_hf.data.demo import DEMO_CATEGORIES
 from tests.data.helpers import prep, read_json, write_json
 
@@ -317,8 +317,8 @@ def test_save_and_load_prepared(demo_root, tmp_path):
         load_prepared(tmp_path)
 
 
-def test_load_inat_returns_datasetdict(demo_root, tmp_path):
-    ds = load_inat(demo_root, splits="val", cache_dir=tmp_path / "c")
+def test_prepare_inat_returns_datasetdict(demo_root, tmp_path):
+    ds = prepare_inat(demo_root, splits="val", cache_dir=tmp_path / "c").dataset
     assert isinstance(ds, datasets.DatasetDict) and list(ds) == ["val"]
 
 

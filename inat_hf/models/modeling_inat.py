@@ -84,18 +84,20 @@ class InatPreTrainedModel(PreTrainedModel):
     supports_gradient_checkpointing = True
     # device_map="auto" may place blocks on different devices but never splits one; set per backbone in __init__.
     _no_split_modules = ["BasicBlock", "Bottleneck"]
+    _timm_initialised: frozenset[int] = frozenset()  # ids of modules `_init_weights` leaves alone
 
     def _init_weights(self, module: nn.Module) -> None:
         """Initialise the tensors transformers asks for, leaving the timm backbone's own init alone.
 
         transformers calls this for every module after `__init__` (`post_init`) and, in `from_pretrained`, for
         modules with tensors missing from the checkpoint (e.g. a classifier re-created by
-        `ignore_mismatched_sizes=True`). The `transformers.initialization` helpers skip tensors flagged
-        `_is_hf_initialized`, which transformers sets on loaded tensors and `InatForImageClassification.__init__`
-        sets on the backbone timm has just initialised. What remains are new tensors: attention and head (always),
-        and backbone tensors only when a checkpoint lacks them; these get the scheme of timm's CNNs
-        (kaiming-normal fan-out convs, unit norms).
+        `ignore_mismatched_sizes=True`; the `transformers.initialization` helpers skip the loaded ones). A backbone
+        timm has just initialised (`__init__` off the meta device) is skipped. What remains are new tensors:
+        attention and head (always), and backbone tensors only when a checkpoint lacks them; these get the scheme
+        of timm's CNNs (kaiming-normal fan-out convs, unit norms).
         """
+        if id(module) in self._timm_initialised:
+            return
         if isinstance(module, nn.Linear):
             # Small weights: the classifier starts near uniform predictions; hidden layers are followed by BN.
             init.trunc_normal_(module.weight, std=0.02)
@@ -152,13 +154,11 @@ class InatForImageClassification(InatPreTrainedModel):
         # pre-logits layers. pretrained=False: in `from_pretrained` the model is built on the meta device, so weights
         # are loaded afterwards (see `from_backbone_pretrained` for ImageNet weights).
         self.backbone = timm.create_model(config.backbone, pretrained=False, num_classes=0, **config.backbone_kwargs)
-        # timm has initialised the backbone (kaiming convs, zero-init last BN of each block): flag its tensors so
-        # that the init pass of post_init() leaves them as they are (see `_init_weights`). Not on the meta device
-        # (from_pretrained): nothing is initialised there, and for custom-code models transformers does not even
-        # report flagged tensors as missing, so a checkpoint lacking them would leave them on meta.
-        if not any(t.is_meta for t in self.backbone.parameters()):
-            for tensor in chain(self.backbone.parameters(), self.backbone.buffers()):
-                tensor._is_hf_initialized = True
+        # timm has initialised the backbone (kaiming convs, zero-init last BN of each block): post_init() leaves
+        # those modules alone (see `_init_weights`). Not on the meta device (from_pretrained), where nothing is
+        # initialised yet and backbone tensors missing from a checkpoint must get an init.
+        meta = any(t.is_meta for t in self.backbone.parameters())
+        self._timm_initialised = frozenset() if meta else frozenset(map(id, self.backbone.modules()))
         info = config.backbone_info  # feature layout and widths, probed on the meta device (cached)
 
         self.attention = (
@@ -185,6 +185,7 @@ class InatForImageClassification(InatPreTrainedModel):
         )
 
         self.post_init()
+        self._timm_initialised = frozenset()  # a later init pass (e.g. a resize) is transformers' to make
 
     # ------------------------------------------------------------------ forward
 

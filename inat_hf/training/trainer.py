@@ -137,15 +137,22 @@ class InatTrainer(Trainer):
         return self.optimizer
 
     # ------------------------------------------------------------------ data
-    def _get_dataloader(
-        self, dataset, description, batch_size, sampler_fn=None, is_training=False, dataloader_key=None
-    ):
-        # `dataloader_drop_last` is meant for training batches (even batches for mixup, > 1 image for BatchNorm);
-        # the Trainer would apply it to evaluation too and silently skip the last images of the eval split.
-        drop_last = self.args.dataloader_drop_last
-        self.args.dataloader_drop_last = drop_last and is_training
+    # `dataloader_drop_last` is for training batches (even batches for mixup, > 1 image for BatchNorm), but
+    # transformers (checked on 5.24) applies it to every loader and has no per-split switch: the public evaluation
+    # and test getters turn it off while they build theirs, so no image of the split is skipped.
+    def get_eval_dataloader(self, eval_dataset=None):
+        with self._complete_batches():
+            return super().get_eval_dataloader(eval_dataset)
+
+    def get_test_dataloader(self, test_dataset):
+        with self._complete_batches():
+            return super().get_test_dataloader(test_dataset)
+
+    @contextlib.contextmanager
+    def _complete_batches(self):
+        drop_last, self.args.dataloader_drop_last = self.args.dataloader_drop_last, False
         try:
-            return super()._get_dataloader(dataset, description, batch_size, sampler_fn, is_training, dataloader_key)
+            yield
         finally:
             self.args.dataloader_drop_last = drop_last
 

@@ -181,9 +181,9 @@ class InatBuilder(datasets.ArrowBasedBuilder):
             raise InatDataError(f"data_dir does not exist or is not a directory: {data_dir}")
         split_files = parse_splits(splits, data_dir)
         kwargs.setdefault("dataset_name", "inat2021")
-        # Rows per Arrow record batch. datasets defaults to 100 for image columns (sized for embedded bytes); with
-        # path references a row is ~0.5 kB, and reopening a file of thousands of tiny batches maps nearly every
-        # page (the kernel faults in 64 kB around each batch header read): 2.7M rows cost ~600 MB RSS instead of ~60.
+        # Rows per Arrow record batch. datasets defaults to 100 for image columns (sized for embedded bytes); path
+        # references are tiny rows, and reopening a file of thousands of tiny batches maps nearly every page (the
+        # kernel faults in a window around each batch header read), many times the memory of larger batches.
         kwargs.setdefault("writer_batch_size", 100 if kwargs.get("image_storage") == "bytes" else 10_000)
         super().__init__(
             *args,

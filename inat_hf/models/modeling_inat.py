@@ -112,7 +112,7 @@ class InatPreTrainedModel(PreTrainedModel):
             init.kaiming_uniform_(module.weight, a=math.sqrt(5))
             if module.bias is not None:
                 init.zeros_(module.bias)
-        elif isinstance(module, nn.modules.batchnorm._NormBase | nn.GroupNorm | nn.LayerNorm):
+        elif isinstance(module, nn.GroupNorm | nn.LayerNorm) or hasattr(module, "running_mean"):  # + batch norms
             if module.weight is not None:
                 init.ones_(module.weight)
             if module.bias is not None:

@@ -28,7 +28,7 @@ COMPLETE_MARKER = "inat_hf_checkpoint_complete.json"
 
 # ---------------------------------------------------------------------------------------------- unfreezing
 class ProgressiveUnfreezingCallback(TrainerCallback):
-    """Unfreeze the model's named stages by epoch (seed recipe: layer4 at epoch 1, layer3 at 2, layer2 at 3).
+    """Unfreeze the model's named stages by epoch (e.g. ``{"layer4": 1, "layer3": 2}``).
 
     A frozen stage keeps its weights *and* its batch-norm statistics: its norm layers are put back in eval mode
     before every training forward (``Trainer.training_step`` calls ``model.train()`` each step, so setting
@@ -67,7 +67,7 @@ class ProgressiveUnfreezingCallback(TrainerCallback):
             self._stage_params[stage] = model.stage_parameters([stage])[stage]
             modules = model.stage_modules([stage])[stage]
             self._stage_norms[stage] = [
-                m for root in modules for m in root.modules() if isinstance(m, nn.modules.batchnorm._NormBase)
+                m for root in modules for m in root.modules() if getattr(m, "running_mean", None) is not None
             ]
         for stage in self.permanently_frozen:
             for param in self._stage_params[stage]:

@@ -1,4 +1,4 @@
-"""``InatTrainer``: a ``transformers.Trainer`` with the seed project's fine-tuning recipe.
+"""``InatTrainer``: a ``transformers.Trainer`` with this project's fine-tuning recipe.
 
 What it adds to the stock Trainer (everything else — DDP/accelerate, mixed precision, gradient accumulation and
 clipping, checkpointing, resuming, logging, early stopping — is the Trainer's own):
@@ -97,8 +97,8 @@ class InatTrainer(Trainer):
         super().__init__(*args, **kwargs)
         if self.compute_metrics is None:
             # Evaluation keeps only the top-5 indices and probabilities of each image ([N, 10] numbers instead of
-            # the [N, C] logits: 4 GB for 100k images x 10k classes) and scores them with the one metrics module:
-            # top-1/3/5, ECE, macro F1 and accuracy at every taxonomic rank.
+            # the [N, C] logits, which do not fit in memory for iNat's size) and scores them with the one metrics
+            # module: top-1/3/5, ECE, macro F1 and accuracy at every taxonomic rank.
             self.compute_metrics = TopKComputeMetrics(self.model.config)
             self.preprocess_logits_for_metrics = preprocess_logits_for_metrics
         self.mixup = mixup

@@ -25,7 +25,6 @@ from transformers.utils import logging
 
 from ..inference.evaluator import TopKComputeMetrics, preprocess_logits_for_metrics
 from ..inference.tta import tta_logits
-from ..models.losses import focal_loss
 from .callbacks import (
     EMA_FILE,
     EmaCallback,
@@ -270,14 +269,7 @@ class InatTrainer(Trainer):
             if labels is not None:
                 # The training objective (focal + smoothing), as without TTA, on the averaged probabilities: the
                 # log-probabilities returned by tta_logits are logits whose softmax is that average.
-                config = self.model.config
-                loss = focal_loss(
-                    logits,
-                    labels,
-                    gamma=config.focal_gamma,
-                    alpha=config.focal_alpha,
-                    label_smoothing=config.label_smoothing,
-                )
+                loss = self.model.objective(logits, labels)
         if prediction_loss_only:
             return loss, None, None
         return loss, logits, labels

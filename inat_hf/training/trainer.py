@@ -51,6 +51,19 @@ class _DatasetEpochCallback(TrainerCallback):
         self.dataset.set_epoch(math.floor((state.epoch or 0.0) + 1e-9))
 
 
+class _NonFiniteLossCallback(TrainerCallback):
+    """Stop before a NaN model is logged, evaluated or saved: the Trainer acts on these flags right after."""
+
+    def __init__(self, trainer: InatTrainer):
+        self.trainer = trainer
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if control.should_log or control.should_evaluate or control.should_save or control.should_training_stop:
+            self.trainer._raise_if_not_finite()
+
+    on_epoch_end = on_step_end
+
+
 class CheckpointDiskFullError(OSError):
     """The disk filled up while a checkpoint was being written."""
 
@@ -118,6 +131,7 @@ class InatTrainer(Trainer):
         self._nonfinite_step: torch.Tensor | None = None
         self._nonfinite_loss: torch.Tensor | None = None
         self._group_lrs: dict[str, float] = {}
+        self.add_callback(_NonFiniteLossCallback(self))
 
     # ------------------------------------------------------------------ optimisation
     def create_optimizer(self, model=None):
@@ -217,12 +231,6 @@ class InatTrainer(Trainer):
             f"rate, use bf16 instead of fp16, or check the inputs; the last complete checkpoint in "
             f"{self.args.output_dir} can be resumed."
         )
-
-    def _maybe_log_save_evaluate(self, *args, **kwargs):
-        control = self.control
-        if control.should_log or control.should_evaluate or control.should_save or control.should_training_stop:
-            self._raise_if_not_finite()  # before a NaN model is logged, evaluated or saved as a checkpoint
-        return super()._maybe_log_save_evaluate(*args, **kwargs)
 
     def train(self, *args, **kwargs):
         # timm's Mixup draws λ, the mixup/cutmix choice, the box and "mix this batch?" from numpy's global RNG;

@@ -188,7 +188,7 @@ def test_early_stopping_stops_and_tensorboard_logs(write_recipe):
     assert list(__import__("pathlib").Path(run.output_dir, "runs").rglob("events.out.tfevents.*"))
 
 
-def test_nan_loss_stops_with_an_error_naming_the_step(write_recipe, monkeypatch):
+def test_nan_loss_stops_with_an_error_naming_the_step(write_recipe, monkeypatch, tmp_path):
     from inat_hf.models import modeling_inat
 
     original = modeling_inat.focal_loss
@@ -201,7 +201,10 @@ def test_nan_loss_stops_with_an_error_naming_the_step(write_recipe, monkeypatch)
 
     monkeypatch.setattr(modeling_inat, "focal_loss", poisoned)
     with pytest.raises(FloatingPointError, match=r"training loss is nan \(not finite\) at step 3\b"):
-        train(write_recipe(), "--eval_strategy", "no", "--load_best_model_at_end", "false")
+        train(write_recipe(), "--eval_strategy", "no", "--load_best_model_at_end", "false", "--save_steps", "2",
+              "--save_strategy", "steps")  # fmt: skip
+    # stopped at the next logging step (4), before its checkpoint: no checkpoint holds NaN weights
+    assert sorted(p.name for p in (tmp_path / "out").glob("checkpoint-*")) == ["checkpoint-2"]
 
 
 def test_evaluation_with_tta(write_recipe, prepared_demo):

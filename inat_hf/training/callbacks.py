@@ -342,8 +342,7 @@ class EmaCallback(TrainerCallback):
     ``InatTrainer`` evaluates with the EMA weights and the run's final model is the EMA (of the best checkpoint
     when ``load_best_model_at_end``). Checkpoints keep the raw weights — resuming must continue the raw
     trajectory — plus ``ema.safetensors`` (written by ``InatTrainer`` before the completion marker), which a
-    resume loads back. Every rank updates its own EMA from
-    identical weights, so the EMAs stay identical too.
+    resume loads back. Every rank updates its own EMA from identical weights, so the EMAs stay identical too.
     """
 
     def __init__(self, model: nn.Module, decay: float):

@@ -272,6 +272,8 @@ class InatBuilder(datasets.ArrowBasedBuilder):
         kept = self._filter_categories(categories)
         taxonomy = Taxonomy.from_categories(kept, cfg.rank)
         self.info.features = features_for(taxonomy.labels)
+        # `_output_dir`: the build's temporary folder, renamed to cache_dir on success, so these files appear with
+        # the data or not at all. datasets has no public name for it (checked on 5.2; every prepare test reads them).
         taxonomy.save(os.path.join(self._output_dir, TAXONOMY_FILE))
         with open(os.path.join(self._output_dir, "categories_summary.json"), "w") as f:
             json.dump(

@@ -154,18 +154,15 @@ class InatTrainer(Trainer):
     # transformers (checked on 5.24) applies it to every loader and has no per-split switch: the public evaluation
     # and test getters turn it off while they build theirs, so no image of the split is skipped.
     def get_eval_dataloader(self, eval_dataset=None):
-        with self._complete_batches():
-            return super().get_eval_dataloader(eval_dataset)
+        return self._without_drop_last(super().get_eval_dataloader, eval_dataset)
 
     def get_test_dataloader(self, test_dataset):
-        with self._complete_batches():
-            return super().get_test_dataloader(test_dataset)
+        return self._without_drop_last(super().get_test_dataloader, test_dataset)
 
-    @contextlib.contextmanager
-    def _complete_batches(self):
+    def _without_drop_last(self, get_dataloader, dataset):
         drop_last, self.args.dataloader_drop_last = self.args.dataloader_drop_last, False
         try:
-            yield
+            return get_dataloader(dataset)
         finally:
             self.args.dataloader_drop_last = drop_last
 

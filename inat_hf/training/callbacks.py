@@ -254,13 +254,12 @@ def plot_training_curves(csv_path: str, png_path: str) -> None:
                 label=f"top-{k}, final (saved model)" if len(finals) else None,
             )
     axes[1].set(title="eval accuracy", xlabel="epoch", ylim=(0, 1))
-    for col in [c for c in df.columns if c.startswith("lr_")]:
+    lr_columns = [c for c in df.columns if c.startswith("lr_")]
+    for col in lr_columns:
         rows = df[df[col].notna()]
         axes[2].plot(rows["epoch"], rows[col], label=col[3:])
     axes[2].set(title="learning rate (0 = frozen)", xlabel="epoch")
-    lr_max = (
-        df[[c for c in df.columns if c.startswith("lr_")]].max().max() if any(df.columns.str.startswith("lr_")) else 1
-    )
+    lr_max = df[lr_columns].max().max() if lr_columns else 1
     axes[2].set_yscale("symlog", linthresh=max(float(lr_max), 1e-12) * 1e-3)  # log scale that still shows 0
     for ax in axes:
         ax.grid(alpha=0.3)

@@ -16,7 +16,6 @@ _EXPORTS = {
     "InatDataError": "inat_json",
     "PreparedInat": "prepare",
     "format_summary": "prepare",
-    "load_inat": "prepare",
     "load_prepared": "prepare",
     "prepare_inat": "prepare",
     "save_prepared": "prepare",

@@ -7,7 +7,7 @@ supported"), so the builder is a class used directly::
     builder.download_and_prepare()
     dataset = builder.as_dataset()          # DatasetDict
 
-or, with the cache and report handled for you, :func:`inat_hf.data.load_inat` / :func:`prepare_inat`.
+or, with the cache and report handled for you, :func:`inat_hf.data.prepare_inat`.
 
 Data flow: every split's JSON is parsed (pyarrow, :mod:`.inat_json`), categories from all splits are merged into
 one category list, the taxon filter is applied to that list and the label space is built from it (so it is
@@ -15,7 +15,7 @@ identical across splits and independent of which images a split holds). Rows are
 joins; only the per-image file checks (optional) run image by image, in a process pool.
 
 Caching: the datasets cache key hashes the config kwargs but not the input files' contents, so the builder adds a
-fingerprint of every JSON file's bytes (xxhash: ~10 GB/s) to its config — an edited JSON rebuilds instead of
+fingerprint of every JSON file's bytes (xxhash) to its config — an edited JSON rebuilds instead of
 returning stale rows. Image files are not fingerprinted (that would mean reading them all): after changing image
 files under an unchanged JSON, rebuild with ``force_rebuild=True`` / ``--force_rebuild``.
 """
@@ -181,9 +181,9 @@ class InatBuilder(datasets.ArrowBasedBuilder):
             raise InatDataError(f"data_dir does not exist or is not a directory: {data_dir}")
         split_files = parse_splits(splits, data_dir)
         kwargs.setdefault("dataset_name", "inat2021")
-        # Rows per Arrow record batch. datasets defaults to 100 for image columns (sized for embedded bytes); with
-        # path references a row is ~0.5 kB, and reopening a file of thousands of tiny batches maps nearly every
-        # page (the kernel faults in 64 kB around each batch header read): 2.7M rows cost ~600 MB RSS instead of ~60.
+        # Rows per Arrow record batch. datasets defaults to 100 for image columns (sized for embedded bytes); path
+        # references are tiny rows, and reopening a file of thousands of tiny batches maps nearly every page (the
+        # kernel faults in a window around each batch header read), many times the memory of larger batches.
         kwargs.setdefault("writer_batch_size", 100 if kwargs.get("image_storage") == "bytes" else 10_000)
         super().__init__(
             *args,
@@ -272,6 +272,8 @@ class InatBuilder(datasets.ArrowBasedBuilder):
         kept = self._filter_categories(categories)
         taxonomy = Taxonomy.from_categories(kept, cfg.rank)
         self.info.features = features_for(taxonomy.labels)
+        # `_output_dir`: the build's temporary folder, renamed to cache_dir on success, so these files appear with
+        # the data or not at all. datasets has no public name for it (checked on 5.2; every prepare test reads them).
         taxonomy.save(os.path.join(self._output_dir, TAXONOMY_FILE))
         with open(os.path.join(self._output_dir, "categories_summary.json"), "w") as f:
             json.dump(

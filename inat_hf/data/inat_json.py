@@ -1,7 +1,7 @@
 """Read and validate one iNat 2021 JSON file (``train.json``, ``val.json``, ``public_test.json`` …) into Arrow.
 
-Speed matters here: the full ``train.json`` holds 2.7M image records (~1 GB). ``json.load`` of such a file takes
-~14 s and 3.7 GB of Python objects, so we parse it with pyarrow's C++ JSON reader straight into columnar arrays
+Speed matters here: the full ``train.json`` holds millions of image records, and ``json.load`` of it is slow and
+builds gigabytes of Python objects, so we parse it with pyarrow's C++ JSON reader straight into columnar arrays
 (``newlines_in_values=True`` lets the reader take the whole file, pretty-printed or not, as one JSON object) and
 validate with vectorised Arrow compute. Nothing here decodes images.
 

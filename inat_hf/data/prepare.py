@@ -128,11 +128,6 @@ def prepare_inat(
     return prepared
 
 
-def load_inat(data_dir: str | os.PathLike, **kwargs: Any) -> datasets.DatasetDict:
-    """Prepare (or reuse) and return the :class:`datasets.DatasetDict`; see :func:`prepare_inat` for options."""
-    return prepare_inat(data_dir, **kwargs).dataset
-
-
 def _real(path: str | os.PathLike) -> str:
     return os.path.realpath(os.path.expanduser(os.fspath(path)))
 
@@ -353,11 +348,13 @@ def _swap_in(staging: str, out: str, foreign: list[str]) -> None:
 def _save_split(dataset: datasets.Dataset, split_dir: str, split: str) -> None:
     """One split in the ``save_to_disk`` layout, without copying the images.
 
-    ``Dataset.save_to_disk`` (datasets ≥ 4) always embeds local image files into the Arrow data, which would copy
-    the whole image collection (~200 GB for iNat 2021 train) into the output for reference storage. The builder's
-    Arrow files already hold exactly the rows we want, so they are hard-linked (or copied across file systems)
-    and described with the same ``state.json`` / ``dataset_info.json`` that ``save_to_disk`` writes.
+    ``Dataset.save_to_disk`` always embeds local image files into the Arrow data: with reference storage it would
+    copy the whole image collection into the output. The builder's Arrow files already hold exactly the rows we
+    want, so they are hard-linked (or copied across file systems) and described with the ``state.json`` /
+    ``dataset_info.json`` that ``save_to_disk`` writes.
     """
+    # datasets has no public API for either: `_indices` (a select/shuffle view) and the private state.json keys
+    # below were checked against datasets 5.2; test_saved_split_is_what_save_to_disk_writes fails when they change.
     files = [f["filename"] for f in dataset.cache_files]
     if dataset._indices is not None or not files:  # not a plain view of the builder's files: let datasets write it
         dataset.save_to_disk(split_dir)

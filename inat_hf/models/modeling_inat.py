@@ -84,18 +84,20 @@ class InatPreTrainedModel(PreTrainedModel):
     supports_gradient_checkpointing = True
     # device_map="auto" may place blocks on different devices but never splits one; set per backbone in __init__.
     _no_split_modules = ["BasicBlock", "Bottleneck"]
+    _timm_initialised: frozenset[int] = frozenset()  # ids of modules `_init_weights` leaves alone
 
     def _init_weights(self, module: nn.Module) -> None:
         """Initialise the tensors transformers asks for, leaving the timm backbone's own init alone.
 
         transformers calls this for every module after `__init__` (`post_init`) and, in `from_pretrained`, for
         modules with tensors missing from the checkpoint (e.g. a classifier re-created by
-        `ignore_mismatched_sizes=True`). The `transformers.initialization` helpers skip tensors flagged
-        `_is_hf_initialized`, which transformers sets on loaded tensors and `InatForImageClassification.__init__`
-        sets on the backbone timm has just initialised. What remains are new tensors: attention and head (always),
-        and backbone tensors only when a checkpoint lacks them; these get the scheme of timm's CNNs
-        (kaiming-normal fan-out convs, unit norms).
+        `ignore_mismatched_sizes=True`; the `transformers.initialization` helpers skip the loaded ones). A backbone
+        timm has just initialised (`__init__` off the meta device) is skipped. What remains are new tensors:
+        attention and head (always), and backbone tensors only when a checkpoint lacks them; these get the scheme
+        of timm's CNNs (kaiming-normal fan-out convs, unit norms).
         """
+        if id(module) in self._timm_initialised:
+            return
         if isinstance(module, nn.Linear):
             # Small weights: the classifier starts near uniform predictions; hidden layers are followed by BN.
             init.trunc_normal_(module.weight, std=0.02)
@@ -110,7 +112,7 @@ class InatPreTrainedModel(PreTrainedModel):
             init.kaiming_uniform_(module.weight, a=math.sqrt(5))
             if module.bias is not None:
                 init.zeros_(module.bias)
-        elif isinstance(module, nn.modules.batchnorm._NormBase | nn.GroupNorm | nn.LayerNorm):
+        elif isinstance(module, nn.GroupNorm | nn.LayerNorm) or hasattr(module, "running_mean"):  # + batch norms
             if module.weight is not None:
                 init.ones_(module.weight)
             if module.bias is not None:
@@ -152,13 +154,11 @@ class InatForImageClassification(InatPreTrainedModel):
         # pre-logits layers. pretrained=False: in `from_pretrained` the model is built on the meta device, so weights
         # are loaded afterwards (see `from_backbone_pretrained` for ImageNet weights).
         self.backbone = timm.create_model(config.backbone, pretrained=False, num_classes=0, **config.backbone_kwargs)
-        # timm has initialised the backbone (kaiming convs, zero-init last BN of each block): flag its tensors so
-        # that the init pass of post_init() leaves them as they are (see `_init_weights`). Not on the meta device
-        # (from_pretrained): nothing is initialised there, and for custom-code models transformers does not even
-        # report flagged tensors as missing, so a checkpoint lacking them would leave them on meta.
-        if not any(t.is_meta for t in self.backbone.parameters()):
-            for tensor in chain(self.backbone.parameters(), self.backbone.buffers()):
-                tensor._is_hf_initialized = True
+        # timm has initialised the backbone (kaiming convs, zero-init last BN of each block): post_init() leaves
+        # those modules alone (see `_init_weights`). Not on the meta device (from_pretrained), where nothing is
+        # initialised yet and backbone tensors missing from a checkpoint must get an init.
+        meta = any(t.is_meta for t in self.backbone.parameters())
+        self._timm_initialised = frozenset() if meta else frozenset(map(id, self.backbone.modules()))
         info = config.backbone_info  # feature layout and widths, probed on the meta device (cached)
 
         self.attention = (
@@ -185,6 +185,7 @@ class InatForImageClassification(InatPreTrainedModel):
         )
 
         self.post_init()
+        self._timm_initialised = frozenset()  # a later init pass (e.g. a resize) is transformers' to make
 
     # ------------------------------------------------------------------ forward
 
@@ -233,18 +234,17 @@ class InatForImageClassification(InatPreTrainedModel):
         loss = None
         if labels is not None:
             self._check_labels(labels, logits)
-            loss = focal_loss(
-                logits,
-                labels,
-                gamma=self.config.focal_gamma,
-                alpha=self.config.focal_alpha,
-                label_smoothing=self.config.label_smoothing,
-            )
+            loss = self.objective(logits, labels)
 
         hidden_states = (*intermediates, features) if output_hidden_states else None
         if not return_dict:
             return tuple(out for out in (loss, logits, hidden_states) if out is not None)
         return ImageClassifierOutput(loss=loss, logits=logits, hidden_states=hidden_states)
+
+    def objective(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """The training loss: focal loss with the config's `focal_gamma`, `focal_alpha` and `label_smoothing`."""
+        c = self.config
+        return focal_loss(logits, labels, gamma=c.focal_gamma, alpha=c.focal_alpha, label_smoothing=c.label_smoothing)
 
     @staticmethod
     def _check_pixel_values(pixel_values: torch.Tensor) -> None:
@@ -265,19 +265,10 @@ class InatForImageClassification(InatPreTrainedModel):
             )
 
     def _check_labels(self, labels: torch.Tensor, logits: torch.Tensor) -> None:
-        batch_size, num_labels = logits.shape
+        # Shapes are checked by focal_loss; here the range of class indices, against the config's label set.
         if labels.is_floating_point():
-            if labels.shape != logits.shape:
-                raise ValueError(
-                    f"Soft-target labels must have shape [batch, num_labels] = [{batch_size}, {num_labels}], got "
-                    f"{list(labels.shape)}; class-index labels must be an integer tensor of shape [{batch_size}]."
-                )
             return
-        if labels.shape != (batch_size,):
-            raise ValueError(
-                f"Class-index labels must have shape [batch] = [{batch_size}], got {list(labels.shape)}; soft targets "
-                f"must be a float tensor of shape [{batch_size}, {num_labels}]."
-            )
+        num_labels = logits.shape[1]
         if labels.device.type != "cpu":
             # No host sync per step on an accelerator: the check runs on the device and fails the next sync point
             # (an out-of-range index would otherwise surface as an opaque device-side assert in the loss).

@@ -28,7 +28,7 @@ COMPLETE_MARKER = "inat_hf_checkpoint_complete.json"
 
 # ---------------------------------------------------------------------------------------------- unfreezing
 class ProgressiveUnfreezingCallback(TrainerCallback):
-    """Unfreeze the model's named stages by epoch (seed recipe: layer4 at epoch 1, layer3 at 2, layer2 at 3).
+    """Unfreeze the model's named stages by epoch (e.g. ``{"layer4": 1, "layer3": 2}``).
 
     A frozen stage keeps its weights *and* its batch-norm statistics: its norm layers are put back in eval mode
     before every training forward (``Trainer.training_step`` calls ``model.train()`` each step, so setting
@@ -67,7 +67,7 @@ class ProgressiveUnfreezingCallback(TrainerCallback):
             self._stage_params[stage] = model.stage_parameters([stage])[stage]
             modules = model.stage_modules([stage])[stage]
             self._stage_norms[stage] = [
-                m for root in modules for m in root.modules() if isinstance(m, nn.modules.batchnorm._NormBase)
+                m for root in modules for m in root.modules() if getattr(m, "running_mean", None) is not None
             ]
         for stage in self.permanently_frozen:
             for param in self._stage_params[stage]:
@@ -254,13 +254,12 @@ def plot_training_curves(csv_path: str, png_path: str) -> None:
                 label=f"top-{k}, final (saved model)" if len(finals) else None,
             )
     axes[1].set(title="eval accuracy", xlabel="epoch", ylim=(0, 1))
-    for col in [c for c in df.columns if c.startswith("lr_")]:
+    lr_columns = [c for c in df.columns if c.startswith("lr_")]
+    for col in lr_columns:
         rows = df[df[col].notna()]
         axes[2].plot(rows["epoch"], rows[col], label=col[3:])
     axes[2].set(title="learning rate (0 = frozen)", xlabel="epoch")
-    lr_max = (
-        df[[c for c in df.columns if c.startswith("lr_")]].max().max() if any(df.columns.str.startswith("lr_")) else 1
-    )
+    lr_max = df[lr_columns].max().max() if lr_columns else 1
     axes[2].set_yscale("symlog", linthresh=max(float(lr_max), 1e-12) * 1e-3)  # log scale that still shows 0
     for ax in axes:
         ax.grid(alpha=0.3)
@@ -342,8 +341,7 @@ class EmaCallback(TrainerCallback):
     ``InatTrainer`` evaluates with the EMA weights and the run's final model is the EMA (of the best checkpoint
     when ``load_best_model_at_end``). Checkpoints keep the raw weights — resuming must continue the raw
     trajectory — plus ``ema.safetensors`` (written by ``InatTrainer`` before the completion marker), which a
-    resume loads back. Every rank updates its own EMA from
-    identical weights, so the EMAs stay identical too.
+    resume loads back. Every rank updates its own EMA from identical weights, so the EMAs stay identical too.
     """
 
     def __init__(self, model: nn.Module, decay: float):

@@ -1,4 +1,4 @@
-"""``InatTrainer``: a ``transformers.Trainer`` with the seed project's fine-tuning recipe.
+"""``InatTrainer``: a ``transformers.Trainer`` with this project's fine-tuning recipe.
 
 What it adds to the stock Trainer (everything else — DDP/accelerate, mixed precision, gradient accumulation and
 clipping, checkpointing, resuming, logging, early stopping — is the Trainer's own):
@@ -25,7 +25,6 @@ from transformers.utils import logging
 
 from ..inference.evaluator import TopKComputeMetrics, preprocess_logits_for_metrics
 from ..inference.tta import tta_logits
-from ..models.losses import focal_loss
 from .callbacks import (
     EMA_FILE,
     EmaCallback,
@@ -50,6 +49,19 @@ class _DatasetEpochCallback(TrainerCallback):
 
     def on_epoch_begin(self, args, state, control, **kwargs):
         self.dataset.set_epoch(math.floor((state.epoch or 0.0) + 1e-9))
+
+
+class _NonFiniteLossCallback(TrainerCallback):
+    """Stop before a NaN model is logged, evaluated or saved: the Trainer acts on these flags right after."""
+
+    def __init__(self, trainer: InatTrainer):
+        self.trainer = trainer
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if control.should_log or control.should_evaluate or control.should_save or control.should_training_stop:
+            self.trainer._raise_if_not_finite()
+
+    on_epoch_end = on_step_end
 
 
 class CheckpointDiskFullError(OSError):
@@ -97,8 +109,8 @@ class InatTrainer(Trainer):
         super().__init__(*args, **kwargs)
         if self.compute_metrics is None:
             # Evaluation keeps only the top-5 indices and probabilities of each image ([N, 10] numbers instead of
-            # the [N, C] logits: 4 GB for 100k images x 10k classes) and scores them with the one metrics module:
-            # top-1/3/5, ECE, macro F1 and accuracy at every taxonomic rank.
+            # the [N, C] logits, which do not fit in memory for iNat's size) and scores them with the one metrics
+            # module: top-1/3/5, ECE, macro F1 and accuracy at every taxonomic rank.
             self.compute_metrics = TopKComputeMetrics(self.model.config)
             self.preprocess_logits_for_metrics = preprocess_logits_for_metrics
         self.mixup = mixup
@@ -119,6 +131,7 @@ class InatTrainer(Trainer):
         self._nonfinite_step: torch.Tensor | None = None
         self._nonfinite_loss: torch.Tensor | None = None
         self._group_lrs: dict[str, float] = {}
+        self.add_callback(_NonFiniteLossCallback(self))
 
     # ------------------------------------------------------------------ optimisation
     def create_optimizer(self, model=None):
@@ -137,15 +150,19 @@ class InatTrainer(Trainer):
         return self.optimizer
 
     # ------------------------------------------------------------------ data
-    def _get_dataloader(
-        self, dataset, description, batch_size, sampler_fn=None, is_training=False, dataloader_key=None
-    ):
-        # `dataloader_drop_last` is meant for training batches (even batches for mixup, > 1 image for BatchNorm);
-        # the Trainer would apply it to evaluation too and silently skip the last images of the eval split.
-        drop_last = self.args.dataloader_drop_last
-        self.args.dataloader_drop_last = drop_last and is_training
+    # `dataloader_drop_last` is for training batches (even batches for mixup, > 1 image for BatchNorm), but
+    # transformers (checked on 5.24) applies it to every loader and has no per-split switch: the public evaluation
+    # and test getters turn it off while they build theirs, so no image of the split is skipped.
+    def get_eval_dataloader(self, eval_dataset=None):
+        return self._without_drop_last(super().get_eval_dataloader, eval_dataset)
+
+    def get_test_dataloader(self, test_dataset):
+        return self._without_drop_last(super().get_test_dataloader, test_dataset)
+
+    def _without_drop_last(self, get_dataloader, dataset):
+        drop_last, self.args.dataloader_drop_last = self.args.dataloader_drop_last, False
         try:
-            return super()._get_dataloader(dataset, description, batch_size, sampler_fn, is_training, dataloader_key)
+            return get_dataloader(dataset)
         finally:
             self.args.dataloader_drop_last = drop_last
 
@@ -212,12 +229,6 @@ class InatTrainer(Trainer):
             f"{self.args.output_dir} can be resumed."
         )
 
-    def _maybe_log_save_evaluate(self, *args, **kwargs):
-        control = self.control
-        if control.should_log or control.should_evaluate or control.should_save or control.should_training_stop:
-            self._raise_if_not_finite()  # before a NaN model is logged, evaluated or saved as a checkpoint
-        return super()._maybe_log_save_evaluate(*args, **kwargs)
-
     def train(self, *args, **kwargs):
         # timm's Mixup draws λ, the mixup/cutmix choice, the box and "mix this batch?" from numpy's global RNG;
         # after set_seed(seed) every rank would draw the same. One stream per process, as timm's train.py does
@@ -263,14 +274,7 @@ class InatTrainer(Trainer):
             if labels is not None:
                 # The training objective (focal + smoothing), as without TTA, on the averaged probabilities: the
                 # log-probabilities returned by tta_logits are logits whose softmax is that average.
-                config = self.model.config
-                loss = focal_loss(
-                    logits,
-                    labels,
-                    gamma=config.focal_gamma,
-                    alpha=config.focal_alpha,
-                    label_smoothing=config.label_smoothing,
-                )
+                loss = self.model.objective(logits, labels)
         if prediction_loss_only:
             return loss, None, None
         return loss, logits, labels

@@ -1,5 +1,6 @@
 """The iNat 2021 → Arrow builder: splits, ranks, filters, storage, caching and the real-record sample."""
 
+import dataclasses
 import io
 import os
 import shutil
@@ -9,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from inat_hf.data import RANKS, InatBuilder, InatDataError, load_inat, load_prepared, prepare_inat
+from inat_hf.data import RANKS, InatBuilder, InatDataError, load_prepared, prepare_inat, save_prepared
 from inat_hf.data.demo import DEMO_CATEGORIES
 from tests.data.helpers import prep, read_json, write_json
 
@@ -312,8 +313,28 @@ def test_save_and_load_prepared(demo_root, tmp_path):
         load_prepared(tmp_path)
 
 
-def test_load_inat_returns_datasetdict(demo_root, tmp_path):
-    ds = load_inat(demo_root, splits="val", cache_dir=tmp_path / "c")
+def test_saved_split_is_what_save_to_disk_writes(demo_root, tmp_path):
+    """save_prepared hard-links the builder's Arrow files and writes datasets' private state.json itself; this
+    fails when datasets changes that format or its (private) select/shuffle view."""
+    prepared = prep(demo_root, tmp_path, splits="val")
+    split = prepared.dataset["val"]
+    split.save_to_disk(tmp_path / "reference")
+    save_prepared(prepared, tmp_path / "ours")
+    reference = read_json(tmp_path / "reference", "state")
+    ours = read_json(tmp_path / "ours" / "val", "state")
+    assert set(ours) == set(reference)
+    assert {k: v for k, v in ours.items() if k != "_data_files"} == {
+        k: v for k, v in reference.items() if k != "_data_files"
+    }
+    assert datasets.load_from_disk(str(tmp_path / "ours" / "val"))[:] == split[:]
+    # a view (select/shuffle) is written by datasets itself: its rows, in its order
+    view = split.select([3, 0, 5])
+    save_prepared(dataclasses.replace(prepared, dataset=datasets.DatasetDict(val=view)), tmp_path / "view")
+    assert datasets.load_from_disk(str(tmp_path / "view" / "val"))["image_id"] == view["image_id"]
+
+
+def test_prepare_inat_returns_datasetdict(demo_root, tmp_path):
+    ds = prepare_inat(demo_root, splits="val", cache_dir=tmp_path / "c").dataset
     assert isinstance(ds, datasets.DatasetDict) and list(ds) == ["val"]
 
 

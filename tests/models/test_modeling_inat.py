@@ -208,8 +208,11 @@ def test_bad_pixel_values(model, pixel_values, error, match):
             r"Labels must be class indices in \[0, 3\) \(num_labels=3\), got values in \[0, 3\]",
         ),
         (torch.tensor([-1, 0, 0, 0]), r"got values in \[-1, 0\]"),
-        (torch.rand(4, 5), r"Soft-target labels must have shape \[batch, num_labels\] = \[4, 3\], got \[4, 5\]"),
-        (torch.tensor([[0], [1], [2], [0]]), r"Class-index labels must have shape \[batch\] = \[4\], got \[4, 1\]"),
+        (
+            torch.rand(4, 5),
+            r"Soft targets must have the logits' shape \[batch, num_classes\] = \[4, 3\], got \[4, 5\]",
+        ),
+        (torch.tensor([[0], [1], [2], [0]]), r"Class-index targets must have shape \[batch\] = \[4\], got \[4, 1\]"),
     ],
 )
 def test_bad_labels(model, pixel_values, labels, match):

@@ -188,7 +188,7 @@ def test_early_stopping_stops_and_tensorboard_logs(write_recipe):
     assert list(__import__("pathlib").Path(run.output_dir, "runs").rglob("events.out.tfevents.*"))
 
 
-def test_nan_loss_stops_with_an_error_naming_the_step(write_recipe, monkeypatch):
+def test_nan_loss_stops_with_an_error_naming_the_step(write_recipe, monkeypatch, tmp_path):
     from inat_hf.models import modeling_inat
 
     original = modeling_inat.focal_loss
@@ -201,7 +201,10 @@ def test_nan_loss_stops_with_an_error_naming_the_step(write_recipe, monkeypatch)
 
     monkeypatch.setattr(modeling_inat, "focal_loss", poisoned)
     with pytest.raises(FloatingPointError, match=r"training loss is nan \(not finite\) at step 3\b"):
-        train(write_recipe(), "--eval_strategy", "no", "--load_best_model_at_end", "false")
+        train(write_recipe(), "--eval_strategy", "no", "--load_best_model_at_end", "false", "--save_steps", "2",
+              "--save_strategy", "steps")  # fmt: skip
+    # stopped at the next logging step (4), before its checkpoint: no checkpoint holds NaN weights
+    assert sorted(p.name for p in (tmp_path / "out").glob("checkpoint-*")) == ["checkpoint-2"]
 
 
 def test_evaluation_with_tta(write_recipe, prepared_demo):
@@ -253,6 +256,27 @@ def test_tta_eval_loss_is_the_training_objective(tmp_path):
     with torch.no_grad():
         expected = model(x, labels=y).loss
     torch.testing.assert_close(loss, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_drop_last_drops_training_batches_only(tmp_path):
+    """Guard for transformers applying `dataloader_drop_last` to every loader: evaluation and prediction still see
+    every item, training gets only full batches."""
+    from inat_hf import InatConfig, InatForImageClassification
+    from inat_hf.training.arguments import InatTrainingArguments
+    from inat_hf.training.trainer import InatTrainer
+
+    model = InatForImageClassification(InatConfig(backbone="resnet10t", num_labels=3, image_size=32))
+    args = InatTrainingArguments(
+        output_dir=str(tmp_path), use_cpu=True, report_to=[], frozen_stages=[], unfreeze_schedule="",
+        per_device_train_batch_size=2, per_device_eval_batch_size=2, dataloader_drop_last=True,
+        dataloader_num_workers=0,
+    )  # fmt: skip
+    items = [{"pixel_values": torch.zeros(3, 32, 32), "labels": i % 3} for i in range(5)]
+    trainer = InatTrainer(model=model, args=args, train_dataset=items, eval_dataset=items)
+    assert len(trainer.get_train_dataloader()) == 2
+    assert len(trainer.get_eval_dataloader()) == 3
+    assert len(trainer.get_test_dataloader(items)) == 3
+    assert trainer.args.dataloader_drop_last  # restored
 
 
 def test_logged_learning_rate_is_the_classifiers_and_every_group_is_logged(write_recipe):

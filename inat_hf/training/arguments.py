@@ -22,12 +22,14 @@ from __future__ import annotations
 
 import argparse
 import ast
+import collections
 import dataclasses
+import functools
 import re
 import textwrap
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, NamedTuple
 
 from ..data.augmentation import AugmentationConfig
 
@@ -256,13 +258,12 @@ class TrainingOptions:
 
 
 # ---------------------------------------------------------------------------------------------- the help
-@dataclasses.dataclass(frozen=True)
-class Knob:
-    """One recipe key as ``--help`` shows it: its annotation and default as written, and its help text."""
+class Knob(NamedTuple):
+    """One recipe key as ``--help`` shows it: annotation and default as written (None: not worth showing), help."""
 
     name: str
     type: str
-    default: str | None  # None: nothing worth showing (None, False, empty)
+    default: str | None
     help: str
 
 
@@ -270,64 +271,55 @@ def docstring_entries(doc: str, heading: str) -> dict[str, str]:
     """``{name: text}`` of the ``heading`` block (``Args:`` / ``Attributes:``) of a Google / transformers style
     docstring, each text on one line without markup. ``name (`type`, ...):`` and ``name: text`` both work."""
     lines = textwrap.dedent("\n".join(doc.splitlines()[1:])).splitlines()
-    try:
-        start = next(i for i, line in enumerate(lines) if line.strip() == heading) + 1
-    except StopIteration:
-        return {}
-    entries: dict[str, list[str]] = {}
+    start = next((i + 1 for i, line in enumerate(lines) if line.strip() == heading), len(lines))
+    entries: dict[str, str] = {}
     indent = None
-    for line in lines[start:]:
-        if not line.strip():
-            continue
+    for line in filter(str.strip, lines[start:]):
         depth = len(line) - len(line.lstrip())
         indent = depth if indent is None else indent
         if depth < indent:
             break
         match = re.match(r"(\w+)(?: \(.*\))?:(.*)$", line.strip()) if depth == indent else None
         if match:
-            entries[match.group(1)] = [match.group(2)]
+            entries[match.group(1)] = match.group(2)
         elif entries:
-            entries[next(reversed(entries))].append(line)
-    plain = {name: re.sub(r":\w+:|`", "", " ".join(text)) for name, text in entries.items()}  # no RST roles
-    return {name: " ".join(text.split()) for name, text in plain.items()}
+            entries[next(reversed(entries))] += " " + line
+    return {name: " ".join(re.sub(r":\w+:|`", "", text).split()) for name, text in entries.items()}
+
+
+def _shown(default: str) -> str | None:
+    return None if default in ("None", "False", "()", "[]") else default
 
 
 def inat_config_knobs() -> list[Knob]:
-    """``InatConfig``'s own fields (name, annotation and default from the class body, help from its docstring),
-    read from the source file: importing it would import transformers and torch."""
+    """``InatConfig``'s own fields (annotation and default from the class body, help from its docstring), read from
+    the source file: importing it would import transformers and torch."""
     source = CONFIGURATION_INAT.read_text(encoding="utf-8")
     cls = next(n for n in ast.parse(source).body if isinstance(n, ast.ClassDef) and n.name == "InatConfig")
     helps = docstring_entries(ast.get_docstring(cls, clean=False) or "", "Args:")
-    knobs = []
-    for node in cls.body:
-        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
-            default = ast.get_source_segment(source, node.value)
-            shown = None if default in ("None", "False", "()", "[]") else default
-            name = node.target.id
-            knobs.append(Knob(name, ast.get_source_segment(source, node.annotation), shown, helps.get(name, "")))
-    return knobs
+    text = functools.partial(ast.get_source_segment, source)
+    fields = [n for n in cls.body if isinstance(n, ast.AnnAssign) and isinstance(n.target, ast.Name)]
+    return [Knob(n.target.id, text(n.annotation), _shown(text(n.value)), helps.get(n.target.id, "")) for n in fields]
 
 
 def dataclass_knobs(cls: type, helps: dict[str, str] | None = None) -> list[Knob]:
-    knobs = []
-    for f in dataclasses.fields(cls):
-        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
-        shown = None if default is None or default is False or default in ((), []) else repr(default)
-        text = f.metadata.get("help") or (helps or {}).get(f.name, "")
-        knobs.append(Knob(f.name, str(f.type), shown, text))
-    return knobs
+    def default(f: dataclasses.Field) -> Any:
+        return f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+
+    return [
+        Knob(f.name, str(f.type), _shown(repr(default(f))), f.metadata.get("help") or (helps or {}).get(f.name, ""))
+        for f in dataclasses.fields(cls)
+    ]
 
 
 def recipe_knobs() -> dict[str, list[Knob]]:
     """The project's recipe keys by section (``training`` also takes every ``TrainingArguments`` field)."""
-    augmentation_help = docstring_entries(AugmentationConfig.__doc__ or "", "Attributes:")
+    augmentation = dataclass_knobs(AugmentationConfig, docstring_entries(AugmentationConfig.__doc__, "Attributes:"))
     return {
         "model": [k for k in inat_config_knobs() if k.name not in MODEL_FIELDS_FROM_DATA]
         + dataclass_knobs(ModelRunArguments),
         "data": dataclass_knobs(DataArguments),
-        "augmentation": [
-            k for k in dataclass_knobs(AugmentationConfig, augmentation_help) if k.name not in AUGMENTATION_FROM_MODEL
-        ],
+        "augmentation": [k for k in augmentation if k.name not in AUGMENTATION_FROM_MODEL],
         "mixing": dataclass_knobs(MixingConfig),
         "training": dataclass_knobs(TrainingOptions),
     }
@@ -335,11 +327,8 @@ def recipe_knobs() -> dict[str, list[Knob]]:
 
 def shared_keys(sections: dict[str, Sequence[str]]) -> set[str]:
     """Keys that more than one section has: on the command line they are written ``--section.key``."""
-    seen: dict[str, int] = {}
-    for keys in sections.values():
-        for key in keys:
-            seen[key] = seen.get(key, 0) + 1
-    return {key for key, count in seen.items() if count > 1}
+    counts = collections.Counter(key for keys in sections.values() for key in keys)
+    return {key for key, count in counts.items() if count > 1}
 
 
 def _metavar(annotation: str) -> str:

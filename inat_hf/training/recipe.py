@@ -1,16 +1,12 @@
 """YAML recipes: ``train.py RECIPE.yaml [--key value …]`` → a :class:`Recipe`, and back to YAML.
 
 A recipe has the sections ``model``, ``data``, ``augmentation``, ``mixing`` and ``training`` (what each is:
-:mod:`inat_hf.training.arguments`); a flat file without sections works too. Every key is a command-line option
-``--key value``; a key that two sections share (``interpolation``: the model's evaluation resize and the
-augmentation's crop) is written ``--model.interpolation`` / ``--augmentation.interpolation``. The recipe's values
-become the parser's defaults (``parser.set_defaults``, as timm's train.py does with its YAML), so the command line
-wins and both go through the same parser. Unknown keys are errors with a suggestion: a typo is never silently
-ignored. The resolved recipe is written next to the run's outputs by :func:`save_recipe`; rerunning that file
-reproduces the run.
-
-The ``model`` and ``augmentation`` sections are read off ``InatConfig`` and ``AugmentationConfig`` themselves, so
-a new field there is a recipe key, a command-line option, a line of ``run_config.yaml`` and of ``--help`` at once.
+:mod:`inat_hf.training.arguments`). ``model`` and ``augmentation`` are read off ``InatConfig`` and
+``AugmentationConfig`` themselves, so a new field there is at once a recipe key, a command-line option
+``--key value`` (``--section.key`` for ``interpolation``, which both have), a line of ``run_config.yaml`` and of
+``--help``. The recipe's values become the parser's defaults (``parser.set_defaults``, as timm's train.py does with
+its YAML), so the command line wins. Unknown keys are errors with a suggestion. Rerunning the saved
+``run_config.yaml`` (:func:`save_recipe`) reproduces the run.
 """
 
 from __future__ import annotations
@@ -18,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import enum
+import functools
 import inspect
 import json
 import os
@@ -104,6 +101,7 @@ def _fields(cls: type, skip=()) -> list[dataclasses.Field]:
     return [f for f in dataclasses.fields(cls) if f.init and f.name not in skip and (own is None or f.name in own)]
 
 
+@functools.cache
 def _hints(cls: type) -> dict[str, Any]:
     try:
         return typing.get_type_hints(cls)
@@ -165,27 +163,26 @@ def _from_cli(key: str, value: Any, annotation: Any) -> Any:
     return value
 
 
-def _parser_dataclass(section: str, cls: type, skip: tuple[str, ...], helps: dict[str, str]) -> type:
-    hints, specs = _hints(cls), []
+def _parser_dataclass(section: str, cls: type, skip: tuple[str, ...]) -> type:
+    helps, specs = {k.name: k.help for k in recipe_knobs()[section]}, []
     for f in _fields(cls, skip):
         default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        cli = _cli_type(_hints(cls)[f.name])
+        # HfArgumentParser takes a list option's default from a factory only
+        kwargs = (
+            {"default_factory": lambda d=default: _plain(d)}
+            if typing.get_origin(cli) is list
+            else {"default": default}
+        )
         metadata = {"help": helps.get(f.name, ""), "aliases": [f"--{section}.{f.name}"]}
-        cli = _cli_type(hints[f.name])
-        if typing.get_origin(cli) is list:  # HfArgumentParser takes a list option's default from a factory only
-            field = dataclasses.field(
-                default_factory=lambda d=default: list(d) if isinstance(d, tuple) else d, metadata=metadata
-            )
-        else:
-            field = dataclasses.field(default=default, metadata=metadata)
-        specs.append((_dest(section, f.name), cli, field))
+        specs.append((_dest(section, f.name), cli, dataclasses.field(metadata=metadata, **kwargs)))
     return dataclasses.make_dataclass(f"{cls.__name__}Recipe", specs)
 
 
 def _parser_classes() -> list[tuple[str, type, type]]:
-    """(section, source class, class the parser fills) in parsing order."""
-    helps = {s: {k.name: k.help for k in knobs} for s, knobs in recipe_knobs().items()}
+    """(section, source class, the class the parser fills) in parsing order."""
     return [
-        (section, cls, _parser_dataclass(section, cls, skip, helps[section]) if cls in _GENERATED else cls)
+        (section, cls, _parser_dataclass(section, cls, skip) if cls in _GENERATED else cls)
         for section, sources in _SOURCES.items()
         for cls, skip in sources
     ]
@@ -193,47 +190,36 @@ def _parser_classes() -> list[tuple[str, type, type]]:
 
 def _unknown_key_error(path: str, section: str | None, key: str, valid: set[str]) -> RecipeError:
     where = f"section {section!r} of {path}" if section else path
-    owners = [s for s, keys in SECTIONS.items() if key in keys]
+    owners = " or ".join(repr(s) for s, keys in SECTIONS.items() if key in keys)
     if owners:
-        return RecipeError(f"Key {key!r} in {where} belongs in section {' or '.join(map(repr, owners))}.")
+        return RecipeError(f"Key {key!r} in {where} belongs in section {owners}.")
     hint = difflib.get_close_matches(key, sorted(valid), n=1, cutoff=0.6)
     suggestion = f"; did you mean {hint[0]!r}?" if hint else f". Valid keys: {', '.join(sorted(valid))}."
     return RecipeError(f"Unknown key {key!r} in {where}{suggestion}")
 
 
 def load_recipe_file(path: str) -> dict[str, Any]:
-    """Read a recipe YAML into ``{parser name: value}`` (flat), checking every key and the type of every value."""
+    """Read a recipe YAML into ``{parser name: value}``, checking every key and the type of every value."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"Recipe file not found: {path}")
     with open(path, encoding="utf-8") as f:
         raw = yaml.load(f, Loader=_RecipeLoader) or {}  # noqa: S506 - a SafeLoader subclass
     if not isinstance(raw, dict):
         raise RecipeError(f"{path}: a recipe is a mapping of sections {list(SECTIONS)}, got a {type(raw).__name__}.")
-    flat: dict[str, Any] = {}
-
-    def add(section: str, name: str, value: Any, where: str | None) -> None:
-        try:
-            flat[_dest(section, name)] = _check_value(value, SECTIONS[section][name])
-        except _Mismatch as e:
-            raise _type_error(path, where, name, value, e.args[0]) from None
-
-    owner = {key: section for section, keys in SECTIONS.items() for key in keys if key not in _SHARED}
-    for key, value in raw.items():
-        if key in SECTIONS:
-            if not isinstance(value, dict):
-                raise RecipeError(f"{path}: section {key!r} must be a mapping, got {type(value).__name__}.")
-            for name, item in value.items():
-                if name not in SECTIONS[key]:
-                    raise _unknown_key_error(path, key, name, set(SECTIONS[key]))
-                add(key, name, item, key)
-        elif key in owner:
-            add(owner[key], key, value, None)
-        elif key in _SHARED:
-            sections = " or ".join(s for s, keys in SECTIONS.items() if key in keys)
-            raise RecipeError(f"{path}: {key!r} is a key of sections {sections}: write it inside one of them.")
-        else:
-            raise _unknown_key_error(path, None, key, set(owner) | set(SECTIONS))
-    return flat
+    values: dict[str, Any] = {}
+    for section, items in raw.items():
+        if section not in SECTIONS:
+            raise _unknown_key_error(path, None, section, set(SECTIONS))
+        if not isinstance(items, dict):
+            raise RecipeError(f"{path}: section {section!r} must be a mapping, got {type(items).__name__}.")
+        for key, value in items.items():
+            if key not in SECTIONS[section]:
+                raise _unknown_key_error(path, section, key, set(SECTIONS[section]))
+            try:
+                values[_dest(section, key)] = _check_value(value, SECTIONS[section][key])
+            except _Mismatch as e:
+                raise _type_error(path, section, key, value, e.args[0]) from None
+    return values
 
 
 class _RecipeLoader(yaml.SafeLoader):
@@ -318,8 +304,8 @@ def _check_value(value: Any, annotation: Any) -> Any:
     return value  # other types (e.g. accelerate's ParallelismConfig): the dataclass validates them
 
 
-def _type_error(path: str, section: str | None, key: str, value: Any, expected: Any) -> RecipeError:
-    where = f"section {section!r} of {path}" if section else path
+def _type_error(path: str, section: str, key: str, value: Any, expected: Any) -> RecipeError:
+    where = f"section {section!r} of {path}"
     if typing.get_origin(expected) is typing.Literal:
         wanted = ", ".join(map(repr, typing.get_args(expected)))
         return RecipeError(f"{where}: {key}: invalid choice: {value!r} (choose from {wanted}).")
@@ -363,16 +349,12 @@ def parse_recipe(argv: list[str]) -> Recipe:
     parser = recipe_parser()
     parser.set_defaults(**values)
     *parsed, _extras = parser.parse(list(argv))
-    sections: dict[str, dict[str, Any]] = {section: {} for section in SECTIONS}
-    objects: dict[type, Any] = {}
-    for (section, cls, _), filled in zip(_parser_classes(), parsed, strict=True):
-        if cls in _GENERATED:
-            for key, annotation in SECTIONS[section].items():
-                if hasattr(filled, _dest(section, key)):
-                    sections[section][key] = _from_cli(key, getattr(filled, _dest(section, key)), annotation)
-        else:
-            objects[cls] = filled
-    model, model_run = sections["model"], objects[ModelRunArguments]
+    objects = {cls: filled for (_, cls, _), filled in zip(_parser_classes(), parsed, strict=True)}
+    model, augmentation = (
+        {k: _from_cli(k, getattr(objects[cls], _dest(s, k)), _hints(cls)[k]) for k in SECTIONS[s] if k in _hints(cls)}
+        for s, cls in (("model", InatConfig), ("augmentation", AugmentationConfig))
+    )
+    model_run = objects[ModelRunArguments]
     preprocessing = {a: model[m] for a, m in AUGMENTATION_FROM_MODEL.items() if model[m] is not None}
     try:
         if model_run.init_checkpoint is None:  # else the checkpoint decides the architecture (checked when loaded)
@@ -381,7 +363,7 @@ def parse_recipe(argv: list[str]) -> Recipe:
             preprocessing = {a: getattr(config, m) for a, m in AUGMENTATION_FROM_MODEL.items()}
             stages = describe_backbone(config.backbone, config.backbone_kwargs).stage_names
             objects[InatTrainingArguments].unfreezing_plan((*stages, *CLASSIFIER_STAGES), stages)
-        augmentation = AugmentationConfig(**sections["augmentation"], **preprocessing)
+        augmentation = AugmentationConfig(**augmentation, **preprocessing)
     except ValueError as error:
         raise RecipeError(str(error)) from error
     return Recipe(

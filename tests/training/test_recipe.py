@@ -3,6 +3,7 @@
 import dataclasses
 import inspect
 import json
+import re
 
 import pytest
 import yaml
@@ -21,7 +22,7 @@ from inat_hf.training.run import check_recipe
 def test_sections_overrides_and_types(write_recipe):
     path = write_recipe()
     # PyYAML alone reads an unquoted 1e-4 as a string (YAML 1.1 wants 1.0e-4): the recipe loader reads a float
-    path.write_text(path.read_text() + "learning_rate: 1e-4\n")
+    path.write_text(re.sub(r"(?m)^  learning_rate: .*$", "  learning_rate: 1e-4", path.read_text()))
     recipe = parse_recipe([str(path), "--num_train_epochs", "5", "--head_hidden_sizes", "32", "8", "--hflip", "0"])
     assert recipe.training.learning_rate == 1e-4 and isinstance(recipe.training.learning_rate, float)
     assert recipe.training.num_train_epochs == 5  # CLI wins over the file
@@ -59,7 +60,7 @@ def test_recipe_values_are_type_checked(write_recipe, section, key, value, messa
 
 def test_quoted_number_is_a_string_and_refused(write_recipe):
     path = write_recipe()
-    path.write_text(path.read_text() + 'learning_rate: "1e-4"\n')
+    path.write_text(re.sub(r"(?m)^  learning_rate: .*$", '  learning_rate: "1e-4"', path.read_text()))
     with pytest.raises(RecipeError, match=r"learning_rate: invalid float value: '1e-4'"):
         parse_recipe([str(path)])
 
@@ -74,10 +75,11 @@ def test_bad_recipe_value_exits_2_naming_the_key(write_recipe):
     assert "Traceback" not in result.stderr
 
 
-def test_flat_recipe_and_cli_only(prepared_demo, tmp_path):
+def test_keys_outside_their_section_and_cli_only(prepared_demo, tmp_path):
     path = tmp_path / "flat.yaml"
     path.write_text(yaml.safe_dump({"dataset_dir": str(prepared_demo), "backbone": "resnet18", "output_dir": "x"}))
-    assert parse_recipe([str(path)]).model["backbone"] == "resnet18"
+    with pytest.raises(RecipeError, match=r"Key 'backbone' in .*flat.yaml belongs in section 'model'\.$"):
+        parse_recipe([str(path)])
     cli = parse_recipe(["--dataset_dir", str(prepared_demo), "--output_dir", str(tmp_path), "--attn_layer", "eca"])
     assert cli.source is None and cli.model["attn_layer"] == "eca"
 

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping
-from typing import Any
 
 __all__ = ["IMAGENET_DEFAULT_MEAN", "IMAGENET_DEFAULT_STD", "INTERPOLATIONS", "AugmentationConfig"]
 
@@ -152,15 +150,3 @@ class AugmentationConfig:
         if self.min_decode_size is not None:
             return self.min_decode_size
         return math.ceil(self.image_size / math.sqrt(self.scale[0]) - 1e-9)
-
-    @classmethod
-    def from_dict(cls, values: Mapping[str, Any]) -> AugmentationConfig:
-        """Build from a mapping (a YAML recipe's augmentation section); unknown keys raise ``ValueError``."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - names)
-        if unknown:
-            raise ValueError(f"unknown augmentation keys {unknown}; expected a subset of {sorted(names)}")
-        return cls(**values)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)

@@ -1,21 +1,12 @@
-"""The recipe's sections and the project's own run options, free of torch and transformers.
+"""The recipe's sections (``configs/*.yaml``) and the project's own run options, free of torch and transformers.
 
-A recipe (``configs/*.yaml``) has five sections. Two of them *are* library configs, so each of their knobs is
-defined once, where the library defines it:
-
-* ``model``: the keyword arguments of ``InatConfig`` (``inat_hf/models/configuration_inat.py``, saved as the
-  checkpoint's ``config.json``), except those the prepared dataset decides (:data:`MODEL_FIELDS_FROM_DATA`), plus
-  :class:`ModelRunArguments` (where the starting weights come from);
-* ``augmentation``: the fields of :class:`~inat_hf.data.augmentation.AugmentationConfig`, except the three the
-  model config feeds it (:data:`AUGMENTATION_FROM_MODEL`: one ``image_size``, mean and std for training and
-  evaluation, by default the backbone's timm values);
-* ``data``: :class:`DataArguments`; ``mixing``: :class:`MixingConfig` (given as is to ``AdaptiveMixup``);
-* ``training``: ``transformers.TrainingArguments`` plus :class:`TrainingOptions`
-  (``inat_hf.training.recipe.InatTrainingArguments``).
-
-Nothing here imports torch, so ``train.py --help`` (:func:`recipe_help`) renders at once; it reads ``InatConfig``'s
-fields from its source file with :mod:`ast` (importing it would load torch), and a test checks that this reading
-equals the class's signature.
+``model`` is ``InatConfig``'s keyword arguments (less :data:`MODEL_FIELDS_FROM_DATA`) plus
+:class:`ModelRunArguments`; ``augmentation`` is ``AugmentationConfig`` (less :data:`AUGMENTATION_FROM_MODEL`: one
+``image_size``, mean and std for training and evaluation, the model's); ``data`` is :class:`DataArguments`;
+``mixing`` is :class:`MixingConfig`; ``training`` is ``TrainingArguments`` plus :class:`TrainingOptions`
+(``inat_hf.training.recipe.InatTrainingArguments``). Nothing here imports torch, so ``train.py --help``
+(:func:`recipe_help`) renders at once: it reads ``InatConfig`` from its source file with :mod:`ast` (a test
+checks the reading against the class's signature).
 """
 
 from __future__ import annotations

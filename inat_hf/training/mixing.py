@@ -33,7 +33,6 @@ class AdaptiveMixup:
     def __init__(self, config: MixingConfig, *, num_labels: int, label_smoothing: float, num_epochs: float) -> None:
         self.config = config
         self.num_epochs = float(num_epochs)
-        self.num_labels = num_labels
         self.mixup = Mixup(
             mixup_alpha=config.mixup_alpha,
             cutmix_alpha=config.cutmix_alpha,

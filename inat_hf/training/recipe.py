@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import enum
 import functools
 import inspect
 import json
@@ -53,7 +52,6 @@ class InatTrainingArguments(TrainingOptions, TrainingArguments):
 
     eval_strategy: str = _help("When to evaluate.", default="epoch")
     save_strategy: str = _help("When to save checkpoints.", default="epoch")
-    logging_strategy: str = _help("When to log.", default="steps")
     logging_steps: float = _help("Log every N steps.", default=10)
     save_total_limit: int | None = _help("Keep at most N checkpoints (the best is always kept).", default=2)
     load_best_model_at_end: bool = _help("Restore the best checkpoint at the end.", default=True)
@@ -170,7 +168,7 @@ def _parser_dataclass(section: str, cls: type, skip: tuple[str, ...]) -> type:
         cli = _cli_type(_hints(cls)[f.name])
         # HfArgumentParser takes a list option's default from a factory only
         kwargs = (
-            {"default_factory": lambda d=default: _plain(d)}
+            {"default_factory": lambda d=default: list(d) if isinstance(d, tuple) else d}
             if typing.get_origin(cli) is list
             else {"default": default}
         )
@@ -231,6 +229,7 @@ class _RecipeDumper(yaml.SafeDumper):
     """Writes what :class:`_RecipeLoader` reads back identically (a string ``"1e-4"`` gets quotes)."""
 
 
+_RecipeDumper.add_representer(tuple, yaml.SafeDumper.represent_list)  # AugmentationConfig's pairs
 for _cls in (_RecipeLoader, _RecipeDumper):
     _cls.add_implicit_resolver(
         "tag:yaml.org,2002:float",
@@ -276,31 +275,13 @@ def _check_value(value: Any, annotation: Any) -> Any:
         item_type = (typing.get_args(annotation) or (Any,))[0]
         values = value if isinstance(value, list) else [value]
         return [_check_value(v, item_type) for v in values]
-    if origin is dict or annotation is dict:
-        if not isinstance(value, dict):
-            raise _Mismatch(dict)
-        return value
-    if annotation is bool:
-        if not isinstance(value, bool):
-            raise _Mismatch(bool)
-        return value
-    if annotation is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise _Mismatch(int)
-        return value
-    if annotation is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise _Mismatch(float)
-        return float(value)
-    if annotation is str:
-        if not isinstance(value, str):
-            raise _Mismatch(str)
-        return value
-    if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
-        try:
-            return annotation(value)
-        except ValueError:
-            raise _Mismatch(annotation) from None
+    kind = dict if origin is dict else annotation
+    if kind in (bool, int, float, str, dict):
+        if not isinstance(value, (int, float) if kind is float else kind) or (
+            kind is not bool and isinstance(value, bool)
+        ):
+            raise _Mismatch(kind)
+        return float(value) if kind is float else value
     return value  # other types (e.g. accelerate's ParallelismConfig): the dataclass validates them
 
 
@@ -378,26 +359,16 @@ def parse_recipe(argv: list[str]) -> Recipe:
     )
 
 
-def _plain(value: Any) -> Any:
-    """YAML-safe: tuples become lists."""
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    return value
-
-
 def recipe_to_dict(recipe: Recipe) -> dict[str, dict[str, Any]]:
-    augmentation = recipe.augmentation.to_dict()
+    augmentation = dataclasses.asdict(recipe.augmentation)
     training = recipe.training.to_dict()
-    out = {
+    return {
         "model": {**recipe.model, **dataclasses.asdict(recipe.model_run)},
         "data": dataclasses.asdict(recipe.data),
         "augmentation": {k: augmentation[k] for k in SECTIONS["augmentation"]},
         "mixing": dataclasses.asdict(recipe.mixing),
         "training": {k: training[k] for k in SECTIONS["training"] if k not in _SECRET_FIELDS},
     }
-    return _plain(out)
 
 
 def _redact(argv: list[str]) -> list[str]:

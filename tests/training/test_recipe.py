@@ -290,7 +290,8 @@ def test_every_config_field_is_a_recipe_key_an_option_a_saved_value_and_in_the_h
         saved = recipe_to_dict(recipe)
         for section, values in EXAMPLES.items():
             for key, value in values.items():
-                assert saved[section][key] == value, (section, key)
+                saved_value = saved[section][key]
+                assert (list(saved_value) if isinstance(saved_value, tuple) else saved_value) == value, key
                 if section == "augmentation":  # ... and the built config holds it
                     built = getattr(recipe.augmentation, key)
                     assert built == (tuple(value) if isinstance(value, list) else value), key

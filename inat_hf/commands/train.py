@@ -1,11 +1,7 @@
-"""train.py RECIPE.yaml [--key value …]: fine-tune on iNat 2021 (one CPU, one GPU, or many under
-accelerate launch / torchrun). See inat_hf.training.recipe for the recipe format.
-
-``--help`` is built without importing torch or transformers (``inat_hf.training.arguments.recipe_help``);
-``--help_all`` and training import them.
-
-Any timm backbone works (--backbone convnext_tiny); train.py --list_stages BACKBONE ['{"img_size": 64}'] prints its
-stage names for frozen_stages / unfreeze_schedule / layer_decay."""
+"""train.py RECIPE.yaml [--key value …]: fine-tune on iNat 2021 (one CPU, one GPU, or many under accelerate
+launch / torchrun). Recipe format: inat_hf.training.recipe; --help renders without torch or transformers
+(inat_hf.training.arguments.recipe_help). train.py --list_stages BACKBONE ['{"img_size": 64}'] prints a timm
+backbone's stage names for frozen_stages / unfreeze_schedule / layer_decay."""
 
 from __future__ import annotations
 

@@ -17,7 +17,6 @@ import functools
 import inspect
 import json
 import os
-import re
 import types
 import typing
 from typing import Any
@@ -150,7 +149,8 @@ def _cli_type(annotation: Any) -> Any:
 
 def _from_cli(key: str, value: Any, annotation: Any) -> Any:
     """Undo :func:`_cli_type` on a command-line value (a recipe's value passes unchanged)."""
-    members = typing.get_args(annotation) or (annotation,)
+    union = typing.get_origin(annotation) in (typing.Union, types.UnionType)
+    members = typing.get_args(annotation) if union else (annotation,)
     if isinstance(value, str) and any(m is dict or typing.get_origin(m) is dict for m in members):
         try:
             value = json.loads(value) if value.strip() else None
@@ -166,14 +166,10 @@ def _parser_dataclass(section: str, cls: type, skip: tuple[str, ...]) -> type:
     for f in _fields(cls, skip):
         default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
         cli = _cli_type(_hints(cls)[f.name])
-        # HfArgumentParser takes a list option's default from a factory only
-        kwargs = (
-            {"default_factory": lambda d=default: list(d) if isinstance(d, tuple) else d}
-            if typing.get_origin(cli) is list
-            else {"default": default}
-        )
         metadata = {"help": helps.get(f.name, ""), "aliases": [f"--{section}.{f.name}"]}
-        specs.append((_dest(section, f.name), cli, dataclasses.field(metadata=metadata, **kwargs)))
+        # a factory: HfArgumentParser takes a list option's default from nothing else
+        factory = functools.partial(lambda d: list(d) if isinstance(d, tuple) else d, default)
+        specs.append((_dest(section, f.name), cli, dataclasses.field(default_factory=factory, metadata=metadata)))
     return dataclasses.make_dataclass(f"{cls.__name__}Recipe", specs)
 
 
@@ -197,11 +193,11 @@ def _unknown_key_error(path: str, section: str | None, key: str, valid: set[str]
 
 
 def load_recipe_file(path: str) -> dict[str, Any]:
-    """Read a recipe YAML into ``{parser name: value}``, checking every key and the type of every value."""
+    """Read a recipe YAML into ``{parser name: value}``, checking every key (the values: :func:`parse_recipe`)."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"Recipe file not found: {path}")
     with open(path, encoding="utf-8") as f:
-        raw = yaml.load(f, Loader=_RecipeLoader) or {}  # noqa: S506 - a SafeLoader subclass
+        raw = yaml.safe_load(f) or {}
     if not isinstance(raw, dict):
         raise RecipeError(f"{path}: a recipe is a mapping of sections {list(SECTIONS)}, got a {type(raw).__name__}.")
     values: dict[str, Any] = {}
@@ -213,90 +209,39 @@ def load_recipe_file(path: str) -> dict[str, Any]:
         for key, value in items.items():
             if key not in SECTIONS[section]:
                 raise _unknown_key_error(path, section, key, set(SECTIONS[section]))
-            try:
-                values[_dest(section, key)] = _check_value(value, SECTIONS[section][key])
-            except _Mismatch as e:
-                raise _type_error(path, section, key, value, e.args[0]) from None
+            values[_dest(section, key)] = value
     return values
 
 
-class _RecipeLoader(yaml.SafeLoader):
-    """PyYAML's safe loader, reading ``1e-4`` as a float as YAML 1.2 does (YAML 1.1 needs ``1.0e-4``): a number
-    written the usual way must not become a string, since strings are never accepted where a number is expected."""
-
-
 class _RecipeDumper(yaml.SafeDumper):
-    """Writes what :class:`_RecipeLoader` reads back identically (a string ``"1e-4"`` gets quotes)."""
+    """Writes AugmentationConfig's ``(min, max)`` pairs as lists."""
 
 
-_RecipeDumper.add_representer(tuple, yaml.SafeDumper.represent_list)  # AugmentationConfig's pairs
-for _cls in (_RecipeLoader, _RecipeDumper):
-    _cls.add_implicit_resolver(
-        "tag:yaml.org,2002:float",
-        re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
-        list("-+0123456789"),
-    )
-
-_TYPE_NAMES = {float: "float", int: "int", bool: "bool", str: "str", dict: "mapping", list: "list"}
+_RecipeDumper.add_representer(tuple, yaml.SafeDumper.represent_list)
 
 
-class _Mismatch(Exception):
-    pass
+def _as_arguments(values: dict[str, Any]) -> tuple[list[str], dict[str, Any]]:
+    """A recipe's values as command-line arguments, so that argparse converts and checks them exactly as it does the
+    command line's; what no argument can spell (None, an empty list) is returned apart, as parser defaults."""
 
+    def text(value: Any) -> str:
+        return (
+            json.dumps(value)
+            if isinstance(value, dict)
+            else str(value).lower()
+            if isinstance(value, bool)
+            else str(value)
+        )
 
-def _check_value(value: Any, annotation: Any) -> Any:
-    """``value`` (as YAML read it) if it fits ``annotation``, converted where that loses nothing (int → float);
-    raises :class:`_Mismatch` otherwise. Strict like the command line: no string is a number or a boolean."""
-    if isinstance(annotation, str) or annotation is Any:
-        return value
-    origin = typing.get_origin(annotation)
-    if origin in (typing.Union, types.UnionType):
-        members = typing.get_args(annotation)
-        if value is None and type(None) in members:
-            return None
-        # exact type matches first (a bool stays a bool in `str | bool`), then the lossless conversions
-        for member in members:
-            if member is not type(None) and type(value) is member:
-                return value
-        mismatches = []
-        for member in members:
-            if member is type(None):
-                continue
-            try:
-                return _check_value(value, member)
-            except _Mismatch as e:
-                mismatches.append(e)
-        raise mismatches[0]
-    if origin is typing.Literal:
-        if value not in typing.get_args(annotation):
-            raise _Mismatch(annotation)
-        return value
-    if origin in (list, tuple) or annotation in (list, tuple):
-        item_type = (typing.get_args(annotation) or (Any,))[0]
-        values = value if isinstance(value, list) else [value]
-        return [_check_value(v, item_type) for v in values]
-    kind = dict if origin is dict else annotation
-    if kind in (bool, int, float, str, dict):
-        if not isinstance(value, (int, float) if kind is float else kind) or (
-            kind is not bool and isinstance(value, bool)
-        ):
-            raise _Mismatch(kind)
-        return float(value) if kind is float else value
-    return value  # other types (e.g. accelerate's ParallelismConfig): the dataclass validates them
-
-
-def _type_error(path: str, section: str, key: str, value: Any, expected: Any) -> RecipeError:
-    where = f"section {section!r} of {path}"
-    if typing.get_origin(expected) is typing.Literal:
-        wanted = ", ".join(map(repr, typing.get_args(expected)))
-        return RecipeError(f"{where}: {key}: invalid choice: {value!r} (choose from {wanted}).")
-    name = _TYPE_NAMES.get(expected, getattr(expected, "__name__", str(expected)))
-    hints = {
-        "float": " Write a number, e.g. 1.0e-4 (quoted, it is a string).",
-        "int": " Write a whole number, e.g. 8.",
-        "bool": " Write true or false, unquoted.",
-    }
-    return RecipeError(f"{where}: {key}: invalid {name} value: {value!r}.{hints.get(name, '')}")
+    argv, defaults = [], {}
+    for dest, value in values.items():
+        if value is None or value == []:
+            defaults[dest] = value
+        elif isinstance(value, list):
+            argv += [f"--{dest}", *map(text, value)]
+        else:
+            argv.append(f"--{dest}={text(value)}")  # `=`: a value that starts with '-' is not an option
+    return argv, defaults
 
 
 # The data source named on the command line replaces the recipe's (either kind: a raw root or a prepared folder).
@@ -328,7 +273,12 @@ def parse_recipe(argv: list[str]) -> Recipe:
         for name in DATA_SOURCES:
             values.pop(name, None)
     parser = recipe_parser()
-    parser.set_defaults(**values)
+    recipe_argv, defaults = _as_arguments(values)
+    parser.set_defaults(**defaults)
+    try:  # the recipe's values become the defaults of the command line, converted and checked as it is
+        parser.set_defaults(**vars(parser.parse_args(recipe_argv)))
+    except RecipeError as error:
+        raise RecipeError(f"{source}: {error}") from None
     *parsed, _extras = parser.parse(list(argv))
     objects = {cls: filled for (_, cls, _), filled in zip(_parser_classes(), parsed, strict=True)}
     model, augmentation = (

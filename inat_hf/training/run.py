@@ -255,8 +255,7 @@ def run_training(recipe: Recipe) -> TrainingRun:
     for key in ("image_size", "crop_pct", "interpolation", "image_mean", "image_std"):
         recipe.model[key] = getattr(config, key)
 
-    # ---- transforms: train augmentation (its size, mean and std are the model's), eval = the processor's
-    # preprocessing (optionally as TTA views)
+    # ---- transforms: train augmentation at the model's size, mean and std; eval = the processor's (or TTA views)
     aug = dataclasses.replace(
         recipe.augmentation, **{a: getattr(config, m) for a, m in AUGMENTATION_FROM_MODEL.items()}
     )

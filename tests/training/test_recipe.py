@@ -34,34 +34,25 @@ def test_sections_overrides_and_types(write_recipe):
 @pytest.mark.parametrize(
     "section, key, value, message",
     [
-        ("training", "learning_rate", "fast", r"section 'training' of .*: learning_rate: invalid float value: 'fast'"),
+        ("training", "learning_rate", "fast", r"recipe.yaml: --learning_rate: invalid float value: 'fast'$"),
         (
             "training",
             "per_device_train_batch_size",
             "eight",
             r"per_device_train_batch_size: invalid int value: 'eight'",
         ),
-        ("training", "max_steps", 4.5, r"max_steps: invalid int value: 4.5"),
-        ("training", "num_train_epochs", True, r"num_train_epochs: invalid float value: True"),
-        ("training", "channels_last", "off", r"channels_last: invalid bool value: 'off'"),
-        ("training", "bf16", 1, r"bf16: invalid bool value: 1"),
-        ("training", "save_total_limit", "2", r"save_total_limit: invalid int value: '2'"),
-        ("model", "head_hidden_sizes", [16, "x"], r"head_hidden_sizes: invalid int value: \[16, 'x'\]"),
+        ("training", "max_steps", 4.5, r"max_steps: invalid int value: '4.5'"),
+        ("training", "num_train_epochs", True, r"num_train_epochs: invalid float value: 'true'"),
+        ("training", "channels_last", "off", r"channels_last: Truthy value expected: got off"),
+        ("model", "head_hidden_sizes", [16, "x"], r"head_hidden_sizes: invalid int value: 'x'"),
         ("model", "attn_layer", "sse", r"attn_layer='sse' is not supported; valid choices: se, eca"),
         ("mixing", "mix_schedule", "step", r"mix_schedule: invalid choice: 'step' \(choose from 'constant'"),
-        ("augmentation", "scale", "0.5", r"scale: invalid float value: '0.5'"),
+        ("augmentation", "scale", 0.5, r"scale must be a \(min, max\) pair"),
     ],
 )
-def test_recipe_values_are_type_checked(write_recipe, section, key, value, message):
+def test_recipe_values_are_checked_as_on_the_command_line(write_recipe, section, key, value, message):
     path = write_recipe(**{section: {key: value}})
     with pytest.raises(RecipeError, match=message):
-        parse_recipe([str(path)])
-
-
-def test_quoted_number_is_a_string_and_refused(write_recipe):
-    path = write_recipe()
-    path.write_text(re.sub(r"(?m)^  learning_rate: .*$", '  learning_rate: "1e-4"', path.read_text()))
-    with pytest.raises(RecipeError, match=r"learning_rate: invalid float value: '1e-4'"):
         parse_recipe([str(path)])
 
 

@@ -17,6 +17,7 @@ from inat_hf.training.recipe import (
     save_recipe,
 )
 from inat_hf.training.run import check_recipe
+from tests.training.conftest import TINY_RECIPE
 
 
 def test_sections_overrides_and_types(write_recipe):
@@ -298,6 +299,21 @@ def test_every_config_field_is_a_recipe_key_an_option_a_saved_value_and_in_the_h
     for section, values in EXAMPLES.items():
         for key in values:
             assert _option(section, key, values[key])[0] + " " in text, key
+
+
+def test_keys_a_recipe_leaves_out_keep_the_config_classes_defaults(write_recipe):
+    from inat_hf.data.augmentation import AugmentationConfig
+    from inat_hf.models import InatConfig
+
+    recipe = parse_recipe([str(write_recipe())])
+    params = inspect.signature(InatConfig.__init__).parameters
+    for key, value in recipe.model.items():
+        if key not in TINY_RECIPE["model"]:
+            default = params[key].default
+            assert value == (list(default) if isinstance(default, tuple) else default), key
+    for f in dataclasses.fields(AugmentationConfig):
+        if f.name not in (*TINY_RECIPE["augmentation"], *FROM_MODEL):
+            assert getattr(recipe.augmentation, f.name) == f.default, f.name
 
 
 def test_shared_key_is_written_with_its_section(write_recipe):

@@ -168,9 +168,8 @@ def _parser_dataclass(section: str, cls: type, skip: tuple[str, ...]) -> type:
         cli = _cli_type(_hints(cls)[f.name])
         metadata = {"help": helps.get(f.name, ""), "aliases": [f"--{section}.{f.name}"]}
         # HfArgumentParser takes a list option's default only from a factory, a boolean's only from a default
-        listed = typing.get_origin(cli) is list
         factory = functools.partial(lambda d: list(d) if isinstance(d, tuple) else d, default)
-        kwargs = {"default_factory": factory} if listed else {"default": default}
+        kwargs = {"default_factory": factory} if typing.get_origin(cli) is list else {"default": default}
         specs.append((_dest(section, f.name), cli, dataclasses.field(metadata=metadata, **kwargs)))
     return dataclasses.make_dataclass(f"{cls.__name__}Recipe", specs)
 

@@ -256,9 +256,8 @@ def run_training(recipe: Recipe) -> TrainingRun:
         recipe.model[key] = getattr(config, key)
 
     # ---- transforms: train augmentation at the model's size, mean and std; eval = the processor's (or TTA views)
-    aug = dataclasses.replace(
-        recipe.augmentation, **{a: getattr(config, m) for a, m in AUGMENTATION_FROM_MODEL.items()}
-    )
+    from_model = {field: getattr(config, key) for field, key in AUGMENTATION_FROM_MODEL.items()}
+    aug = dataclasses.replace(recipe.augmentation, **from_model)
     eval_kwargs = eval_kwargs_from_image_processor(processor)  # the exact ops the saved processor will run
     seed = args.augmentation_seed if args.augmentation_seed is not None else args.seed
     train_dataset = ImageClassificationDataset(train_split, TrainPreset(aug), seed=seed)

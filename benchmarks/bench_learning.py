@@ -280,12 +280,12 @@ def trainer_run(train_rows, val_rows, classes, epochs: int, workdir: Path, plain
     recipe_dict = {
         "model": {
             "backbone": SETTINGS["backbone"], "attn_layer": "none", "head_hidden_sizes": [], "drop_rate": 0.0,
-            "focal_gamma": 0.0, "label_smoothing": SETTINGS["label_smoothing"],
+            "focal_gamma": 0.0, "label_smoothing": SETTINGS["label_smoothing"], "image_size": SETTINGS["image_size"],
         },
         "data": {"dataset_dir": str(workdir), "eval_split": "none"},  # dataset_dir is not read: see below
-        "augmentation": {
-            "image_size": SETTINGS["image_size"], "mixup_alpha": SETTINGS["mixup_alpha"],
-            "cutmix_alpha": SETTINGS["cutmix_alpha"], "mix_prob": 1.0, "mix_prob_final": 1.0, "mix_off_epochs": 0,
+        "mixing": {
+            "mixup_alpha": SETTINGS["mixup_alpha"], "cutmix_alpha": SETTINGS["cutmix_alpha"], "mix_prob": 1.0,
+            "mix_prob_final": 1.0, "mix_off_epochs": 0,
         },
         "training": {
             "output_dir": str(workdir / "trainer"), "use_cpu": True, "seed": SETTINGS["seed"],

@@ -37,9 +37,10 @@ from transformers import TrainerCallback
 
 from benchmarks.common import print_table, write_results
 from inat_hf import InatConfig, InatForImageClassification
-from inat_hf.training.arguments import InatTrainingArguments
+from inat_hf.training.arguments import MixingConfig
 from inat_hf.training.mixing import AdaptiveMixup
 from inat_hf.training.optim import build_param_groups
+from inat_hf.training.recipe import InatTrainingArguments
 from inat_hf.training.trainer import InatTrainer
 
 
@@ -67,9 +68,8 @@ def make_model(backbone: str, size: int, num_labels: int, **config_kwargs) -> In
 
 
 def make_mixup(num_labels: int, epochs: float) -> AdaptiveMixup:
-    return AdaptiveMixup(
-        num_labels=num_labels, label_smoothing=0.1, num_epochs=epochs, mix_prob=1.0, mix_prob_final=0.5
-    )
+    mixing = MixingConfig(mix_prob=1.0, mix_prob_final=0.5, mix_off_epochs=0)
+    return AdaptiveMixup(mixing, num_labels=num_labels, label_smoothing=0.1, num_epochs=epochs)
 
 
 class _Clock(TrainerCallback):

@@ -90,6 +90,7 @@ class CommandParser(HfArgumentParser):
         return match[0] if match else None
 
     def error(self, message: str):
+        message = re.sub(r"^argument (--[\w.]+)(/--[\w.-]+)*:", r"\1:", message)  # one spelling of the option
         unknown = re.search(r"unrecognized arguments?: (\S+)", message)
         if unknown:
             option = unknown.group(1).split("=")[0]

@@ -1,8 +1,7 @@
-"""train.py RECIPE.yaml [--key value …]: fine-tune on iNat 2021 (one CPU, one GPU, or many under
-accelerate launch / torchrun). See inat_hf.training.recipe for the recipe format.
-
-Any timm backbone works (--backbone convnext_tiny); train.py --list_stages BACKBONE ['{"img_size": 64}'] prints its
-stage names for frozen_stages / unfreeze_schedule / layer_decay."""
+"""train.py RECIPE.yaml [--key value …]: fine-tune on iNat 2021 (one CPU, one GPU, or many under accelerate
+launch / torchrun). Recipe format: inat_hf.training.recipe; --help renders without torch or transformers
+(inat_hf.training.arguments.recipe_help). train.py --list_stages BACKBONE ['{"img_size": 64}'] prints a timm
+backbone's stage names for frozen_stages / unfreeze_schedule / layer_decay."""
 
 from __future__ import annotations
 
@@ -45,12 +44,14 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError as e:  # an unknown backbone (with suggestions) or bad model_args
             return _error(str(e))
         return 0
-    from ..training.recipe import RecipeError, parse_recipe, recipe_help, recipe_parser
-
     if "--help_all" in argv:
+        from ..training.recipe import recipe_parser
+
         recipe_parser().print_help()
         return 0
     if not argv or "-h" in argv or "--help" in argv:
+        from ..training.arguments import recipe_help  # torch-free: the help renders at once
+
         print(recipe_help())
         return 0 if argv else 2
     debug = "--traceback" in argv  # (--debug is a TrainingArguments option)
@@ -59,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from ..data import InatDataError
+    from ..training.recipe import RecipeError, parse_recipe
     from ..training.run import check_recipe, run_training
     from ..training.trainer import CheckpointDiskFullError
 

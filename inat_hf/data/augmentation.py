@@ -7,8 +7,6 @@ apply it are in :mod:`inat_hf.data.transforms`.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
-from typing import Any
 
 __all__ = ["IMAGENET_DEFAULT_MEAN", "IMAGENET_DEFAULT_STD", "INTERPOLATIONS", "AugmentationConfig"]
 
@@ -22,21 +20,23 @@ INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "lanczos")
 
 @dataclasses.dataclass(frozen=True)
 class AugmentationConfig:
-    """Training augmentation recipe. Defaults reproduce the seed project's recipe.
+    """Training augmentation: a recipe's ``augmentation`` section (``inat_hf.training.arguments``).
 
-    Field names follow timm's ``create_transform`` where it has them. Lists (from YAML) are stored as tuples.
+    Field names follow timm's ``create_transform`` where it has them. Lists (from YAML) are stored as tuples. In a
+    training run ``image_size``, ``mean`` and ``std`` are the model config's, so the crop and the evaluation
+    preprocessing share one value; the defaults here serve transforms built by hand. Each entry below is also the
+    field's ``train.py --help`` text.
 
     Attributes:
         image_size: output side ``S`` (square ``S x S``).
         scale: ``RandomResizedCrop`` area fraction range.
         ratio: ``RandomResizedCrop`` aspect-ratio range.
-        interpolation: resize interpolation of the crop (``"bilinear"``, ``"bicubic"``, ...); the seed used
-            torchvision's default, bilinear.
+        interpolation: resize interpolation of the training crop (``"bilinear"``, ``"bicubic"``, ...).
         hflip: horizontal flip probability; 0 disables.
         color_jitter: brightness / contrast / saturation strength (a float for all three, or a 3-tuple); a 4-tuple
             also sets the hue (overriding ``hue``). 0 (or all zeros) disables colour jitter entirely, hue included.
         hue: hue jitter amplitude in [0, 0.5] (fraction of the colour wheel) applied while colour jitter is on;
-            0 disables hue only. The seed recipe: 0.1.
+            0 disables hue only.
         color_jitter_impl: ``"fused"`` (:class:`FusedColorJitter`, faster) or ``"torchvision"``
             (``v2.ColorJitter`` on the uint8 image: torchvision's exact per-step clamping and HSV hue).
         rotation: maximum rotation in degrees (uniform in ``[-rotation, rotation]``, nearest, black fill);
@@ -49,9 +49,8 @@ class AugmentationConfig:
         re_ratio: erased aspect-ratio range.
         mean: normalisation mean (RGB, in [0, 1] units).
         std: normalisation std.
-        auto_augment: a timm auto-augment string, applied after the flip as timm's ``create_transform`` does:
-            RandAugment (``"rand-m9-mstd0.5-inc1"``; one op at uniform magnitude, TrivialAugment-style:
-            ``"rand-n1-m10-mstd101"``), AugMix (``"augmix-m5-w3-d2"``) or AutoAugment (``"v0"``, ``"original"``).
+        auto_augment: a timm auto-augment string, applied after the flip as in timm's ``create_transform``:
+            RandAugment (``"rand-m9-mstd0.5-inc1"``), AugMix (``"augmix-m5-w3-d2"``) or AutoAugment (``"v0"``);
             ``None`` disables. It replaces colour jitter, as in timm: set ``color_jitter=0`` with it.
     """
 
@@ -140,14 +139,3 @@ class AugmentationConfig:
             self.color_jitter[3] if isinstance(self.color_jitter, tuple) and len(self.color_jitter) == 4 else self.hue
         )
 
-    @classmethod
-    def from_dict(cls, values: Mapping[str, Any]) -> AugmentationConfig:
-        """Build from a mapping (a YAML recipe's augmentation section); unknown keys raise ``ValueError``."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - names)
-        if unknown:
-            raise ValueError(f"unknown augmentation keys {unknown}; expected a subset of {sorted(names)}")
-        return cls(**values)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)

@@ -263,16 +263,17 @@ class InatConfig(PreTrainedConfig):
             `"ranks"` are [`RANKS`] and every per-label list (top-level lists and the lists in `"ranks"`) must have
             `num_labels` entries. `inat_hf.data.Taxonomy.from_config` reads it.
         image_size (`int`, *optional*):
-            Side of the square model input.
+            Side of the square model input (also the training crop's); `None`: the backbone's timm input size.
         crop_pct (`float`, *optional*):
             Center-crop fraction for evaluation, in (0, 1]: images are resized so that their shortest edge is
-            `floor(image_size / crop_pct)` and then center-cropped to `image_size` (timm's convention).
+            `floor(image_size / crop_pct)` and then center-cropped to `image_size` (timm's convention); `None`: the
+            backbone's timm value.
         interpolation (`str`, *optional*):
-            Resize interpolation, `"bicubic"` or `"bilinear"`.
+            Evaluation resize interpolation, `"bicubic"` or `"bilinear"`; `None`: the backbone's timm value.
         image_mean (`list[float]`, *optional*):
-            Per-channel RGB mean used to normalise inputs scaled to [0, 1].
+            Per-channel RGB mean used to normalise inputs scaled to [0, 1] (training too); `None`: timm's value.
         image_std (`list[float]`, *optional*):
-            Per-channel RGB std used to normalise inputs scaled to [0, 1].
+            Per-channel RGB std used to normalise inputs scaled to [0, 1] (training too); `None`: timm's value.
 
     The five preprocessing fields left at `None` are filled from timm's pretrained config of the backbone
     (`timm.data.resolve_model_data_config`; `image_size` follows `model_args["img_size"]` when given), so that a

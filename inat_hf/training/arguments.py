@@ -1,22 +1,34 @@
-"""Run-time arguments of a training run, as ``HfArgumentParser`` dataclasses (one per YAML section).
+"""The recipe's sections (``configs/*.yaml``) and the project's own run options, free of torch and transformers.
 
-A recipe (``configs/*.yaml``) has the sections ``model``, ``data``, ``augmentation`` and ``training``, whose keys
-are the fields below (``training`` takes every ``transformers.TrainingArguments`` field too). The recipe is the
-single source of truth for a run: command-line ``--key value`` overrides are applied on top and the resolved
-recipe is saved next to the outputs (see :mod:`inat_hf.training.recipe`).
+``model`` is ``InatConfig``'s keyword arguments (less :data:`MODEL_FIELDS_FROM_DATA`) plus
+:class:`ModelRunArguments`; ``augmentation`` is ``AugmentationConfig`` (less :data:`AUGMENTATION_FROM_MODEL`: one
+``image_size``, mean and std for training and evaluation, the model's); ``data`` is :class:`DataArguments`;
+``mixing`` is :class:`MixingConfig`; ``training`` is ``TrainingArguments`` plus :class:`TrainingOptions`
+(``inat_hf.training.recipe.InatTrainingArguments``). Nothing here imports torch, so ``train.py --help``
+(:func:`recipe_help`) renders at once: it reads ``InatConfig`` from its source file with :mod:`ast` (a test
+checks the reading against the class's signature).
 """
 
 from __future__ import annotations
 
+import argparse
+import ast
+import collections
 import dataclasses
-import json
+import functools
 import re
+import textwrap
 from collections.abc import Sequence
-from typing import Any, Literal
-
-from transformers import TrainingArguments
+from pathlib import Path
+from typing import Any, Literal, NamedTuple
 
 from ..data.augmentation import AugmentationConfig
+
+# Set from the prepared dataset (label set, rank, class frequencies), never from the recipe.
+MODEL_FIELDS_FROM_DATA = ("label_rank", "taxonomy", "focal_alpha")
+# AugmentationConfig field -> the InatConfig field that sets it: the train crop and the eval preprocessing share them.
+AUGMENTATION_FROM_MODEL = {"image_size": "image_size", "mean": "image_mean", "std": "image_std"}
+CONFIGURATION_INAT = Path(__file__).resolve().parents[1] / "models" / "configuration_inat.py"
 
 # How to see a backbone's stage names (they come from timm's group_matcher: stem, layer1..layer4 for ResNets).
 LIST_STAGES_HINT = "list a backbone's stages with `python scripts/train.py --list_stages BACKBONE`"
@@ -27,31 +39,9 @@ def _help(text: str, **kwargs):
 
 
 @dataclasses.dataclass
-class ModelArguments:
-    backbone: str = _help(
-        "Any timm model name (resnet50, convnext_tiny, efficientnet_b0, vit_base_patch16_224, …; timm.list_models()).",
-        default="resnet50",
-    )
-    model_args: dict[str, Any] | str | None = _help(
-        "Extra timm.create_model arguments as a mapping (YAML) or JSON string (CLI), e.g. '{\"img_size\": 64}'.",
-        default=None,
-    )
-    drop_path_rate: float | None = _help("Stochastic depth rate passed to timm (None = timm's default).", default=None)
-    attn_layer: Literal["se", "eca", "cbam", "none"] = _help(
-        "Channel attention after the backbone (CNNs only; 'none' for ViT/EVA token backbones).", default="se"
-    )
-    rd_ratio: float = _help("Attention reduction ratio (timm rd_ratio).", default=1 / 16)
-    head_hidden_sizes: list[int] = _help(
-        "Hidden widths of the head (Linear→BN→ReLU→Dropout each); empty = linear classifier.",
-        default_factory=lambda: [1024, 512],
-    )
-    drop_rate: float = _help("Dropout in the head.", default=0.3)
-    head_batch_norm: bool = _help("BatchNorm1d in the head's hidden layers.", default=True)
-    focal_gamma: float = _help("Focal loss gamma (0 = cross-entropy).", default=2.0)
-    label_smoothing: float = _help("Label smoothing of the focal loss (and of mixup/cutmix targets).", default=0.1)
-    focal_alpha: Literal["none", "inverse_sqrt_frequency", "inverse_frequency"] = _help(
-        "Per-class loss weights from the training label counts (normalised to mean 1).", default="none"
-    )
+class ModelRunArguments:
+    """The ``model`` section's keys that are not part of the saved model config: where the weights start from."""
+
     pretrained_weights: str | None = _help(
         "ImageNet backbone weights: a local .safetensors/.pth file, or a timm/Hub name (needs the network "
         "or the HF cache). None = random init.",
@@ -63,17 +53,10 @@ class ModelArguments:
     ignore_mismatched_sizes: bool = _help(
         "With --init_checkpoint: re-create the classifier if the checkpoint's label set differs.", default=False
     )
-
-    def __post_init__(self):
-        if isinstance(self.model_args, str):
-            try:
-                self.model_args = json.loads(self.model_args) if self.model_args.strip() else None
-            except json.JSONDecodeError as error:
-                raise ValueError(
-                    f"--model_args must be a JSON object, e.g. '{{\"img_size\": 64}}'; got {self.model_args!r}."
-                ) from error
-        if self.model_args is not None and not isinstance(self.model_args, dict):
-            raise ValueError(f"model_args must be a mapping of timm.create_model arguments, got {self.model_args!r}.")
+    class_weights: Literal["none", "inverse_sqrt_frequency", "inverse_frequency"] = _help(
+        "Focal-loss alpha (InatConfig.focal_alpha) from the training label counts, normalised to mean 1.",
+        default="none",
+    )
 
 
 @dataclasses.dataclass
@@ -114,39 +97,10 @@ class DataArguments:
                 raise ValueError(f"--{name} must be a positive number of images, got {value}.")
 
 
-_AUG_DEFAULTS = AugmentationConfig()
-
-
 @dataclasses.dataclass
-class AugmentationArguments:
-    """Training augmentation (see ``inat_hf.data.augmentation.AugmentationConfig``), eval preprocessing, mixing."""
+class MixingConfig:
+    """Mixup / CutMix (timm ``Mixup``, on the device inside the Trainer) with a scheduled probability."""
 
-    # None: timm's pretrained config of the backbone decides (resolved into the model config and the saved recipe).
-    image_size: int | None = _help(
-        "Training/eval crop size (also stored in the model config); default: the backbone's timm input size.",
-        default=None,
-    )
-    crop_pct: float | None = _help(
-        "Eval center-crop fraction: resize shorter side to image_size/crop_pct; default: the backbone's timm crop_pct.",
-        default=None,
-    )
-    eval_interpolation: Literal["bicubic", "bilinear"] | None = _help(
-        "Eval resize interpolation; default: the backbone's timm interpolation.", default=None
-    )
-    interpolation: str = _help("Train RandomResizedCrop interpolation.", default=_AUG_DEFAULTS.interpolation)
-    scale: list[float] = _help("RandomResizedCrop area range.", default_factory=lambda: list(_AUG_DEFAULTS.scale))
-    ratio: list[float] = _help("RandomResizedCrop aspect range.", default_factory=lambda: list(_AUG_DEFAULTS.ratio))
-    hflip: float = _help("Horizontal flip probability (0 = off).", default=_AUG_DEFAULTS.hflip)
-    color_jitter: float = _help("Brightness/contrast/saturation jitter (0 = off).", default=0.4)
-    hue: float = _help("Hue jitter while colour jitter is on (0 = off).", default=_AUG_DEFAULTS.hue)
-    rotation: float = _help("Max rotation in degrees (0 = off).", default=_AUG_DEFAULTS.rotation)
-    blur_prob: float = _help("Gaussian blur probability (0 = off).", default=_AUG_DEFAULTS.blur_prob)
-    re_prob: float = _help("Random erasing probability (0 = off).", default=_AUG_DEFAULTS.re_prob)
-    auto_augment: str | None = _help(
-        "timm RandAugment/AugMix/AutoAugment string, e.g. 'rand-m9-mstd0.5-inc1' (needs color_jitter 0); None = off.",
-        default=None,
-    )
-    # Mixing (timm Mixup/CutMix, on the device inside the Trainer).
     mixup_alpha: float = _help("Mixup beta(α, α); 0 = no mixup.", default=0.2)
     cutmix_alpha: float = _help("CutMix beta(α, α); 0 = no cutmix.", default=1.0)
     mix_prob: float = _help("Probability that a batch is mixed at the start of training.", default=1.0)
@@ -166,43 +120,17 @@ class AugmentationArguments:
             raise ValueError(f"mixup_alpha/cutmix_alpha must be >= 0, got {self.mixup_alpha}/{self.cutmix_alpha}.")
         if self.mix_off_epochs < 0:
             raise ValueError(f"--mix_off_epochs must be >= 0, got {self.mix_off_epochs}.")
-        if self.crop_pct is not None and not 0 < self.crop_pct <= 1:
-            raise ValueError(f"--crop_pct must be in (0, 1], got {self.crop_pct}.")
-        self.augmentation_config()  # validates the transform fields (raises ValueError naming the bad one)
+        if self.mix_schedule not in ("constant", "linear", "cosine"):
+            raise ValueError(f"mix_schedule must be constant, linear or cosine, got {self.mix_schedule!r}.")
 
     @property
-    def mixing_enabled(self) -> bool:
+    def enabled(self) -> bool:
         return (self.mixup_alpha > 0 or self.cutmix_alpha > 0) and max(self.mix_prob, self.mix_prob_final) > 0
-
-    def augmentation_config(self, mean=None, std=None, image_size: int | None = None) -> AugmentationConfig:
-        """The train transform's config; `mean`/`std`/`image_size` of the model config (resolved from timm)."""
-        kwargs = dict(
-            scale=tuple(self.scale),
-            ratio=tuple(self.ratio),
-            interpolation=self.interpolation,
-            hflip=self.hflip,
-            color_jitter=self.color_jitter,
-            hue=self.hue,
-            rotation=self.rotation,
-            blur_prob=self.blur_prob,
-            re_prob=self.re_prob,
-            auto_augment=self.auto_augment,
-        )
-        if mean is not None:
-            kwargs.update(mean=tuple(mean), std=tuple(std))
-        image_size = image_size if image_size is not None else self.image_size
-        if image_size is not None:
-            kwargs.update(image_size=image_size)
-        return AugmentationConfig(**kwargs)
 
 
 @dataclasses.dataclass
-class InatTrainingArguments(TrainingArguments):
-    """``transformers.TrainingArguments`` plus the recipe's optimisation options.
-
-    Defaults differ from transformers' where this project needs them: images arrive through a transform, so
-    ``remove_unused_columns=False`` (else ``KeyError: 'image'``); evaluation and checkpoints once per epoch.
-    """
+class TrainingOptions:
+    """The project's training options; ``InatTrainingArguments`` adds them to ``transformers.TrainingArguments``."""
 
     learning_rate: float = _help("Learning rate of the head and attention (the classifier LR).", default=1e-4)
     backbone_learning_rate: float = _help(
@@ -236,42 +164,11 @@ class InatTrainingArguments(TrainingArguments):
         "Seed of per-image augmentation (a function of seed, epoch, index: exact resumes); None = seed.", default=None
     )
 
-    # transformers defaults changed for this project
-    remove_unused_columns: bool = _help("Keep the image column for the transform (must stay False).", default=False)
-    eval_strategy: str = _help("When to evaluate.", default="epoch")
-    save_strategy: str = _help("When to save checkpoints.", default="epoch")
-    logging_strategy: str = _help("When to log.", default="steps")
-    logging_steps: float = _help("Log every N steps.", default=10)
-    save_total_limit: int | None = _help("Keep at most N checkpoints (the best is always kept).", default=2)
-    load_best_model_at_end: bool = _help("Restore the best checkpoint at the end.", default=True)
-    metric_for_best_model: str | None = _help("Metric that picks the best checkpoint.", default="top1")
-    dataloader_drop_last: bool = _help(
-        "Drop the last incomplete training batch (mixup needs even batches; BatchNorm needs > 1).", default=True
-    )
-    dataloader_num_workers: int = _help("Data loading processes.", default=2)
-    lr_scheduler_type: str = _help("LR schedule (transformers names).", default="cosine_with_restarts")
-    logging_nan_inf_filter: bool = _help(
-        "transformers' filter replaces NaN/Inf losses in the logs (a host sync on every step); off, since "
-        "InatTrainer stops on the first non-finite loss anyway.",
-        default=False,
-    )
-
-    def __post_init__(self):
-        super().__post_init__()
-        if self.remove_unused_columns:
-            raise ValueError(
-                "remove_unused_columns must be False: images reach the model through a transform, and the Trainer "
-                "would drop the 'image' column first (KeyError: 'image')."
-            )
+    def check_options(self) -> None:
         if self.backbone_learning_rate < 0 or not 0 < self.layer_decay <= 1:
             raise ValueError(
                 f"Need backbone_learning_rate >= 0 and 0 < layer_decay <= 1, got {self.backbone_learning_rate} and "
                 f"{self.layer_decay}."
-            )
-        if self.label_smoothing_factor:
-            raise ValueError(
-                "Set label smoothing with the model's label_smoothing (the focal loss applies it); "
-                f"label_smoothing_factor={self.label_smoothing_factor} would smooth the targets a second time."
             )
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}.")
@@ -349,3 +246,124 @@ class InatTrainingArguments(TrainingArguments):
                 if stage in backbone_stages and stage not in schedule:
                     schedule[stage] = rest_epoch
         return frozen, schedule
+
+
+# ---------------------------------------------------------------------------------------------- the help
+class Knob(NamedTuple):
+    """One recipe key as ``--help`` shows it: annotation and default as written (None: not worth showing), help."""
+
+    name: str
+    type: str
+    default: str | None
+    help: str
+
+
+def docstring_entries(doc: str, heading: str) -> dict[str, str]:
+    """``{name: text}`` of the ``heading`` block (``Args:`` / ``Attributes:``) of a Google / transformers style
+    docstring, each text on one line without markup. ``name (`type`, ...):`` and ``name: text`` both work."""
+    lines = textwrap.dedent("\n".join(doc.splitlines()[1:])).splitlines()
+    start = next((i + 1 for i, line in enumerate(lines) if line.strip() == heading), len(lines))
+    entries: dict[str, str] = {}
+    indent = None
+    for line in filter(str.strip, lines[start:]):
+        depth = len(line) - len(line.lstrip())
+        indent = depth if indent is None else indent
+        if depth < indent:
+            break
+        match = re.match(r"(\w+)(?: \(.*\))?:(.*)$", line.strip()) if depth == indent else None
+        if match:
+            entries[match.group(1)] = match.group(2)
+        elif entries:
+            entries[next(reversed(entries))] += " " + line
+    return {name: " ".join(re.sub(r":\w+:|`", "", text).split()) for name, text in entries.items()}
+
+
+def _shown(default: str) -> str | None:
+    return None if default in ("None", "False", "()", "[]") else default
+
+
+def inat_config_knobs() -> list[Knob]:
+    """``InatConfig``'s own fields (annotation and default from the class body, help from its docstring), read from
+    the source file: importing it would import transformers and torch."""
+    source = CONFIGURATION_INAT.read_text(encoding="utf-8")
+    cls = next(n for n in ast.parse(source).body if isinstance(n, ast.ClassDef) and n.name == "InatConfig")
+    helps = docstring_entries(ast.get_docstring(cls, clean=False) or "", "Args:")
+    text = functools.partial(ast.get_source_segment, source)
+    fields = [n for n in cls.body if isinstance(n, ast.AnnAssign) and isinstance(n.target, ast.Name)]
+    return [Knob(n.target.id, text(n.annotation), _shown(text(n.value)), helps.get(n.target.id, "")) for n in fields]
+
+
+def dataclass_knobs(cls: type, helps: dict[str, str] | None = None) -> list[Knob]:
+    def default(f: dataclasses.Field) -> Any:
+        return f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+
+    return [
+        Knob(f.name, str(f.type), _shown(repr(default(f))), f.metadata.get("help") or (helps or {}).get(f.name, ""))
+        for f in dataclasses.fields(cls)
+    ]
+
+
+def recipe_knobs() -> dict[str, list[Knob]]:
+    """The project's recipe keys by section (``training`` also takes every ``TrainingArguments`` field)."""
+    augmentation = dataclass_knobs(AugmentationConfig, docstring_entries(AugmentationConfig.__doc__, "Attributes:"))
+    return {
+        "model": [k for k in inat_config_knobs() if k.name not in MODEL_FIELDS_FROM_DATA]
+        + dataclass_knobs(ModelRunArguments),
+        "data": dataclass_knobs(DataArguments),
+        "augmentation": [k for k in augmentation if k.name not in AUGMENTATION_FROM_MODEL],
+        "mixing": dataclass_knobs(MixingConfig),
+        "training": dataclass_knobs(TrainingOptions),
+    }
+
+
+def shared_keys(sections: dict[str, Sequence[str]]) -> set[str]:
+    """Keys that more than one section has: on the command line they are written ``--section.key``."""
+    counts = collections.Counter(key for keys in sections.values() for key in keys)
+    return {key for key, count in counts.items() if count > 1}
+
+
+def _metavar(annotation: str) -> str:
+    """A short ``--help`` metavar: ``list[int] | tuple[int, ...]`` → ``list[int]``; ``Literal['a', 'b']`` → ``{a,b}``;
+    a ``(min, max)`` pair → ``MIN MAX``."""
+    if re.fullmatch(r"tuple\[(\w+), \1\]", annotation):
+        return "MIN MAX"
+    text = re.sub(r"\s*\|\s*(None|tuple\[[^\]]*\])", "", annotation)
+    literal = re.fullmatch(r"Literal\[(.*)\]", text)
+    return "{" + ",".join(v.strip(" '\"") for v in literal.group(1).split(",")) + "}" if literal else text
+
+
+def recipe_help() -> str:
+    """``train.py --help``: the recipe's keys by section; TrainingArguments' ~150 generic options are left to
+    ``--help_all``. Plain argparse, not ``inat_hf.cli`` (which imports transformers)."""
+    parser = argparse.ArgumentParser(
+        prog="train.py",
+        usage="train.py [RECIPE.yaml] [--key value ...] [--help_all] [--traceback]",
+        description="Fine-tune on iNat 2021 (one CPU, one GPU, or many under accelerate launch / torchrun). "
+        "RECIPE.yaml holds the sections below (configs/*.yaml); --key value wins over it (--section.key for a key "
+        "two sections share), and --data_dir / --dataset_dir replaces the recipe's data source. "
+        "`train.py --list_stages BACKBONE` prints a backbone's stage names.",
+        add_help=False,
+    )
+    titles = {
+        "model": "InatConfig keyword arguments (config.json); where the weights start",
+        "data": "where the images come from",
+        "augmentation": "AugmentationConfig; its image_size, mean and std are the model's",
+        "mixing": "Mixup / CutMix",
+        "training": "the project's options, and every TrainingArguments option",
+    }
+    knobs = recipe_knobs()
+    shared = shared_keys({s: [k.name for k in ks] for s, ks in knobs.items()})
+    for section, section_knobs in knobs.items():
+        group = parser.add_argument_group(f"recipe section '{section}'", titles[section])
+        for knob in section_knobs:
+            flag = f"--{section}.{knob.name}" if knob.name in shared else f"--{knob.name}"
+            shown = knob.default is not None and "default" not in knob.help.lower()
+            group.add_argument(
+                flag, metavar=_metavar(knob.type), help=knob.help + (f" (default: {knob.default})" if shown else "")
+            )
+    parser.add_argument_group(
+        "and every transformers.TrainingArguments option",
+        "output_dir, num_train_epochs, per_device_train_batch_size, bf16, seed, report_to, push_to_hub, …: "
+        "`train.py --help_all` lists all of them.",
+    )
+    return parser.format_help()

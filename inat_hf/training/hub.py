@@ -32,7 +32,7 @@ def write_model_card(
     else the run folder as given; the dataset is the recipe's ``dataset_name`` (``iNaturalist 2021`` metadata only
     when it is that), else the folder the data came from.
     """
-    model_args, data_args, aug_args, args = recipe.model, recipe.data, recipe.augmentation, recipe.training
+    model, data_args, args = recipe.model, recipe.data, recipe.training
     top1, top3, top5 = (_metric(metrics, k) for k in ("top1", "top3", "top5"))
     name = hub_id or args.run_name or output_dir
     source = data_args.dataset_dir or data_args.data_dir
@@ -75,13 +75,13 @@ def write_model_card(
         "",
         f"# {name}",
         "",
-        f"A `{model_args.backbone}` (timm) with `{model_args.attn_layer}` channel attention and a "
-        f"{'→'.join(map(str, model_args.head_hidden_sizes)) or 'linear'} head, fine-tuned with focal loss "
-        f"(γ={model_args.focal_gamma}, label smoothing {model_args.label_smoothing}) by "
+        f"A `{model['backbone']}` (timm) with `{model['attn_layer']}` channel attention and a "
+        f"{'→'.join(map(str, model['head_hidden_sizes'])) or 'linear'} head, fine-tuned with focal loss "
+        f"(γ={model['focal_gamma']}, label smoothing {model['label_smoothing']}) by "
         f"inat_hf on {dataset}.",
         "",
         f"- labels: {taxonomy.num_labels} at rank **{taxonomy.rank}** (the config's `taxonomy` gives {ranks} for every label)",
-        f"- input: {aug_args.image_size}×{aug_args.image_size}, eval crop {aug_args.crop_pct}",
+        f"- input: {model['image_size']}×{model['image_size']}, eval crop {model['crop_pct']}",
         f"- epochs: {args.num_train_epochs}, batch {args.per_device_train_batch_size}/device × {args.world_size} "
         f"× {args.gradient_accumulation_steps} accumulation",
         "",

@@ -21,6 +21,7 @@ from ..data.collate import ImageClassificationCollator
 from ..data.torch_dataset import ImageClassificationDataset
 from ..data.transforms import EvalPreset, TrainPreset, TTAPreset, eval_kwargs_from_image_processor
 from ..models import InatConfig, InatForImageClassification
+from .arguments import AUGMENTATION_FROM_MODEL
 from .callbacks import (
     ProgressiveUnfreezingCallback,
     TrainingMetricsCallback,
@@ -92,56 +93,45 @@ def class_weights(labels: np.ndarray, num_labels: int, kind: str) -> list[float]
     return weights.round(6).tolist()
 
 
-def build_model(model_args, aug_args, taxonomy: Taxonomy, train_labels: np.ndarray) -> InatForImageClassification:
-    id2label = dict(enumerate(taxonomy.labels))
+def build_model(recipe: Recipe, taxonomy: Taxonomy, train_labels: np.ndarray) -> InatForImageClassification:
+    """The recipe's ``model`` section as ``InatConfig`` keyword arguments, plus what the data decides."""
+    run, id2label = recipe.model_run, dict(enumerate(taxonomy.labels))
     config_kwargs = dict(
-        backbone=model_args.backbone,
-        model_args=model_args.model_args,
-        drop_path_rate=model_args.drop_path_rate,
-        attn_layer=model_args.attn_layer,
-        rd_ratio=model_args.rd_ratio,
-        head_hidden_sizes=list(model_args.head_hidden_sizes),
-        drop_rate=model_args.drop_rate,
-        head_batch_norm=model_args.head_batch_norm,
-        focal_gamma=model_args.focal_gamma,
-        focal_alpha=class_weights(train_labels, len(id2label), model_args.focal_alpha),
-        label_smoothing=model_args.label_smoothing,
+        recipe.model,
+        focal_alpha=class_weights(train_labels, len(id2label), run.class_weights),
         label_rank=taxonomy.rank,
         taxonomy=taxonomy.to_dict(),
-        image_size=aug_args.image_size,
-        crop_pct=aug_args.crop_pct,
-        interpolation=aug_args.eval_interpolation,
     )
-    if model_args.init_checkpoint:
-        saved = InatConfig.from_pretrained(model_args.init_checkpoint)
-        if saved.id2label != id2label and not model_args.ignore_mismatched_sizes:
+    if run.init_checkpoint:
+        saved = InatConfig.from_pretrained(run.init_checkpoint)
+        if saved.id2label != id2label and not run.ignore_mismatched_sizes:
             differ = sorted(set(saved.id2label.values()) ^ set(id2label.values()))
             raise ValueError(
-                f"The checkpoint {model_args.init_checkpoint} has {saved.num_labels} labels and the dataset "
+                f"The checkpoint {run.init_checkpoint} has {saved.num_labels} labels and the dataset "
                 f"{len(id2label)}, and they differ (e.g. {differ[:5]}, or in order). Pass "
                 "--ignore_mismatched_sizes true to start a new classifier for the dataset's labels."
             )
         # Architecture comes from the checkpoint; labels, taxonomy, loss and preprocessing from this recipe
         # (preprocessing and drop_path_rate the recipe leaves unset stay the checkpoint's).
         architecture = ("backbone", "model_args", "attn_layer", "rd_ratio", "head_hidden_sizes", "head_batch_norm")
-        keep_if_unset = ("image_size", "crop_pct", "interpolation", "drop_path_rate")
+        keep_if_unset = ("image_size", "crop_pct", "interpolation", "image_mean", "image_std", "drop_path_rate")
         overrides = {
             k: v for k, v in config_kwargs.items() if k not in architecture and not (k in keep_if_unset and v is None)
         }
         return InatForImageClassification.from_pretrained(
-            model_args.init_checkpoint,
+            run.init_checkpoint,
             id2label=id2label,
             label2id={v: k for k, v in id2label.items()},
-            ignore_mismatched_sizes=model_args.ignore_mismatched_sizes,
+            ignore_mismatched_sizes=run.ignore_mismatched_sizes,
             **overrides,
         )
     config = InatConfig(id2label=id2label, label2id={v: k for k, v in id2label.items()}, **config_kwargs)
-    if model_args.pretrained_weights:
+    if run.pretrained_weights:
         model, info = InatForImageClassification.from_backbone_pretrained(
-            config, weights=model_args.pretrained_weights, output_loading_info=True
+            config, weights=run.pretrained_weights, output_loading_info=True
         )
         logger.info(
-            f"Backbone weights from {model_args.pretrained_weights}: {len(info['loaded_keys'])} tensors loaded, "
+            f"Backbone weights from {run.pretrained_weights}: {len(info['loaded_keys'])} tensors loaded, "
             f"new (initialised): {len(info['missing_keys'])} attention/head tensors."
         )
         model.train()
@@ -152,8 +142,8 @@ def build_model(model_args, aug_args, taxonomy: Taxonomy, train_labels: np.ndarr
 # ---------------------------------------------------------------------------------------------- checks
 def check_recipe(recipe: Recipe) -> None:
     """Problems that would otherwise surface hours into a run (or never)."""
-    args, aug = recipe.training, recipe.augmentation
-    if aug.mixing_enabled and args.per_device_train_batch_size % 2:
+    args = recipe.training
+    if recipe.mixing.enabled and args.per_device_train_batch_size % 2:
         raise ValueError(
             f"Mixup/CutMix pairs the images of a batch, so per_device_train_batch_size must be even; got "
             f"{args.per_device_train_batch_size}. Use an even batch size or set mixup_alpha and cutmix_alpha to 0."
@@ -243,7 +233,7 @@ def _drop_unavailable_loggers(args) -> None:
 
 # ---------------------------------------------------------------------------------------------- the run
 def run_training(recipe: Recipe) -> TrainingRun:
-    model_args, data_args, aug_args, args = recipe.model, recipe.data, recipe.augmentation, recipe.training
+    data_args, args = recipe.data, recipe.training
     check_recipe(recipe)
     _drop_unavailable_loggers(args)
     set_seed(args.seed)
@@ -258,15 +248,16 @@ def run_training(recipe: Recipe) -> TrainingRun:
     taxonomy = prepared.taxonomy
 
     # ---- model + the image processor it ships with
-    model = build_model(model_args, aug_args, taxonomy, np.asarray(train_split["label"]))
+    model = build_model(recipe, taxonomy, np.asarray(train_split["label"]))
     processor = model.create_image_processor()
     config = model.config
     # Preprocessing the recipe left to the backbone (timm's pretrained config): the saved recipe holds the values.
-    aug_args.image_size, aug_args.crop_pct = config.image_size, config.crop_pct
-    aug_args.eval_interpolation = config.interpolation
+    for key in ("image_size", "crop_pct", "interpolation", "image_mean", "image_std"):
+        recipe.model[key] = getattr(config, key)
 
-    # ---- transforms: train augmentation, eval = the processor's preprocessing (optionally as TTA views)
-    aug = aug_args.augmentation_config(mean=config.image_mean, std=config.image_std, image_size=config.image_size)
+    # ---- transforms: train augmentation at the model's size, mean and std; eval = the processor's (or TTA views)
+    from_model = {field: getattr(config, key) for field, key in AUGMENTATION_FROM_MODEL.items()}
+    aug = dataclasses.replace(recipe.augmentation, **from_model)
     eval_kwargs = eval_kwargs_from_image_processor(processor)  # the exact ops the saved processor will run
     seed = args.augmentation_seed if args.augmentation_seed is not None else args.seed
     train_dataset = ImageClassificationDataset(train_split, TrainPreset(aug), seed=seed)
@@ -281,18 +272,12 @@ def run_training(recipe: Recipe) -> TrainingRun:
 
     # ---- recipe pieces that live in the Trainer
     mixup = None
-    if aug_args.mixing_enabled:
+    if recipe.mixing.enabled:
         mixup = AdaptiveMixup(
+            recipe.mixing,
             num_labels=config.num_labels,
             label_smoothing=config.label_smoothing,
             num_epochs=args.num_train_epochs,
-            mixup_alpha=aug_args.mixup_alpha,
-            cutmix_alpha=aug_args.cutmix_alpha,
-            mix_prob=aug_args.mix_prob,
-            mix_prob_final=aug_args.mix_prob_final,
-            schedule=aug_args.mix_schedule,
-            switch_prob=aug_args.mix_switch_prob,
-            mix_off_epochs=aug_args.mix_off_epochs,
         )
     unfreezing = None
     frozen_stages, unfreeze_schedule = args.unfreezing_plan(model.stage_names, model.backbone_stage_names)

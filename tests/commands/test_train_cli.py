@@ -1,5 +1,8 @@
 """train.py's command line: short help by recipe section, user mistakes as one error line (exit 2)."""
 
+import subprocess
+import sys
+
 import pytest
 
 from inat_hf.commands.train import main
@@ -9,11 +12,21 @@ def test_help_shows_project_options_by_section_first(capsys):
     assert main(["--help"]) == 0
     text = capsys.readouterr().out
     assert text.startswith("usage: train.py [RECIPE.yaml] [--key value ...]")
-    for heading in ("recipe section 'model'", "recipe section 'data'", "recipe section 'augmentation'"):
+    for heading in ("recipe section 'model'", "recipe section 'data'", "recipe section 'augmentation'", "'mixing'"):
         assert heading in text
     assert "--backbone_learning_rate" in text and "--unfreeze_schedule" in text and "--mixup_alpha" in text
     assert "--adam_beta1" not in text and "--help_all" in text and "``" not in text
     assert len(text.splitlines()) < 250
+
+
+def test_help_imports_neither_torch_nor_transformers():
+    """The help renders at once: nothing heavy is imported (the time itself is benchmarks/bench_startup.py's)."""
+    code = (
+        "import sys; from inat_hf.commands.train import main; main(['--help']); "
+        "print('heavy:', sorted(m for m in ('torch', 'transformers', 'timm') if m in sys.modules))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert "recipe section 'mixing'" in result.stdout and result.stdout.rstrip().endswith("heavy: []")
 
 
 def test_help_all_lists_every_training_argument(capsys):

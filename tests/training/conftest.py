@@ -12,9 +12,16 @@ import yaml
 from tests.conftest import REPO_ROOT
 
 TINY_RECIPE = {
-    "model": {"backbone": "resnet10t", "attn_layer": "se", "head_hidden_sizes": [16], "drop_rate": 0.1},
+    "model": {
+        "backbone": "resnet10t",
+        "attn_layer": "se",
+        "head_hidden_sizes": [16],
+        "drop_rate": 0.1,
+        "image_size": 32,
+    },
     "data": {"eval_split": "val"},
-    "augmentation": {"image_size": 32, "scale": [0.5, 1.0], "mix_off_epochs": 1},
+    "augmentation": {"scale": [0.5, 1.0]},
+    "mixing": {"mix_off_epochs": 1},
     "training": {
         "use_cpu": True,
         "seed": 7,

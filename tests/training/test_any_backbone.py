@@ -4,9 +4,9 @@ import pytest
 import torch
 
 from inat_hf.models import InatConfig, InatForImageClassification
-from inat_hf.training.arguments import InatTrainingArguments
 from inat_hf.training.callbacks import ProgressiveUnfreezingCallback
 from inat_hf.training.optim import build_param_groups
+from inat_hf.training.recipe import InatTrainingArguments
 
 FAMILIES = {
     "resnet": dict(backbone="resnet10t"),

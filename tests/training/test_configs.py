@@ -34,17 +34,18 @@ def test_recipe_is_valid_without_warnings(path, caplog):
         with caplog.at_level(logging.WARNING):
             check_recipe(recipe)
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
-    recipe.augmentation.augmentation_config()
-    stages = describe_backbone(recipe.model.backbone, recipe.model.model_args).stage_names
+    stages = describe_backbone(recipe.model["backbone"], recipe.model["model_args"]).stage_names
     frozen, schedule = recipe.training.unfreezing_plan((*stages, *CLASSIFIER_STAGES), stages)
     if "convnext" in path.name:  # the second flagship: every stage trains from the start, timm preprocessing
-        assert recipe.model.backbone.startswith("convnext_") and frozen == [] and schedule == {}
-        assert recipe.augmentation.auto_augment and recipe.augmentation.image_size is None
+        assert recipe.model["backbone"].startswith("convnext_") and frozen == [] and schedule == {}
+        # timm's preprocessing: 224 px from the backbone's config, for the training crop too
+        assert recipe.augmentation.auto_augment and recipe.model["image_size"] is None
+        assert recipe.augmentation.image_size == 224 and recipe.augmentation.mean == (0.485, 0.456, 0.406)
         return
     assert schedule == SCHEDULES[path.name]
     assert set(schedule) <= set(frozen)
     if "animalia" in path.name:
-        assert recipe.model.backbone == "resnet50"
+        assert recipe.model["backbone"] == "resnet50" and recipe.augmentation.image_size == 224
         assert recipe.training.learning_rate == 1e-4 and recipe.training.backbone_learning_rate == 1e-5
         # one cycle of cosine_with_restarts fits inside the early-stopping patience (see check_recipe)
         cycles = recipe.training.lr_scheduler_kwargs["num_cycles"]

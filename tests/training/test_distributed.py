@@ -25,7 +25,7 @@ def test_two_process_run_shards_data_and_keeps_replicas_identical(write_recipe, 
     logs = tmp_path / "logs"
     logs.mkdir()
     recipe = write_recipe(
-        augmentation={"mix_off_epochs": 0, "mix_prob_final": 1.0},  # every batch mixed, in both epochs
+        mixing={"mix_off_epochs": 0, "mix_prob_final": 1.0},  # every batch mixed, in both epochs
         training={
             "num_train_epochs": 2,
             "per_device_train_batch_size": 4,

@@ -4,12 +4,13 @@ import pytest
 import torch
 
 from inat_hf import InatConfig, InatForImageClassification
+from inat_hf.training.arguments import MixingConfig
 from inat_hf.training.mixing import AdaptiveMixup
 
 
-def mixer(**kwargs):
-    defaults = dict(num_labels=6, label_smoothing=0.1, num_epochs=10, mix_prob=1.0, mix_prob_final=0.2)
-    return AdaptiveMixup(**(defaults | kwargs))
+def mixer(num_labels=6, label_smoothing=0.1, **kwargs):
+    config = MixingConfig(**({"mix_prob": 1.0, "mix_prob_final": 0.2, "mix_off_epochs": 0} | kwargs))
+    return AdaptiveMixup(config, num_labels=num_labels, label_smoothing=label_smoothing, num_epochs=10)
 
 
 @pytest.mark.parametrize(
@@ -21,11 +22,11 @@ def mixer(**kwargs):
     ],
 )
 def test_probability_schedule_and_off_epochs(schedule, expected):
-    m = mixer(schedule=schedule, mix_off_epochs=2)  # active over [0, 8): linear 1.0 → 0.2
+    m = mixer(mix_schedule=schedule, mix_off_epochs=2)  # active over [0, 8): linear 1.0 → 0.2
     for epoch, p in expected.items():
         assert m.probability(epoch) == pytest.approx(p), (schedule, epoch)
-    assert mixer(schedule="cosine", mix_off_epochs=2).probability(2) > mixer(
-        schedule="linear", mix_off_epochs=2
+    assert mixer(mix_schedule="cosine", mix_off_epochs=2).probability(2) > mixer(
+        mix_schedule="linear", mix_off_epochs=2
     ).probability(2)
 
 
@@ -64,5 +65,5 @@ def test_soft_targets_give_a_finite_focal_loss_and_gradients():
 
 
 def test_invalid_schedule():
-    with pytest.raises(ValueError, match=r"mix_schedule must be one of \('constant', 'linear', 'cosine'\)"):
-        mixer(schedule="step")
+    with pytest.raises(ValueError, match=r"mix_schedule must be constant, linear or cosine, got 'step'"):
+        mixer(mix_schedule="step")

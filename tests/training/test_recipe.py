@@ -1,55 +1,59 @@
 """YAML recipes + command-line overrides, the resolved recipe, and errors that must come before training."""
 
+import dataclasses
+import inspect
+import json
+import re
+
 import pytest
 import yaml
 
-from inat_hf.training.recipe import RECIPE_FILE, RecipeError, load_recipe_file, parse_recipe, save_recipe
+from inat_hf.training.recipe import (
+    RECIPE_FILE,
+    RecipeError,
+    load_recipe_file,
+    parse_recipe,
+    recipe_to_dict,
+    save_recipe,
+)
 from inat_hf.training.run import check_recipe
+from tests.training.conftest import TINY_RECIPE
 
 
 def test_sections_overrides_and_types(write_recipe):
     path = write_recipe()
     # PyYAML alone reads an unquoted 1e-4 as a string (YAML 1.1 wants 1.0e-4): the recipe loader reads a float
-    path.write_text(path.read_text() + "learning_rate: 1e-4\n")
+    path.write_text(re.sub(r"(?m)^  learning_rate: .*$", "  learning_rate: 1e-4", path.read_text()))
     recipe = parse_recipe([str(path), "--num_train_epochs", "5", "--head_hidden_sizes", "32", "8", "--hflip", "0"])
     assert recipe.training.learning_rate == 1e-4 and isinstance(recipe.training.learning_rate, float)
     assert recipe.training.num_train_epochs == 5  # CLI wins over the file
-    assert recipe.model.head_hidden_sizes == [32, 8] and recipe.model.backbone == "resnet10t"
-    assert recipe.augmentation.hflip == 0.0 and recipe.augmentation.image_size == 32
-    assert recipe.training.remove_unused_columns is False
+    assert recipe.model["head_hidden_sizes"] == [32, 8] and recipe.model["backbone"] == "resnet10t"
+    assert recipe.augmentation.hflip == 0.0 and recipe.augmentation.image_size == 32  # the model's image_size
     assert recipe.source == str(path) and "--num_train_epochs" in recipe.overrides
 
 
 @pytest.mark.parametrize(
     "section, key, value, message",
     [
-        ("training", "learning_rate", "fast", r"section 'training' of .*: learning_rate: invalid float value: 'fast'"),
+        ("training", "learning_rate", "fast", r"recipe.yaml: --learning_rate: invalid float value: 'fast'$"),
         (
             "training",
             "per_device_train_batch_size",
             "eight",
             r"per_device_train_batch_size: invalid int value: 'eight'",
         ),
-        ("training", "max_steps", 4.5, r"max_steps: invalid int value: 4.5"),
-        ("training", "num_train_epochs", True, r"num_train_epochs: invalid float value: True"),
-        ("training", "channels_last", "off", r"channels_last: invalid bool value: 'off'"),
-        ("training", "bf16", 1, r"bf16: invalid bool value: 1"),
-        ("training", "save_total_limit", "2", r"save_total_limit: invalid int value: '2'"),
-        ("model", "head_hidden_sizes", [16, "x"], r"head_hidden_sizes: invalid int value: \[16, 'x'\]"),
-        ("model", "attn_layer", "sse", r"attn_layer: invalid choice: 'sse' \(choose from 'se', 'eca'"),
-        ("augmentation", "scale", "0.5", r"scale: invalid float value: '0.5'"),
+        ("training", "max_steps", 4.5, r"max_steps: invalid int value: '4.5'"),
+        ("training", "num_train_epochs", True, r"num_train_epochs: invalid float value: 'true'"),
+        ("training", "channels_last", "off", r"channels_last: Truthy value expected: got off"),
+        ("model", "head_hidden_sizes", [16, "x"], r"head_hidden_sizes: invalid int value: 'x'"),
+        ("model", "attn_layer", "sse", r"attn_layer='sse' is not supported; valid choices: se, eca"),
+        ("mixing", "mix_schedule", "step", r"mix_schedule: invalid choice: 'step' \(choose from 'constant'"),
+        ("augmentation", "scale", 0.5, r"scale must be a \(min, max\) pair"),
     ],
 )
-def test_recipe_values_are_type_checked(write_recipe, section, key, value, message):
+def test_recipe_values_are_checked_as_on_the_command_line(write_recipe, section, key, value, message):
     path = write_recipe(**{section: {key: value}})
     with pytest.raises(RecipeError, match=message):
-        parse_recipe([str(path)])
-
-
-def test_quoted_number_is_a_string_and_refused(write_recipe):
-    path = write_recipe()
-    path.write_text(path.read_text() + 'learning_rate: "1e-4"\n')
-    with pytest.raises(RecipeError, match=r"learning_rate: invalid float value: '1e-4'"):
         parse_recipe([str(path)])
 
 
@@ -63,12 +67,13 @@ def test_bad_recipe_value_exits_2_naming_the_key(write_recipe):
     assert "Traceback" not in result.stderr
 
 
-def test_flat_recipe_and_cli_only(prepared_demo, tmp_path):
+def test_keys_outside_their_section_and_cli_only(prepared_demo, tmp_path):
     path = tmp_path / "flat.yaml"
     path.write_text(yaml.safe_dump({"dataset_dir": str(prepared_demo), "backbone": "resnet18", "output_dir": "x"}))
-    assert parse_recipe([str(path)]).model.backbone == "resnet18"
+    with pytest.raises(RecipeError, match=r"Key 'backbone' in .*flat.yaml belongs in section 'model'\.$"):
+        parse_recipe([str(path)])
     cli = parse_recipe(["--dataset_dir", str(prepared_demo), "--output_dir", str(tmp_path), "--attn_layer", "eca"])
-    assert cli.source is None and cli.model.attn_layer == "eca"
+    assert cli.source is None and cli.model["attn_layer"] == "eca"
 
 
 @pytest.mark.parametrize(
@@ -80,7 +85,8 @@ def test_flat_recipe_and_cli_only(prepared_demo, tmp_path):
             r"Unknown key 'lerning_rate' in section 'training' .*did you mean 'learning_rate'\?",
         ),
         ("model", "atn_layer", r"Unknown key 'atn_layer' in section 'model' .*did you mean 'attn_layer'\?"),
-        ("augmentation", "mixup", r"Unknown key 'mixup' in section 'augmentation' .*did you mean 'mixup_alpha'\?"),
+        ("mixing", "mixup", r"Unknown key 'mixup' in section 'mixing' .*did you mean 'mixup_alpha'\?"),
+        ("augmentation", "mixup_alpha", r"Key 'mixup_alpha' in section 'augmentation' .* belongs in section 'mixing'"),
     ],
 )
 def test_config_typo_is_an_error_with_a_suggestion(write_recipe, section, key, message):
@@ -130,7 +136,6 @@ def test_boolean_options_keep_true_false_values_and_never_swallow(write_recipe):
             ["--frozen_stages", "stem", "--unfreeze_schedule", "layer4:1"],
             r"unfreezes 'layer4', which is not in frozen_stages",
         ),
-        (["--remove_unused_columns", "true"], r"remove_unused_columns must be False"),
         (["--label_smoothing_factor", "0.1"], r"label_smoothing_factor=0.1 would smooth the targets a second time"),
         (["--mix_prob", "1.5"], r"--mix_prob is a probability in \[0, 1\], got 1.5"),
         (["--hflip", "2"], r"hflip is a probability in \[0, 1\]"),
@@ -166,7 +171,8 @@ def test_resolved_recipe_round_trips(write_recipe, tmp_path):
     assert "secret" not in text and "--learning_rate 0.002" in text
     again = parse_recipe([path])
     assert again.training.learning_rate == 0.002
-    assert again.model == recipe.model and again.augmentation == recipe.augmentation and again.data == recipe.data
+    for section in ("model", "model_run", "data", "augmentation", "mixing"):
+        assert getattr(again, section) == getattr(recipe, section), section
 
 
 @pytest.mark.parametrize(
@@ -196,3 +202,145 @@ def test_resume_argument(tmp_path):
     assert resolve_resume("latest", str(tmp_path)) is None  # nothing to resume: start from scratch (warned)
     with pytest.raises(FileNotFoundError, match=r"resume_from_checkpoint: no such checkpoint directory: .*nope"):
         resolve_resume(str(tmp_path / "nope"), str(tmp_path))
+
+
+# A value other than the default for every key the `model` and `augmentation` sections take from InatConfig and
+# AugmentationConfig. The fields the data decides (labels, rank, class weights) and the three the augmentation takes
+# from the model (one image_size, mean and std) are not recipe keys of their own.
+FROM_DATA = ("label_rank", "taxonomy", "focal_alpha")
+FROM_MODEL = {"image_size": "image_size", "mean": "image_mean", "std": "image_std"}
+EXAMPLES = {
+    "model": {
+        "backbone": "resnet18",
+        "model_args": {"zero_init_last": False},
+        "drop_path_rate": 0.05,
+        "attn_layer": "eca",
+        "rd_ratio": 0.125,
+        "head_hidden_sizes": [8, 4],
+        "drop_rate": 0.15,
+        "head_batch_norm": False,
+        "focal_gamma": 1.0,
+        "label_smoothing": 0.05,
+        "image_size": 48,
+        "crop_pct": 0.9,
+        "interpolation": "bilinear",
+        "image_mean": [0.5, 0.5, 0.5],
+        "image_std": [0.25, 0.25, 0.25],
+    },
+    "augmentation": {
+        "scale": [0.3, 0.9],
+        "ratio": [0.8, 1.25],
+        "interpolation": "bicubic",
+        "hflip": 0.3,
+        "color_jitter": [0.0, 0.0, 0.0],  # auto_augment replaces colour jitter
+        "hue": 0.05,
+        "color_jitter_impl": "torchvision",
+        "rotation": 5.0,
+        "blur_prob": 0.2,
+        "blur_sigma": [0.2, 1.0],
+        "blur_kernel_size": 5,
+        "re_prob": 0.1,
+        "re_scale": [0.05, 0.2],
+        "re_ratio": [0.5, 2.0],
+        "auto_augment": "rand-m9-mstd0.5-inc1",
+    },
+}
+
+
+def _option(section: str, key: str, value) -> list[str]:
+    flag = f"--{section}.{key}" if key == "interpolation" else f"--{key}"  # the one key both sections have
+    if isinstance(value, dict):
+        return [flag, json.dumps(value)]
+    if isinstance(value, list):
+        return [flag, *map(str, value)]
+    return [flag, str(value).lower() if isinstance(value, bool) else str(value)]
+
+
+def test_every_config_field_is_a_recipe_key_an_option_a_saved_value_and_in_the_help(write_recipe, tmp_path, capsys):
+    from inat_hf.commands.train import main
+    from inat_hf.data.augmentation import AugmentationConfig
+    from inat_hf.models import InatConfig
+
+    signature = inspect.signature(InatConfig.__init__).parameters.values()
+    inat_keys = [p.name for p in signature if p.kind is p.KEYWORD_ONLY and p.name not in FROM_DATA]
+    augmentation_keys = [f.name for f in dataclasses.fields(AugmentationConfig) if f.name not in FROM_MODEL]
+    assert sorted(EXAMPLES["model"]) == sorted(inat_keys), "give each InatConfig field an example value here"
+    assert sorted(EXAMPLES["augmentation"]) == sorted(augmentation_keys), "and each AugmentationConfig field"
+    for name, value in EXAMPLES["model"].items():
+        assert value != inspect.signature(InatConfig.__init__).parameters[name].default, name
+    for f in dataclasses.fields(AugmentationConfig):
+        default = list(f.default) if isinstance(f.default, tuple) else f.default
+        assert f.name in FROM_MODEL or EXAMPLES["augmentation"][f.name] != default, f.name
+
+    from_yaml = parse_recipe([str(write_recipe(**EXAMPLES))])
+    options = [
+        arg for section, values in EXAMPLES.items() for k, v in values.items() for arg in _option(section, k, v)
+    ]
+    from_cli = parse_recipe([str(write_recipe()), *options])
+    for recipe in (from_yaml, from_cli, parse_recipe([save_recipe(from_cli, str(tmp_path / "run"))])):
+        saved = recipe_to_dict(recipe)
+        for section, values in EXAMPLES.items():
+            for key, value in values.items():
+                saved_value = saved[section][key]
+                assert (list(saved_value) if isinstance(saved_value, tuple) else saved_value) == value, key
+                if section == "augmentation":  # ... and the built config holds it
+                    built = getattr(recipe.augmentation, key)
+                    assert built == (tuple(value) if isinstance(value, list) else value), key
+                else:
+                    assert recipe.model[key] == value, key
+        # one image_size, mean and std: the model's, for the training crop too
+        for field, model_key in FROM_MODEL.items():
+            expected = EXAMPLES["model"][model_key]
+            assert getattr(recipe.augmentation, field) == (tuple(expected) if isinstance(expected, list) else expected)
+
+    assert main(["--help"]) == 0
+    text = capsys.readouterr().out
+    for section, values in EXAMPLES.items():
+        for key in values:
+            assert _option(section, key, values[key])[0] + " " in text, key
+
+
+def test_keys_a_recipe_leaves_out_keep_the_config_classes_defaults(write_recipe):
+    from inat_hf.data.augmentation import AugmentationConfig
+    from inat_hf.models import InatConfig
+
+    recipe = parse_recipe([str(write_recipe())])
+    params = inspect.signature(InatConfig.__init__).parameters
+    for key, value in recipe.model.items():
+        if key not in TINY_RECIPE["model"]:
+            default = params[key].default
+            assert value == (list(default) if isinstance(default, tuple) else default), key
+    for f in dataclasses.fields(AugmentationConfig):
+        if f.name not in (*TINY_RECIPE["augmentation"], *FROM_MODEL):
+            assert getattr(recipe.augmentation, f.name) == f.default, f.name
+
+
+def test_shared_key_is_written_with_its_section(write_recipe):
+    with pytest.raises(RecipeError, match=r"--interpolation is a key of two sections: write --model.interpolation"):
+        parse_recipe([str(write_recipe()), "--interpolation", "bicubic"])
+    recipe = parse_recipe([str(write_recipe()), "--augmentation.interpolation", "bicubic", "--color_jitter", "0.3"])
+    assert recipe.augmentation.interpolation == "bicubic" and recipe.model["interpolation"] is None
+    assert recipe.augmentation.color_jitter == 0.3  # one number on the command line: the float form
+
+
+def test_help_reads_inat_config_as_its_signature_says():
+    """``--help`` reads InatConfig from its source file (importing it would load torch): the same fields, in the
+    same order, with the same defaults, each with its docstring's help."""
+    from inat_hf.models import InatConfig
+    from inat_hf.training.arguments import inat_config_knobs, recipe_knobs
+    from inat_hf.training.recipe import SECTIONS
+
+    params = [p for p in inspect.signature(InatConfig.__init__).parameters.values() if p.kind is p.KEYWORD_ONLY]
+    knobs = inat_config_knobs()
+    assert [k.name for k in knobs] == [p.name for p in params]
+    for knob, param in zip(knobs, params, strict=True):
+        if knob.default is None:
+            assert param.default is None or param.default is False or param.default in ((), []), knob
+        else:
+            assert eval(knob.default, {}) == param.default, knob  # noqa: S307 - a literal from our own source
+        assert knob.help, f"InatConfig's docstring has no Args entry for {knob.name}"
+    sections = recipe_knobs()
+    for section, section_knobs in sections.items():
+        assert all(k.help for k in section_knobs), section
+        names = [k.name for k in section_knobs]
+        assert names == list(SECTIONS[section]) if section != "training" else set(names) <= set(SECTIONS[section])

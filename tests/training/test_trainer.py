@@ -233,7 +233,7 @@ def test_evaluation_with_tta(write_recipe, prepared_demo):
 def test_tta_eval_loss_is_the_training_objective(tmp_path):
     """eval_loss means one thing: with V identical views the TTA loss equals the single-view (focal) loss."""
     from inat_hf import InatConfig, InatForImageClassification
-    from inat_hf.training.arguments import InatTrainingArguments
+    from inat_hf.training.recipe import InatTrainingArguments
     from inat_hf.training.trainer import InatTrainer
 
     torch.manual_seed(0)

@@ -138,4 +138,3 @@ class AugmentationConfig:
         return (
             self.color_jitter[3] if isinstance(self.color_jitter, tuple) and len(self.color_jitter) == 4 else self.hue
         )
-

@@ -262,7 +262,7 @@ def test_drop_last_drops_training_batches_only(tmp_path):
     """Guard for transformers applying `dataloader_drop_last` to every loader: evaluation and prediction still see
     every item, training gets only full batches."""
     from inat_hf import InatConfig, InatForImageClassification
-    from inat_hf.training.arguments import InatTrainingArguments
+    from inat_hf.training.recipe import InatTrainingArguments
     from inat_hf.training.trainer import InatTrainer
 
     model = InatForImageClassification(InatConfig(backbone="resnet10t", num_labels=3, image_size=32))

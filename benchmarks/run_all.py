@@ -243,10 +243,11 @@ def summary_rows(results: dict[str, dict | None]) -> list[dict]:
             rows.append(
                 _row(
                     f"location prior training, {cost['records']:,} records × {cost['species']:,} species, "
-                    f"{cost['steps']} steps of 1,024 (CPU): wall, peak RSS",
-                    "",
+                    f"{cost['epochs']} epoch(s) = {cost['steps']} steps of {cost['batch_size']:,} (one CPU thread): "
+                    "wall, peak RSS",
+                    f"val k-NN top-5 {cost['knn']['best_top5']:.4f}",
                     f"{cost['wall_s']} s ({cost['train_loop_s']} s training, {cost['records_per_second']:,.0f} "
-                    f"records/s = {cost['epoch_s_at_that_rate']:,.0f} s per epoch), {cost['peak_rss_mb']:,} MB",
+                    f"records/s), {cost['peak_rss_mb']:,} MB; val top-5 {cost['prior']['top5']:.4f}",
                     None,
                     "reported",
                     None,

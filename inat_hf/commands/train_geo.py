@@ -75,12 +75,19 @@ class GeoModelArguments:
     fusion_weight: float | None = dataclasses.field(
         default=None, metadata={"help": "Exponent of the prior in the fusion with an image model (saved)."}
     )
+    loss_negatives: int | None = dataclasses.field(
+        default=None,
+        metadata={"help": "Labels drawn as negatives per step when there are more (default 1024; 0: every label)."},
+    )
     presence_pos_weight: float | None = dataclasses.field(
         default=None, metadata={"help": "Positive weight of the presence loss (default num_labels / 4)."}
     )
 
     def overrides(self) -> dict:
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if getattr(self, f.name) is not None}
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if getattr(self, f.name) is not None}
+        if out.get("loss_negatives") == 0:  # a command-line spelling of None: the exact loss over every label
+            out["loss_negatives"] = None
+        return out
 
 
 def run_geo_training(data: GeoDataArguments, model_args: GeoModelArguments, train_args: GeoTrainingArguments) -> dict:
@@ -132,7 +139,11 @@ def run_geo_training(data: GeoDataArguments, model_args: GeoModelArguments, trai
         "chance_top5": min(5, num_labels) / num_labels,
         "counts": {name: recs.counts for name, recs in splits.items()},
         "config": {k: getattr(config, k) for k in ("loss", "hidden_size", "num_blocks", "drop_rate", "use_date")}
-        | {"fusion_weight": config.fusion_weight, "presence_pos_weight": config.pos_weight},
+        | {
+            "fusion_weight": config.fusion_weight,
+            "presence_pos_weight": config.pos_weight,
+            "sampled_negatives": config.sampled_negatives,
+        },
         "training": stats | dataclasses.asdict(train_args),
     }
     if data.eval_split is not None:

@@ -39,6 +39,13 @@ class GeoPriorConfig(PreTrainedConfig):
             `"presence"`: the paper's presence-only loss ("full" loss: sigmoid per label, the observed label as a
             positive weighted by `presence_pos_weight`, every other label and every label at a uniformly drawn
             random location/date as negatives). Which one works better is measured in `benchmarks/bench_geo.py`.
+        loss_negatives (`int`, *optional*, defaults to 1024):
+            Labels scored as negatives per training step. Both losses sum over every label; with more labels than
+            this, each step draws `loss_negatives` labels uniformly (shared by the batch; each row keeps its own
+            label) and weights them by `num_labels / loss_negatives`, so the sum is estimated without scoring every
+            label: softmax becomes a sampled softmax (its normaliser estimated from the draw), the presence loss an
+            unbiased estimate of the paper's. `None`, or at least `num_labels - 1`: every label, exactly.
+            Prediction always scores every label.
         presence_pos_weight (`float`, *optional*):
             Weight of the positive term of the presence loss. `None`: `num_labels / 4`, the paper's ratio (2048 for
             its 8,142 classes).
@@ -63,6 +70,7 @@ class GeoPriorConfig(PreTrainedConfig):
     drop_rate: float = 0.5
     use_date: bool = True
     loss: str = "softmax"
+    loss_negatives: int | None = 1024
     presence_pos_weight: float | None = None
     fusion_weight: float = 1.0
     class_prior: list[float] | None = None
@@ -92,6 +100,14 @@ class GeoPriorConfig(PreTrainedConfig):
             raise ValueError(f"use_date={self.use_date!r} must be True or False.")
         if self.loss not in LOSSES:
             raise ValueError(f"loss={self.loss!r} is not supported; valid choices: {', '.join(LOSSES)}.")
+        if self.loss_negatives is not None and (
+            not isinstance(self.loss_negatives, int)
+            or isinstance(self.loss_negatives, bool)
+            or self.loss_negatives < 1
+        ):
+            raise ValueError(
+                f"loss_negatives={self.loss_negatives!r} must be a positive integer or None (every label)."
+            )
         if self.presence_pos_weight is not None and (
             not _is_number(self.presence_pos_weight) or self.presence_pos_weight <= 0
         ):
@@ -115,6 +131,13 @@ class GeoPriorConfig(PreTrainedConfig):
         if self.presence_pos_weight is not None:
             return float(self.presence_pos_weight)
         return max(self.num_labels / 4, 1.0)
+
+    @property
+    def sampled_negatives(self) -> int | None:
+        """Negatives drawn per training step, or `None` when the loss scores every label (see `loss_negatives`)."""
+        if self.loss_negatives is None or self.loss_negatives >= self.num_labels - 1:
+            return None
+        return self.loss_negatives
 
     @property
     def num_inputs(self) -> int:

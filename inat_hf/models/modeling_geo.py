@@ -131,11 +131,15 @@ class GeoPriorModel(GeoPriorPreTrainedModel):
         """Scores ``[B, num_labels]``: log-probabilities up to a constant (softmax) or per-label logits (presence).
 
         Every row must have a location (see :meth:`log_prior_ratio` for rows without one). ``labels [B]`` gives the
-        training loss of ``config.loss``.
+        training loss of ``config.loss``. In training mode with sampled negatives (``config.loss_negatives`` below
+        ``num_labels - 1``) a call with labels returns the loss only, ``logits=None``: not scoring every label is
+        the point (:meth:`sampled_loss`).
         """
         check_locations(latitude, longitude, allow_missing=False)
-        encoded = encode_inputs(latitude, longitude, day_of_year, self.config.use_date)
-        logits = self.classifier(self.features(encoded))
+        features = self.features(encode_inputs(latitude, longitude, day_of_year, self.config.use_date))
+        if labels is not None and self.training and self.config.sampled_negatives is not None:
+            return SequenceClassifierOutput(loss=self.sampled_loss(features, labels), logits=None)
+        logits = self.classifier(features)
         loss = None
         if labels is not None:
             loss = (
@@ -145,23 +149,54 @@ class GeoPriorModel(GeoPriorPreTrainedModel):
             )
         return SequenceClassifierOutput(loss=loss, logits=logits)
 
+    def random_location_features(self, batch_size: int, device: torch.device) -> torch.Tensor:
+        """Features at locations and dates drawn uniformly (on the sphere: latitude = asin(2u - 1); over the
+        year): the presence loss's pseudo-negatives."""
+        rand_lat = torch.rad2deg(torch.asin(torch.rand(batch_size, device=device) * 2 - 1))
+        rand_lon = torch.rand(batch_size, device=device) * 360 - 180
+        rand_day = torch.rand(batch_size, device=device) * DAYS_PER_YEAR + 1
+        return self.features(encode_inputs(rand_lat, rand_lon, rand_day, self.config.use_date))
+
     def presence_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """The paper's "full" presence-only loss: at the observed location, the observed label is a positive
         (weighted by ``config.pos_weight``) and every other label a negative; at a location and date drawn
         uniformly at random (on the sphere, over the year), every label is a negative."""
-        b = logits.shape[0]
-        device = logits.device
-        # Uniform on the sphere: latitude = asin(2u - 1).
-        rand_lat = torch.rad2deg(torch.asin(torch.rand(b, device=device) * 2 - 1))
-        rand_lon = torch.rand(b, device=device) * 360 - 180
-        rand_day = torch.rand(b, device=device) * DAYS_PER_YEAR + 1
-        rand_logits = self.classifier(self.features(encode_inputs(rand_lat, rand_lon, rand_day, self.config.use_date)))
+        rand_logits = self.classifier(self.random_location_features(logits.shape[0], logits.device))
         log_not = nn.functional.logsigmoid(-logits)  # log(1 - σ)
         positive = nn.functional.logsigmoid(logits.gather(1, labels[:, None]))  # [B, 1]
         neg_at_label = log_not.gather(1, labels[:, None])
         loss_obs = -(log_not.sum(1, keepdim=True) - neg_at_label + self.config.pos_weight * positive)
         loss_rand = -nn.functional.logsigmoid(-rand_logits).sum(1, keepdim=True)
         return (loss_obs + loss_rand).mean() / self.config.num_labels
+
+    def sampled_loss(self, features: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """``config.loss`` with its sum over the other labels estimated from ``S = config.sampled_negatives``
+        labels drawn uniformly without replacement for the step (shared by the batch).
+
+        Each label other than a row's own is drawn with probability ``S / K``, so weighting the drawn ones by
+        ``K / S`` estimates the sum over all of them: added as ``log(K / S)`` to the logits of a sampled softmax
+        (Jean et al., 2015, with a uniform proposal), and as a factor on the presence loss's negative terms, whose
+        estimate is then unbiased. A row's own label drawn as a negative is masked out. Scores ``S + 1`` labels per
+        row instead of ``K``.
+        """
+        k, s = self.config.num_labels, self.config.sampled_negatives
+        weight = self.classifier.weight  # [K, hidden]
+        negatives = torch.randperm(k, device=features.device)[:s]
+        own = negatives[None, :] == labels[:, None]  # [B, S]
+        sampled_weight = weight[negatives]
+        positive = (features * weight[labels]).sum(-1, keepdim=True)  # [B, 1]
+        negative = features @ sampled_weight.T  # [B, S]
+        if self.config.loss == "softmax":
+            logits = torch.cat([positive, (negative + math.log(k / s)).masked_fill(own, float("-inf"))], 1)
+            return nn.functional.cross_entropy(logits, torch.zeros_like(labels))
+        rand = self.random_location_features(features.shape[0], features.device)
+        rand_positive = (rand * weight[labels]).sum(-1)
+        rand_negative = rand @ sampled_weight.T
+        others = nn.functional.logsigmoid(-negative).masked_fill(own, 0.0).sum(1)
+        rand_others = nn.functional.logsigmoid(-rand_negative).masked_fill(own, 0.0).sum(1)
+        loss_obs = -(others * (k / s) + self.config.pos_weight * nn.functional.logsigmoid(positive[:, 0]))
+        loss_rand = -(nn.functional.logsigmoid(-rand_positive) + rand_others * (k / s))
+        return (loss_obs + loss_rand).mean() / k
 
     @torch.no_grad()
     def log_prior_ratio(

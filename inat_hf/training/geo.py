@@ -122,7 +122,9 @@ def train_geo_prior(model, train: GeoRecords, args: GeoTrainingArguments, *, log
     steps_per_epoch = math.ceil(n / args.batch_size)
     epochs = max(args.num_epochs, math.ceil(args.min_steps / steps_per_epoch))
     generator = torch.Generator().manual_seed(args.seed)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=args.learning_rate, weight_decay=args.weight_decay)
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=args.learning_rate, weight_decay=args.weight_decay, fused=True
+    )
     scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=args.lr_decay)
     model.train()
     start = time.perf_counter()

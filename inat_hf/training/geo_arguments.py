@@ -8,9 +8,11 @@ import dataclasses
 
 @dataclasses.dataclass
 class GeoTrainingArguments:
-    """Optimisation of the prior (the paper's: Adam, lr 5e-4 decayed ×0.98 per epoch, batch 1024)."""
+    """Optimisation of the prior: the paper's Adam, lr 5e-4 decayed ×0.98 per epoch, batch 1024. Two epochs: on
+    iNat 2021's 2.7M records that is 5,248 steps, a run of minutes on a CPU (``benchmarks/results.md``);
+    ``min_steps`` gives a small set as many epochs as it needs."""
 
-    num_epochs: int = dataclasses.field(default=30, metadata={"help": "Passes over the training records."})
+    num_epochs: int = dataclasses.field(default=2, metadata={"help": "Passes over the training records."})
     min_steps: int = dataclasses.field(
         default=1000,
         metadata={"help": "Train at least this many steps (more epochs on small data; 2.7M records never need it)."},

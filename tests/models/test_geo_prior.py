@@ -87,6 +87,45 @@ def test_presence_loss_pushes_up_the_observed_label_only():
     assert far[3] < here[3]  # and less so at a random place on the other side of the globe
 
 
+def test_sampled_negatives_score_only_the_drawn_labels():
+    """With more labels than ``loss_negatives``, a training step scores the batch's labels + the drawn ones only."""
+    torch.manual_seed(0)
+    model = GeoPriorModel(tiny(loss_negatives=2)).train()
+    lat, lon, labels = torch.tensor([10.0, 20.0]), torch.tensor([30.0, 40.0]), torch.tensor([0, 0])
+    out = model(lat, lon, labels=labels)
+    assert out.logits is None and torch.isfinite(out.loss)
+    out.loss.backward()
+    touched = (model.classifier.weight.grad.abs().sum(1) > 0).sum()
+    assert 1 <= touched <= 3  # label 0 + at most 2 drawn, of 6
+    # Exact when the draw would cover every other label, and at evaluation (full scores, exact loss).
+    assert GeoPriorModel(tiny(loss_negatives=5)).train()(lat, lon, labels=labels).logits.shape == (2, 6)
+    assert model.eval()(lat, lon, labels=labels).logits.shape == (2, 6)
+
+
+@pytest.mark.parametrize("loss", ["softmax", "presence"])
+def test_sampled_loss_estimates_the_full_loss(loss):
+    """softmax: exp(loss) of one row is its normaliser estimate over exp(s_y), unbiased; presence: the loss itself
+    is unbiased. Monte Carlo means over draws against the exact loss (mean over draws of the random location)."""
+    torch.manual_seed(0)
+    labels = {i: str(i) for i in range(40)}
+    exact = GeoPriorModel(GeoPriorConfig(id2label=labels, hidden_size=8, num_blocks=1, drop_rate=0.0, loss=loss))
+    exact.config.loss_negatives = None
+    sampled = GeoPriorModel(exact.config.__class__(**{**exact.config.to_dict(), "loss_negatives": 5}))
+    sampled.load_state_dict(exact.state_dict())
+    with torch.no_grad():
+        sampled.classifier.weight.mul_(8)  # spread the scores so that a wrong weighting shows
+        exact.classifier.weight.copy_(sampled.classifier.weight)
+    lat, lon, day, label = torch.tensor([35.0]), torch.tensor([-5.0]), torch.tensor([90.0]), torch.tensor([7])
+    transform = torch.exp if loss == "softmax" else (lambda x: x)
+    draws = {
+        name: torch.stack([transform(m.train()(lat, lon, day, labels=label).loss.detach()) for _ in range(1000)])
+        for name, m in (("exact", exact), ("sampled", sampled))
+    }
+    assert sampled.train()(lat, lon, day, labels=label).logits is None
+    error = (draws["sampled"].var() / 1000 + draws["exact"].var() / 1000).sqrt()
+    assert (draws["sampled"].mean() - draws["exact"].mean()).abs() < 4 * error + 1e-6
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
@@ -95,6 +134,7 @@ def test_presence_loss_pushes_up_the_observed_label_only():
         ({"class_prior": [1.0, 2.0]}, "class_prior has 2 entries"),
         ({"class_prior": [0.0] * 6}, "positive"),
         ({"fusion_weight": -1.0}, "fusion_weight"),
+        ({"loss_negatives": 0}, "loss_negatives"),
         ({"label_rank": "tribe"}, "label_rank"),
     ],
 )

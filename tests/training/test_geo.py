@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from inat_hf.commands.train_geo import main
+from inat_hf.commands.train_geo import GeoModelArguments, main
 from inat_hf.data.geo import GeoRecords, clean_records, day_of_year, records_from_json
 from inat_hf.data.inat_json import InatDataError
 from inat_hf.models import GeoPriorConfig, GeoPriorModel
@@ -121,6 +121,15 @@ def test_train_command_from_json_and_prepared_folder(demo_root, prepared_demo, t
 
 def write_images_json(path, images):
     path.write_text(json.dumps({"images": images}))
+
+
+def test_loss_negatives_zero_on_the_command_line_means_every_label():
+    assert GeoModelArguments(loss_negatives=0).overrides() == {"loss_negatives": None}
+    assert GeoModelArguments(loss_negatives=64).overrides() == {"loss_negatives": 64}
+    config = GeoPriorConfig(
+        id2label={i: str(i) for i in range(100)}, **GeoModelArguments(loss_negatives=0).overrides()
+    )
+    assert config.sampled_negatives is None
 
 
 def test_bad_records_in_json(tmp_path, capsys):

@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 from ..data.decode import ImageInput, image_name
 from ..data.taxonomy import Taxonomy
 from ..data.transforms import EvalPreset, TTAPreset, eval_kwargs_from_image_processor
-from .backoff import RankGroups, backoff_answer
+from .backoff import DEFAULT_BACKOFF_THRESHOLD, RankGroups, backoff_answer
 from .tta import AVERAGES, average_views, view_logits
 
 __all__ = [
@@ -283,7 +283,7 @@ class Predictor:
         geo=None,
         locations=None,
         backoff=None,
-        backoff_threshold: float | None = None,
+        backoff_threshold: float = DEFAULT_BACKOFF_THRESHOLD,
     ) -> Iterator[ImagePrediction]:
         """Top-k predictions for ``images`` (paths, bytes, PIL images, ...), yielded in input order per batch.
 

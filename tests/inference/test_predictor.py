@@ -52,6 +52,19 @@ def test_predict_reports_bad_files_and_predicts_the_rest(trained_model_dir, val_
         assert r.error is None and r.indices.shape == (3,) and np.all(np.diff(r.probs) <= 0)
 
 
+def test_backoff_uses_the_documented_default_threshold(trained_model_dir, val_files):
+    from inat_hf.inference.backoff import DEFAULT_BACKOFF_THRESHOLD
+
+    predictor = Predictor.from_pretrained(trained_model_dir, device="cpu")
+    groups = predictor.backoff_groups
+    default = [r.backoff for r in predictor.predict(val_files[:4], backoff=groups)]
+    explicit = [
+        r.backoff
+        for r in predictor.predict(val_files[:4], backoff=groups, backoff_threshold=DEFAULT_BACKOFF_THRESHOLD)
+    ]
+    assert default == explicit and all(b["rank"] in RANKS for b in default)
+
+
 def test_pipeline_and_predictor_agree_on_top1(trained_model_dir, val_files):
     from transformers import pipeline
 

@@ -1,29 +1,12 @@
 """The classifier as a web page: a Gradio app (``scripts/app.py``) and its Hugging Face Spaces export.
 
-:class:`ClassifierPage` holds a :class:`~inat_hf.inference.predictor.Predictor` -- the one ``predict.py`` uses, with
-the same preprocessing, TTA views and labels, so the page and ``predict.py`` always agree -- and everything the page
-shows: the top-5 with probabilities, scientific and common names, the taxonomy path, and what the checkpoint says
-about itself (label rank, labels per rank, training data). :meth:`ClassifierPage.classify` is plain Python (one
-photo in, a :class:`PageResult` out); :meth:`ClassifierPage.build` wires it into a ``gr.Blocks`` page with Gradio's
-request queue, so concurrent visitors wait in line instead of competing for the model.
+:class:`ClassifierPage` wraps the :class:`~inat_hf.inference.predictor.Predictor` that ``predict.py`` uses, so the
+page and ``predict.py`` always agree (preprocessing, TTA views, labels, back-off, location prior fusion). A request
+is :class:`PageInputs` -> :meth:`ClassifierPage.classify` -> :func:`render_result`; ``build`` only lays out the
+components. Bad input (not an image, corrupt, too large, an impossible latitude or date) becomes a message on the
+page rather than an exception, so one bad upload never takes the server down.
 
-Bad input never takes the server down: a file that is not an image, a corrupt file or an image above
-``max_image_pixels`` becomes a readable message on the page, and the next upload works as before.
-
-Gradio is an optional dependency (``pip install -e ".[app]"``); :func:`import_gradio` says so when it is missing.
-The page runs offline: no analytics, the default theme's fonts are bundled, ``share`` is off unless asked for.
-
-Where and when: with a location/date prior (``geo_prior``, trained by ``scripts/train_geo_prior.py``) the page
-also takes latitude, longitude and date, or reads them from the photo's EXIF when the fields are empty, and fuses
-the prior with the image model exactly as ``predict.py --geo_prior`` does (the same
-:func:`~inat_hf.inference.fusion.photo_locations`, :class:`~inat_hf.inference.fusion.GeoFusion` and
-``Predictor.predict``); the answer says whether a location/date was used and where it came from (typed in, EXIF,
-none). With or without a prior, a model with a taxonomy also gets the taxonomic back-off answer of ``predict.py``
-("pretty sure: genus ..."). Values that cannot be right (latitude outside [-90, 90], a date that does not parse)
-are a message on the page, like a bad photo.
-
-A request is :class:`PageInputs` (what the visitor sent), :meth:`ClassifierPage.classify` (the prediction) and
-:func:`render_result` (how the answer is written); ``build`` only lays out the components.
+Gradio is optional (``pip install -e ".[app]"``); the page runs offline (no analytics, ``share`` off by default).
 """
 
 from __future__ import annotations

@@ -1,37 +1,9 @@
-"""Test-time augmentation (TTA): ``V`` views per image, ONE batched forward over ``B x V`` images.
+"""Test-time augmentation: ``V`` views per image (:data:`inat_hf.data.tta_views.TTA_VIEWS`), ONE batched forward
+over ``B x V`` images, so TTA costs ``V`` times the compute and nothing more.
 
-Views
------
-The views come from :class:`inat_hf.data.transforms.TTAPreset` (``num_views=V`` takes the first ``V`` of
-:data:`inat_hf.data.transforms.TTA_VIEWS`), all cut from one decode of the image. With the default ``V = 5``:
-
-====  ===============  ======================================================================================
-view  name             what the model sees (``S = image_size``, ``R = floor(S / crop_pct)``)
-====  ===============  ======================================================================================
-0     ``center``       the eval preset / image processor: shortest edge resized to ``R``, center crop ``S``
-1     ``center_flip``  view 0 mirrored horizontally
-2     ``full``         shortest edge resized to ``S`` itself, center crop ``S`` (the whole short side)
-3     ``zoom_1.15``    shortest edge resized to ``floor(1.15 R)``, center crop ``S`` (subject enlarged)
-4     ``zoom_1.3``     shortest edge resized to ``floor(1.3 R)``, center crop ``S``
-5-7   ``*_flip``       mirrors of views 2-4 (``num_views`` up to 8)
-====  ===============  ======================================================================================
-
-Averaging
----------
-``average="prob"`` (default) averages the softmax probabilities of the views and returns their log,
-``log(mean_v softmax(z_v))``: a drop-in for logits (``argmax`` / ``topk`` / ``softmax`` work on it, and
-``softmax(out)`` is exactly the averaged probability). ``average="logit"`` returns ``mean_v z_v``. Probability
-averaging is the usual choice (a view that is very sure cannot outvote the others by logit scale alone).
-
-Cost
-----
-The ``B x V`` views go through the model as one ``[B*V, 3, S, S]`` batch: one kernel launch sequence, so TTA costs
-``V`` times the compute and nothing more (``benchmarks/bench_infer.py`` measures the ratio). Everything runs under
-``torch.inference_mode``; optional bf16 autocast (``bf16=True``) and channels-last input (``channels_last=True``;
-convert the model once with ``model.to(memory_format=torch.channels_last)``).
-
-The same functions serve ``scripts/evaluate.py``, ``scripts/predict.py`` (through
-:class:`inat_hf.inference.predictor.Predictor`) and the Trainer's evaluation (:func:`tta_logits`).
+``average="prob"`` (default) returns ``log(mean_v softmax(z_v))``: a drop-in for logits (argmax / top-k / softmax
+work on it) in which a view that is very sure cannot outvote the others by logit scale alone. ``"logit"`` returns
+``mean_v z_v``.
 """
 
 from __future__ import annotations
@@ -103,14 +75,8 @@ def average_views(logits: torch.Tensor, average: str = "prob") -> torch.Tensor:
 def tta_logits(model, pixel_values: torch.Tensor, *, average: str = "prob") -> torch.Tensor:
     """TTA scores ``[B, C]`` for ``pixel_values [B, V, 3, H, W]``, from ONE batched forward of ``B x V`` images.
 
-    ``average="prob"``: ``log(mean_v softmax(logits_v))`` (log-probabilities; argmax / top-k / softmax behave as on
-    logits); ``average="logit"``: ``mean_v logits_v``. ``[B, 3, H, W]`` input is one view (plain logits for
-    ``"logit"``, log-softmax for ``"prob"``). Runs under ``torch.inference_mode`` (no autograd graph; the result is
-    an inference tensor: ``.clone()`` it before in-place edits outside inference mode). Returns float32.
-
-    Trainer evaluation: with an eval dataset transformed by ``TTAPreset`` (``pixel_values [B, V, 3, S, S]``), call
-    this in ``prediction_step`` instead of ``model(**inputs)``; the loss, if wanted, is
-    ``nll_loss(tta_logits(...), labels)`` for ``"prob"`` (the model's own focal loss expects single-view logits).
+    ``[B, 3, H, W]`` input is one view. The result is an inference tensor: ``.clone()`` it before in-place edits
+    outside inference mode.
     """
     if average not in AVERAGES:  # before the forward pass, not after it
         raise ValueError(f"average must be one of {AVERAGES}, got {average!r}")

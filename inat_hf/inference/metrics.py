@@ -1,24 +1,12 @@
-"""Classification metrics: THE one metrics module of inat_hf (numpy, vectorised; reused by evaluate, predict and
-the Trainer's evaluation).
+"""Classification metrics: the one metrics module of inat_hf (numpy, vectorised), shared by evaluate, predict and
+the Trainer's evaluation.
 
 Everything works from per-image top-k predictions (``topk_indices [N, K]``, best first, and their probabilities)
 and true labels ``[N]`` -- never from ``[N, C]`` logits, so that scoring 100k images over 10k classes stays small.
-
-* :func:`topk_accuracy` -- top-1/3/5 accuracy.
-* :func:`per_class_metrics` -- per-class support, correct, accuracy, precision, recall, F1 (scikit-learn's
-  ``precision_recall_fscore_support`` with ``labels=range(C)``, so classes absent from the split still appear);
-  :func:`classification_report_text` -- scikit-learn's text report.
-* :func:`hierarchical_accuracy` -- top-1 accuracy at every taxonomic rank, the coarser-rank prediction being
-  derived from the species prediction (a wrong species of the right genus is right at genus level; a Mammalia
-  species predicted for a bird is wrong at class level); its input is ``Taxonomy.rank_groups()``
-  (:mod:`inat_hf.data.taxonomy`).
-* :func:`expected_calibration_error` / :func:`reliability_data` -- ECE with 15 equal-width bins (Guo et al.
-  2017: bins ``(i/M, (i+1)/M]``, ``ECE = sum_b |B_b| / N * |acc(B_b) - conf(B_b)|``) and reliability-diagram data.
-* :func:`sparse_confusion` / :func:`confusion_matrix` / :func:`most_confused` / :func:`group_confusion` --
-  confusion counts as COO triplets (any label count) or dense (small label sets / coarse ranks).
+Coarser-rank predictions are derived from the label prediction through ``Taxonomy.rank_groups()``.
 
 Why not ``evaluate.load("accuracy")``: it fetches code from the Hub (unreachable offline) and encodes its inputs
-into Arrow element by element, which costs far more than the metrics (``benchmarks/results.md``).
+into Arrow element by element, which costs far more than the metrics.
 """
 
 from __future__ import annotations

@@ -18,24 +18,15 @@ import sys
 
 from transformers import HfArgumentParser
 
-from .predict import PredictArguments
+from .predict import same_as_predict
 
 ERROR_EXIT = 2
 MAX_EXAMPLES = 8
-_PREDICT = {f.name: f for f in dataclasses.fields(PredictArguments)}
-
-
-def _same_as_predict(name: str):
-    """The field of ``predict.py`` with the same name: one default and one help text per knob."""
-    f = _PREDICT[name]
-    return dataclasses.field(default=f.default, metadata=dict(f.metadata))
 
 
 @dataclasses.dataclass
 class AppArguments:
-    model_dir: str = dataclasses.field(
-        metadata={"help": "Checkpoint: a local folder written by save_pretrained / the Trainer, or a Hub id."}
-    )
+    model_dir: str = same_as_predict("model_dir")
     host: str = dataclasses.field(
         default="127.0.0.1", metadata={"help": "Address to serve on (0.0.0.0: every interface)."}
     )
@@ -52,7 +43,7 @@ class AppArguments:
             "public_test photos when --model_dir is a demo run's model folder."
         },
     )
-    tta_views: int = _same_as_predict("tta_views")
+    tta_views: int = same_as_predict("tta_views")
     geo_prior: str | None = dataclasses.field(
         default=None,
         metadata={
@@ -61,7 +52,7 @@ class AppArguments:
             "photo's EXIF. With --export_space the prior folder is copied into the Space."
         },
     )
-    backoff_threshold: float = _same_as_predict("backoff_threshold")
+    backoff_threshold: float = same_as_predict("backoff_threshold")
     max_file_size: str = dataclasses.field(
         default="20mb", metadata={"help": "Largest upload the page accepts (gradio size string)."}
     )
@@ -72,9 +63,9 @@ class AppArguments:
             "--model_dir (a Hub id) into this new folder, instead of serving."
         },
     )
-    device: str | None = _same_as_predict("device")
-    bf16: bool = _same_as_predict("bf16")
-    channels_last: bool = _same_as_predict("channels_last")
+    device: str | None = same_as_predict("device")
+    bf16: bool = same_as_predict("bf16")
+    channels_last: bool = same_as_predict("channels_last")
 
     def __post_init__(self):
         from ..data.transforms import TTA_VIEWS

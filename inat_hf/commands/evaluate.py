@@ -17,13 +17,12 @@ from typing import Literal
 from ..cli import CommandParser, run_command, summary_line
 from ..data.tta_views import TTA_VIEWS
 from ..inference.backoff import DEFAULT_BACKOFF_THRESHOLD
+from .predict import same_as_predict
 
 
 @dataclasses.dataclass
 class EvaluateArguments:
-    model_dir: str = dataclasses.field(
-        metadata={"help": "Checkpoint: a local folder written by save_pretrained / the Trainer, or a Hub id."}
-    )
+    model_dir: str = same_as_predict("model_dir")
     data_dir: str | None = dataclasses.field(
         default=None,
         metadata={"help": "Raw iNat 2021 root (JSON + image folders), prepared on the fly. Or use --dataset_dir."},
@@ -35,10 +34,7 @@ class EvaluateArguments:
     tta: bool = dataclasses.field(
         default=True, metadata={"help": "Test-time augmentation with --tta_views views (--no_tta: one center view)."}
     )
-    tta_views: int = dataclasses.field(
-        default=5,
-        metadata={"help": f"TTA views, 2..{len(TTA_VIEWS)}: " + ", ".join(name for name, *_ in TTA_VIEWS) + "."},
-    )
+    tta_views: int = same_as_predict("tta_views")
     tta_average: Literal["prob", "logit"] = dataclasses.field(
         default="prob", metadata={"help": "Average the views' probabilities (default) or logits."}
     )
@@ -50,8 +46,8 @@ class EvaluateArguments:
     num_workers: int | None = dataclasses.field(
         default=None, metadata={"help": "DataLoader worker processes decoding images (default: min(8, CPUs))."}
     )
-    bf16: bool = dataclasses.field(default=False, metadata={"help": "bf16 autocast for the forward pass."})
-    channels_last: bool = dataclasses.field(default=False, metadata={"help": "Channels-last model and inputs."})
+    bf16: bool = same_as_predict("bf16")
+    channels_last: bool = same_as_predict("channels_last")
     max_samples: int | None = dataclasses.field(
         default=None, metadata={"help": "Evaluate only the first N images of the split (quick checks)."}
     )
@@ -72,9 +68,7 @@ class EvaluateArguments:
             "at a coarser rank (order, or class)."
         },
     )
-    device: str | None = dataclasses.field(
-        default=None, metadata={"help": "torch device (default: cuda when available, else cpu)."}
-    )
+    device: str | None = same_as_predict("device")
     taxon: str = dataclasses.field(
         default="kingdom=Animalia", metadata={"help": "With --data_dir: category filter used to prepare the data."}
     )

@@ -97,6 +97,12 @@ class PredictArguments:
             raise ValueError("--lat/--lon/--date are used by the location prior: pass --geo_prior DIR too.")
 
 
+def same_as_predict(name: str):
+    """A field of another command that means what ``predict.py``'s does: one default and one help text per knob."""
+    f = next(f for f in dataclasses.fields(PredictArguments) if f.name == name)
+    return dataclasses.field(default=f.default, metadata=dict(f.metadata))
+
+
 def expand_inputs(inputs: list[str]) -> list[str]:
     """Files as given; folders -> their image files (recursive, sorted); globs -> matches (``**`` recursive).
 

@@ -120,9 +120,7 @@ def macro_averages(per_class: Mapping[str, np.ndarray]) -> dict[str, float]:
     return {f"macro_{key}": float(per_class[key][present].mean()) for key in ("precision", "recall", "f1")}
 
 
-def classification_report_text(
-    y_true: np.ndarray, y_pred: np.ndarray, label_names: Sequence[str], *, digits: int = 4
-) -> str:
+def classification_report_text(y_true: np.ndarray, y_pred: np.ndarray, label_names: Sequence[str]) -> str:
     """scikit-learn's ``classification_report`` over every label (absent ones included, ``zero_division=0``)."""
     from sklearn.metrics import classification_report
 
@@ -134,7 +132,7 @@ def classification_report_text(
         y_pred,
         labels=np.arange(len(label_names)),
         target_names=[str(n) for n in label_names],
-        digits=digits,
+        digits=4,
         zero_division=0,
     )
 

@@ -142,15 +142,15 @@ def _flatten(table: pa.Table, key: str) -> pa.Table | None:
     return pa.Table.from_arrays(struct, names=[f.name for f in values.type])
 
 
-def _check_required(table: pa.Table, keys: tuple[str, ...], what: str, path: str, id_key: str | None = "id") -> None:
+def _check_required(table: pa.Table, keys: tuple[str, ...], what: str, path: str) -> None:
     for key in keys:
         if key not in table.column_names:
             raise InatDataError(f"{path}: every {what} record needs the key {key!r}; it is missing from all of them.")
         nulls = pc.is_null(table.column(key))
         if pc.any(nulls).as_py():
             positions = np.flatnonzero(nulls.to_numpy(zero_copy_only=False)).tolist()
-            if id_key and id_key != key:
-                ids = table.column(id_key).take(positions[:_MAX_LISTED]).to_pylist()
+            if key != "id":
+                ids = table.column("id").take(positions[:_MAX_LISTED]).to_pylist()
                 where = f"{what} ids {_listing(ids)}"
             else:
                 where = f"{what} records at positions {_listing(positions)}"
@@ -167,7 +167,7 @@ def _check_unique(column: pa.ChunkedArray, what: str, path: str) -> None:
         raise InatDataError(f"{path}: {len(dups)} duplicate {what}: {_listing(dups)}. Each must appear once.")
 
 
-def _check_text(table: pa.Table, what: str, path: str, id_key: str = "id") -> None:
+def _check_text(table: pa.Table, what: str, path: str) -> None:
     """Every string column must be valid UTF-8 (pyarrow's JSON reader does not check; Python fails later on).
 
     The full validation runs in C++; only on failure are the offending records looked up, to name them.
@@ -191,7 +191,7 @@ def _check_text(table: pa.Table, what: str, path: str, id_key: str = "id") -> No
                 value.decode("utf-8")
             except UnicodeDecodeError:
                 bad.append(position)
-        ids = table.column(id_key).take(bad[:_MAX_LISTED]).to_pylist() if id_key in table.column_names else bad
+        ids = table.column("id").take(bad[:_MAX_LISTED]).to_pylist() if "id" in table.column_names else bad
         # bad bytes shown as \xNN escapes (quoted by hand: repr would double the backslashes)
         shown = [f"{i} ('{values[p].decode('utf-8', 'backslashreplace')}')" for i, p in zip(ids, bad)]
         raise InatDataError(

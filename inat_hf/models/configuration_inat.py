@@ -214,13 +214,6 @@ def describe_backbone(
     return _describe(backbone, json.dumps(model_args or {}, sort_keys=True), image_size)
 
 
-def _backbone_kwargs(model_args: dict[str, Any] | None, drop_path_rate: float | None) -> dict[str, Any]:
-    kwargs = dict(model_args or {})
-    if drop_path_rate is not None:
-        kwargs["drop_path_rate"] = drop_path_rate
-    return kwargs
-
-
 class InatConfig(PreTrainedConfig):
     r"""
     Configuration for [`InatForImageClassification`].
@@ -373,7 +366,10 @@ class InatConfig(PreTrainedConfig):
     @property
     def backbone_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for `timm.create_model` besides those the model sets (`model_args` + `drop_path_rate`)."""
-        return _backbone_kwargs(self.model_args, self.drop_path_rate)
+        kwargs = dict(self.model_args or {})
+        if self.drop_path_rate is not None:
+            kwargs["drop_path_rate"] = self.drop_path_rate
+        return kwargs
 
     @property
     def backbone_info(self) -> BackboneInfo:

@@ -210,18 +210,17 @@ class TrainingMetricsCallback(TrainerCallback):
             plot_training_curves(self.path, self.curves_path)
 
 
-def truncate_metrics(path: str, global_step: int) -> int:
-    """Keep the header and the rows of ``path`` up to ``global_step`` (atomically); returns the rows dropped."""
+def truncate_metrics(path: str, global_step: int) -> None:
+    """Keep the header and the rows of ``path`` up to ``global_step`` (atomically)."""
     with open(path, newline="") as f:
         rows = list(csv.reader(f))
     if not rows:
-        return 0
+        return
     header, body = rows[0], rows[1:]
     step = header.index("step")
     kept = [r for r in body if len(r) > step and r[step] and int(float(r[step])) <= global_step]
     with atomic_write(path, newline="") as f:
         csv.writer(f).writerows([header, *kept])
-    return len(body) - len(kept)
 
 
 def plot_training_curves(csv_path: str, png_path: str) -> None:

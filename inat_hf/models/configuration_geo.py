@@ -1,13 +1,8 @@
-"""Configuration of the location/date prior: p(label | latitude, longitude[, day of year]).
+"""Configuration of the location/date prior (:mod:`.modeling_geo`): p(label | latitude, longitude[, day of year]).
 
-The prior follows Mac Aodha, Cole & Perona, "Presence-Only Geographical Priors for Fine-Grained Image
-Classification" (ICCV 2019): coordinates (and optionally the day of the year) are mapped onto a periodic encoding
-(sin/cos of each normalised input), fed through a small fully-connected network with residual blocks, and a final
-linear layer gives one score per label. The label space and taxonomy are those of an image model (``id2label``,
-``label_rank``, ``taxonomy``), so that the two can be fused label by label.
-
-Shipped with checkpoints for ``trust_remote_code``, together with ``configuration_inat.py`` (its rank order);
-imports nothing else of ``inat_hf``.
+Its label space and taxonomy are those of an image model (``id2label``, ``label_rank``, ``taxonomy``), so that the
+two can be fused label by label. Shipped with checkpoints for ``trust_remote_code`` with ``configuration_inat.py``
+(its rank order); imports nothing else of ``inat_hf``.
 """
 
 import math

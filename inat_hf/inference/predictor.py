@@ -1,10 +1,8 @@
-"""Loading a checkpoint for inference and predicting image files: :class:`Predictor`.
+"""Loading a checkpoint for inference and predicting image files: :class:`Predictor`, shared by
+``scripts/evaluate.py`` and ``scripts/predict.py``.
 
-``Predictor.from_pretrained(model_dir)`` checks what inference needs *before* loading weights or reading images:
-the config (labels, taxonomy) and the image processor (``preprocessor_config.json``: resize / crop /
-normalisation, which the :class:`~inat_hf.data.transforms.EvalPreset` / ``TTAPreset`` replicate). It then holds
-the model in eval mode on its device together with the inference options (TTA averaging, bf16, channels-last),
-and serves both ``scripts/evaluate.py`` (through :mod:`inat_hf.inference.evaluator`) and ``scripts/predict.py``.
+Loading checks the config (labels, taxonomy) and the image processor (the evaluation preprocessing the presets
+replicate) *before* loading weights or reading images, so a wrong folder fails at once with a message.
 """
 
 from __future__ import annotations

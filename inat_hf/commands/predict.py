@@ -240,15 +240,12 @@ def run_prediction(args: PredictArguments, extra_inputs: list[str] = ()) -> int:
     lookup = category_id_lookup(Taxonomy.from_config(config)) if args.submission else None
 
     predictor = Predictor.from_pretrained(
-        args.model_dir,
-        device=args.device,
-        bf16=args.bf16,
-        channels_last=args.channels_last,
+        args.model_dir, device=args.device, bf16=args.bf16, channels_last=args.channels_last
     )
     geo, locations = _geo_inputs(args, files, predictor)
     num_views = args.tta_views if args.tta else 1
     top_k = max(args.top_k, 5) if args.submission else args.top_k  # the submission always needs 5
-    done, failed = [], []
+    done, trimmed, failed = [], [], []  # trimmed: the top_k shown and written; done keeps 5 for the submission
     for pred in predictor.predict(
         files,
         top_k=top_k,
@@ -266,11 +263,10 @@ def run_prediction(args: PredictArguments, extra_inputs: list[str] = ()) -> int:
             print(f"error: {printable_path(pred.error)}", file=sys.stderr)
             continue
         done.append(pred)
+        trimmed.append(dataclasses.replace(pred, indices=pred.indices[: args.top_k], probs=pred.probs[: args.top_k]))
         if not args.quiet:
-            shown = dataclasses.replace(pred, indices=pred.indices[: args.top_k], probs=pred.probs[: args.top_k])
-            _print_table(shown, predictor.taxonomy, sys.stdout)
+            _print_table(trimmed[-1], predictor.taxonomy, sys.stdout)
 
-    trimmed = [dataclasses.replace(p, indices=p.indices[: args.top_k], probs=p.probs[: args.top_k]) for p in done]
     if args.output:
         _write_output(args.output, trimmed, predictor.taxonomy)
         print(f"predictions written to {args.output}")

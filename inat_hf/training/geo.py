@@ -20,6 +20,7 @@ import torch
 from ..data.geo import GeoRecords, clean_records, day_of_year, records_from_json, records_from_prepared
 from ..data.inat_json import InatDataError
 from ..inference.files import atomic_write
+from ..inference.metrics import topk_accuracy
 from .geo_arguments import GeoTrainingArguments
 
 __all__ = [
@@ -50,9 +51,7 @@ def topk_hits(scores: np.ndarray, labels: np.ndarray, ks: Sequence[int] = (1, 5)
     k = min(max(ks), scores.shape[1])
     top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
     order = np.take_along_axis(scores, top, 1).argsort(1)[:, ::-1]
-    top = np.take_along_axis(top, order, 1)
-    hits = top == labels[:, None]
-    return {f"top{kk}": float(hits[:, : min(kk, k)].any(1).mean()) if len(labels) else float("nan") for kk in ks}
+    return topk_accuracy(np.take_along_axis(top, order, 1), labels, ks)
 
 
 def knn_baseline(

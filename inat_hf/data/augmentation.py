@@ -131,10 +131,6 @@ class AugmentationConfig:
     @property
     def jitter_hue(self) -> float:
         """Hue amplitude in effect (0 when colour jitter is off)."""
-        if not any(self.jitter_strengths) and not (
-            isinstance(self.color_jitter, tuple) and len(self.color_jitter) == 4
-        ):
-            return 0.0
-        return (
-            self.color_jitter[3] if isinstance(self.color_jitter, tuple) and len(self.color_jitter) == 4 else self.hue
-        )
+        if isinstance(self.color_jitter, tuple) and len(self.color_jitter) == 4:
+            return self.color_jitter[3]
+        return self.hue if any(self.jitter_strengths) else 0.0

@@ -98,9 +98,7 @@ def predictions_frame(
     return pd.DataFrame(columns)
 
 
-# --------------------------------------------------------------------------------------------------------------
-# Plots (object-oriented matplotlib: no pyplot state, no GUI backend)
-# --------------------------------------------------------------------------------------------------------------
+# -- Plots (object-oriented matplotlib: no pyplot state, no GUI backend) -----------------------------------------------
 
 
 def _figure(width: float, height: float):
@@ -188,9 +186,7 @@ def plot_reliability(data: M.ReliabilityData, path: str | os.PathLike, title: st
     fig.savefig(path, dpi=110)
 
 
-# --------------------------------------------------------------------------------------------------------------
-# The report
-# --------------------------------------------------------------------------------------------------------------
+# -- The report --------------------------------------------------------------------------------------------------------
 
 
 def _json_default(value: Any) -> Any:

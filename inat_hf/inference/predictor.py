@@ -40,9 +40,7 @@ class InferenceError(ValueError):
     """Bad input to evaluation / prediction (model, data, files). The message says what is wrong and what to do."""
 
 
-# --------------------------------------------------------------------------------------------------------------
-# Loading, with the checks that must come before any work
-# --------------------------------------------------------------------------------------------------------------
+# -- Loading, with the checks that must come before any work -----------------------------------------------------------
 
 
 def _is_local(model_dir: str) -> bool:
@@ -132,9 +130,7 @@ def _weights_file(path: str) -> str:
     return repr(path)
 
 
-# --------------------------------------------------------------------------------------------------------------
-# Predictor
-# --------------------------------------------------------------------------------------------------------------
+# -- Predictor ---------------------------------------------------------------------------------------------------------
 
 
 @dataclasses.dataclass

@@ -12,9 +12,20 @@ from inat_hf.training.recipe import parse_recipe
 from inat_hf.training.run import run_training
 
 
-def test_evaluation_logs_the_fused_metrics_evaluate_py_computes(write_recipe, prepared_demo, demo_prior, tmp_path):
+@pytest.mark.parametrize("views", [1, 3])
+def test_evaluation_logs_the_fused_metrics_evaluate_py_computes(
+    write_recipe, prepared_demo, demo_prior, tmp_path, views
+):
     recipe = parse_recipe(
-        [str(write_recipe()), "--geo_prior", str(demo_prior), "--num_train_epochs", "1"]
+        [
+            str(write_recipe()),
+            "--geo_prior",
+            str(demo_prior),
+            "--num_train_epochs",
+            "1",
+            "--eval_tta_views",
+            str(views),
+        ]
         + ["--per_device_eval_batch_size", "5", "--metric_for_best_model", "fused_top1"]  # 16 val images: 5, 5, 5, 1
     )
     run = run_training(recipe)
@@ -23,11 +34,13 @@ def test_evaluation_logs_the_fused_metrics_evaluate_py_computes(write_recipe, pr
     assert run.trainer.state.best_metric == history[0]["eval_fused_top1"]
 
     out = tmp_path / "eval"
-    args = ["--model_dir", run.output_dir, "--dataset_dir", str(prepared_demo), "--split", "val", "--no_tta"]
+    args = ["--model_dir", run.output_dir, "--dataset_dir", str(prepared_demo), "--split", "val"]
+    args += ["--no_tta"] if views == 1 else ["--tta_views", str(views)]  # the trainer's TTA averages probabilities
     assert evaluate_main([*args, "--geo_prior", str(demo_prior), "--output_dir", str(out), "--num_workers", "0"]) == 0
     (run_dir,) = out.glob("test_results_*")
     runs = json.loads((run_dir / "summary.json").read_text())["runs"]
-    for prefix, name in (("eval_", "no_tta"), ("eval_fused_", "fused"), ("eval_prior_", "geo_prior")):
+    image = "no_tta" if views == 1 else "tta"
+    for prefix, name in (("eval_", image), ("eval_fused_", "fused"), ("eval_prior_", "geo_prior")):
         for key in ("top1", "top3", "top5", "ece", "macro_f1"):
             assert run.metrics[prefix + key] == pytest.approx(runs[name][key], abs=1e-5), (prefix, key)
         assert run.metrics[prefix + "acc_genus"] == pytest.approx(runs[name]["hierarchical_accuracy"]["genus"])

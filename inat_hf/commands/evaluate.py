@@ -247,26 +247,10 @@ def _load_geo(args: EvaluateArguments, split, label_names, device):
     """The prior aligned to the model's labels and the split's locations (bad ones counted, not used)."""
     if args.geo_prior is None:
         return None, None, None
-    from ..data.geo import clean_records
-    from ..inference.fusion import GeoFusion
-    from ..inference.predictor import InferenceError
+    from ..inference.fusion import GeoFusion, split_locations
 
     geo = GeoFusion.from_pretrained(args.geo_prior, label_names, device=device)
-    missing = {"latitude", "longitude"} - set(split.column_names)
-    if missing:
-        raise InferenceError(f"--geo_prior needs the split's coordinates, but it has no column(s) {sorted(missing)}.")
-    cols = [c for c in ("latitude", "longitude", "date") if c in split.column_names]
-    table = split.select_columns(cols).to_pandas()
-    locations = clean_records(
-        table["latitude"].to_numpy(dtype="float64", na_value=float("nan")),
-        table["longitude"].to_numpy(dtype="float64", na_value=float("nan")),
-        table["date"].tolist() if "date" in table else None,
-        [0] * len(table),
-        split["image_id"] if "image_id" in split.column_names else list(range(len(table))),
-        on_bad_record="skip",
-        keep_rows=True,
-        where=f"{args.split} split",
-    )
+    locations = split_locations(split, f"{args.split} split")
     info = {"prior": args.geo_prior, **geo.summary(), "counts": locations.counts}
     info["note"] = (
         "fused = image run x prior; images without a location keep the image answer (prior-only: the training "

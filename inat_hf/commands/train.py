@@ -60,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from ..data import InatDataError
+    from ..inference.predictor import InferenceError
     from ..training.recipe import RecipeError, parse_recipe
     from ..training.run import check_recipe, run_training
     from ..training.trainer import CheckpointDiskFullError
@@ -74,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
             return _error(str(e))
         try:
             run = run_training(recipe)
-        except InatDataError as e:
+        except (InatDataError, InferenceError) as e:  # bad data, or a --geo_prior that does not fit it
             if debug:
                 raise
             return _error(str(e))

@@ -327,9 +327,12 @@ def compute_metrics(
 # --------------------------------------------------------------------------------------------------------------
 
 
-def preprocess_logits_for_metrics(logits, labels, k: int = DEFAULT_TOPK) -> tuple[torch.Tensor, torch.Tensor]:
+def preprocess_logits_for_metrics(logits, labels, k: int = DEFAULT_TOPK):
     """For ``Trainer(preprocess_logits_for_metrics=...)``: ``[B, C]`` scores -> ``(indices [B, k], probs [B, k])``,
-    so that the Trainer accumulates ``[N, 2k]`` numbers instead of ``[N, C]`` logits."""
+    so that the Trainer accumulates ``[N, 2k]`` numbers instead of ``[N, C]`` logits. A dict of runs' scores
+    (``InatTrainer`` with a location prior: ``{"logits", "fused", "prior"}``) gives a dict of such pairs."""
+    if isinstance(logits, Mapping):
+        return {name: preprocess_logits_for_metrics(scores, labels, k) for name, scores in logits.items()}
     if isinstance(logits, (tuple, list)):  # model outputs with extra tensors (hidden states)
         logits = logits[0]
     probs, indices = logits.float().softmax(dim=-1).topk(min(k, logits.shape[-1]), dim=-1)
@@ -338,7 +341,8 @@ def preprocess_logits_for_metrics(logits, labels, k: int = DEFAULT_TOPK) -> tupl
 
 class TopKComputeMetrics:
     """For ``Trainer(compute_metrics=...)`` together with :func:`preprocess_logits_for_metrics`: top-1/3/5, ECE,
-    macro F1 and (with an ``InatConfig`` taxonomy) accuracy at every rank, as ``acc_<rank>`` keys."""
+    macro F1 and (with an ``InatConfig`` taxonomy) accuracy at every rank, as ``acc_<rank>`` keys; for a dict of
+    runs, each run's besides the image model's (``"logits"``), prefixed with its name (``fused_top1``)."""
 
     def __init__(self, config: Any = None, *, ks: Sequence[int] = (1, 3, 5), n_bins: int = M.DEFAULT_CALIBRATION_BINS):
         self.num_labels = getattr(config, "num_labels", None)
@@ -347,8 +351,17 @@ class TopKComputeMetrics:
         self.n_bins = n_bins
 
     def __call__(self, eval_pred) -> dict[str, float]:
-        (indices, probs), labels = eval_pred.predictions, eval_pred.label_ids
-        predictions = TopKPredictions(np.asarray(indices), np.asarray(probs), np.asarray(labels).reshape(-1))
+        runs, labels = eval_pred.predictions, np.asarray(eval_pred.label_ids).reshape(-1)
+        if not isinstance(runs, Mapping):
+            runs = {"logits": runs}
+        out = {}
+        for name, (indices, probs) in runs.items():  # the image model's metrics unprefixed, "fused_top1", ...
+            prefix = "" if name == "logits" else f"{name}_"
+            run = self._metrics(TopKPredictions(np.asarray(indices), np.asarray(probs), labels))
+            out.update({prefix + key: value for key, value in run.items()})
+        return out
+
+    def _metrics(self, predictions: TopKPredictions) -> dict[str, float]:
         num_labels = self.num_labels or int(max(predictions.indices.max(), predictions.labels.max())) + 1
         result = compute_metrics(
             predictions, num_labels, rank_groups=self.rank_groups, ks=self.ks, n_bins=self.n_bins

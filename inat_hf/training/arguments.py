@@ -163,6 +163,11 @@ class TrainingOptions:
     augmentation_seed: int | None = _help(
         "Seed of per-image augmentation (a function of seed, epoch, index: exact resumes); None = seed.", default=None
     )
+    geo_prior: str | None = _help(
+        "A location/date prior (scripts/train_geo_prior.py): evaluations also log fused metrics, as evaluate.py "
+        "--geo_prior (eval_fused_top1, …, eval_prior_top1, …).",
+        default=None,
+    )
 
     def check_options(self) -> None:
         if self.backbone_learning_rate < 0 or not 0 < self.layer_decay <= 1:

@@ -158,12 +158,18 @@ def check_recipe(recipe: Recipe) -> None:
             "No eval_split, but evaluation is configured: set eval_strategy: 'no' and load_best_model_at_end: false, "
             "or give an eval_split."
         )
+    if args.geo_prior and recipe.data.eval_split is None:
+        raise ValueError("geo_prior adds fused metrics to the evaluation: it needs an eval_split.")
     _check_patience_covers_a_cycle(args)
     metric = (args.metric_for_best_model or "").removeprefix("eval_")
-    if args.load_best_model_at_end and metric not in ("top1", "top3", "top5", "loss"):
+    fused = ("fused_top1", "fused_top3", "fused_top5")
+    if args.load_best_model_at_end and metric not in ("top1", "top3", "top5", "loss", *fused):
         raise ValueError(
-            f"metric_for_best_model must be one of top1, top3, top5, loss; got {args.metric_for_best_model!r}."
+            "metric_for_best_model must be one of top1, top3, top5, loss (or fused_top1/3/5 with geo_prior); got "
+            f"{args.metric_for_best_model!r}."
         )
+    if args.load_best_model_at_end and metric in fused and not args.geo_prior:
+        raise ValueError(f"metric_for_best_model {metric!r} is a fused metric: it needs geo_prior (a prior folder).")
 
 
 def _check_patience_covers_a_cycle(args) -> None:
@@ -246,6 +252,13 @@ def run_training(recipe: Recipe) -> TrainingRun:
     if data_args.eval_split:
         eval_split = select_split(prepared, data_args.eval_split, data_args.max_eval_samples, role="evaluation")
     taxonomy = prepared.taxonomy
+    geo = locations = None
+    if args.geo_prior:  # a prior that does not fit the labels or the split fails here, before any training
+        from ..inference.fusion import GeoFusion, split_locations
+
+        geo = GeoFusion.from_pretrained(args.geo_prior, taxonomy.labels, device=args.device)
+        locations = split_locations(eval_split, f"{data_args.eval_split} split")
+        logger.info(f"Fused metrics with the prior {args.geo_prior}: {locations.counts}")
 
     # ---- model + the image processor it ships with
     model = build_model(recipe, taxonomy, np.asarray(train_split["label"]))
@@ -301,6 +314,8 @@ def run_training(recipe: Recipe) -> TrainingRun:
         callbacks=callbacks,
         mixup=mixup,
         unfreezing=unfreezing,
+        geo=geo,
+        locations=locations,
     )
     if args.should_save:
         save_recipe(recipe, args.output_dir)

@@ -6,7 +6,8 @@ clipping, checkpointing, resuming, logging, early stopping — is the Trainer's 
 * mixup / cutmix with an adaptive probability, applied on the device (:class:`~.mixing.AdaptiveMixup`);
 * AdamW parameter groups with differential learning rates per stage (:func:`~.optim.build_param_groups`);
 * progressive unfreezing that is correct under DDP (:class:`~.callbacks.ProgressiveUnfreezingCallback`);
-* channels_last inputs, test-time augmentation in evaluation, and a hard stop on a NaN/Inf loss.
+* channels_last inputs, test-time augmentation in evaluation, and a hard stop on a NaN/Inf loss;
+* optionally, image x location-prior fused metrics at every evaluation (``geo=``, as ``evaluate.py --geo_prior``).
 """
 
 from __future__ import annotations
@@ -64,6 +65,33 @@ class _NonFiniteLossCallback(TrainerCallback):
     on_epoch_end = on_step_end
 
 
+class _NumberedRows(torch.utils.data.Dataset):
+    """The evaluation dataset's items with their row number (``"rows"``): fusion looks each image's location up by
+    it, whatever order the sampler (or DDP's sharding, padding included) visits the rows in."""
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int):
+        return {**self.dataset[index], "rows": index}
+
+
+class _CollateRows:
+    """The collator's batch, plus the items' ``"rows"`` (int64 ``[B]``) when they carry them (evaluation only)."""
+
+    def __init__(self, collator):
+        self.collator = collator
+
+    def __call__(self, features):
+        batch = self.collator(features)
+        if "rows" in features[0]:
+            batch["rows"] = torch.tensor([f["rows"] for f in features], dtype=torch.long)
+        return batch
+
+
 class CheckpointDiskFullError(OSError):
     """The disk filled up while a checkpoint was being written."""
 
@@ -95,6 +123,9 @@ class InatTrainer(Trainer):
     Args (besides the Trainer's):
         mixup: an :class:`AdaptiveMixup`, or None for no mixing.
         unfreezing: a :class:`ProgressiveUnfreezingCallback`, or None to train every stage from the start.
+        geo: a :class:`~inat_hf.inference.fusion.GeoFusion` (location prior aligned to the model's labels) and
+            ``locations``, the ``eval_dataset``'s :class:`~inat_hf.data.geo.GeoRecords` row by row: every evaluation
+            of that dataset also reports ``fused_*`` (image x prior) and ``prior_*`` (prior only) metrics.
     The learning rates come from the training arguments: ``learning_rate`` (head and attention),
     ``backbone_learning_rate`` and ``layer_decay`` (see :class:`~.arguments.InatTrainingArguments`).
     """
@@ -104,9 +135,17 @@ class InatTrainer(Trainer):
         *args,
         mixup: AdaptiveMixup | None = None,
         unfreezing: ProgressiveUnfreezingCallback | None = None,
+        geo=None,
+        locations=None,
         **kwargs,
     ):
         super().__init__(*args, **kwargs)
+        self.geo, self.locations = geo, locations
+        if geo is not None:
+            if locations is None or self.eval_dataset is None or len(locations) != len(self.eval_dataset):
+                raise ValueError("geo fusion needs an eval_dataset and its locations, one record per image.")
+            self.eval_dataset = _NumberedRows(self.eval_dataset)
+            self.data_collator = _CollateRows(self.data_collator)
         if self.compute_metrics is None:
             # Evaluation keeps only the top-5 indices and probabilities of each image ([N, 10] numbers instead of
             # the [N, C] logits, which do not fit in memory for iNat's size) and scores them with the one metrics
@@ -262,6 +301,27 @@ class InatTrainer(Trainer):
         super().log(logs, *args, **kwargs)
 
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
+        inputs = dict(inputs)
+        rows = inputs.pop("rows", None)  # the images' row numbers, for their locations (geo=)
+        loss, logits, labels = self._image_prediction_step(model, inputs, prediction_loss_only, ignore_keys)
+        if rows is None or self.geo is None or logits is None:
+            return loss, logits, labels
+        scores = logits[0] if isinstance(logits, (tuple, list)) else logits
+        rows = rows.cpu().numpy()
+        with torch.no_grad():
+            # the library's fusion, as evaluate.py's; images without a location keep the image scores
+            fused = self.geo.fuse(scores, self.locations, rows)
+            prior = self.geo.log_probs(self.locations, rows).to(scores.device)
+        return loss, {"logits": scores, "fused": fused, "prior": prior}, labels
+
+    def _set_signature_columns_if_needed(self):
+        super()._set_signature_columns_if_needed()
+        if self.geo is not None and "rows" not in self._signature_columns:
+            # the Trainer drops item keys the model's forward does not take (remove_unused_columns) before the
+            # collator sees them; prediction_step takes "rows" out of the batch before the forward
+            self._signature_columns.append("rows")
+
+    def _image_prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
         pixel_values = inputs.get("pixel_values")
         if pixel_values is None or pixel_values.ndim != 5:
             return super().prediction_step(model, inputs, prediction_loss_only, ignore_keys=ignore_keys)

@@ -1,5 +1,6 @@
 """Two processes (gloo on CPU) under `accelerate launch`: disjoint shards, per-rank mixing draws, identical weights
-after an unfreeze, and a resumed 2-process run that ends exactly like the uninterrupted one."""
+after an unfreeze, fused (location prior) metrics gathered in the right order, and a resumed 2-process run that
+ends exactly like the uninterrupted one."""
 
 import json
 
@@ -7,6 +8,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from inat_hf.commands.evaluate import main as evaluate_main
 from tests.training.conftest import accelerate_launch
 
 
@@ -21,7 +23,7 @@ def _draws(logs, rank):
 
 
 @pytest.mark.slow
-def test_two_process_run_shards_data_and_keeps_replicas_identical(write_recipe, tmp_path):
+def test_two_process_run_shards_data_and_keeps_replicas_identical(write_recipe, prepared_demo, demo_prior, tmp_path):
     logs = tmp_path / "logs"
     logs.mkdir()
     recipe = write_recipe(
@@ -32,6 +34,8 @@ def test_two_process_run_shards_data_and_keeps_replicas_identical(write_recipe, 
             "unfreeze_schedule": "layer4:1,layer3:1",
             "dataloader_num_workers": 1,
             "load_best_model_at_end": False,  # the final model is the last one (compared with the resumed run)
+            "geo_prior": str(demo_prior),
+            "per_device_eval_batch_size": 5,  # 16 val images: rank 0 gets batches 0 and 2, rank 1 1 and 3 (1 + padding)
         },
     )
     _launch(logs, recipe)
@@ -63,6 +67,16 @@ def test_two_process_run_shards_data_and_keeps_replicas_identical(write_recipe, 
     stages = saved.stage_parameter_names(["layer4", "layer2"])
     assert any(not torch.equal(epoch0[n], final[n]) for n in stages["layer4"])
     assert all(torch.equal(epoch0[n], final[n]) for n in stages["layer2"])
+
+    # each rank fused its own images' scores with their locations: the gathered metrics are evaluate.py's
+    final_metrics = json.loads((out / "eval_results.json").read_text())
+    args = ["--model_dir", str(out), "--dataset_dir", str(prepared_demo), "--no_tta", "--num_workers", "0"]
+    assert evaluate_main([*args, "--geo_prior", str(demo_prior), "--output_dir", str(tmp_path / "eval")]) == 0
+    (run_dir,) = (tmp_path / "eval").glob("test_results_*")
+    runs = json.loads((run_dir / "summary.json").read_text())["runs"]
+    for key in ("top1", "top5", "ece"):
+        assert final_metrics[f"eval_fused_{key}"] == pytest.approx(runs["fused"][key], abs=1e-5), key
+        assert final_metrics[f"eval_{key}"] == pytest.approx(runs["no_tta"][key], abs=1e-5), key
 
     # resuming both processes from the end of epoch 0 replays epoch 1 exactly: same draws on each rank, same weights
     resumed_logs = tmp_path / "resumed_logs"

@@ -185,7 +185,22 @@ def test_resolved_recipe_round_trips(write_recipe, tmp_path):
         (["--eval_split", "none"], r"No eval_split, but evaluation is configured"),
         (
             ["--metric_for_best_model", "accuracy"],
-            r"metric_for_best_model must be one of top1, top3, top5, loss; got 'accuracy'",
+            r"metric_for_best_model must be one of top1, top3, top5, loss \(or fused_top1/3/5 with geo_prior\); "
+            r"got 'accuracy'",
+        ),
+        (["--metric_for_best_model", "fused_top1"], r"'fused_top1' is a fused metric: it needs geo_prior"),
+        (
+            [
+                "--geo_prior",
+                "prior/",
+                "--eval_split",
+                "none",
+                "--eval_strategy",
+                "no",
+                "--load_best_model_at_end",
+                "0",
+            ],
+            r"geo_prior adds fused metrics to the evaluation: it needs an eval_split",
         ),
     ],
 )

@@ -14,6 +14,16 @@ from inat_hf.commands.app import main
 from inat_hf.commands.predict import main as predict_main
 
 
+def _run_in_space(space, code: str, photo) -> dict:
+    """Run ``code`` as Spaces run the app (from its folder, nothing of this checkout on the path); its last JSON line."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(photo)], cwd=space, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
 def test_without_gradio_the_command_says_how_to_install_it(monkeypatch, tmp_path, capsys):
     monkeypatch.setitem(sys.modules, "gradio", None)  # `import gradio` now raises ImportError
     # A model folder that does not exist: the missing gradio must be reported first, before any loading.
@@ -93,12 +103,7 @@ def test_export_space_builds_a_runnable_space(trained_model_dir, demo_root, tmp_
         "print(json.dumps({'package': inat_hf.__file__, 'blocks': type(app.demo).__name__, "
         "'top1': next(iter(r.label)), 'prob': next(iter(r.label.values()))}))"
     )
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    proc = subprocess.run(
-        [sys.executable, "-c", code, str(photo)], cwd=space, env=env, capture_output=True, text=True, timeout=300
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    shown = json.loads(proc.stdout.strip().splitlines()[-1])
+    shown = _run_in_space(space, code, photo)
     assert shown["package"].startswith(str(space)) and shown["blocks"] == "Blocks"
 
     out = tmp_path / "p.json"
@@ -131,12 +136,7 @@ def test_export_space_with_geo_prior(trained_model_dir, demo_prior, demo_root, t
         "print(json.dumps({'prior': app.page.geo.model.name_or_path, 'label': r.label, "
         "'backoff': r.prediction.backoff}))"
     )
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    proc = subprocess.run(
-        [sys.executable, "-c", code, str(photo)], cwd=space, env=env, capture_output=True, text=True, timeout=300
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    shown = json.loads(proc.stdout.strip().splitlines()[-1])
+    shown = _run_in_space(space, code, photo)
     assert shown["prior"] == str(space / "geo_prior")
 
     out = tmp_path / "p.json"

@@ -191,7 +191,9 @@ class InatTrainer(Trainer):
     # ------------------------------------------------------------------ data
     # `dataloader_drop_last` is for training batches (even batches for mixup, > 1 image for BatchNorm), but
     # transformers (checked on 5.24) applies it to every loader and has no per-split switch: the public evaluation
-    # and test getters turn it off while they build theirs, so no image of the split is skipped.
+    # and test getters turn it off while they build theirs, so no image of the split is skipped. With geo fusion
+    # they also keep the items' "rows" key, which column removal would drop (the model's forward does not take it;
+    # prediction_step takes it out of the batch before the forward).
     def get_eval_dataloader(self, eval_dataset=None):
         return self._without_drop_last(super().get_eval_dataloader, eval_dataset)
 
@@ -199,11 +201,14 @@ class InatTrainer(Trainer):
         return self._without_drop_last(super().get_test_dataloader, test_dataset)
 
     def _without_drop_last(self, get_dataloader, dataset):
-        drop_last, self.args.dataloader_drop_last = self.args.dataloader_drop_last, False
+        args = self.args
+        saved = args.dataloader_drop_last, args.remove_unused_columns
+        args.dataloader_drop_last = False
+        args.remove_unused_columns = args.remove_unused_columns and self.geo is None
         try:
             return get_dataloader(dataset)
         finally:
-            self.args.dataloader_drop_last = drop_last
+            args.dataloader_drop_last, args.remove_unused_columns = saved
 
     # ------------------------------------------------------------------ steps
     def _prepare_inputs(self, inputs):
@@ -313,13 +318,6 @@ class InatTrainer(Trainer):
             fused = self.geo.fuse(scores, self.locations, rows)
             prior = self.geo.log_probs(self.locations, rows).to(scores.device)
         return loss, {"logits": scores, "fused": fused, "prior": prior}, labels
-
-    def _set_signature_columns_if_needed(self):
-        super()._set_signature_columns_if_needed()
-        if self.geo is not None and "rows" not in self._signature_columns:
-            # the Trainer drops item keys the model's forward does not take (remove_unused_columns) before the
-            # collator sees them; prediction_step takes "rows" out of the batch before the forward
-            self._signature_columns.append("rows")
 
     def _image_prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
         pixel_values = inputs.get("pixel_values")

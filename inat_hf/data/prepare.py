@@ -1,4 +1,4 @@
-"""Python API around :class:`~inat_hf.data.builder.InatBuilder`: prepare, cache, save, reload, summarise."""
+"""The prepared dataset folder: :class:`PreparedInat`, its safe atomic writing, reopening, and the summary."""
 
 from __future__ import annotations
 
@@ -9,13 +9,12 @@ import json
 import logging
 import os
 import shutil
-import time
 import uuid
 from typing import Any
 
 import datasets
 
-from .builder import REPORT_FILE, TAXONOMY_FILE, InatBuilder
+from .builder import REPORT_FILE, TAXONOMY_FILE
 from .inat_json import InatDataError
 from .taxonomy import RANKS, Taxonomy
 
@@ -35,97 +34,6 @@ class PreparedInat:
     taxonomy: Taxonomy
     report: dict[str, Any]
     path: str | None = None  # the save_to_disk folder, when there is one
-
-
-def prepare_inat(
-    data_dir: str | os.PathLike,
-    *,
-    splits: str | list[str] | dict[str, str] | None = None,
-    rank: str = "species",
-    taxon: str | None = "kingdom=Animalia",
-    image_storage: str | None = None,
-    resize_shorter: int | None = None,
-    jpeg_quality: int = 90,
-    on_bad_image: str = "error",
-    verify_files: bool = True,
-    max_image_pixels: int | None = None,
-    num_workers: int | None = None,
-    cache_dir: str | os.PathLike | None = None,
-    force_rebuild: bool = False,
-    output_dir: str | os.PathLike | None = None,
-    overwrite: bool = False,
-    follow_symlinks: bool = False,
-) -> PreparedInat:
-    """Prepare (or reuse from cache) an iNat 2021 root as a :class:`datasets.DatasetDict`.
-
-    Args:
-        data_dir: the iNat 2021 root: split JSON files next to the image folders their ``file_name`` point to.
-        splits: ``"train,val"``, ``"train=train_60.json,val=val_20.json"``, a list or a mapping; default: every
-            standard file present (train, train_mini, val, public_test).
-        rank: label rank (species, genus, family, order, class, phylum, kingdom).
-        taxon: category filter, e.g. ``"kingdom=Animalia"`` (default), ``"class=Aves|Mammalia"``, ``"none"``.
-        image_storage: ``"path"`` (references, default) or ``"bytes"`` (embedded JPEGs; default when resizing).
-        resize_shorter: with bytes storage, shrink images so the shorter side is at most this many pixels.
-        jpeg_quality: quality of re-encoded JPEGs (resized or repaired images).
-        on_bad_image: ``"error"`` stops at the first bad image; ``"skip"`` leaves it out and reports it.
-        verify_files: decode every image (at reduced scale) to find missing/corrupt files up front.
-        max_image_pixels: images with more pixels are rejected as decompression bombs (default: PIL's limit).
-        num_workers: processes that check/encode images (default: up to 8, one per core).
-        cache_dir: datasets cache root (default: ``HF_DATASETS_CACHE``).
-        force_rebuild: rebuild even if a cache for the same inputs and options exists.
-        output_dir: if given, also write the dataset there (see :func:`save_prepared`).
-        overwrite: let ``output_dir`` be a non-empty folder that is not a prepared dataset (its files are kept).
-        follow_symlinks: accept image files that are symbolic links to files outside ``data_dir`` (by default
-            such an image is bad: paths stay confined to the data root).
-    """
-    if output_dir is not None:  # refuse a destructive output folder before the (long) build
-        check_output_dir(output_dir, data_dir, overwrite=overwrite)
-    if image_storage is None:
-        image_storage = "bytes" if resize_shorter else "path"
-    options = dict(
-        rank=rank,
-        taxon=taxon if taxon is not None else "none",
-        image_storage=image_storage,
-        resize_shorter=resize_shorter,
-        jpeg_quality=jpeg_quality,
-        on_bad_image=on_bad_image,
-        verify_files=verify_files,
-        follow_symlinks=follow_symlinks,
-    )
-    if max_image_pixels is not None:
-        options["max_image_pixels"] = max_image_pixels
-    start = time.perf_counter()
-    builder = InatBuilder(
-        data_dir=os.fspath(data_dir),
-        splits=splits,
-        num_workers=num_workers,
-        cache_dir=os.fspath(cache_dir) if cache_dir is not None else None,
-        **options,
-    )
-    reused = os.path.isfile(os.path.join(builder.cache_dir, datasets.config.DATASET_INFO_FILENAME))
-    try:
-        if force_rebuild:
-            # datasets re-verifies split sizes against the old cache's info unless told not to.
-            builder.download_and_prepare(download_mode="force_redownload", verification_mode="no_checks")
-            reused = False
-        else:
-            builder.download_and_prepare()
-    except datasets.exceptions.DatasetGenerationError as err:
-        # The builder's own errors are the informative ones: surface them instead of datasets' wrapper.
-        cause = err.__cause__
-        while cause is not None and not isinstance(cause, InatDataError):
-            cause = cause.__cause__
-        if cause is not None:
-            raise cause from None
-        raise
-    dataset = builder.as_dataset()
-    report = builder.read_report()
-    report.update(cache_dir=builder.cache_dir, reused_cache=reused, seconds=round(time.perf_counter() - start, 2))
-    taxonomy = builder.read_taxonomy()
-    prepared = PreparedInat(dataset=dataset, taxonomy=taxonomy, report=report)
-    if output_dir is not None:
-        save_prepared(prepared, output_dir, overwrite=overwrite)
-    return prepared
 
 
 def _real(path: str | os.PathLike) -> str:

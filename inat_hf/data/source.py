@@ -101,12 +101,12 @@ def load_data(args: DataArguments, splits: Sequence[str] | None = None) -> Prepa
         prepared = load_prepared(args.dataset_dir)
     else:
         prepared = _prepare(args, args.splits or (",".join(splits) if splits else None))
-    missing = [s for s in splits or () if s not in prepared.dataset]
-    if missing:
-        raise InatDataError(
-            f"split(s) {missing} not in {args.dataset_dir or args.data_dir}; available: {', '.join(prepared.dataset)}"
-            + (". Add them to --splits." if args.data_dir else ".")
-        )
+    for name in splits or ():
+        if name not in prepared.dataset:
+            raise InatDataError(
+                f"split {name!r} not found in {args.dataset_dir or args.data_dir}; available: "
+                f"{', '.join(prepared.dataset)}" + (" (--splits names what is prepared)." if args.data_dir else ".")
+            )
     return prepared
 
 

@@ -21,10 +21,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..data.geo import GeoRecords, clean_records, day_of_year
-from .predictor import InferenceError
-
-__all__ = ["GeoFusion", "Location", "exif_location", "location_from_values", "photo_locations", "split_locations"]
+from ..inference.predictor import InferenceError  # (inference/errors.py once it exists)
+from .records import GeoRecords, day_of_year, split_records
 
 
 @dataclasses.dataclass
@@ -126,25 +124,9 @@ def exif_location(path: str | os.PathLike) -> Location:
 
 
 def split_locations(split, where: str) -> GeoRecords:
-    """The locations of a prepared split's images, row by row (``latitude``, ``longitude``, optional ``date``), for
-    fusion: a bad location or date is counted (``counts``) and left out, so that image is scored image-only."""
-    missing = {"latitude", "longitude"} - set(split.column_names)
-    if missing:
-        raise InferenceError(
-            f"fusion with the prior needs the {where}'s coordinates, but it has no column(s) {sorted(missing)}."
-        )
-    cols = [c for c in ("latitude", "longitude", "date") if c in split.column_names]
-    table = split.select_columns(cols).to_pandas()
-    return clean_records(
-        table["latitude"].to_numpy(dtype="float64", na_value=float("nan")),
-        table["longitude"].to_numpy(dtype="float64", na_value=float("nan")),
-        table["date"].tolist() if "date" in table else None,
-        [0] * len(table),
-        split["image_id"] if "image_id" in split.column_names else list(range(len(table))),
-        on_bad_record="skip",
-        keep_rows=True,
-        where=where,
-    )
+    """A dataset split's locations, one record per image: a bad location or date is counted and left out, so that
+    image is scored image-only."""
+    return split_records(split, where, on_bad_record="skip", keep_rows=True)
 
 
 class GeoFusion:

@@ -1,8 +1,4 @@
-"""Location columns of iNat records for the location/date prior: reading, date parsing and input checks.
-
-The prior reads ``latitude``, ``longitude``, ``date`` and ``label`` only: from a prepared folder
-(:func:`records_from_prepared`) or straight from iNat JSON files, images-only JSON included, without any image file
-(:func:`records_from_json`).
+"""The location/date prior's records: ``latitude``, ``longitude``, ``date`` and ``label`` of a dataset split.
 
 Input checking (:func:`clean_records`): a record either has a complete, valid location or none. Records without
 coordinates are counted (at training they are left out; at prediction the prior is neutral for them). Coordinates
@@ -14,23 +10,12 @@ record, or only its location with ``keep_rows``; a bad date only its date). Neve
 from __future__ import annotations
 
 import dataclasses
-import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-import pyarrow.compute as pc
 
-from .inat_json import (
-    InatDataError,
-    categories_from_dir_names,
-    categories_per_image,
-    categories_to_records,
-    read_inat_json,
-)
-from .taxonomy import Taxonomy, parse_taxon_filter
-
-__all__ = ["ON_BAD_RECORD", "GeoRecords", "clean_records", "day_of_year", "records_from_json", "records_from_prepared"]
+from ..data.inat_json import InatDataError
 
 ON_BAD_RECORD = ("error", "skip")
 _LISTED = 10
@@ -65,9 +50,6 @@ class GeoRecords:
             self.ids[mask],
             dict(self.counts),
         )
-
-
-# -- Dates and input checks --------------------------------------------------------------------------------------------
 
 
 def day_of_year(dates: Sequence[Any]) -> tuple[np.ndarray, np.ndarray]:
@@ -164,100 +146,21 @@ def clean_records(
     return records.subset(keep)
 
 
-# -- Reading location columns ------------------------------------------------------------------------------------------
-
-
-def records_from_prepared(
-    dataset_dir: str | os.PathLike, splits: Sequence[str], *, on_bad_record: str = "error"
-) -> tuple[dict[str, GeoRecords], Taxonomy]:
-    """Location columns of ``splits`` of a prepared folder (``scripts/prepare_data.py --output_dir``)."""
-    from .prepare import load_prepared
-
-    prepared = load_prepared(dataset_dir)
-    out = {}
-    for split in splits:
-        if split not in prepared.dataset:
-            raise InatDataError(f"split {split!r} not in {dataset_dir}; available: {', '.join(prepared.dataset)}.")
-        data = prepared.dataset[split]
-        missing = {"latitude", "longitude", "label"} - set(data.column_names)
-        if missing:
-            raise InatDataError(
-                f"{dataset_dir} [{split}] has no column(s) {sorted(missing)}: no location to learn from."
-            )
-        cols = [c for c in ("latitude", "longitude", "date", "label", "image_id") if c in data.column_names]
-        table = data.select_columns(cols).to_pandas()
-        out[split] = clean_records(
-            table["latitude"].to_numpy(dtype=np.float64, na_value=np.nan),
-            table["longitude"].to_numpy(dtype=np.float64, na_value=np.nan),
-            table["date"].tolist() if "date" in table else None,
-            table["label"].to_numpy(),
-            table["image_id"].to_numpy() if "image_id" in table else np.arange(len(table)),
-            on_bad_record=on_bad_record,
-            where=f"{dataset_dir} [{split}]",
-        )
-    return out, prepared.taxonomy
-
-
-def records_from_json(
-    files: Mapping[str, str | os.PathLike],
-    *,
-    rank: str = "species",
-    taxon: str | None = "kingdom=Animalia",
-    on_bad_record: str = "error",
-) -> tuple[dict[str, GeoRecords], Taxonomy]:
-    """Location columns straight from iNat JSON files (``{split: path}``); no image file is read.
-
-    Categories come from ``categories`` + ``annotations`` or, for images-only JSON, from the folder names in
-    ``file_name``. The label space is built from the union of the files' categories after the ``taxon`` filter
-    (the builder's rule), so it matches a model trained on data prepared with the same ``rank`` and ``taxon``;
-    records of filtered-out categories are counted (``filtered_by_taxon``), not trained on.
-    """
-    parsed, categories = {}, {}
-    for split, path in files.items():
-        data = read_inat_json(path)
-        if data.annotations is not None and data.categories is not None:
-            cats = categories_to_records(data.categories)
-            per_image = categories_per_image(data, data.categories.column("id").combine_chunks())
-        else:
-            derived = categories_from_dir_names(data.images, data.path)
-            if derived is None:
-                raise InatDataError(
-                    f"{path}: no annotations and no category folders in file_name: an unlabeled split cannot "
-                    "train or score the prior."
-                )
-            cats, per_image = derived
-        for cat in cats:
-            other = categories.setdefault(cat["id"], cat)
-            if other["species"] != cat["species"]:
-                raise InatDataError(
-                    f"category {cat['id']} is {other['species']!r} in one file, {cat['species']!r} in {path}."
-                )
-        parsed[split] = (data, np.asarray(per_image.to_numpy(zero_copy_only=False)))
-    terms = parse_taxon_filter(taxon)
-    kept = [c for c in categories.values() if all(c[r] in v for r, v in terms.items())]
-    if not kept:
-        raise InatDataError(f"the taxon filter {taxon!r} keeps none of the {len(categories)} categories; use 'none'.")
-    taxonomy = Taxonomy.from_categories(kept, rank)
-    all_ids = [cat_id for ids in taxonomy.category_ids for cat_id in ids]
-    max_id = max([*all_ids, *(int(c.max()) for _, c in parsed.values() if len(c))])
-    label_of = np.full(max_id + 1, -1, dtype=np.int64)  # category id -> label (-1: filtered out)
-    for index, ids in enumerate(taxonomy.category_ids):
-        label_of[ids] = index
-    out = {}
-    for split, (data, cat_ids) in parsed.items():
-        labels = label_of[cat_ids.astype(np.int64)]
-        kept_rows = labels >= 0
-        images = data.images.filter(kept_rows) if not kept_rows.all() else data.images
-        records = clean_records(
-            pc.fill_null(images.column("latitude"), float("nan")).to_numpy(),
-            pc.fill_null(images.column("longitude"), float("nan")).to_numpy(),
-            images.column("date").to_pylist(),
-            labels[kept_rows],
-            images.column("id").to_numpy(),
-            on_bad_record=on_bad_record,
-            where=data.path,
-        )
-        # `records` and the rest count the records of kept categories; these were left out before any check.
-        records.counts["filtered_by_taxon"] = int((~kept_rows).sum())
-        out[split] = records
-    return out, taxonomy
+def split_records(split, where: str, *, on_bad_record: str = "error", keep_rows: bool = False) -> GeoRecords:
+    """The location columns (``latitude``, ``longitude``, optional ``date`` and ``label``) of a dataset split, checked
+    by :func:`clean_records`. Fusion reads them with ``on_bad_record="skip", keep_rows=True``: one record per image."""
+    missing = {"latitude", "longitude"} - set(split.column_names)
+    if missing:
+        raise InatDataError(f"{where} has no column(s) {sorted(missing)}: no location to learn from or fuse with.")
+    cols = [c for c in ("latitude", "longitude", "date", "label", "image_id") if c in split.column_names]
+    table = split.select_columns(cols).to_pandas()
+    return clean_records(
+        table["latitude"].to_numpy(dtype=np.float64, na_value=np.nan),
+        table["longitude"].to_numpy(dtype=np.float64, na_value=np.nan),
+        table["date"].tolist() if "date" in table else None,
+        table["label"].to_numpy() if "label" in table else np.full(len(table), -1),
+        table["image_id"].to_numpy() if "image_id" in table else np.arange(len(table)),
+        on_bad_record=on_bad_record,
+        keep_rows=keep_rows,
+        where=where,
+    )

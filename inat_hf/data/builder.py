@@ -58,30 +58,23 @@ METADATA_COLUMNS = {
 }
 
 
-def parse_splits(splits: str | list[str] | dict[str, str] | None, data_dir: str) -> dict[str, str]:
-    """``"train,val"`` / ``"train=train_60.json,val"`` / list / mapping → ``{split name: json path}``.
-
-    ``None`` selects every standard iNat 2021 file present (train, train_mini, val, public_test).
-    """
-    if splits is None or splits == "" or splits == []:
+def parse_splits(splits: str | None, data_dir: str) -> dict[str, str]:
+    """``"train,val"`` / ``"train=train_60.json,val"`` → ``{split name: json path}``; ``None``: every standard iNat
+    2021 file present (train, train_mini, val, public_test)."""
+    if not splits:
         found = {s: os.path.join(data_dir, f"{s}.json") for s in STANDARD_SPLITS}
         found = {s: p for s, p in found.items() if os.path.isfile(p)}
         if not found:
-            present = sorted(f for f in os.listdir(data_dir) if f.endswith(".json")) if os.path.isdir(data_dir) else []
+            present = sorted(f for f in os.listdir(data_dir) if f.endswith(".json"))
             raise InatDataError(
                 f"No iNat 2021 split file ({', '.join(s + '.json' for s in STANDARD_SPLITS)}) in {data_dir}; "
                 f"JSON files there: {present or 'none'}. Name the files with --splits name=file.json."
             )
         return found
-    if isinstance(splits, str):
-        splits = [s for s in (part.strip() for part in splits.split(",")) if s]
-    if isinstance(splits, dict):
-        items = list(splits.items())
-    else:
-        items = [tuple(s.split("=", 1)) if "=" in s else (s, f"{s}.json") for s in splits]
+    items = [p.split("=", 1) if "=" in p else (p, f"{p}.json") for p in map(str.strip, splits.split(",")) if p]
     resolved: dict[str, str] = {}
     for name, file in items:
-        name = name.strip()
+        name, file = name.strip(), file.strip()
         if not name.replace("_", "").isalnum():
             raise InatDataError(f"Invalid split name {name!r}: use letters, digits and underscores (e.g. 'train').")
         if name in resolved:
@@ -151,7 +144,6 @@ class InatBuilder(datasets.ArrowBasedBuilder):
     VERSION = datasets.Version("1.1.0")
 
     def __init__(self, args: DataArguments, splits: str | None = None, **kwargs):
-        """The builder of ``args.data_dir`` with ``args``' options; ``splits`` as in :func:`parse_splits`."""
         data_dir = os.path.abspath(os.path.expanduser(args.data_dir))
         if not os.path.isdir(data_dir):
             raise InatDataError(f"data_dir does not exist or is not a directory: {data_dir}")

@@ -81,13 +81,9 @@ def check_output_dir(
     overwrite: bool = False,
     entries: list[str] | None = None,
 ) -> list[str]:
-    """Refuse an output folder whose replacement could destroy input or files this project did not write.
-
-    Returns the entries of the existing folder that are *not* ours (kept across the replacement). Raises
-    :class:`InatDataError` when the folder is, contains or lies inside the data root; when it exists and is not
-    a folder; when it is non-empty, not a prepared dataset and ``overwrite`` is off; and when one of our
-    ``entries`` would replace a file or folder that prepare did not write.
-    """
+    """Refuse (:class:`InatDataError`) an output folder that is, holds or lies in the data root, is not a folder,
+    is a non-empty foreign folder without ``overwrite``, or holds a foreign file one of our ``entries`` would
+    replace. Returns the existing entries that are not ours (kept across the replacement)."""
     out = _real(output_dir)
     if data_dir is not None:
         root = _real(data_dir)
@@ -154,10 +150,8 @@ def _exchange(a: str, b: str) -> bool:
 
 
 def _remove_owned(folder: str) -> list[str]:
-    """Delete the entries ``folder``'s manifest lists (the manifest last), then the folder if that empties it.
-
-    Returns what is left (entries prepare did not write), which is never deleted.
-    """
+    """Delete the entries ``folder``'s manifest lists (the manifest last), and the folder if that empties it;
+    returns what is left (never deleted: prepare did not write it)."""
     owned = _owned_entries(folder) or {PREPARED_MANIFEST}
     for entry in sorted(owned - {PREPARED_MANIFEST}):
         path = os.path.join(folder, entry)
@@ -197,11 +191,9 @@ def _clean_staging(out: str) -> None:
 def save_prepared(prepared: PreparedInat, output_dir: str | os.PathLike, *, overwrite: bool = False) -> None:
     """Write ``prepared`` as a ``datasets.load_from_disk`` folder plus ``taxonomy.json`` and ``prepare_report.json``.
 
-    Safe and atomic: the folder is checked first (:func:`check_output_dir`: never the data root, never a
-    foreign non-empty folder without ``overwrite``); the whole dataset is written into a hidden sibling folder
-    and swapped in at the end (one atomic rename exchange on Linux), so a reader -- or a run killed at any
-    point -- sees the old dataset or the new one, never a mix. Of the old folder only what a previous prepare
-    wrote (its manifest, :data:`PREPARED_MANIFEST`) is removed; other files move into the new folder.
+    Checked first (:func:`check_output_dir`), written into a hidden sibling folder and swapped in at the end (one
+    atomic rename exchange on Linux): a reader, or a run killed at any point, sees the old dataset or the new one.
+    Of the old folder only what a previous prepare wrote (:data:`PREPARED_MANIFEST`) is removed; other files stay.
     """
     out = os.path.abspath(os.fspath(output_dir)).rstrip(os.sep)
     entries = [
@@ -254,13 +246,9 @@ def _swap_in(staging: str, out: str, foreign: list[str]) -> None:
 
 
 def _save_split(dataset: datasets.Dataset, split_dir: str, split: str) -> None:
-    """One split in the ``save_to_disk`` layout, without copying the images.
-
-    ``Dataset.save_to_disk`` always embeds local image files into the Arrow data: with reference storage it would
-    copy the whole image collection into the output. The builder's Arrow files already hold exactly the rows we
-    want, so they are hard-linked (or copied across file systems) and described with the ``state.json`` /
-    ``dataset_info.json`` that ``save_to_disk`` writes.
-    """
+    """One split in the ``save_to_disk`` layout. ``Dataset.save_to_disk`` embeds local image files (it would copy
+    every image of a reference-storage dataset); the builder's Arrow files already hold the rows, so they are
+    hard-linked (or copied) and described with the ``state.json`` / ``dataset_info.json`` it writes."""
     # datasets has no public API for either: `_indices` (a select/shuffle view) and the private state.json keys
     # below were checked against datasets 5.2; test_saved_split_is_what_save_to_disk_writes fails when they change.
     files = [f["filename"] for f in dataset.cache_files]

@@ -30,20 +30,14 @@ class DataArguments:
     """A prepared folder (``dataset_dir``) XOR a raw iNat 2021 root (``data_dir``) and how to prepare it."""
 
     dataset_dir: str | None = _option("A prepared dataset folder (scripts/prepare_data.py --output_dir).")
-    data_dir: str | None = _option(
-        "Raw iNat 2021 root: split JSON files (train.json, val.json, …) next to the image folders; prepared on the "
-        "fly into the datasets cache with the options below."
-    )
+    data_dir: str | None = _option("Raw iNat 2021 root (JSON + image folders), prepared on the fly (cached).")
     splits: str | None = _option(
-        "With --data_dir: comma-separated splits, each 'name' (reads name.json) or 'name=file.json'. Default: "
-        "the splits the command uses (prepare_data.py: every standard file present: train, train_mini, val, "
-        "public_test)."
+        "With --data_dir: splits 'name' (name.json) or 'name=file.json', comma-separated. Default: those the command "
+        "uses (prepare_data.py: every standard file present)."
     )
-    rank: str = _option("With --data_dir: taxonomic rank of the labels (evaluate.py: the model's).", "species",
-                        choices=RANKS)
+    rank: str = _option("With --data_dir: label rank (evaluate.py: the model's).", "species", choices=RANKS)
     taxon: str = _option(
-        "With --data_dir: category filter 'rank=value[|value…][,rank=value…]', e.g. class=Aves; 'none' keeps all. "
-        "A model's labels are those of the filter its data was prepared with.",
+        "With --data_dir: category filter 'rank=value[|value…][,rank=value…]', e.g. class=Aves; 'none' keeps all.",
         "kingdom=Animalia",
     )
     image_storage: Literal["path", "bytes"] | None = _option(
@@ -54,17 +48,11 @@ class DataArguments:
     on_bad_image: Literal["error", "skip"] = _option(
         "'error' stops at the first bad image; 'skip' leaves it out and lists it in the report.", "error"
     )
-    verify_files: bool = _option(
-        "Decode every image to find missing/corrupt files up front (--no_verify_files to skip).", True
-    )
-    follow_symlinks: bool = _option(
-        "Accept images that are symbolic links to files outside --data_dir (default: a bad image).", False
-    )
+    verify_files: bool = _option("Decode every image to find missing/corrupt files up front.", True)
+    follow_symlinks: bool = _option("Accept images that are symbolic links to files outside --data_dir.", False)
     max_image_pixels: int | None = _option("Reject larger images as decompression bombs (default: PIL's limit).")
-    preprocessing_num_workers: int | None = _option(
-        "Processes checking/encoding images while preparing (default: one per core, up to 8)."
-    )
-    cache_dir: str | None = _option("datasets cache root for --data_dir (default: HF_DATASETS_CACHE).")
+    preprocessing_num_workers: int | None = _option("Processes checking/encoding images (default: cores, ≤ 8).")
+    cache_dir: str | None = _option("datasets cache root (default: HF_DATASETS_CACHE).")
     force_rebuild: bool = _option("Rebuild even if a cache for these inputs and options exists.", False)
 
     def __post_init__(self):

@@ -42,14 +42,8 @@ class GeoRecords:
         return ~np.isnan(self.latitude)
 
     def subset(self, mask: np.ndarray) -> GeoRecords:
-        return GeoRecords(
-            self.latitude[mask],
-            self.longitude[mask],
-            self.day_of_year[mask],
-            self.labels[mask],
-            self.ids[mask],
-            dict(self.counts),
-        )
+        columns = (self.latitude, self.longitude, self.day_of_year, self.labels, self.ids)
+        return GeoRecords(*(c[mask] for c in columns), dict(self.counts))
 
 
 def day_of_year(dates: Sequence[Any]) -> tuple[np.ndarray, np.ndarray]:
@@ -93,12 +87,8 @@ def clean_records(
     where: str = "records",
     keep_rows: bool = False,
 ) -> GeoRecords:
-    """Validate raw columns into :class:`GeoRecords` (see the module docstring for the rules).
-
-    ``counts``: ``records``, ``with_location``, ``without_location``, ``bad_location_skipped``, ``with_date``,
-    ``bad_date_skipped`` (dates dropped, the location kept). ``keep_rows``: keep every record, a skipped bad location
-    becoming a missing one (for evaluation, where rows must stay aligned with the images).
-    """
+    """Validate raw columns into :class:`GeoRecords` (the rules: the module docstring), with ``counts`` of what
+    was found. ``keep_rows``: a skipped bad location becomes a missing one (fusion: one record per image)."""
     if on_bad_record not in ON_BAD_RECORD:
         raise ValueError(f"on_bad_record={on_bad_record!r}; expected one of {', '.join(ON_BAD_RECORD)}.")
     lat, lon = _floats(latitude), _floats(longitude)

@@ -17,10 +17,11 @@ import sys
 from ..cli import CommandParser, run_command, summary_line
 from ..data.source import DataArguments
 from ..geo.arguments import CONFIG_FROM_DATA, GeoTrainingArguments
-from ..models import GeoPriorConfig
 
 
 def main(argv: list[str] | None = None) -> int:
+    from ..models import GeoPriorConfig  # its own fields are the model options (torch: not on `import` of this module)
+
     parser = CommandParser((DataArguments, GeoTrainingArguments), prog="train_geo_prior.py",
                            description=summary_line(__doc__))
     parser.add_config(GeoPriorConfig, "model: GeoPriorConfig keyword arguments (saved in config.json)",

@@ -29,11 +29,11 @@ def _option(text: str, default=None, **metadata):
 class DataArguments:
     """A prepared folder (``dataset_dir``) XOR a raw iNat 2021 root (``data_dir``) and how to prepare it."""
 
-    dataset_dir: str | None = _option("A prepared dataset folder (scripts/prepare_data.py --output_dir).")
-    data_dir: str | None = _option("Raw iNat 2021 root (JSON + image folders), prepared on the fly (cached).")
+    dataset_dir: str | None = _option("A folder written by prepare_data.py --output_dir.")
+    data_dir: str | None = _option("Raw iNat 2021 root, prepared on the fly (cached).")
     splits: str | None = _option(
-        "With --data_dir: splits 'name' (name.json) or 'name=file.json', comma-separated. Default: those the command "
-        "uses (prepare_data.py: every standard file present)."
+        "With --data_dir: 'name' (name.json) or 'name=file.json', comma-separated (default: those the command uses; "
+        "prepare_data.py: every standard file present)."
     )
     rank: str = _option("With --data_dir: label rank (evaluate.py: the model's).", "species", choices=RANKS)
     taxon: str = _option(
@@ -43,17 +43,17 @@ class DataArguments:
     image_storage: Literal["path", "bytes"] | None = _option(
         "'path' stores file references (default), 'bytes' embeds JPEGs (default with --resize_shorter)."
     )
-    resize_shorter: int | None = _option("Embed images re-encoded so their shorter side is at most this many px.")
-    jpeg_quality: int = _option("JPEG quality of re-encoded (resized or repaired) images.", 90)
+    resize_shorter: int | None = _option("Embed images re-encoded to this shorter side (px).")
+    jpeg_quality: int = _option("Quality of re-encoded JPEGs.", 90)
     on_bad_image: Literal["error", "skip"] = _option(
         "'error' stops at the first bad image; 'skip' leaves it out and lists it in the report.", "error"
     )
-    verify_files: bool = _option("Decode every image to find missing/corrupt files up front.", True)
-    follow_symlinks: bool = _option("Accept images that are symbolic links to files outside --data_dir.", False)
-    max_image_pixels: int | None = _option("Reject larger images as decompression bombs (default: PIL's limit).")
-    preprocessing_num_workers: int | None = _option("Processes checking/encoding images (default: cores, ≤ 8).")
+    verify_files: bool = _option("Decode every image first (finds bad files).", True)
+    follow_symlinks: bool = _option("Accept images linked from outside --data_dir.", False)
+    max_image_pixels: int | None = _option("Decompression-bomb pixel limit (default: PIL's).")
+    preprocessing_num_workers: int | None = _option("Image-checking processes (default: cores, ≤ 8).")
     cache_dir: str | None = _option("datasets cache root (default: HF_DATASETS_CACHE).")
-    force_rebuild: bool = _option("Rebuild even if a cache for these inputs and options exists.", False)
+    force_rebuild: bool = _option("Rebuild even if the cache has these inputs.", False)
 
     def __post_init__(self):
         if (self.data_dir is None) == (self.dataset_dir is None):

@@ -33,10 +33,14 @@ class PrepareArguments:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = CommandParser((DataArguments, PrepareArguments), prog="prepare_data.py", description=summary_line(__doc__))
+    parser = CommandParser(
+        (DataArguments, PrepareArguments), prog="prepare_data.py", description=summary_line(__doc__)
+    )
     data, args, extra = parser.parse(argv)
     if data.data_dir is None:
-        parser.error("prepare_data.py reads a raw iNat 2021 root: pass --data_dir (--dataset_dir is prepared already).")
+        parser.error(
+            "prepare_data.py reads a raw iNat 2021 root: pass --data_dir (--dataset_dir is prepared already)."
+        )
     # Only now the data package: it needs datasets/pyarrow (never torch), which --help need not wait for.
     from ..data import InatDataError
 

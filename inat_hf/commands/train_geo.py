@@ -22,10 +22,15 @@ from ..geo.arguments import CONFIG_FROM_DATA, GeoTrainingArguments
 def main(argv: list[str] | None = None) -> int:
     from ..models import GeoPriorConfig  # its own fields are the model options (torch: not on `import` of this module)
 
-    parser = CommandParser((DataArguments, GeoTrainingArguments), prog="train_geo_prior.py",
-                           description=summary_line(__doc__))
-    parser.add_config(GeoPriorConfig, "model: GeoPriorConfig keyword arguments (saved in config.json)",
-                      "loss_negatives 0: every label.", skip=CONFIG_FROM_DATA)
+    parser = CommandParser(
+        (DataArguments, GeoTrainingArguments), prog="train_geo_prior.py", description=summary_line(__doc__)
+    )
+    parser.add_config(
+        GeoPriorConfig,
+        "model: GeoPriorConfig keyword arguments (saved in config.json)",
+        "loss_negatives 0: every label.",
+        skip=CONFIG_FROM_DATA,
+    )
     data, args, extra = parser.parse(argv)
     from ..data.inat_json import InatDataError
     from ..geo.training import format_report, train_prior

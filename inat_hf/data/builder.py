@@ -13,6 +13,7 @@ all): after changing images under an unchanged JSON, rebuild with ``--force_rebu
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import json
 import os
@@ -97,15 +98,10 @@ def fingerprint_files(paths: list[str]) -> str:
     return digest.hexdigest()
 
 
-# The preparation options that change the rows: the datasets cache key. Their defaults and checks: DataArguments.
-OPTIONS = ("rank", "taxon", "image_storage", "resize_shorter", "jpeg_quality", "on_bad_image", "verify_files",
-           "follow_symlinks", "max_image_pixels")
-
-
 @dataclasses.dataclass(kw_only=True)
 class InatBuilderConfig(datasets.BuilderConfig):
-    """Options of one preparation (:data:`OPTIONS`, set by :class:`InatBuilder` from a ``DataArguments``), the
-    canonical ``name=path,…`` splits and the JSON files' fingerprint. Every field is part of the cache key."""
+    """One preparation: the splits (canonical ``name=path,…``), the JSON files' fingerprint and :data:`OPTIONS`,
+    set by :class:`InatBuilder` from a ``DataArguments`` (their defaults and checks). All are the cache key."""
 
     splits: str
     rank: str
@@ -118,6 +114,9 @@ class InatBuilderConfig(datasets.BuilderConfig):
     follow_symlinks: bool
     max_image_pixels: int
     input_fingerprint: str
+
+
+OPTIONS = tuple(name for name in InatBuilderConfig.__annotations__ if name not in ("splits", "input_fingerprint"))
 
 
 def features_for(labels: list[str]) -> datasets.Features:
@@ -359,8 +358,11 @@ class InatBuilder(datasets.ArrowBasedBuilder):
             yield_index = 0
             for chunk, results in self._checked_chunks(rows, options):
                 good = np.array([r.ok for r in results], dtype=bool)
-                for row_index in np.flatnonzero(~good):
-                    bad = self._bad_image(split, chunk, int(row_index), results[row_index])
+                for i in np.flatnonzero(~good):
+                    ids, files = chunk.column("image_id")[i].as_py(), chunk.column("file_name")[i].as_py()
+                    bad = dict(
+                        split=split, image_id=ids, file_name=files, kind=results[i].kind, reason=results[i].reason
+                    )
                     if cfg.on_bad_image == "error":
                         raise InatDataError(
                             f"Bad image in split {split!r}: {bad['file_name']} (image id {bad['image_id']}): "
@@ -391,15 +393,6 @@ class InatBuilder(datasets.ArrowBasedBuilder):
         with open(os.path.join(self._output_dir, _SPLIT_REPORT.format(split=split)), "w") as f:
             json.dump(report, f)
 
-    def _bad_image(self, split: str, chunk: pa.Table, index: int, result) -> dict[str, Any]:
-        return {
-            "split": split,
-            "image_id": chunk.column("image_id")[index].as_py(),
-            "file_name": chunk.column("file_name")[index].as_py(),
-            "kind": result.kind,
-            "reason": result.reason,
-        }
-
     def _checked_chunks(self, rows: pa.Table, options: ImageCheckOptions):
         """Yield (row chunk, per-image results), checking images in a process pool when num_workers > 1."""
         root = self.config.data_dir
@@ -425,9 +418,7 @@ class InatBuilder(datasets.ArrowBasedBuilder):
                 report = json.load(f)
             skipped.extend(report.pop("skipped_images"))
             splits[split] = report
-        reasons: dict[str, int] = {}
-        for item in skipped:
-            reasons[item["kind"]] = reasons.get(item["kind"], 0) + 1
+        reasons = dict(collections.Counter(item["kind"] for item in skipped))
         cfg = self.config
         return {
             "data_dir": cfg.data_dir,

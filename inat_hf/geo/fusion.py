@@ -1,13 +1,9 @@
 """Fusing an image classifier with the location/date prior, and reading where/when a photo was taken from EXIF.
 
-Fusion (Mac Aodha et al. 2019): ``p(y|x,l) ∝ p(y|x) · (p(y|l) / p(y))^w`` for a softmax prior (``p(y)``: the label
-frequencies it was trained on, saved in its config), ``p(y|x) · σ(s_y(l))^w`` for a presence-only prior. The
-weight ``w`` is the prior's saved ``config.fusion_weight`` (default 1, the Bayes weighting of two calibrated
-models), never tuned on the split being reported. In log space the fusion adds
-:meth:`GeoPriorModel.log_prior_ratio` to the image model's log-probabilities; an image without a location gets
-zeros there, so its answer is the image model's.
-
-Labels are matched by name: the prior must cover every label of the image model (it may know more).
+Fusion (Mac Aodha et al. 2019) adds :meth:`GeoPriorModel.log_prior_ratio` (``w·log(p(y|l) / p(y))``, softmax prior;
+``w·log σ(s_y(l))``, presence prior; ``w`` = the prior's saved ``fusion_weight``) to the image model's
+log-probabilities; an image without a location gets zeros there: the image model's answer. Labels are matched by
+name: the prior must cover every label of the image model (it may know more).
 """
 
 from __future__ import annotations
@@ -130,12 +126,7 @@ def split_locations(split, where: str) -> GeoRecords:
 
 
 class GeoFusion:
-    """A loaded prior aligned to an image model's labels.
-
-    Args:
-        model: a :class:`~inat_hf.models.GeoPriorModel`.
-        label_names: the image model's label names, in its label order.
-    """
+    """A :class:`~inat_hf.models.GeoPriorModel` aligned to an image model's ``label_names`` (in its label order)."""
 
     def __init__(self, model, label_names: Sequence[str], *, device: str | torch.device | None = None):
         prior_names = [str(model.config.id2label[i]) for i in range(model.config.num_labels)]

@@ -88,7 +88,9 @@ def train_geo_prior(model, train: GeoRecords, args: GeoTrainingArguments, *, log
     epochs = max(args.num_epochs, math.ceil(args.min_steps / steps_per_epoch))
     total_steps = epochs * steps_per_epoch if args.max_steps is None else min(args.max_steps, epochs * steps_per_epoch)
     generator = torch.Generator().manual_seed(args.seed)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=args.learning_rate, weight_decay=args.weight_decay, fused=True)
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=args.learning_rate, weight_decay=args.weight_decay, fused=True
+    )
     scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=args.lr_decay)
     model.train()
     start = time.perf_counter()

@@ -17,8 +17,8 @@ from transformers import EarlyStoppingCallback, set_seed
 from transformers.utils import logging
 
 from ..data import PreparedInat, Taxonomy
-from ..data.source import load_data
 from ..data.collate import ImageClassificationCollator
+from ..data.source import load_data
 from ..data.torch_dataset import ImageClassificationDataset
 from ..data.transforms import EvalPreset, TrainPreset, TTAPreset, eval_kwargs_from_image_processor
 from ..models import InatConfig, InatForImageClassification

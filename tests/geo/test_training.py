@@ -153,7 +153,10 @@ def test_bad_records_in_json(tmp_path, capsys):
 def test_real_records_knn_and_prior_beat_chance(real_sample, tmp_path):
     root = real_sample / "inat2021_json"
     data = DataArguments(
-        data_dir=str(root), splits="train=train_60.json,val=val_20.json", taxon="none", verify_files=False,
+        data_dir=str(root),
+        splits="train=train_60.json,val=val_20.json",
+        taxon="none",
+        verify_files=False,
         cache_dir=str(tmp_path),
     )
     prepared = load_data(data)
@@ -169,7 +172,9 @@ def test_real_records_knn_and_prior_beat_chance(real_sample, tmp_path):
     train_geo_prior(
         model,
         train,
-        GeoTrainingArguments(output_dir=str(tmp_path), num_epochs=1, min_steps=120, batch_size=256, learning_rate=2e-3),
+        GeoTrainingArguments(
+            output_dir=str(tmp_path), num_epochs=1, min_steps=120, batch_size=256, learning_rate=2e-3
+        ),
         log=None,
     )
     prior = evaluate_prior(model, val)

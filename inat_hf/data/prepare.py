@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import ctypes
 import dataclasses
 import errno
@@ -311,24 +312,21 @@ def load_prepared(path: str | os.PathLike) -> PreparedInat:
 
 def format_summary(report: dict[str, Any]) -> str:
     """The human-readable summary printed at the end of a preparation."""
-    lines = []
-    opts = report.get("options", {})
-    lines.append(
+    opts, per_rank, splits = report.get("options", {}), report.get("classes_per_rank", {}), report.get("splits", {})
+    lines = [
         f"iNat 2021 → Arrow  |  rank={opts.get('rank')}  taxon={opts.get('taxon')}  storage={opts.get('image_storage')}"
         + (f" (shorter side ≤ {opts['resize_shorter']} px)" if opts.get("resize_shorter") else "")
-        + ("  [reused cache]" if report.get("reused_cache") else "")
-    )
-    lines.append("")
-    lines.append("Classes per rank (after the taxon filter)")
-    per_rank = report.get("classes_per_rank", {})
-    lines.append("  " + "  ".join(f"{r:>8}" for r in RANKS))
-    lines.append("  " + "  ".join(f"{per_rank.get(r, 0):>8,}" for r in RANKS))
-    lines.append(f"  labels at rank {opts.get('rank')}: {report.get('num_labels', 0):,}")
-    lines.append("")
-    header = f"  {'split':<12} {'in JSON':>10} {'filtered':>10} {'skipped':>9} {'written':>10}  labeled"
-    lines.append("Images per split")
-    lines.append(header)
-    for split, s in report.get("splits", {}).items():
+        + ("  [reused cache]" if report.get("reused_cache") else ""),
+        "",
+        "Classes per rank (after the taxon filter)",
+        "  " + "  ".join(f"{r:>8}" for r in RANKS),
+        "  " + "  ".join(f"{per_rank.get(r, 0):>8,}" for r in RANKS),
+        f"  labels at rank {opts.get('rank')}: {report.get('num_labels', 0):,}",
+        "",
+        "Images per split",
+        f"  {'split':<12} {'in JSON':>10} {'filtered':>10} {'skipped':>9} {'written':>10}  labeled",
+    ]
+    for split, s in splits.items():
         lines.append(
             f"  {split:<12} {s['images_in_json']:>10,} {s['filtered_out']:>10,} {s['skipped']:>9,} {s['written']:>10,}"
             f"  {'yes' if s['labeled'] else 'no (label -1)'}"
@@ -337,14 +335,12 @@ def format_summary(report: dict[str, Any]) -> str:
     lines.append("")
     if reasons:
         lines.append("Skipped images by reason (every file is listed in prepare_report.json)")
-        for reason, count in sorted(reasons.items(), key=lambda kv: -kv[1]):
-            lines.append(f"  {count:>8,}  {reason}")
+        lines += [f"  {count:>8,}  {reason}" for reason, count in sorted(reasons.items(), key=lambda kv: -kv[1])]
     else:
         lines.append("Skipped images: none")
-    repaired: dict[str, int] = {}
-    for s in report.get("splits", {}).values():
-        for key, count in s.get("repaired", {}).items():
-            repaired[key] = repaired.get(key, 0) + count
+    repaired = collections.Counter()
+    for s in splits.values():
+        repaired.update(s.get("repaired", {}))
     if repaired:
         lines.append("Repaired on the way in: " + ", ".join(f"{k} ×{v}" for k, v in sorted(repaired.items())))
     if "seconds" in report:

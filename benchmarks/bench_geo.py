@@ -6,7 +6,7 @@
    train on ``train_60.json``, score on ``val_20.json``: the prior with the softmax loss and with the paper's
    presence-only loss, the great-circle k-NN baseline (every k, best reported) and chance, all in this run.
    Target: the prior's top-5 >= the best k-NN top-5.
-2. Training cost: ``inat-train-geo`` with its default schedule on a synthetic iNat-size JSON (2,686,843 records,
+2. Training cost: ``inat-train-geo`` (a subprocess: its peak RSS) with its default schedule on a synthetic iNat-size JSON (2,686,843 records,
    10,000 species, as the 2021 ``train.json``; quick mode: 100,000 records, 1,000 species) plus a 10,000-record val
    JSON from the same ranges: wall time and peak RSS of the whole process (JSON parsing, training, the val
    evaluation and its k-NN baseline), the training loop's own time, and prior vs k-NN on that val split.
@@ -38,21 +38,25 @@ THREADS = 1
 def real_records(quick: bool) -> dict:
     if not (REAL_DIR / "train_60.json").is_file():
         return {"skipped": f"real sample records not found at {REAL_DIR}"}
-    from inat_hf.commands.train_geo import GeoDataArguments, GeoModelArguments, run_geo_training
-    from inat_hf.training.geo import GeoTrainingArguments
+    from inat_hf.data.source import DataArguments
+    from inat_hf.geo.arguments import GeoTrainingArguments
+    from inat_hf.geo.training import train_prior
 
     out = {}
     with tempfile.TemporaryDirectory() as tmp:
+        data = DataArguments(
+            data_dir=str(REAL_DIR), splits="train=train_60.json,val=val_20.json", taxon="none", cache_dir=tmp
+        )
         for loss in ("softmax", "presence"):
-            report = run_geo_training(
-                GeoDataArguments(
+            report = train_prior(
+                data,
+                GeoTrainingArguments(
                     output_dir=os.path.join(tmp, loss),
-                    data_dir=str(REAL_DIR),
-                    splits="train=train_60.json,val=val_20.json",
-                    taxon="none",
+                    min_steps=300 if quick else 1000,
+                    batch_size=256,
+                    num_threads=THREADS,
                 ),
-                GeoModelArguments(loss=loss),
-                GeoTrainingArguments(min_steps=300 if quick else 1000, batch_size=256, num_threads=THREADS),
+                loss=loss,
             )
             out[loss] = {
                 "prior": report["prior"],
@@ -107,6 +111,8 @@ def training_cost(quick: bool) -> dict:
             "none",
             "--num_threads",
             str(THREADS),
+            "--cache_dir",
+            str(Path(tmp) / "cache"),
             "--output_dir",
             str(Path(tmp) / "prior"),
         ]

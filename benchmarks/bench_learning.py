@@ -303,7 +303,7 @@ def trainer_run(train_rows, val_rows, classes, epochs: int, workdir: Path, plain
     path.write_text(yaml.safe_dump(recipe_dict))
     recipe = parse_recipe([str(path)])
     original = run_module.load_data, run_module.InatTrainer
-    run_module.load_data = lambda data_args: prepared
+    run_module.load_data = lambda *args: prepared
     run_module.InatTrainer = BenchmarkTrainer
     try:
         start = time.perf_counter()

@@ -36,7 +36,7 @@ from .inference.predictor import (
 )
 
 if TYPE_CHECKING:
-    from .inference.fusion import GeoFusion
+    from .geo.fusion import GeoFusion
 
 __all__ = [
     "APP_INSTALL_HINT",
@@ -324,7 +324,7 @@ class ClassifierPage:
         predictor = Predictor.from_pretrained(model_dir, **(predictor_kwargs or {}))
         geo = None
         if geo_prior is not None:
-            from .inference.fusion import GeoFusion
+            from .geo.fusion import GeoFusion
 
             geo = GeoFusion.from_pretrained(geo_prior, predictor.taxonomy.labels, device=predictor.device)
         return cls(predictor, model_id=model_dir, geo=geo, **kwargs)
@@ -364,7 +364,7 @@ class ClassifierPage:
         prediction = None
         locations = None
         if error is None and self.geo is not None:
-            from .inference.fusion import photo_locations
+            from .geo.fusion import photo_locations
 
             try:  # the typed values (checked), else the photo's EXIF: as predict.py --lat/--lon/--date, else EXIF
                 locations = photo_locations([path], inputs.latitude, inputs.longitude, inputs.date, source=TYPED_IN)
@@ -583,11 +583,11 @@ def export_space(
         config = load_config(model_id)
         load_image_processor(model_id)
         if geo_prior is not None:  # the prior must cover the model's labels, or the Space would fail at start
-            from .inference.fusion import GeoFusion
+            from .geo.fusion import GeoFusion
 
             GeoFusion.from_pretrained(geo_prior, Taxonomy.from_config(config).labels)
     elif geo_prior is not None:
-        from .inference.fusion import GeoFusion
+        from .geo.fusion import GeoFusion
 
         GeoFusion.from_pretrained(geo_prior, [])  # a saved prior at least (the labels are checked at start)
     package = Path(__file__).resolve().parent

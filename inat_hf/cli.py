@@ -19,7 +19,10 @@ fields (checked against transformers 5.24/5.25; ``tests/commands/test_cli.py`` f
 from __future__ import annotations
 
 import argparse
+import copy
+import dataclasses
 import difflib
+import inspect
 import re
 import sys
 from collections.abc import Callable, Iterable
@@ -83,6 +86,19 @@ class CommandParser(HfArgumentParser):
         add = group.add_argument
         group.add_argument = lambda *names, **kw: add(*names, **self._flag_kwargs(names, kw))
         return group
+
+    # TEMP (datageo): the parser engineer's add_config/config_kwargs, same interface; take parser's cli.py at merge.
+    def add_config(self, cls: type, title: str, description: str | None = None, skip=()) -> None:
+        own = inspect.get_annotations(cls, eval_str=True)
+        group = self.add_argument_group(title, description)
+        for field in dataclasses.fields(cls):
+            if field.name in own and field.name not in skip:
+                field = copy.copy(field)
+                field.type = own[field.name]
+                HfArgumentParser._parse_dataclass_field(group, field)
+
+    def config_kwargs(self, cls: type, extras) -> dict:
+        return {f.name: getattr(extras, f.name) for f in dataclasses.fields(cls) if hasattr(extras, f.name)}
 
     # -- errors ------------------------------------------------------------------------------------------------
     def suggestion(self, option: str) -> str | None:

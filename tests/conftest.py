@@ -51,7 +51,7 @@ def prepared_demo(demo_root, tmp_path_factory) -> Path:
     from inat_hf.data import prepare_inat
 
     tmp = tmp_path_factory.mktemp("prepared")
-    prepare_inat(demo_root, cache_dir=tmp / "cache", output_dir=tmp / "prepared", num_workers=1)
+    prepare_inat(demo_root, cache_dir=tmp / "cache", output_dir=tmp / "prepared", preprocessing_num_workers=1)
     return tmp / "prepared"
 
 

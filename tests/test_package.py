@@ -101,7 +101,7 @@ def test_preparing_data_never_imports_torch(demo_root, tmp_path):
         import sys
         from inat_hf.commands.prepare import main
         code = main(["--data_dir", {str(demo_root)!r}, "--output_dir", {str(tmp_path / "out")!r},
-                     "--cache_dir", {str(tmp_path / "cache")!r}, "--num_workers", "1"])
+                     "--cache_dir", {str(tmp_path / "cache")!r}, "--preprocessing_num_workers", "1"])
         print("exit", code, "torch" in sys.modules)
         """
     )

@@ -15,6 +15,7 @@ import sys
 from typing import Literal
 
 from ..cli import CommandParser, run_command, summary_line
+from ..data.source import DataArguments
 from ..data.tta_views import TTA_VIEWS
 from ..inference.backoff import DEFAULT_BACKOFF_THRESHOLD
 from .predict import same_as_predict
@@ -23,13 +24,6 @@ from .predict import same_as_predict
 @dataclasses.dataclass
 class EvaluateArguments:
     model_dir: str = same_as_predict("model_dir")
-    data_dir: str | None = dataclasses.field(
-        default=None,
-        metadata={"help": "Raw iNat 2021 root (JSON + image folders), prepared on the fly. Or use --dataset_dir."},
-    )
-    dataset_dir: str | None = dataclasses.field(
-        default=None, metadata={"help": "A prepared dataset folder (scripts/prepare_data.py --output_dir)."}
-    )
     split: str = dataclasses.field(default="val", metadata={"help": "Split to evaluate (val, public_test, ...)."})
     tta: bool = dataclasses.field(
         default=True, metadata={"help": "Test-time augmentation with --tta_views views (--no_tta: one center view)."}
@@ -69,12 +63,6 @@ class EvaluateArguments:
         },
     )
     device: str | None = same_as_predict("device")
-    taxon: str = dataclasses.field(
-        default="kingdom=Animalia", metadata={"help": "With --data_dir: category filter used to prepare the data."}
-    )
-    cache_dir: str | None = dataclasses.field(
-        default=None, metadata={"help": "With --data_dir: datasets cache root (default: HF_DATASETS_CACHE)."}
-    )
     progress: bool = dataclasses.field(default=True, metadata={"help": "Progress bar (--no_progress to hide)."})
     geo_prior: str | None = dataclasses.field(
         default=None,
@@ -92,8 +80,6 @@ class EvaluateArguments:
     )
 
     def __post_init__(self):
-        if (self.data_dir is None) == (self.dataset_dir is None):
-            raise ValueError("Pass exactly one of --data_dir (raw iNat root) and --dataset_dir (prepared folder).")
         if self.tta and not 2 <= self.tta_views <= len(TTA_VIEWS):
             raise ValueError(
                 f"--tta_views must be in 2..{len(TTA_VIEWS)}, got {self.tta_views} (use --no_tta for one view)."
@@ -117,28 +103,16 @@ class EvaluateArguments:
         return self.tta_views if self.tta else 1
 
 
-def _load_split(args: EvaluateArguments, label_rank: str):
-    """The split to evaluate and a description of where it came from."""
-    from ..data import load_prepared, prepare_inat
+def _load_split(data: DataArguments, args: EvaluateArguments, label_rank: str):
+    """The split to evaluate (its first --max_samples images) and where it came from."""
+    from ..data.source import load_data
 
-    if args.dataset_dir is not None:
-        prepared = load_prepared(args.dataset_dir)
-        source = args.dataset_dir
-    else:
-        prepared = prepare_inat(
-            args.data_dir, splits=args.split, rank=label_rank, taxon=args.taxon, cache_dir=args.cache_dir
-        )
-        source = args.data_dir
-    from ..inference.predictor import InferenceError
-
-    if args.split not in prepared.dataset:
-        raise InferenceError(
-            f"split {args.split!r} not found in {source}; available splits: {', '.join(prepared.dataset)}."
-        )
-    split = prepared.dataset[args.split]
+    if data.data_dir is not None:  # prepared with the model's label rank
+        data = dataclasses.replace(data, rank=label_rank)
+    split = load_data(data, [args.split]).dataset[args.split]
     if args.max_samples is not None and args.max_samples < split.num_rows:
         split = split.select(range(args.max_samples))
-    return split, source
+    return split, data.dataset_dir or data.data_dir
 
 
 def _dataset_label_names(split) -> list[str]:
@@ -151,7 +125,7 @@ def _dataset_label_names(split) -> list[str]:
     return list(names)
 
 
-def run_evaluation(args: EvaluateArguments) -> dict:
+def run_evaluation(args: EvaluateArguments, data: DataArguments) -> dict:
     """Everything :func:`main` does, raising instead of printing errors; returns the summary dict."""
     import datetime
 
@@ -167,7 +141,7 @@ def run_evaluation(args: EvaluateArguments) -> dict:
     load_image_processor(args.model_dir)
     taxonomy = Taxonomy.from_config(config)
     lookup = category_id_lookup(taxonomy) if args.submission else None
-    split, source = _load_split(args, getattr(config, "label_rank", "species"))
+    split, source = _load_split(data, args, getattr(config, "label_rank", "species"))
     check_label_sets(
         taxonomy.labels, _dataset_label_names(split), model=args.model_dir, dataset=f"{source} [{args.split}]"
     )
@@ -247,7 +221,7 @@ def _load_geo(args: EvaluateArguments, split, label_names, device):
     """The prior aligned to the model's labels and the split's locations (bad ones counted, not used)."""
     if args.geo_prior is None:
         return None, None, None
-    from ..inference.fusion import GeoFusion, split_locations
+    from ..geo.fusion import GeoFusion, split_locations
 
     geo = GeoFusion.from_pretrained(args.geo_prior, label_names, device=device)
     locations = split_locations(split, f"{args.split} split")
@@ -305,13 +279,13 @@ def format_summary(summary: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = CommandParser(EvaluateArguments, prog="evaluate.py", description=summary_line(__doc__))
-    args, extra = parser.parse(argv)
+    parser = CommandParser((EvaluateArguments, DataArguments), prog="evaluate.py", description=summary_line(__doc__))
+    args, data, extra = parser.parse(argv)
     from ..data import InatDataError
     from ..inference.predictor import InferenceError
 
     def body() -> int:
-        print(format_summary(run_evaluation(args)))
+        print(format_summary(run_evaluation(args, data)))
         return 0
 
     return run_command(body, user_errors=(InferenceError, InatDataError), debug=extra.show_traceback)

@@ -220,7 +220,7 @@ def _geo_inputs(args: PredictArguments, files: list[str], predictor):
     """The prior (aligned to the model's labels) and one Location per file: the arguments, else EXIF."""
     if args.geo_prior is None:
         return None, None
-    from ..inference.fusion import GeoFusion, photo_locations
+    from ..geo.fusion import GeoFusion, photo_locations
 
     geo = GeoFusion.from_pretrained(args.geo_prior, predictor.taxonomy.labels, device=predictor.device)
     return geo, photo_locations(files, args.lat, args.lon, args.date, source="arguments")

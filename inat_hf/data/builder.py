@@ -1,32 +1,24 @@
-"""The iNat 2021 → Arrow dataset builder (a ``datasets.ArrowBasedBuilder``).
+"""The iNat 2021 → Arrow dataset builder (a ``datasets.ArrowBasedBuilder``), driven by
+:func:`inat_hf.data.source.load_data` (datasets 5.x runs no loading scripts, so it is a class used directly).
 
-datasets 5.x no longer runs loading scripts (``load_dataset("x.py")`` raises "Dataset scripts are no longer
-supported"), so the builder is a class used directly::
+Every split's JSON is parsed (pyarrow, :mod:`.inat_json`), categories from all splits are merged into one list, the
+taxon filter is applied to it and the label space built from it (identical across splits, independent of which
+images a split holds). Rows are resolved with vectorised joins; only the optional per-image file checks run image
+by image, in a process pool.
 
-    builder = InatBuilder(data_dir="/data/inat2021", splits="train_mini,val", rank="species")
-    builder.download_and_prepare()
-    dataset = builder.as_dataset()          # DatasetDict
-
-or, with the cache and report handled for you, :func:`inat_hf.data.prepare_inat`.
-
-Data flow: every split's JSON is parsed (pyarrow, :mod:`.inat_json`), categories from all splits are merged into
-one category list, the taxon filter is applied to that list and the label space is built from it (so it is
-identical across splits and independent of which images a split holds). Rows are then resolved with vectorised
-joins; only the per-image file checks (optional) run image by image, in a process pool.
-
-Caching: the datasets cache key hashes the config kwargs but not the input files' contents, so the builder adds a
-fingerprint of every JSON file's bytes (xxhash) to its config — an edited JSON rebuilds instead of
-returning stale rows. Image files are not fingerprinted (that would mean reading them all): after changing image
-files under an unchanged JSON, rebuild with ``force_rebuild=True`` / ``--force_rebuild``.
+Caching: datasets' cache key hashes the config but not the input files, so the config also holds a fingerprint of
+every JSON file's bytes (xxhash): an edited JSON rebuilds. Image files are not fingerprinted (that would read them
+all): after changing images under an unchanged JSON, rebuild with ``--force_rebuild``.
 """
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import json
 import os
 from concurrent.futures import ProcessPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import datasets
 import numpy as np
@@ -43,11 +35,12 @@ from .inat_json import (
     categories_to_records,
     read_inat_json,
 )
-from .taxonomy import RANKS, Taxonomy, check_rank, format_taxon_filter, parse_taxon_filter
+from .taxonomy import RANKS, Taxonomy, format_taxon_filter, parse_taxon_filter
+
+if TYPE_CHECKING:
+    from .source import DataArguments
 
 STANDARD_SPLITS = ("train", "train_mini", "val", "public_test")
-IMAGE_STORAGE = ("path", "bytes")
-ON_BAD_IMAGE = ("error", "skip")
 TAXONOMY_FILE = "taxonomy.json"
 REPORT_FILE = "prepare_report.json"
 _SPLIT_REPORT = "split_report_{split}.json"
@@ -66,30 +59,23 @@ METADATA_COLUMNS = {
 }
 
 
-def parse_splits(splits: str | list[str] | dict[str, str] | None, data_dir: str) -> dict[str, str]:
-    """``"train,val"`` / ``"train=train_60.json,val"`` / list / mapping → ``{split name: json path}``.
-
-    ``None`` selects every standard iNat 2021 file present (train, train_mini, val, public_test).
-    """
-    if splits is None or splits == "" or splits == []:
+def parse_splits(splits: str | None, data_dir: str) -> dict[str, str]:
+    """``"train,val"`` / ``"train=train_60.json,val"`` → ``{split name: json path}``; ``None``: every standard iNat
+    2021 file present (train, train_mini, val, public_test)."""
+    if not splits:
         found = {s: os.path.join(data_dir, f"{s}.json") for s in STANDARD_SPLITS}
         found = {s: p for s, p in found.items() if os.path.isfile(p)}
         if not found:
-            present = sorted(f for f in os.listdir(data_dir) if f.endswith(".json")) if os.path.isdir(data_dir) else []
+            present = sorted(f for f in os.listdir(data_dir) if f.endswith(".json"))
             raise InatDataError(
                 f"No iNat 2021 split file ({', '.join(s + '.json' for s in STANDARD_SPLITS)}) in {data_dir}; "
                 f"JSON files there: {present or 'none'}. Name the files with --splits name=file.json."
             )
         return found
-    if isinstance(splits, str):
-        splits = [s for s in (part.strip() for part in splits.split(",")) if s]
-    if isinstance(splits, dict):
-        items = list(splits.items())
-    else:
-        items = [tuple(s.split("=", 1)) if "=" in s else (s, f"{s}.json") for s in splits]
+    items = [p.split("=", 1) if "=" in p else (p, f"{p}.json") for p in map(str.strip, splits.split(",")) if p]
     resolved: dict[str, str] = {}
     for name, file in items:
-        name = name.strip()
+        name, file = name.strip(), file.strip()
         if not name.replace("_", "").isalnum():
             raise InatDataError(f"Invalid split name {name!r}: use letters, digits and underscores (e.g. 'train').")
         if name in resolved:
@@ -112,40 +98,25 @@ def fingerprint_files(paths: list[str]) -> str:
     return digest.hexdigest()
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(kw_only=True)
 class InatBuilderConfig(datasets.BuilderConfig):
-    """Options of one preparation. Every field is part of the cache key."""
+    """One preparation: the splits (canonical ``name=path,…``), the JSON files' fingerprint and :data:`OPTIONS`,
+    set by :class:`InatBuilder` from a ``DataArguments`` (their defaults and checks). All are the cache key."""
 
-    splits: str = ""  # canonical "name=path,…" (see parse_splits); "" = the standard files present
-    rank: str = "species"
-    taxon: str = "kingdom=Animalia"
-    image_storage: str = "path"
-    resize_shorter: int | None = None
-    jpeg_quality: int = 90
-    on_bad_image: str = "error"
-    verify_files: bool = True
-    follow_symlinks: bool = False  # accept images that are links to files outside the data root
-    max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
-    input_fingerprint: str = ""
+    splits: str
+    rank: str
+    taxon: str
+    image_storage: str
+    resize_shorter: int | None
+    jpeg_quality: int
+    on_bad_image: str
+    verify_files: bool
+    follow_symlinks: bool
+    max_image_pixels: int
+    input_fingerprint: str
 
-    def __post_init__(self):
-        super().__post_init__()
-        check_rank(self.rank)
-        self.taxon = format_taxon_filter(parse_taxon_filter(self.taxon))
-        if self.image_storage not in IMAGE_STORAGE:
-            raise ValueError(f"image_storage must be one of {IMAGE_STORAGE}, got {self.image_storage!r}.")
-        if self.on_bad_image not in ON_BAD_IMAGE:
-            raise ValueError(f"on_bad_image must be one of {ON_BAD_IMAGE}, got {self.on_bad_image!r}.")
-        if self.resize_shorter is not None:
-            if self.resize_shorter < 1:
-                raise ValueError(f"resize_shorter must be a positive number of pixels, got {self.resize_shorter}.")
-            if self.image_storage != "bytes":
-                raise ValueError(
-                    "resize_shorter stores re-encoded JPEGs in the dataset, which needs image_storage='bytes' "
-                    f"(got {self.image_storage!r})."
-                )
-        if not 1 <= self.jpeg_quality <= 100:
-            raise ValueError(f"jpeg_quality must be in 1..100, got {self.jpeg_quality}.")
+
+OPTIONS = tuple(name for name in InatBuilderConfig.__annotations__ if name not in ("splits", "input_fingerprint"))
 
 
 def features_for(labels: list[str]) -> datasets.Features:
@@ -171,29 +142,32 @@ class InatBuilder(datasets.ArrowBasedBuilder):
     # Bump when the generated rows change for identical inputs: it is part of the cache path.
     VERSION = datasets.Version("1.1.0")
 
-    def __init__(self, *args, data_dir: str | None = None, splits=None, num_workers: int | None = None, **kwargs):
-        if data_dir is None:
-            raise ValueError(
-                "InatBuilder needs data_dir: the iNat 2021 root holding the JSON files and image folders."
-            )
-        data_dir = os.path.abspath(os.path.expanduser(data_dir))
+    def __init__(self, args: DataArguments, splits: str | None = None, **kwargs):
+        data_dir = os.path.abspath(os.path.expanduser(args.data_dir))
         if not os.path.isdir(data_dir):
             raise InatDataError(f"data_dir does not exist or is not a directory: {data_dir}")
         split_files = parse_splits(splits, data_dir)
-        kwargs.setdefault("dataset_name", "inat2021")
+        options = {name: getattr(args, name) for name in OPTIONS}
+        options.update(
+            taxon=format_taxon_filter(parse_taxon_filter(args.taxon)),
+            max_image_pixels=args.max_image_pixels or DEFAULT_MAX_IMAGE_PIXELS,
+        )
         # Rows per Arrow record batch. datasets defaults to 100 for image columns (sized for embedded bytes); path
         # references are tiny rows, and reopening a file of thousands of tiny batches maps nearly every page (the
         # kernel faults in a window around each batch header read), many times the memory of larger batches.
-        kwargs.setdefault("writer_batch_size", 100 if kwargs.get("image_storage") == "bytes" else 10_000)
+        kwargs.setdefault("writer_batch_size", 100 if args.image_storage == "bytes" else 10_000)
         super().__init__(
-            *args,
+            dataset_name="inat2021",
+            cache_dir=os.fspath(args.cache_dir) if args.cache_dir is not None else None,
             data_dir=data_dir,
             splits=",".join(f"{k}={v}" for k, v in split_files.items()),
             input_fingerprint=fingerprint_files(list(split_files.values())),
+            **options,
             **kwargs,
         )
         # Not part of the cache key: how many processes check images does not change the result.
-        self.num_workers = max(1, num_workers if num_workers is not None else min(8, os.cpu_count() or 1))
+        workers = args.preprocessing_num_workers
+        self.num_workers = max(1, workers if workers is not None else min(8, os.cpu_count() or 1))
 
     @property
     def split_files(self) -> dict[str, str]:
@@ -384,8 +358,11 @@ class InatBuilder(datasets.ArrowBasedBuilder):
             yield_index = 0
             for chunk, results in self._checked_chunks(rows, options):
                 good = np.array([r.ok for r in results], dtype=bool)
-                for row_index in np.flatnonzero(~good):
-                    bad = self._bad_image(split, chunk, int(row_index), results[row_index])
+                for i in np.flatnonzero(~good):
+                    ids, files = chunk.column("image_id")[i].as_py(), chunk.column("file_name")[i].as_py()
+                    bad = dict(
+                        split=split, image_id=ids, file_name=files, kind=results[i].kind, reason=results[i].reason
+                    )
                     if cfg.on_bad_image == "error":
                         raise InatDataError(
                             f"Bad image in split {split!r}: {bad['file_name']} (image id {bad['image_id']}): "
@@ -416,15 +393,6 @@ class InatBuilder(datasets.ArrowBasedBuilder):
         with open(os.path.join(self._output_dir, _SPLIT_REPORT.format(split=split)), "w") as f:
             json.dump(report, f)
 
-    def _bad_image(self, split: str, chunk: pa.Table, index: int, result) -> dict[str, Any]:
-        return {
-            "split": split,
-            "image_id": chunk.column("image_id")[index].as_py(),
-            "file_name": chunk.column("file_name")[index].as_py(),
-            "kind": result.kind,
-            "reason": result.reason,
-        }
-
     def _checked_chunks(self, rows: pa.Table, options: ImageCheckOptions):
         """Yield (row chunk, per-image results), checking images in a process pool when num_workers > 1."""
         root = self.config.data_dir
@@ -450,23 +418,11 @@ class InatBuilder(datasets.ArrowBasedBuilder):
                 report = json.load(f)
             skipped.extend(report.pop("skipped_images"))
             splits[split] = report
-        reasons: dict[str, int] = {}
-        for item in skipped:
-            reasons[item["kind"]] = reasons.get(item["kind"], 0) + 1
+        reasons = dict(collections.Counter(item["kind"] for item in skipped))
         cfg = self.config
         return {
             "data_dir": cfg.data_dir,
-            "options": {
-                "rank": cfg.rank,
-                "taxon": cfg.taxon,
-                "image_storage": cfg.image_storage,
-                "resize_shorter": cfg.resize_shorter,
-                "jpeg_quality": cfg.jpeg_quality,
-                "on_bad_image": cfg.on_bad_image,
-                "verify_files": cfg.verify_files,
-                "follow_symlinks": cfg.follow_symlinks,
-                "max_image_pixels": cfg.max_image_pixels,
-            },
+            "options": {name: getattr(cfg, name) for name in OPTIONS},
             "input_fingerprint": cfg.input_fingerprint,
             **summary,
             "num_labels": len(self.read_taxonomy().labels),

@@ -1,7 +1,8 @@
-"""Python API around :class:`~inat_hf.data.builder.InatBuilder`: prepare, cache, save, reload, summarise."""
+"""The prepared dataset folder: :class:`PreparedInat`, its safe atomic writing, reopening, and the summary."""
 
 from __future__ import annotations
 
+import collections
 import ctypes
 import dataclasses
 import errno
@@ -9,13 +10,12 @@ import json
 import logging
 import os
 import shutil
-import time
 import uuid
 from typing import Any
 
 import datasets
 
-from .builder import REPORT_FILE, TAXONOMY_FILE, InatBuilder
+from .builder import REPORT_FILE, TAXONOMY_FILE
 from .inat_json import InatDataError
 from .taxonomy import RANKS, Taxonomy
 
@@ -35,97 +35,6 @@ class PreparedInat:
     taxonomy: Taxonomy
     report: dict[str, Any]
     path: str | None = None  # the save_to_disk folder, when there is one
-
-
-def prepare_inat(
-    data_dir: str | os.PathLike,
-    *,
-    splits: str | list[str] | dict[str, str] | None = None,
-    rank: str = "species",
-    taxon: str | None = "kingdom=Animalia",
-    image_storage: str | None = None,
-    resize_shorter: int | None = None,
-    jpeg_quality: int = 90,
-    on_bad_image: str = "error",
-    verify_files: bool = True,
-    max_image_pixels: int | None = None,
-    num_workers: int | None = None,
-    cache_dir: str | os.PathLike | None = None,
-    force_rebuild: bool = False,
-    output_dir: str | os.PathLike | None = None,
-    overwrite: bool = False,
-    follow_symlinks: bool = False,
-) -> PreparedInat:
-    """Prepare (or reuse from cache) an iNat 2021 root as a :class:`datasets.DatasetDict`.
-
-    Args:
-        data_dir: the iNat 2021 root: split JSON files next to the image folders their ``file_name`` point to.
-        splits: ``"train,val"``, ``"train=train_60.json,val=val_20.json"``, a list or a mapping; default: every
-            standard file present (train, train_mini, val, public_test).
-        rank: label rank (species, genus, family, order, class, phylum, kingdom).
-        taxon: category filter, e.g. ``"kingdom=Animalia"`` (default), ``"class=Aves|Mammalia"``, ``"none"``.
-        image_storage: ``"path"`` (references, default) or ``"bytes"`` (embedded JPEGs; default when resizing).
-        resize_shorter: with bytes storage, shrink images so the shorter side is at most this many pixels.
-        jpeg_quality: quality of re-encoded JPEGs (resized or repaired images).
-        on_bad_image: ``"error"`` stops at the first bad image; ``"skip"`` leaves it out and reports it.
-        verify_files: decode every image (at reduced scale) to find missing/corrupt files up front.
-        max_image_pixels: images with more pixels are rejected as decompression bombs (default: PIL's limit).
-        num_workers: processes that check/encode images (default: up to 8, one per core).
-        cache_dir: datasets cache root (default: ``HF_DATASETS_CACHE``).
-        force_rebuild: rebuild even if a cache for the same inputs and options exists.
-        output_dir: if given, also write the dataset there (see :func:`save_prepared`).
-        overwrite: let ``output_dir`` be a non-empty folder that is not a prepared dataset (its files are kept).
-        follow_symlinks: accept image files that are symbolic links to files outside ``data_dir`` (by default
-            such an image is bad: paths stay confined to the data root).
-    """
-    if output_dir is not None:  # refuse a destructive output folder before the (long) build
-        check_output_dir(output_dir, data_dir, overwrite=overwrite)
-    if image_storage is None:
-        image_storage = "bytes" if resize_shorter else "path"
-    options = dict(
-        rank=rank,
-        taxon=taxon if taxon is not None else "none",
-        image_storage=image_storage,
-        resize_shorter=resize_shorter,
-        jpeg_quality=jpeg_quality,
-        on_bad_image=on_bad_image,
-        verify_files=verify_files,
-        follow_symlinks=follow_symlinks,
-    )
-    if max_image_pixels is not None:
-        options["max_image_pixels"] = max_image_pixels
-    start = time.perf_counter()
-    builder = InatBuilder(
-        data_dir=os.fspath(data_dir),
-        splits=splits,
-        num_workers=num_workers,
-        cache_dir=os.fspath(cache_dir) if cache_dir is not None else None,
-        **options,
-    )
-    reused = os.path.isfile(os.path.join(builder.cache_dir, datasets.config.DATASET_INFO_FILENAME))
-    try:
-        if force_rebuild:
-            # datasets re-verifies split sizes against the old cache's info unless told not to.
-            builder.download_and_prepare(download_mode="force_redownload", verification_mode="no_checks")
-            reused = False
-        else:
-            builder.download_and_prepare()
-    except datasets.exceptions.DatasetGenerationError as err:
-        # The builder's own errors are the informative ones: surface them instead of datasets' wrapper.
-        cause = err.__cause__
-        while cause is not None and not isinstance(cause, InatDataError):
-            cause = cause.__cause__
-        if cause is not None:
-            raise cause from None
-        raise
-    dataset = builder.as_dataset()
-    report = builder.read_report()
-    report.update(cache_dir=builder.cache_dir, reused_cache=reused, seconds=round(time.perf_counter() - start, 2))
-    taxonomy = builder.read_taxonomy()
-    prepared = PreparedInat(dataset=dataset, taxonomy=taxonomy, report=report)
-    if output_dir is not None:
-        save_prepared(prepared, output_dir, overwrite=overwrite)
-    return prepared
 
 
 def _real(path: str | os.PathLike) -> str:
@@ -173,13 +82,9 @@ def check_output_dir(
     overwrite: bool = False,
     entries: list[str] | None = None,
 ) -> list[str]:
-    """Refuse an output folder whose replacement could destroy input or files this project did not write.
-
-    Returns the entries of the existing folder that are *not* ours (kept across the replacement). Raises
-    :class:`InatDataError` when the folder is, contains or lies inside the data root; when it exists and is not
-    a folder; when it is non-empty, not a prepared dataset and ``overwrite`` is off; and when one of our
-    ``entries`` would replace a file or folder that prepare did not write.
-    """
+    """Refuse (:class:`InatDataError`) an output folder that is, holds or lies in the data root, is not a folder,
+    is a non-empty foreign folder without ``overwrite``, or holds a foreign file one of our ``entries`` would
+    replace. Returns the existing entries that are not ours (kept across the replacement)."""
     out = _real(output_dir)
     if data_dir is not None:
         root = _real(data_dir)
@@ -246,10 +151,8 @@ def _exchange(a: str, b: str) -> bool:
 
 
 def _remove_owned(folder: str) -> list[str]:
-    """Delete the entries ``folder``'s manifest lists (the manifest last), then the folder if that empties it.
-
-    Returns what is left (entries prepare did not write), which is never deleted.
-    """
+    """Delete the entries ``folder``'s manifest lists (the manifest last), and the folder if that empties it;
+    returns what is left (never deleted: prepare did not write it)."""
     owned = _owned_entries(folder) or {PREPARED_MANIFEST}
     for entry in sorted(owned - {PREPARED_MANIFEST}):
         path = os.path.join(folder, entry)
@@ -289,11 +192,9 @@ def _clean_staging(out: str) -> None:
 def save_prepared(prepared: PreparedInat, output_dir: str | os.PathLike, *, overwrite: bool = False) -> None:
     """Write ``prepared`` as a ``datasets.load_from_disk`` folder plus ``taxonomy.json`` and ``prepare_report.json``.
 
-    Safe and atomic: the folder is checked first (:func:`check_output_dir`: never the data root, never a
-    foreign non-empty folder without ``overwrite``); the whole dataset is written into a hidden sibling folder
-    and swapped in at the end (one atomic rename exchange on Linux), so a reader -- or a run killed at any
-    point -- sees the old dataset or the new one, never a mix. Of the old folder only what a previous prepare
-    wrote (its manifest, :data:`PREPARED_MANIFEST`) is removed; other files move into the new folder.
+    Checked first (:func:`check_output_dir`), written into a hidden sibling folder and swapped in at the end (one
+    atomic rename exchange on Linux): a reader, or a run killed at any point, sees the old dataset or the new one.
+    Of the old folder only what a previous prepare wrote (:data:`PREPARED_MANIFEST`) is removed; other files stay.
     """
     out = os.path.abspath(os.fspath(output_dir)).rstrip(os.sep)
     entries = [
@@ -346,13 +247,9 @@ def _swap_in(staging: str, out: str, foreign: list[str]) -> None:
 
 
 def _save_split(dataset: datasets.Dataset, split_dir: str, split: str) -> None:
-    """One split in the ``save_to_disk`` layout, without copying the images.
-
-    ``Dataset.save_to_disk`` always embeds local image files into the Arrow data: with reference storage it would
-    copy the whole image collection into the output. The builder's Arrow files already hold exactly the rows we
-    want, so they are hard-linked (or copied across file systems) and described with the ``state.json`` /
-    ``dataset_info.json`` that ``save_to_disk`` writes.
-    """
+    """One split in the ``save_to_disk`` layout. ``Dataset.save_to_disk`` embeds local image files (it would copy
+    every image of a reference-storage dataset); the builder's Arrow files already hold the rows, so they are
+    hard-linked (or copied) and described with the ``state.json`` / ``dataset_info.json`` it writes."""
     # datasets has no public API for either: `_indices` (a select/shuffle view) and the private state.json keys
     # below were checked against datasets 5.2; test_saved_split_is_what_save_to_disk_writes fails when they change.
     files = [f["filename"] for f in dataset.cache_files]
@@ -415,24 +312,21 @@ def load_prepared(path: str | os.PathLike) -> PreparedInat:
 
 def format_summary(report: dict[str, Any]) -> str:
     """The human-readable summary printed at the end of a preparation."""
-    lines = []
-    opts = report.get("options", {})
-    lines.append(
+    opts, per_rank, splits = report.get("options", {}), report.get("classes_per_rank", {}), report.get("splits", {})
+    lines = [
         f"iNat 2021 → Arrow  |  rank={opts.get('rank')}  taxon={opts.get('taxon')}  storage={opts.get('image_storage')}"
         + (f" (shorter side ≤ {opts['resize_shorter']} px)" if opts.get("resize_shorter") else "")
-        + ("  [reused cache]" if report.get("reused_cache") else "")
-    )
-    lines.append("")
-    lines.append("Classes per rank (after the taxon filter)")
-    per_rank = report.get("classes_per_rank", {})
-    lines.append("  " + "  ".join(f"{r:>8}" for r in RANKS))
-    lines.append("  " + "  ".join(f"{per_rank.get(r, 0):>8,}" for r in RANKS))
-    lines.append(f"  labels at rank {opts.get('rank')}: {report.get('num_labels', 0):,}")
-    lines.append("")
-    header = f"  {'split':<12} {'in JSON':>10} {'filtered':>10} {'skipped':>9} {'written':>10}  labeled"
-    lines.append("Images per split")
-    lines.append(header)
-    for split, s in report.get("splits", {}).items():
+        + ("  [reused cache]" if report.get("reused_cache") else ""),
+        "",
+        "Classes per rank (after the taxon filter)",
+        "  " + "  ".join(f"{r:>8}" for r in RANKS),
+        "  " + "  ".join(f"{per_rank.get(r, 0):>8,}" for r in RANKS),
+        f"  labels at rank {opts.get('rank')}: {report.get('num_labels', 0):,}",
+        "",
+        "Images per split",
+        f"  {'split':<12} {'in JSON':>10} {'filtered':>10} {'skipped':>9} {'written':>10}  labeled",
+    ]
+    for split, s in splits.items():
         lines.append(
             f"  {split:<12} {s['images_in_json']:>10,} {s['filtered_out']:>10,} {s['skipped']:>9,} {s['written']:>10,}"
             f"  {'yes' if s['labeled'] else 'no (label -1)'}"
@@ -441,14 +335,12 @@ def format_summary(report: dict[str, Any]) -> str:
     lines.append("")
     if reasons:
         lines.append("Skipped images by reason (every file is listed in prepare_report.json)")
-        for reason, count in sorted(reasons.items(), key=lambda kv: -kv[1]):
-            lines.append(f"  {count:>8,}  {reason}")
+        lines += [f"  {count:>8,}  {reason}" for reason, count in sorted(reasons.items(), key=lambda kv: -kv[1])]
     else:
         lines.append("Skipped images: none")
-    repaired: dict[str, int] = {}
-    for s in report.get("splits", {}).values():
-        for key, count in s.get("repaired", {}).items():
-            repaired[key] = repaired.get(key, 0) + count
+    repaired = collections.Counter()
+    for s in splits.values():
+        repaired.update(s.get("repaired", {}))
     if repaired:
         lines.append("Repaired on the way in: " + ", ".join(f"{k} ×{v}" for k, v in sorted(repaired.items())))
     if "seconds" in report:

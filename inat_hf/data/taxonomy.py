@@ -59,7 +59,7 @@ def parse_image_dir_name(dir_name: str) -> dict[str, Any] | None:
 
 
 def parse_taxon_filter(spec: str | Mapping[str, Any] | None) -> dict[str, frozenset[str]]:
-    """Parse a taxon filter such as ``"kingdom=Animalia"`` or ``"class=Aves|Mammalia,order=Passeriformes"``.
+    """Parse a taxon filter such as ``kingdom=Animalia`` or ``"class=Aves|Mammalia,order=Passeriformes"``.
 
     Comma-separated ``rank=value`` terms are ANDed; ``|`` separates alternatives within a term. ``None``, ``""``,
     ``"none"`` and ``"all"`` mean no filter. A mapping ``{rank: value or [values]}`` is accepted too.

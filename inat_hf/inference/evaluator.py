@@ -213,8 +213,8 @@ def evaluate_split(
         batch_size: images per batch (the forward sees ``batch_size * num_views`` views).
         num_workers: DataLoader worker processes decoding images.
         k: top-k kept per image.
-        geo: a :class:`~inat_hf.inference.fusion.GeoFusion` (location prior) and ``locations``, the split's
-            :class:`~inat_hf.data.geo.GeoRecords` row by row: adds ``runs["geo_prior"]`` (prior only) and
+        geo: a :class:`~inat_hf.geo.fusion.GeoFusion` (location prior) and ``locations``, the split's
+            :class:`~inat_hf.geo.records.GeoRecords` row by row: adds ``runs["geo_prior"]`` (prior only) and
             ``runs["fused"]`` (the TTA run, or the single view, fused with the prior).
         backoff: a :class:`~inat_hf.inference.backoff.RankGroups`: taxonomic back-off statistics of the image-only
             and fused runs in ``EvaluationRun.backoff``.

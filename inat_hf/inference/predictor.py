@@ -284,15 +284,15 @@ class Predictor:
         An image that cannot be read yields an :class:`ImagePrediction` with ``error`` set; the others are still
         predicted.
 
-        With ``geo`` (a :class:`~inat_hf.inference.fusion.GeoFusion`) and ``locations`` (one
-        :class:`~inat_hf.inference.fusion.Location` per image), the image probabilities are fused with the
+        With ``geo`` (a :class:`~inat_hf.geo.fusion.GeoFusion`) and ``locations`` (one
+        :class:`~inat_hf.geo.fusion.Location` per image), the image probabilities are fused with the
         location/date prior (an image without a location: image only). With ``backoff`` (a
         :class:`~inat_hf.inference.backoff.RankGroups`) each prediction also gets the finest rank whose summed
         probability reaches ``backoff_threshold``.
         """
         if geo is not None:
-            from ..data.geo import clean_records
-            from .fusion import Location
+            from ..geo.fusion import Location
+            from ..geo.records import clean_records
 
             if locations is None or len(locations) != len(images):
                 raise InferenceError("fusion with a location prior needs one location (or None) per image.")

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
 from ..data.augmentation import AugmentationConfig
+from ..data.source import DataArguments as SourceArguments
 
 # Set from the prepared dataset (label set, rank, class frequencies), never from the recipe.
 MODEL_FIELDS_FROM_DATA = ("label_rank", "taxonomy", "focal_alpha")
@@ -60,21 +61,11 @@ class ModelRunArguments:
 
 
 @dataclasses.dataclass
-class DataArguments:
-    data_dir: str | None = _help("Raw iNat 2021 root (JSON + JPEG folders); prepared on the fly.", default=None)
-    dataset_dir: str | None = _help("A folder written by scripts/prepare_data.py --output_dir.", default=None)
+class DataArguments(SourceArguments):
+    """Where the data comes from (:class:`inat_hf.data.source.DataArguments`) and what of it the run uses."""
+
     train_split: str = _help("Split to train on.", default="train")
     eval_split: str | None = _help("Split to evaluate on ('none': no evaluation).", default="val")
-    splits: str | None = _help(
-        "With --data_dir: splits to prepare, e.g. 'train_mini,val' (default: both used).", default=None
-    )
-    rank: str = _help("With --data_dir: label rank.", default="species")
-    taxon: str = _help("With --data_dir: category filter, e.g. kingdom=Animalia.", default="kingdom=Animalia")
-    image_storage: Literal["path", "bytes"] | None = _help("With --data_dir: image storage.", default=None)
-    resize_shorter: int | None = _help("With --data_dir: pre-resize images (shorter side, px).", default=None)
-    on_bad_image: Literal["error", "skip"] = _help("With --data_dir: bad image policy.", default="error")
-    verify_files: bool = _help("With --data_dir: decode every image while preparing.", default=True)
-    cache_dir: str | None = _help("datasets cache root for --data_dir.", default=None)
     max_train_samples: int | None = _help("Use only the first N training images (quick runs).", default=None)
     max_eval_samples: int | None = _help("Use only the first N evaluation images.", default=None)
     dataset_name: str | None = _help(
@@ -84,13 +75,9 @@ class DataArguments:
     )
 
     def __post_init__(self):
+        super().__post_init__()
         if self.eval_split is not None and self.eval_split.strip().lower() in ("", "none"):
             self.eval_split = None  # `--eval_split none` on the command line
-        if (self.data_dir is None) == (self.dataset_dir is None):
-            raise ValueError(
-                "Give exactly one data source: --data_dir (a raw iNat 2021 root) or --dataset_dir (a folder written "
-                f"by scripts/prepare_data.py); got data_dir={self.data_dir!r}, dataset_dir={self.dataset_dir!r}."
-            )
         for name in ("max_train_samples", "max_eval_samples"):
             value = getattr(self, name)
             if value is not None and value < 1:

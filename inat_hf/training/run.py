@@ -16,8 +16,9 @@ import torch
 from transformers import EarlyStoppingCallback, set_seed
 from transformers.utils import logging
 
-from ..data import PreparedInat, Taxonomy, load_prepared, prepare_inat
+from ..data import PreparedInat, Taxonomy
 from ..data.collate import ImageClassificationCollator
+from ..data.source import load_data
 from ..data.torch_dataset import ImageClassificationDataset
 from ..data.transforms import EvalPreset, TrainPreset, TTAPreset, eval_kwargs_from_image_processor
 from ..models import InatConfig, InatForImageClassification
@@ -46,27 +47,8 @@ class TrainingRun:
 
 
 # ---------------------------------------------------------------------------------------------- data
-def load_data(data_args) -> PreparedInat:
-    if data_args.dataset_dir is not None:
-        return load_prepared(data_args.dataset_dir)
-    splits = data_args.splits or ",".join(s for s in (data_args.train_split, data_args.eval_split) if s)
-    return prepare_inat(
-        data_args.data_dir,
-        splits=splits,
-        rank=data_args.rank,
-        taxon=data_args.taxon,
-        image_storage=data_args.image_storage,
-        resize_shorter=data_args.resize_shorter,
-        on_bad_image=data_args.on_bad_image,
-        verify_files=data_args.verify_files,
-        cache_dir=data_args.cache_dir,
-    )
-
-
 def select_split(prepared: PreparedInat, name: str, limit: int | None, *, role: str):
-    if name not in prepared.dataset:
-        raise ValueError(f"The {role} split {name!r} is not in the dataset; available: {list(prepared.dataset)}.")
-    split = prepared.dataset[name]
+    split = prepared.dataset[name]  # load_data checked that it is there
     if limit is not None:
         split = split.select(range(min(limit, split.num_rows)))
     labels = np.asarray(split["label"])
@@ -246,7 +228,7 @@ def run_training(recipe: Recipe) -> TrainingRun:
 
     # ---- data (rank 0 prepares the Arrow cache first; the others then read it)
     with args.main_process_first(desc="dataset preparation"):
-        prepared = load_data(data_args)
+        prepared = load_data(data_args, [s for s in (data_args.train_split, data_args.eval_split) if s])
     train_split = select_split(prepared, data_args.train_split, data_args.max_train_samples, role="training")
     eval_split = None
     if data_args.eval_split:
@@ -254,7 +236,7 @@ def run_training(recipe: Recipe) -> TrainingRun:
     taxonomy = prepared.taxonomy
     geo = locations = None
     if args.geo_prior:  # a prior that does not fit the labels or the split fails here, before any training
-        from ..inference.fusion import GeoFusion, split_locations
+        from ..geo.fusion import GeoFusion, split_locations
 
         geo = GeoFusion.from_pretrained(args.geo_prior, taxonomy.labels, device=args.device)
         locations = split_locations(eval_split, f"{data_args.eval_split} split")

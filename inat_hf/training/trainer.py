@@ -123,8 +123,8 @@ class InatTrainer(Trainer):
     Args (besides the Trainer's):
         mixup: an :class:`AdaptiveMixup`, or None for no mixing.
         unfreezing: a :class:`ProgressiveUnfreezingCallback`, or None to train every stage from the start.
-        geo: a :class:`~inat_hf.inference.fusion.GeoFusion` (location prior aligned to the model's labels) and
-            ``locations``, the ``eval_dataset``'s :class:`~inat_hf.data.geo.GeoRecords` row by row: every evaluation
+        geo: a :class:`~inat_hf.geo.fusion.GeoFusion` (location prior aligned to the model's labels) and
+            ``locations``, the ``eval_dataset``'s :class:`~inat_hf.geo.records.GeoRecords` row by row: every evaluation
             of that dataset also reports ``fused_*`` (image x prior) and ``prior_*`` (prior only) metrics.
     The learning rates come from the training arguments: ``learning_rate`` (head and attention),
     ``backbone_learning_rate`` and ``layer_decay`` (see :class:`~.arguments.InatTrainingArguments`).

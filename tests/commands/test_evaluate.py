@@ -255,7 +255,7 @@ def test_unknown_split_and_argument_errors(trained_model_dir, prepared_demo, tmp
     assert code == 2 and "split 'test' not found" in capsys.readouterr().err
     capsys.readouterr()
     for argv, message in [
-        (["--data_dir", "a", "--dataset_dir", "b"], "exactly one of --data_dir"),
+        (["--data_dir", "a", "--dataset_dir", "b"], "exactly one data source: --data_dir"),
         (["--dataset_dir", "b", "--no_tta", "--report_both"], "--report_both .* cannot be used with --no_tta"),
         (["--dataset_dir", "b", "--tta_views", "9"], "--tta_views must be in 2..8"),
     ]:

@@ -155,7 +155,7 @@ def test_bad_image_error_mode_names_the_file(demo_copy, tmp_path, how):
     victim = animal_images(data)[1]
     break_file(demo_copy / victim["file_name"], how)
     with pytest.raises(InatDataError) as info:
-        prep(demo_copy, tmp_path, num_workers=1)
+        prep(demo_copy, tmp_path, preprocessing_num_workers=1)
     text = str(info.value)
     assert victim["file_name"] in text and f"image id {victim['id']}" in text and "--on_bad_image skip" in text
     assert __import__("re").search(BAD[how], text), text
@@ -170,7 +170,7 @@ def test_bad_images_skipped_and_reported(demo_copy, tmp_path):
     for how, image in victims.items():
         break_file(demo_copy / image["file_name"], how)
     out = tmp_path / "out"
-    prepared = prep(demo_copy, tmp_path, on_bad_image="skip", output_dir=out, num_workers=2)
+    prepared = prep(demo_copy, tmp_path, on_bad_image="skip", output_dir=out, preprocessing_num_workers=2)
     report = json.loads((out / "prepare_report.json").read_text())
     assert report["splits"]["train"]["skipped"] == len(BAD)
     assert report["splits"]["train"]["written"] == 32 - len(BAD)

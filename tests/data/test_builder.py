@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from inat_hf.data import RANKS, InatBuilder, InatDataError, load_prepared, prepare_inat, save_prepared
+from inat_hf.data import RANKS, DataArguments, InatBuilder, InatDataError, load_prepared, prepare_inat, save_prepared
 from inat_hf.data.demo import DEMO_CATEGORIES
 from tests.data.helpers import prep, read_json, write_json
 
@@ -267,7 +267,7 @@ def test_pre_resize(demo_root, tmp_path):
     for (w, h), ow, oh in zip(sizes, ds["width"], ds["height"]):
         assert abs(w / h - ow / oh) < 0.1
     assert prepared.report["splits"]["train"]["repaired"].get("resized", 0) > 0
-    with pytest.raises(ValueError, match=r"resize_shorter .* needs image_storage='bytes' \(got 'path'\)"):
+    with pytest.raises(ValueError, match=r"resize_shorter .* needs --image_storage bytes \(got 'path'\)"):
         prep(demo_root, tmp_path, resize_shorter=32, image_storage="path")
 
 
@@ -294,7 +294,8 @@ def test_cache_reuse_and_invalidation(demo_copy, tmp_path):
 
 
 def test_builder_used_directly(demo_root, tmp_path):
-    builder = InatBuilder(data_dir=str(demo_root), splits="train,val", rank="family", cache_dir=str(tmp_path / "c"))
+    args = DataArguments(data_dir=str(demo_root), rank="family", cache_dir=str(tmp_path / "c"))
+    builder = InatBuilder(args, "train,val")
     builder.download_and_prepare()
     ds = builder.as_dataset()
     assert isinstance(ds, datasets.DatasetDict) and ds["val"].num_rows == 16

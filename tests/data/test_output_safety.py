@@ -17,7 +17,7 @@ def _images(root):
 
 def _prep(root, tmp_path, **kwargs):
     kwargs.setdefault("cache_dir", tmp_path / "cache")
-    kwargs.setdefault("num_workers", 1)
+    kwargs.setdefault("preprocessing_num_workers", 1)
     kwargs.setdefault("verify_files", False)
     return prepare_inat(root, **kwargs)
 

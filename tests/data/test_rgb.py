@@ -102,7 +102,7 @@ def test_builder_stores_the_same_pixels_in_both_storage_modes(demo_copy, tmp_pat
     victims = [i for i in data["images"] if "Animalia" in i["file_name"]][: len(CASES)]
     for (image, _), victim in zip(CASES.values(), victims):
         (demo_copy / victim["file_name"]).write_bytes(_encode(image))
-    prepared = prep(demo_copy, tmp_path, splits="train", image_storage=storage, num_workers=1)
+    prepared = prep(demo_copy, tmp_path, splits="train", image_storage=storage, preprocessing_num_workers=1)
     train = prepared.dataset["train"]
     raw = train.cast_column("image", datasets.Image(decode=False))
     ids = train["image_id"]

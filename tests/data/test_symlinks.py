@@ -37,7 +37,7 @@ def test_link_to_a_file_outside_the_root_is_a_bad_image(demo_copy, tmp_path, out
     with pytest.raises(
         InatDataError, match=rf"{victim['file_name']} \(image id {victim['id']}\): outside the data root"
     ):
-        prep(demo_copy, tmp_path, splits="train", image_storage=storage, num_workers=1)
+        prep(demo_copy, tmp_path, splits="train", image_storage=storage, preprocessing_num_workers=1)
     out = tmp_path / "out"
     prepared = prep(
         demo_copy,
@@ -46,13 +46,13 @@ def test_link_to_a_file_outside_the_root_is_a_bad_image(demo_copy, tmp_path, out
         image_storage=storage,
         on_bad_image="skip",
         output_dir=out,
-        num_workers=1,
+        preprocessing_num_workers=1,
     )
     assert [s["image_id"] for s in prepared.report["skipped"]] == [victim["id"]]
     assert victim["id"] not in prepared.dataset["train"]["image_id"]
     # --follow_symlinks: the link is followed (and with bytes storage its picture embedded)
     followed = prep(
-        demo_copy, tmp_path / "f", splits="train", image_storage=storage, follow_symlinks=True, num_workers=1
+        demo_copy, tmp_path / "f", splits="train", image_storage=storage, follow_symlinks=True, preprocessing_num_workers=1
     )
     train = followed.dataset["train"]
     assert train[train["image_id"].index(victim["id"])]["image"].getpixel((5, 5))[1] > 150
@@ -62,7 +62,7 @@ def test_a_link_to_a_text_file_never_reaches_messages_reports_or_data(demo_copy,
     victim = _link_first_animal(demo_copy, outside / "passwd")
     for storage in ("path", "bytes"):
         with pytest.raises(InatDataError) as info:
-            prep(demo_copy, tmp_path / storage, splits="train", image_storage=storage, num_workers=1)
+            prep(demo_copy, tmp_path / storage, splits="train", image_storage=storage, preprocessing_num_workers=1)
         assert "root:x" not in str(info.value) and "outside the data root" in str(info.value)
         out = tmp_path / f"out_{storage}"
         prep(
@@ -72,7 +72,7 @@ def test_a_link_to_a_text_file_never_reaches_messages_reports_or_data(demo_copy,
             image_storage=storage,
             on_bad_image="skip",
             output_dir=out,
-            num_workers=1,
+            preprocessing_num_workers=1,
             follow_symlinks=True,
         )  # followed: then it is "not an image", still without its contents
         report = (out / "prepare_report.json").read_text()
@@ -89,6 +89,6 @@ def test_links_inside_the_root_are_fine(demo_copy, tmp_path):
     images = [i for i in read_json(demo_copy, "train")["images"] if "Animalia" in i["file_name"]]
     target = demo_copy / images[1]["file_name"]
     _link_first_animal(demo_copy, target)
-    prepared = prep(demo_copy, tmp_path, splits="train", image_storage="bytes", num_workers=1)
+    prepared = prep(demo_copy, tmp_path, splits="train", image_storage="bytes", preprocessing_num_workers=1)
     assert prepared.report["skipped"] == [] and prepared.dataset["train"].num_rows == 32
     assert isinstance(prepared.dataset["train"].features["image"], datasets.Image)

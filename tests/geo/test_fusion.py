@@ -12,10 +12,10 @@ from PIL import ExifTags, Image
 
 from inat_hf.commands.evaluate import main as evaluate_main
 from inat_hf.commands.predict import main as predict_main
-from inat_hf.data.geo import GeoRecords
 from inat_hf.data.taxonomy import Taxonomy
+from inat_hf.geo.fusion import GeoFusion, exif_location, photo_locations
+from inat_hf.geo.records import GeoRecords
 from inat_hf.inference.backoff import RankGroups, backoff_answer, backoff_table
-from inat_hf.inference.fusion import GeoFusion, exif_location, photo_locations
 from inat_hf.inference.predictor import InferenceError
 from inat_hf.models import GeoPriorConfig, GeoPriorModel
 

@@ -1,5 +1,5 @@
-"""The location/date prior's data (inat_hf.data.geo), training and k-NN baseline (inat_hf.training.geo), and the
-inat-train-geo command: synthetic ranges always, the real iNat 2021 records when ../shared is present."""
+"""The location/date prior's records (inat_hf.geo.records), training and k-NN baseline (inat_hf.geo.training), and
+the inat-train-geo command: synthetic ranges always, the real iNat 2021 records when ../shared is present."""
 
 import json
 
@@ -7,11 +7,13 @@ import numpy as np
 import pytest
 import torch
 
-from inat_hf.commands.train_geo import GeoModelArguments, main
-from inat_hf.data.geo import GeoRecords, clean_records, day_of_year, records_from_json
+from inat_hf.commands.train_geo import main
 from inat_hf.data.inat_json import InatDataError
+from inat_hf.data.source import DataArguments, load_data
+from inat_hf.geo.arguments import GeoTrainingArguments
+from inat_hf.geo.records import GeoRecords, clean_records, day_of_year, split_records
+from inat_hf.geo.training import evaluate_prior, knn_baseline, train_geo_prior
 from inat_hf.models import GeoPriorConfig, GeoPriorModel
-from inat_hf.training.geo import GeoTrainingArguments, evaluate_prior, knn_baseline, train_geo_prior
 
 
 def test_day_of_year_formats_and_bad_dates():
@@ -63,7 +65,7 @@ def synthetic_ranges(n_per_class, seed):
 @pytest.mark.parametrize("loss", ["softmax", "presence"])
 def test_prior_learns_ranges_and_uses_the_season(loss):
     train, val = synthetic_ranges(60, 0), synthetic_ranges(20, 1)
-    args = GeoTrainingArguments(num_epochs=1, min_steps=150, batch_size=64, learning_rate=5e-3)
+    args = GeoTrainingArguments(output_dir="unused", num_epochs=1, min_steps=150, batch_size=64, learning_rate=5e-3)
     results = {}
     for use_date in (True, False):
         torch.manual_seed(0)
@@ -114,8 +116,7 @@ def test_train_command_from_json_and_prepared_folder(demo_root, prepared_demo, t
     out_prep = tmp_path / "from_prepared"
     assert main(["--dataset_dir", str(prepared_demo), "--output_dir", str(out_prep), *common]) == 0
     prepared = json.loads((out_prep / "geo_report.json").read_text())
-    from_json_val = {k: v for k, v in report["counts"]["val"].items() if k != "filtered_by_taxon"}
-    assert prepared["counts"]["val"] == from_json_val  # the same records either way
+    assert prepared["counts"]["val"] == report["counts"]["val"]  # the same records either way
     assert GeoPriorModel.from_pretrained(out_prep).config.id2label == model.config.id2label
 
 
@@ -123,13 +124,13 @@ def write_images_json(path, images):
     path.write_text(json.dumps({"images": images}))
 
 
-def test_loss_negatives_zero_on_the_command_line_means_every_label():
-    assert GeoModelArguments(loss_negatives=0).overrides() == {"loss_negatives": None}
-    assert GeoModelArguments(loss_negatives=64).overrides() == {"loss_negatives": 64}
-    config = GeoPriorConfig(
-        id2label={i: str(i) for i in range(100)}, **GeoModelArguments(loss_negatives=0).overrides()
-    )
-    assert config.sampled_negatives is None
+def test_config_options_on_the_command_line(prepared_demo, tmp_path):
+    out = tmp_path / "prior"
+    args = ["--dataset_dir", str(prepared_demo), "--output_dir", str(out), "--eval_split", "none", "--min_steps", "2"]
+    assert main([*args, "--hidden_size", "8", "--no_use_date", "--loss", "presence", "--loss_negatives", "0"]) == 0
+    config = GeoPriorModel.from_pretrained(out).config
+    assert (config.hidden_size, config.use_date, config.loss) == (8, False, "presence")
+    assert config.loss_negatives is None and config.sampled_negatives is None  # 0 on the command line: every label
 
 
 def test_bad_records_in_json(tmp_path, capsys):
@@ -151,7 +152,16 @@ def test_bad_records_in_json(tmp_path, capsys):
 
 def test_real_records_knn_and_prior_beat_chance(real_sample, tmp_path):
     root = real_sample / "inat2021_json"
-    splits, taxonomy = records_from_json({"train": root / "train_60.json", "val": root / "val_20.json"}, taxon="none")
+    data = DataArguments(
+        data_dir=str(root),
+        splits="train=train_60.json,val=val_20.json",
+        taxon="none",
+        verify_files=False,
+        cache_dir=str(tmp_path),
+    )
+    prepared = load_data(data)
+    splits = {name: split_records(prepared.dataset[name], name) for name in ("train", "val")}
+    taxonomy = prepared.taxonomy
     assert taxonomy.num_labels == 100
     train, val = splits["train"], splits["val"]
     assert train.counts["records"] == 3600 and train.counts["without_location"] == 11
@@ -160,7 +170,12 @@ def test_real_records_knn_and_prior_beat_chance(real_sample, tmp_path):
     torch.manual_seed(0)
     model = GeoPriorModel(GeoPriorConfig(id2label=dict(enumerate(taxonomy.labels)), hidden_size=64, num_blocks=2))
     train_geo_prior(
-        model, train, GeoTrainingArguments(num_epochs=1, min_steps=120, batch_size=256, learning_rate=2e-3), log=None
+        model,
+        train,
+        GeoTrainingArguments(
+            output_dir=str(tmp_path), num_epochs=1, min_steps=120, batch_size=256, learning_rate=2e-3
+        ),
+        log=None,
     )
     prior = evaluate_prior(model, val)
     assert prior["top5"] > 0.25 and prior["num_scored"] == knn["num_scored"] == 1195

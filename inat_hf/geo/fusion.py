@@ -1,13 +1,9 @@
 """Fusing an image classifier with the location/date prior, and reading where/when a photo was taken from EXIF.
 
-Fusion (Mac Aodha et al. 2019): ``p(y|x,l) ∝ p(y|x) · (p(y|l) / p(y))^w`` for a softmax prior (``p(y)``: the label
-frequencies it was trained on, saved in its config), ``p(y|x) · σ(s_y(l))^w`` for a presence-only prior. The
-weight ``w`` is the prior's saved ``config.fusion_weight`` (default 1, the Bayes weighting of two calibrated
-models), never tuned on the split being reported. In log space the fusion adds
-:meth:`GeoPriorModel.log_prior_ratio` to the image model's log-probabilities; an image without a location gets
-zeros there, so its answer is the image model's.
-
-Labels are matched by name: the prior must cover every label of the image model (it may know more).
+Fusion (Mac Aodha et al. 2019) adds :meth:`GeoPriorModel.log_prior_ratio` (``w·log(p(y|l) / p(y))``, softmax prior;
+``w·log σ(s_y(l))``, presence prior; ``w`` = the prior's saved ``fusion_weight``) to the image model's
+log-probabilities; an image without a location gets zeros there: the image model's answer. Labels are matched by
+name: the prior must cover every label of the image model (it may know more).
 """
 
 from __future__ import annotations
@@ -21,10 +17,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..data.geo import GeoRecords, clean_records, day_of_year
-from .predictor import InferenceError
-
-__all__ = ["GeoFusion", "Location", "exif_location", "location_from_values", "photo_locations", "split_locations"]
+from ..inference.predictor import InferenceError  # (inference/errors.py once it exists)
+from .records import GeoRecords, day_of_year, split_records
 
 
 @dataclasses.dataclass
@@ -126,34 +120,13 @@ def exif_location(path: str | os.PathLike) -> Location:
 
 
 def split_locations(split, where: str) -> GeoRecords:
-    """The locations of a prepared split's images, row by row (``latitude``, ``longitude``, optional ``date``), for
-    fusion: a bad location or date is counted (``counts``) and left out, so that image is scored image-only."""
-    missing = {"latitude", "longitude"} - set(split.column_names)
-    if missing:
-        raise InferenceError(
-            f"fusion with the prior needs the {where}'s coordinates, but it has no column(s) {sorted(missing)}."
-        )
-    cols = [c for c in ("latitude", "longitude", "date") if c in split.column_names]
-    table = split.select_columns(cols).to_pandas()
-    return clean_records(
-        table["latitude"].to_numpy(dtype="float64", na_value=float("nan")),
-        table["longitude"].to_numpy(dtype="float64", na_value=float("nan")),
-        table["date"].tolist() if "date" in table else None,
-        [0] * len(table),
-        split["image_id"] if "image_id" in split.column_names else list(range(len(table))),
-        on_bad_record="skip",
-        keep_rows=True,
-        where=where,
-    )
+    """A dataset split's locations, one record per image: a bad location or date is counted and left out, so that
+    image is scored image-only."""
+    return split_records(split, where, on_bad_record="skip", keep_rows=True)
 
 
 class GeoFusion:
-    """A loaded prior aligned to an image model's labels.
-
-    Args:
-        model: a :class:`~inat_hf.models.GeoPriorModel`.
-        label_names: the image model's label names, in its label order.
-    """
+    """A :class:`~inat_hf.models.GeoPriorModel` aligned to an image model's ``label_names`` (in its label order)."""
 
     def __init__(self, model, label_names: Sequence[str], *, device: str | torch.device | None = None):
         prior_names = [str(model.config.id2label[i]) for i in range(model.config.num_labels)]

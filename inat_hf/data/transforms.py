@@ -1,26 +1,12 @@
 """Train / eval / TTA transform presets, in the style of torchvision's ``references/classification/presets.py``.
 
-Each preset is callable on one image (anything :func:`~inat_hf.data.decode.decode_image` accepts) and returns
-float32, normalised. Keyword names follow timm's ``create_transform`` (``image_size`` for its ``input_size``).
-
-* :class:`TrainPreset` -- the training recipe, held by :class:`~inat_hf.data.augmentation.AugmentationConfig`::
-
-      decode -> RandomResizedCrop -> RandomHorizontalFlip -> TimmAutoAugment -> FusedColorJitter
-      -> RandomRotationNearest -> RandomGaussianBlur -> normalize -> RandomErasing
-
-  Everything up to the normalisation runs on the uint8 image, cropped first, so that only the crop is resized
-  and the colour / rotation / blur work touches ``S x S`` pixels. The custom kernels
-  (:mod:`inat_hf.data.kernels`) replace stock v2 ops only where they are faster on that uint8 input. Each
-  augmentation is switched off by its config value (``hflip=0``, ``color_jitter=0``, ``rotation=0``,
-  ``blur_prob=0``, ``re_prob=0``; ``scale=(1, 1)`` and ``ratio=(r, r)`` for the image's aspect ratio ``r`` make
-  the crop a plain resize).
-* :class:`EvalPreset` -- exactly the model's image processor (transformers ``BitImageProcessor``): resize the
-  shortest edge to ``floor(image_size / crop_pct)`` (antialiased, bicubic by default) -> center crop
-  ``image_size`` (zero padded when smaller) -> normalize. Tested equal to the processor.
-* :class:`TTAPreset` -- ``[V, 3, S, S]`` deterministic views of one decoded image, view 0 being the eval
-  preset's output; see :data:`~inat_hf.data.tta_views.TTA_VIEWS`.
-
-Datasets apply a preset per item with :class:`~inat_hf.data.torch_dataset.ImageClassificationDataset`.
+Each preset takes one image (anything :func:`~inat_hf.data.decode.decode_image` accepts) and returns float32,
+normalised; keyword names follow timm's ``create_transform``. :class:`TrainPreset` runs every augmentation on the
+uint8 crop (only the crop is resized; the colour / rotation / blur work touches ``S x S`` pixels), with the fast
+kernels of :mod:`inat_hf.data.kernels`. :class:`EvalPreset` is exactly the model's image processor (tested equal);
+:class:`TTAPreset` gives ``[V, 3, S, S]`` deterministic views (:data:`~inat_hf.data.tta_views.TTA_VIEWS`), view 0
+being the eval preset's output. Datasets apply a preset per item with
+:class:`~inat_hf.data.torch_dataset.ImageClassificationDataset`.
 """
 
 from __future__ import annotations
@@ -38,38 +24,20 @@ from .decode import ImageInput, decode_image
 from .kernels import FusedColorJitter, RandomGaussianBlur, RandomRotationNearest, TimmAutoAugment
 from .tta_views import TTA_VIEWS
 
-__all__ = [
-    "TTA_VIEWS",
-    "EvalPreset",
-    "TTAPreset",
-    "TrainPreset",
-    "center_crop",
-    "eval_kwargs_from_image_processor",
-    "normalize",
-    "resize_shortest_edge",
-]
-
-_INTERPOLATIONS = {
-    "nearest": v2.InterpolationMode.NEAREST,
-    "bilinear": v2.InterpolationMode.BILINEAR,
-    "bicubic": v2.InterpolationMode.BICUBIC,
-    "lanczos": v2.InterpolationMode.LANCZOS,
-}
-# PIL.Image.Resampling values, as stored in transformers image processors' `resample`.
+# PIL.Image.Resampling codes (transformers image processors store `resample` so) and the names they stand for.
 _PIL_RESAMPLE = {0: "nearest", 1: "lanczos", 2: "bilinear", 3: "bicubic"}
 
 
 def _interpolation(value: str | int | v2.InterpolationMode) -> v2.InterpolationMode:
     if isinstance(value, v2.InterpolationMode):
         return value
-    if isinstance(value, int):
-        if value not in _PIL_RESAMPLE:
-            raise ValueError(f"interpolation: expected a PIL resample code in {sorted(_PIL_RESAMPLE)}, found {value}")
-        value = _PIL_RESAMPLE[value]
-    try:
-        return _INTERPOLATIONS[str(value).lower()]
-    except KeyError:
-        raise ValueError(f"interpolation: expected one of {sorted(_INTERPOLATIONS)}, found {value!r}") from None
+    name = _PIL_RESAMPLE.get(value) if isinstance(value, int) else str(value).lower()
+    if name not in _PIL_RESAMPLE.values():
+        raise ValueError(
+            f"interpolation: expected one of {sorted(_PIL_RESAMPLE.values())} or a PIL resample code "
+            f"{sorted(_PIL_RESAMPLE)}, found {value!r}"
+        )
+    return v2.InterpolationMode(name)
 
 
 def normalize(
@@ -97,16 +65,9 @@ def center_crop(img: torch.Tensor, size: int) -> torch.Tensor:
     ``top = int((H - size) / 2)``, which differs from ``tvF.center_crop``'s rounding for odd margins)."""
     h, w = img.shape[-2:]
     if size > w or size > h:
-        pad = [
-            (size - w) // 2 if size > w else 0,
-            (size - h) // 2 if size > h else 0,
-            (size - w + 1) // 2 if size > w else 0,
-            (size - h + 1) // 2 if size > h else 0,
-        ]
-        img = tvF.pad(img, pad, fill=0)
+        dw, dh = max(size - w, 0), max(size - h, 0)
+        img = tvF.pad(img, [dw // 2, dh // 2, (dw + 1) // 2, (dh + 1) // 2], fill=0)
         h, w = img.shape[-2:]
-        if (h, w) == (size, size):
-            return img
     top, left = int((h - size) / 2.0), int((w - size) / 2.0)
     return img[..., top : top + size, left : left + size]
 
@@ -147,11 +108,13 @@ def _resize_size(image_size: int, crop_pct: float, resize_size: int | None) -> i
 
 
 class TrainPreset:
-    """The training recipe (see the module docstring), built from an :class:`AugmentationConfig`.
+    """The training recipe of an :class:`AugmentationConfig` (each augmentation off at its zero value)::
 
-    ``preset(image)`` decodes ``image`` and returns float32 ``[3, S, S]``, normalised. Randomness comes from
-    torch's global RNG (``torch.manual_seed`` makes it reproducible; ``ImageClassificationDataset(seed=...)`` makes
-    it a function of the item). ``preset.transforms`` is the ``v2.Compose`` applied to the decoded uint8 tensor.
+        RandomResizedCrop -> RandomHorizontalFlip -> TimmAutoAugment -> FusedColorJitter -> RandomRotationNearest
+        -> RandomGaussianBlur -> normalize -> RandomErasing
+
+    Randomness comes from torch's global RNG (``ImageClassificationDataset(seed=...)`` makes it a function of the
+    item). ``preset.transforms`` is the ``v2.Compose`` applied to the decoded uint8 tensor.
     """
 
     def __init__(self, aug: AugmentationConfig | None = None) -> None:
@@ -194,12 +157,9 @@ class TrainPreset:
 
 
 class EvalPreset:
-    """The model's image-processor pipeline (BitImageProcessor, torchvision backend), on one image.
-
-    resize shortest edge to ``resize_size`` (default ``floor(image_size / crop_pct)``; bicubic, antialiased) ->
-    center crop ``image_size`` (zero pad if smaller) -> :func:`normalize`. Use
-    :func:`eval_kwargs_from_image_processor` to copy a processor's settings.
-    """
+    """The model's image processor (BitImageProcessor) on one image: resize the shortest edge to ``resize_size``
+    (default ``floor(image_size / crop_pct)``, antialiased) -> center crop ``image_size`` (zero padded when
+    smaller) -> :func:`normalize`. :func:`eval_kwargs_from_image_processor` copies a processor's settings."""
 
     def __init__(
         self,

@@ -1,31 +1,22 @@
-"""Evaluation reports: the files of ``DIR/test_results_<TIMESTAMP>/`` written by ``scripts/evaluate.py``.
+"""Evaluation reports: the files of ``DIR/test_results_<TIMESTAMP>/`` written by ``inat-evaluate``.
 
-==============================  ==========================================================================
-file                            content
-==============================  ==========================================================================
-``summary.json``                top-1/3/5, ECE, macro P/R/F1, hierarchical accuracy of the primary run (TTA
-                                when enabled) and of every run under ``runs`` (``no_tta`` / ``tta``); number
-                                of images, seconds per image, images/s, model, split, TTA views, options
-``predictions.csv``             one row per image: ``image_id, file, true_index, true_label, pred_index,
-                                pred_label, confidence, correct, top{i}_index, top{i}_label, top{i}_prob``
-                                (i = 1..5); ``predictions_no_tta.csv`` too when both runs are scored
-``per_class.csv``               ``label_index, label, common_name, support, predicted, correct, accuracy,
-                                precision, recall, f1`` (every label, absent ones with support 0)
-``classification_report.txt``   scikit-learn's ``classification_report``
-``hierarchical_accuracy.csv``   ``rank, num_groups`` and one accuracy column per run
-``confusion_matrix.csv/.png``   label sets of at most ``max_confusion_labels`` (50) labels: counts, rows =
-                                true, columns = predicted; the heatmap is row-normalised
-``most_confused.csv``           larger label sets instead: the 100 most frequent (true, predicted) pairs with
-                                ``true_index, true_label, pred_index, pred_label, count, true_support, rate,
-                                shared_rank`` (the finest rank both belong to)
-``confusion_<rank>.csv/.png``   larger label sets: the confusion at a coarser rank (order, or class when order
-                                has more than ``max_confusion_labels`` values)
-``reliability_diagram.png``     accuracy vs confidence per calibration bin, ECE in the title
-``submission.csv``              with ``--submission``: ``Id,Predicted`` (see ``inference/submission.py``)
-==============================  ==========================================================================
+* ``summary.json``: top-1/3/5, ECE, macro P/R/F1, hierarchical accuracy of the primary run (TTA when enabled) and
+  of every run under ``runs``; number of images, seconds per image, images/s, model, split, TTA views, options.
+  ``results.md``: the runs' scores as a Markdown table.
+* ``predictions.csv`` (``predictions_<run>.csv`` for the other runs): per image ``image_id, file, true_index,
+  true_label, pred_index, pred_label, confidence, correct, top{i}_index, top{i}_label, top{i}_prob`` (i = 1..5).
+* ``per_class.csv``: ``label_index, label, common_name, support, predicted, correct, accuracy, precision, recall,
+  f1`` (every label); ``classification_report.txt``: scikit-learn's; ``hierarchical_accuracy.csv``: ``rank,
+  num_groups`` and one accuracy column per run.
+* up to ``max_confusion_labels`` (50) labels: ``confusion_matrix.csv/.png`` (rows true, columns predicted; the
+  heatmap row-normalised). More labels: ``most_confused.csv`` (the 100 most frequent (true, predicted) pairs with
+  ``count, true_support, rate, shared_rank``, the finest rank both share) and ``confusion_<rank>.csv/.png`` at a
+  coarser rank (order, or class when order has more than ``max_confusion_labels`` values).
+* ``reliability_diagram.png``: accuracy vs confidence per calibration bin, ECE in the title.
+* ``submission.csv`` with ``--submission``: ``Id,Predicted`` (:mod:`~inat_hf.inference.submission`).
 
-For an unlabeled split only ``summary.json`` (saying that accuracy metrics were skipped), ``predictions.csv``
-and ``submission.csv`` are written.
+An unlabeled split gets only ``summary.json`` (saying that accuracy metrics were skipped), ``predictions.csv`` and
+``submission.csv``.
 """
 
 from __future__ import annotations
@@ -44,15 +35,6 @@ import pandas as pd
 from ..data.taxonomy import RANKS, Taxonomy
 from . import metrics as M
 from .evaluator import MetricsResult, TopKPredictions
-
-__all__ = [
-    "MAX_CONFUSION_LABELS",
-    "make_run_dir",
-    "plot_confusion",
-    "plot_reliability",
-    "predictions_frame",
-    "write_evaluation_report",
-]
 
 MAX_CONFUSION_LABELS = 50
 MOST_CONFUSED_ROWS = 100
@@ -102,12 +84,9 @@ def predictions_frame(
 
 
 def _figure(width: float, height: float):
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(width, height), layout="constrained")
-    FigureCanvasAgg(fig)
-    return fig
+    return Figure(figsize=(width, height), layout="constrained")
 
 
 def plot_confusion(matrix: np.ndarray, names: Sequence[str], path: str | os.PathLike, title: str) -> None:
@@ -128,15 +107,8 @@ def plot_confusion(matrix: np.ndarray, names: Sequence[str], path: str | os.Path
     if n <= 20:
         for (i, j), count in np.ndenumerate(matrix):
             if count:
-                ax.text(
-                    j,
-                    i,
-                    str(count),
-                    ha="center",
-                    va="center",
-                    fontsize=7,
-                    color="white" if frac[i, j] > 0.5 else "black",
-                )
+                color = "white" if frac[i, j] > 0.5 else "black"
+                ax.text(j, i, str(count), ha="center", va="center", fontsize=7, color=color)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     ax.set_title(title)
@@ -150,30 +122,15 @@ def plot_reliability(data: M.ReliabilityData, path: str | os.PathLike, title: st
     width = np.diff(data.edges)
     left = data.edges[:-1]
     filled = data.counts > 0
-    top.bar(
-        left[filled],
-        data.accuracy[filled],
-        width=width[filled],
-        align="edge",
-        edgecolor="black",
-        color="tab:blue",
-        label="accuracy",
-    )
+    bars = dict(width=width[filled], align="edge")
+    top.bar(left[filled], data.accuracy[filled], edgecolor="black", color="tab:blue", label="accuracy", **bars)
     # The gap spans accuracy..confidence, above the accuracy bar (overconfident) or inside it (underconfident): drawn
     # as a hatched outline without fill, it looks the same in both cases and in the legend (a translucent fill
     # would blend with the accuracy bar where they overlap).
     low = np.minimum(data.accuracy[filled], data.mean_confidence[filled])
-    top.bar(
-        left[filled],
-        np.abs(data.mean_confidence[filled] - data.accuracy[filled]),
-        bottom=low,
-        width=width[filled],
-        align="edge",
-        facecolor="none",
-        edgecolor="tab:red",
-        hatch="///",
-        label="gap to mean confidence",
-    )
+    gap = np.abs(data.mean_confidence[filled] - data.accuracy[filled])
+    style = dict(facecolor="none", edgecolor="tab:red", hatch="///", label="gap to mean confidence")
+    top.bar(left[filled], gap, bottom=low, **bars, **style)
     top.plot([0, 1], [0, 1], "--", color="gray", label="perfect calibration")
     top.set_xlim(0, 1)
     top.set_ylim(0, 1)
@@ -189,23 +146,17 @@ def plot_reliability(data: M.ReliabilityData, path: str | os.PathLike, title: st
 # -- The report --------------------------------------------------------------------------------------------------------
 
 
-def _json_default(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    return str(value)
-
-
-def _clean_nan(value: Any) -> Any:
-    # JSON has no NaN: write null
-    if isinstance(value, float) and math.isnan(value):
-        return None
+def _json_ready(value: Any) -> Any:
+    """numpy values as Python ones, NaN as null (JSON has no NaN), anything else unknown as its ``str``."""
+    if isinstance(value, (np.generic, np.ndarray)):
+        value = value.tolist()
+    if isinstance(value, float):
+        return None if math.isnan(value) else value
     if isinstance(value, dict):
-        return {k: _clean_nan(v) for k, v in value.items()}
+        return {k: _json_ready(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_clean_nan(v) for v in value]
-    return value
+        return [_json_ready(v) for v in value]
+    return value if value is None or isinstance(value, (str, int)) else str(value)
 
 
 def _write_confusion_csv(matrix: np.ndarray, names: Sequence[str], path: Path) -> None:
@@ -349,9 +300,7 @@ def write_evaluation_report(
         (run_dir / "results.md").write_text(results_markdown(summary))
         written.append("results.md")
     summary["files"] = [*written, "summary.json"]
-    (run_dir / "summary.json").write_text(
-        json.dumps(_clean_nan(summary), indent=2, ensure_ascii=False, default=_json_default) + "\n"
-    )
+    (run_dir / "summary.json").write_text(json.dumps(_json_ready(summary), indent=2, ensure_ascii=False) + "\n")
     return summary
 
 

@@ -1,22 +1,11 @@
-"""Image decoding to RGB ``uint8`` tensors.
+"""Image decoding: :func:`decode_image` turns whatever a pipeline holds for an image into an RGB ``uint8 [3, H, W]``
+tensor, at full size (every preset sees the pixels the image processor sees).
 
-:func:`decode_image` turns whatever a pipeline holds for an image into an RGB ``torch.uint8`` tensor of shape
-``[3, H, W]``:
-
-* a ``datasets`` Image value ``{"bytes": ..., "path": ...}`` -- what a column cast with
-  ``dataset.cast_column("image", datasets.Image(decode=False))`` yields (``bytes`` wins when both are set, as in
-  ``datasets``; ``path`` then only names the image in error messages);
-* a file path (``str`` / ``os.PathLike``), raw encoded bytes (``bytes`` / ``bytearray`` / ``memoryview``);
-* an already decoded ``PIL.Image.Image``, ``numpy`` array (``HW`` or ``HWC``) or ``torch`` tensor (``CHW``).
-
-EXIF orientation is applied (``PIL.ImageOps.exif_transpose`` semantics) and every mode becomes RGB by
-:func:`to_rgb`, the project's one conversion rule (the builder uses it too, in both storage modes): images with
-transparency are composited onto white, high-bit-depth images are scaled to 8 bit by their real range.
-
-Images are always decoded at full size, so every preset sees the pixels the image processor sees. JPEGs go
-through torchvision's libjpeg-turbo decoder (pixels bit-identical to PIL's, tested; faster than PIL's decode +
-array conversion: ``benchmarks/bench_data.py``); anything else (PNG, WebP, ...), and any JPEG torchvision refuses,
-through PIL.
+Inputs: a ``datasets`` Image value ``{"bytes", "path"}`` (``bytes`` wins, as in ``datasets``), a path, encoded bytes,
+or an already decoded PIL image, ``HW``/``HWC`` numpy array or ``CHW`` tensor. EXIF orientation is applied and every
+mode becomes RGB by :func:`~inat_hf.data.rgb.to_rgb`, the project's one conversion rule. JPEGs go through
+torchvision's libjpeg-turbo decoder (bit-identical to PIL, tested; faster: ``benchmarks/bench_data.py``), anything
+else and any JPEG torchvision refuses through PIL.
 """
 
 from __future__ import annotations
@@ -35,19 +24,10 @@ import torch
 
 from .rgb import to_rgb
 
-__all__ = [
-    "ImageDecodeError",
-    "ImageInput",
-    "decode_image",
-    "image_name",
-]
-
 ImageInput = Any
 """Anything :func:`decode_image` accepts (see the module docstring)."""
 
 _JPEG_MAGIC = b"\xff\xd8\xff"
-
-_tv_decode_jpeg: Any = None  # resolved lazily: False when unavailable
 
 
 class ImageDecodeError(ValueError):
@@ -72,16 +52,13 @@ def image_name(image: ImageInput) -> str:
     return f"<{type(image).__name__}>"
 
 
-def _get_tv_decode_jpeg():
-    global _tv_decode_jpeg
-    if _tv_decode_jpeg is None:
-        try:
-            from torchvision.io import ImageReadMode, decode_jpeg
-
-            _tv_decode_jpeg = functools.partial(decode_jpeg, mode=ImageReadMode.RGB, apply_exif_orientation=True)
-        except ImportError:  # a torchvision without image decoding (deprecated in 0.29): PIL does it all
-            _tv_decode_jpeg = False
-    return _tv_decode_jpeg
+@functools.cache
+def _tv_decode_jpeg():
+    try:
+        from torchvision.io import ImageReadMode, decode_jpeg
+    except ImportError:  # a torchvision without image decoding (deprecated in 0.29): PIL does it all
+        return None
+    return functools.partial(decode_jpeg, mode=ImageReadMode.RGB, apply_exif_orientation=True)
 
 
 def _as_bytes(image: ImageInput, name: str) -> bytes | bytearray | memoryview:
@@ -131,17 +108,9 @@ def _decode_pil(data: bytes | bytearray | memoryview, name: str) -> torch.Tensor
 
 
 def decode_image(image: ImageInput) -> torch.Tensor:
-    """Decode ``image`` to an RGB ``torch.uint8`` tensor ``[3, H, W]``, at full size.
-
-    Args:
-        image: a ``datasets`` Image value dict, a path, encoded bytes, a PIL image, an ``HW``/``HWC`` uint8 numpy
-            array or a ``CHW`` uint8 tensor (1 or 3 channels; returned as is / expanded to RGB).
-
-    Raises:
-        ImageDecodeError: (a ``ValueError``) when the file cannot be read or decoded; the message names the path
-            (or the byte count) and says what was expected and what was found.
-        TypeError: for an unsupported input type.
-    """
+    """Decode ``image`` (see the module docstring; uint8 arrays / tensors of 1 or 3 channels) to RGB ``uint8
+    [3, H, W]``. Raises :class:`ImageDecodeError` (a ``ValueError`` naming the image, what was expected and what was
+    found) when it cannot be read or decoded, ``TypeError`` for an unsupported input type."""
     if isinstance(image, torch.Tensor):
         return _tensor_to_rgb(image, image_name(image))
     if isinstance(image, np.ndarray):
@@ -156,7 +125,7 @@ def decode_image(image: ImageInput) -> torch.Tensor:
         )
     name = image_name(image)
     data = _as_bytes(image, name)
-    decode_jpeg = _get_tv_decode_jpeg() if bytes(data[:3]) == _JPEG_MAGIC else None
+    decode_jpeg = _tv_decode_jpeg() if bytes(data[:3]) == _JPEG_MAGIC else None
     if decode_jpeg:
         try:
             # torchvision.io warns on every call that its decoders are deprecated (0.29; TorchCodec succeeds them)

@@ -1,22 +1,12 @@
 """A small synthetic dataset in the exact iNat 2021 layout: the embedded demo and the tests' data.
 
-``write_demo_dataset(root)`` writes ``train.json``, ``val.json`` and ``public_test.json`` (every key of the real
-release: info, licenses, images with geo/date/rights fields, annotations, categories with the full taxonomy) and
-the JPEG folders they point to (``train/<image_dir_name>/<uuid>.jpg``, ``public_test/<uuid>.jpg``).
-
-The images are learnable on purpose: each species has a motif (shape) and a colour, drawn at a random place,
-size and angle over a noisy random background, so a small network trained for a minute on CPU beats chance by a
-wide margin. The taxonomy is built so that mistakes have structure: the two *Turdus* species share a motif and
-differ in colour (a genus-level confusion), the butterfly and the lady beetle share a colour. Two plant species
-are included so that the default ``kingdom=Animalia`` filter has something to remove.
-
-Where and when: the coordinates and dates are SYNTHETIC too. Each species has a made-up range (a centre and a
-spread in degrees, :data:`DEMO_RANGES`) and optionally a season (a peak day of the year), loosely inspired by the
-real animals but not real data. They are chosen so that the location/date prior has something to add where the
-images are confusable: the two *Turdus* species (same motif) live on different continents, and the butterfly and
-the lady beetle (same colour) share a place but not a season. About 10 % of the records have no coordinates, as
-in the real release.
-
+``write_demo_dataset(root)`` writes ``train.json``, ``val.json``, ``public_test.json`` (every key of the real
+release) and the JPEG folders they point to. The images are learnable on purpose (each species: a motif and a
+colour at a random place, size and angle over a noisy background) and mistakes have structure: the two *Turdus*
+share a motif, the butterfly and the lady beetle a colour; two plants give ``kingdom=Animalia`` something to remove.
+Coordinates and dates are SYNTHETIC too (:data:`DEMO_RANGES`: made-up ranges and seasons) and give the location
+prior something to add where images are confusable: the *Turdus* live on different continents, the butterfly and
+the beetle share a place but not a season; ~10 % of records lack coordinates, as in the real release.
 Everything is deterministic given ``seed``.
 """
 

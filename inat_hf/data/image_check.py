@@ -1,12 +1,8 @@
-"""Per-image checks and (optional) re-encoding done while a dataset is prepared.
-
-Every image the builder writes has passed :func:`check_image`; every image it does not write has a reason from
-here, which ends up in the skip report. Problems we can repair are repaired, not reported: non-RGB modes (L, P,
-RGBA, CMYK, I;16 …) are converted to RGB by :func:`inat_hf.data.rgb.to_rgb` and EXIF orientation is applied
-when images are embedded or resized. With path storage both happen at decode time (``datasets.Image(mode="RGB")``
-and :mod:`inat_hf.data.decode` agree on them), except for images on which PIL's ``convert("RGB")`` differs from
-``to_rgb`` (transparency, more than 8 bits): their converted pixels are stored too, as a lossless PNG, so that
-every reader of the dataset sees the same picture.
+"""Per-image checks and (optional) re-encoding while a dataset is prepared: every image the builder writes passed
+:func:`check_image`; every one it skips has a reason from here (the skip report). What can be repaired is: modes
+become RGB (:func:`~inat_hf.data.rgb.to_rgb`) and EXIF orientation is applied when images are embedded or resized;
+with path storage both happen at decode time, except where PIL's ``convert("RGB")`` differs from ``to_rgb``
+(transparency, more than 8 bits): those converted pixels are stored too, as lossless PNG, so every reader agrees.
 """
 
 from __future__ import annotations
@@ -44,9 +40,8 @@ class ImageCheckResult:
     kind: str | None = None  # short class of problem, e.g. "truncated image" (report counts group by it)
     reason: str | None = None  # the full explanation
     data: bytes | None = None  # bytes to embed (embed=True)
-    fixed: tuple[
-        str, ...
-    ] = ()  # what was repaired, one report key each: "mode CMYK->RGB", "EXIF orientation 6", "resized"
+    # what was repaired, one report key each: "mode CMYK->RGB", "EXIF orientation 6", "resized"
+    fixed: tuple[str, ...] = ()
 
 
 def _bad(kind: str, detail: str = "") -> ImageCheckResult:

@@ -1,12 +1,9 @@
 """Read and validate one iNat 2021 JSON file (``train.json``, ``val.json``, ``public_test.json`` …) into Arrow.
 
-Speed matters here: the full ``train.json`` holds millions of image records, and ``json.load`` of it is slow and
-builds gigabytes of Python objects, so we parse it with pyarrow's C++ JSON reader straight into columnar arrays
-(``newlines_in_values=True`` lets the reader take the whole file, pretty-printed or not, as one JSON object) and
-validate with vectorised Arrow compute. Nothing here decodes images.
-
-Structural problems stop the preparation with an error that names the file, the offending ids and what was
-expected; they are never "fixed" by dropping records.
+The full ``train.json`` holds millions of records: ``json.load`` is slow and builds gigabytes of Python objects, so
+pyarrow's C++ JSON reader parses it straight into columns (``newlines_in_values=True``: the whole file, pretty-printed
+or not, as one object) and vectorised Arrow compute validates it. Structural problems stop the preparation with an
+error naming the file, the offending ids and what was expected; they are never "fixed" by dropping records.
 """
 
 from __future__ import annotations
@@ -65,10 +62,10 @@ _MAX_ARROW_BLOCK = 2**31 - 64
 _MAX_LISTED = 10  # ids listed in an error message before "… and N more"
 
 
-def _listing(values: list[Any]) -> str:
-    shown = ", ".join(str(v) for v in values[:_MAX_LISTED])
-    more = len(values) - _MAX_LISTED
-    return shown + (f", … and {more} more" if more > 0 else "")
+def _listing(values: list[Any], total: int | None = None) -> str:
+    """The first values, then "… and N more" up to ``total`` (default: ``len(values)``)."""
+    more = (len(values) if total is None else total) - min(len(values), _MAX_LISTED)
+    return ", ".join(str(v) for v in values[:_MAX_LISTED]) + (f", … and {more} more" if more > 0 else "")
 
 
 @dataclasses.dataclass
@@ -168,36 +165,26 @@ def _check_unique(column: pa.ChunkedArray, what: str, path: str) -> None:
 
 
 def _check_text(table: pa.Table, what: str, path: str) -> None:
-    """Every string column must be valid UTF-8 (pyarrow's JSON reader does not check; Python fails later on).
-
-    The full validation runs in C++; only on failure are the offending records looked up, to name them.
-    """
+    """Every string column must be valid UTF-8 (pyarrow's JSON reader does not check; Python fails later on). The
+    check runs in C++; only on failure are the offending records looked up, to name them."""
     for name in table.column_names:
         column = table.column(name)
         if not pa.types.is_string(column.type):
             continue
         try:
             column.validate(full=True)
+            continue
         except pa.ArrowInvalid:
             pass
-        else:
-            continue
         values = pc.cast(column, pa.binary()).to_pylist()
-        bad = []
-        for position, value in enumerate(values):
-            if value is None:
-                continue
-            try:
-                value.decode("utf-8")
-            except UnicodeDecodeError:
-                bad.append(position)
+        # invalid UTF-8 does not survive a decode-with-replacement round trip
+        bad = [i for i, v in enumerate(values) if v is not None and v.decode("utf-8", "replace").encode() != v]
         ids = table.column("id").take(bad[:_MAX_LISTED]).to_pylist() if "id" in table.column_names else bad
         # bad bytes shown as \xNN escapes (quoted by hand: repr would double the backslashes)
         shown = [f"{i} ('{values[p].decode('utf-8', 'backslashreplace')}')" for i, p in zip(ids, bad)]
         raise InatDataError(
             f"{path}: {len(bad)} {what} record(s) have a {name!r} that is not valid UTF-8 text: {what} ids "
-            f"{_listing(shown)}{f', … and {len(bad) - len(shown)} more' if len(bad) > len(shown) else ''}. Fix the encoding of the JSON file "
-            "(iNat JSON is UTF-8)."
+            f"{_listing(shown, len(bad))}. Fix the encoding of the JSON file (iNat JSON is UTF-8)."
         )
 
 

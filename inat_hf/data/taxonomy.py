@@ -105,18 +105,14 @@ def check_rank(rank: str) -> str:
 
 @dataclasses.dataclass
 class Taxonomy:
-    """The label space of a dataset or model and the taxonomy of every label: THE taxonomy API of inat_hf.
+    """The label space of a dataset or model and the taxonomy of every label: THE taxonomy API of inat_hf, read by
+    prediction, metrics, reports, back-off and submissions, so they agree on the ranks, their order and the groups.
 
-    ``labels[i]`` is the name of label ``i`` at ``rank``; ``ranks[r][i]`` is label ``i``'s value at rank ``r``
-    (coarse to fine, in :data:`RANKS` order whatever order the source lists them in; a genus label has no
-    species). ``category_ids[i]`` lists the original iNat category ids that label ``i`` covers (exactly one for
-    species labels; ``None`` when unknown), ``common_names[i]`` is the iNat common name of a species label
-    (``None`` when unknown or for higher ranks). ``rank`` is ``None`` for the labels of a classifier that is not
-    an inat_hf model (no rank is known).
-
-    Prediction, metrics, reports, back-off and submission files read the taxonomy through this class, so that
-    they agree on the ranks, their order and the groups at every rank. The same dict (``to_dict()``) is stored in
-    the model config as ``taxonomy``; :meth:`from_config` reads it back.
+    ``labels[i]``: label ``i``'s name at ``rank`` (``None`` for a classifier that is not an inat_hf model);
+    ``ranks[r][i]``: its name at rank ``r`` (in :data:`RANKS` order, whatever the source's); ``category_ids[i]``:
+    the iNat category ids it covers (one for species labels); ``common_names[i]``: a species label's iNat common
+    name. ``to_dict()`` is stored in the model config as ``taxonomy``; :meth:`from_config` reads it back, and this
+    class is where a taxonomy is validated.
     """
 
     rank: str | None
@@ -140,6 +136,10 @@ class Taxonomy:
             raise ValueError(f"Taxonomy labels must be unique; got {n - len(set(self.labels))} duplicate(s).")
         per_label = [*self.ranks.items(), ("category_ids", self.category_ids), ("common_names", self.common_names)]
         for name, values in per_label:
+            if values is not None and not isinstance(values, (list, tuple)):
+                raise ValueError(
+                    f"Taxonomy list {name!r} must be a list with one entry per label, got {values!r:.60}."
+                )
             if values is not None and len(values) != n:
                 raise ValueError(f"Taxonomy list {name!r} has {len(values)} entries, expected one per label ({n}).")
 
@@ -202,11 +202,13 @@ class Taxonomy:
         missing = {"rank", "labels", "ranks"} - set(data)
         if missing:
             raise ValueError(f"Taxonomy dict is missing key(s) {sorted(missing)}; got keys {sorted(data)}.")
+        if not isinstance(data["ranks"], Mapping):
+            raise ValueError(f"Taxonomy 'ranks' must map a rank to one name per label, got {data['ranks']!r:.60}.")
         ids = data.get("category_ids")
         return cls(
             rank=data["rank"],
             labels=list(data["labels"]),
-            ranks={r: list(v) for r, v in data["ranks"].items()},
+            ranks=dict(data["ranks"]),
             category_ids=[list(c) for c in ids] if ids is not None else None,
             common_names=data.get("common_names"),
         )
@@ -217,14 +219,14 @@ class Taxonomy:
         ``InatConfig``'s, which may hold only some of the keys). Any other transformers config gives its labels
         with no rank."""
         data = getattr(config, "taxonomy", None) or {}
-        return cls.from_dict(
-            {
-                **data,
-                "rank": getattr(config, "label_rank", None),
-                "labels": [str(config.id2label[i]) for i in range(config.num_labels)],
-                "ranks": {r: [str(v) for v in values] for r, values in (data.get("ranks") or {}).items()},
-            }
-        )
+        rank = getattr(config, "label_rank", None)
+        if not isinstance(data, Mapping) or data.get("rank") not in (None, rank):
+            raise ValueError(
+                f"config.taxonomy must be a dict like Taxonomy.to_dict() whose 'rank' is the config's label_rank "
+                f"({rank!r}); got {data!r:.80}. Pass label_rank=<the rank the labels are at>."
+            )
+        labels = [str(config.id2label[i]) for i in range(config.num_labels)]
+        return cls.from_dict({**data, "rank": rank, "labels": labels, "ranks": data.get("ranks") or {}})
 
     def save(self, path: str | os.PathLike) -> None:
         with open(path, "w", encoding="utf-8") as f:

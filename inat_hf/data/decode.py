@@ -37,19 +37,16 @@ class ImageDecodeError(ValueError):
 def image_name(image: ImageInput) -> str:
     """A short human-readable name for ``image``, for error messages (its path when it has one)."""
     if isinstance(image, Mapping):
-        path = image.get("path")
-        if path:
-            return str(path)
-        data = image.get("bytes")
-        return f"<{len(data)} encoded bytes>" if data is not None else "<empty datasets Image value>"
+        if image.get("path"):
+            return str(image["path"])
+        image = image.get("bytes")
+        if image is None:
+            return "<empty datasets Image value>"
     if isinstance(image, (str, os.PathLike)):
         return os.fspath(image)
     if isinstance(image, (bytes, bytearray, memoryview)):
         return f"<{len(image)} encoded bytes>"
-    filename = getattr(image, "filename", None)
-    if filename:
-        return str(filename)
-    return f"<{type(image).__name__}>"
+    return str(getattr(image, "filename", None) or f"<{type(image).__name__}>")
 
 
 @functools.cache

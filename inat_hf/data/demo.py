@@ -93,19 +93,19 @@ def _polygon(cx: float, cy: float, radius: float, sides: int, angle: float, inne
     return points
 
 
+_POLYGONS = {"triangle": (3, None), "square": (4, None), "star": (5, 0.45)}  # sides, inner radius ratio
+
+
 def _draw_motif(draw: ImageDraw.ImageDraw, motif: str, colour: tuple, cx: float, cy: float, r: float, angle: float):
     if motif == "circle":
         draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=colour)
     elif motif == "ring":
         draw.ellipse([cx - r, cy - r, cx + r, cy + r], outline=colour, width=max(2, int(r * 0.35)))
-    elif motif == "triangle":
-        draw.polygon(_polygon(cx, cy, r, 3, angle), fill=colour)
-    elif motif == "square":
-        draw.polygon(_polygon(cx, cy, r, 4, angle), fill=colour)
+    elif motif in _POLYGONS:
+        sides, inner = _POLYGONS[motif]
+        draw.polygon(_polygon(cx, cy, r, sides, angle, inner), fill=colour)
     elif motif == "diamond":
         draw.polygon([(cx, cy - r), (cx + r * 0.6, cy), (cx, cy + r), (cx - r * 0.6, cy)], fill=colour)
-    elif motif == "star":
-        draw.polygon(_polygon(cx, cy, r, 5, angle, inner=0.45), fill=colour)
     elif motif == "cross":
         w = r * 0.35
         draw.rectangle([cx - r, cy - w, cx + r, cy + w], fill=colour)

@@ -48,15 +48,9 @@ def _bad(kind: str, detail: str = "") -> ImageCheckResult:
     return ImageCheckResult(ok=False, kind=kind, reason=f"{kind} ({detail})" if detail else kind)
 
 
-def _encode_jpeg(image: Image.Image, quality: int) -> bytes:
+def _encode(image: Image.Image, **save_options) -> bytes:
     buffer = io.BytesIO()
-    image.save(buffer, format="JPEG", quality=quality, optimize=False)
-    return buffer.getvalue()
-
-
-def _encode_png(image: Image.Image) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG", compress_level=1)
+    image.save(buffer, **save_options)
     return buffer.getvalue()
 
 
@@ -127,11 +121,11 @@ def check_image(path: str, options: ImageCheckOptions) -> ImageCheckResult:
     if orientation not in (1, None):
         fixed.append(f"EXIF orientation {orientation}")
     if not options.embed:
-        if needs_own_conversion(image):  # see the module docstring: store the converted pixels, losslessly
-            return ImageCheckResult(
-                ok=True, fixed=tuple(fixed), data=_encode_png(to_rgb(ImageOps.exif_transpose(image)))
-            )
-        return ImageCheckResult(ok=True, fixed=tuple(fixed))
+        # see the module docstring: images PIL converts otherwise are stored converted, losslessly
+        if not needs_own_conversion(image):
+            return ImageCheckResult(ok=True, fixed=tuple(fixed))
+        png = _encode(to_rgb(ImageOps.exif_transpose(image)), format="PNG", compress_level=1)
+        return ImageCheckResult(ok=True, fixed=tuple(fixed), data=png)
     if not fixed and not need_resize and image.format == "JPEG":
         return ImageCheckResult(ok=True, data=raw)  # already what we want: keep the original bytes bit-exact
     if orientation not in (1, None):
@@ -144,7 +138,8 @@ def check_image(path: str, options: ImageCheckOptions) -> ImageCheckResult:
             new_size = (max(1, round(w * scale)), max(1, round(h * scale)))
             image = image.resize(new_size, Image.Resampling.BICUBIC, reducing_gap=2.0)
         fixed.append("resized")
-    return ImageCheckResult(ok=True, data=_encode_jpeg(image, options.jpeg_quality), fixed=tuple(fixed))
+    jpeg = _encode(image, format="JPEG", quality=options.jpeg_quality, optimize=False)
+    return ImageCheckResult(ok=True, data=jpeg, fixed=tuple(fixed))
 
 
 def check_images(paths: list[str], options: ImageCheckOptions) -> list[ImageCheckResult]:

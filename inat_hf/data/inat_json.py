@@ -26,32 +26,24 @@ class InatDataError(ValueError):
 
 
 # Explicit types for the fields we use. Unknown extra fields are inferred and ignored; missing fields read as null.
+# "date" stays a string: pyarrow would otherwise infer a timestamp and drop the UTC offset.
+_INT, _STR, _FLOAT = pa.int64(), pa.string(), pa.float64()
 IMAGE_FIELDS = pa.struct(
-    [
-        ("id", pa.int64()),
-        ("width", pa.int64()),
-        ("height", pa.int64()),
-        ("file_name", pa.string()),
-        ("license", pa.int64()),
-        ("rights_holder", pa.string()),
-        ("date", pa.string()),  # kept verbatim: pyarrow would otherwise infer a timestamp and drop the UTC offset
-        ("latitude", pa.float64()),
-        ("longitude", pa.float64()),
-        ("location_uncertainty", pa.float64()),
-    ]
+    {"id": _INT, "width": _INT, "height": _INT, "file_name": _STR, "license": _INT, "rights_holder": _STR}
+    | {"date": _STR, "latitude": _FLOAT, "longitude": _FLOAT, "location_uncertainty": _FLOAT}
 )
-ANNOTATION_FIELDS = pa.struct([("id", pa.int64()), ("image_id", pa.int64()), ("category_id", pa.int64())])
+ANNOTATION_FIELDS = pa.struct({"id": _INT, "image_id": _INT, "category_id": _INT})
 CATEGORY_FIELDS = pa.struct(
-    [("id", pa.int64()), ("name", pa.string()), ("common_name", pa.string()), ("supercategory", pa.string())]
-    + [(key, pa.string()) for key in CATEGORY_RANK_KEYS]
-    + [("image_dir_name", pa.string())]
+    {"id": _INT, "name": _STR, "common_name": _STR, "supercategory": _STR}
+    | dict.fromkeys(CATEGORY_RANK_KEYS, _STR)
+    | {"image_dir_name": _STR}
 )
 _SCHEMA = pa.schema(
-    [
-        ("images", pa.list_(IMAGE_FIELDS)),
-        ("annotations", pa.list_(ANNOTATION_FIELDS)),
-        ("categories", pa.list_(CATEGORY_FIELDS)),
-    ]
+    {
+        "images": pa.list_(IMAGE_FIELDS),
+        "annotations": pa.list_(ANNOTATION_FIELDS),
+        "categories": pa.list_(CATEGORY_FIELDS),
+    }
 )
 REQUIRED_IMAGE_KEYS = ("id", "file_name")
 REQUIRED_ANNOTATION_KEYS = ("image_id", "category_id")
@@ -66,6 +58,11 @@ def _listing(values: list[Any], total: int | None = None) -> str:
     """The first values, then "… and N more" up to ``total`` (default: ``len(values)``)."""
     more = (len(values) if total is None else total) - min(len(values), _MAX_LISTED)
     return ", ".join(str(v) for v in values[:_MAX_LISTED]) + (f", … and {more} more" if more > 0 else "")
+
+
+def _id_with(bad: pa.Table, key: str, template: str = "{!r}") -> list[str]:
+    """``"<id> (<key's value>)"`` for the records of ``bad``, for error messages."""
+    return [f"{i} ({template.format(v)})" for i, v in zip(bad.column("id").to_pylist(), bad.column(key).to_pylist())]
 
 
 @dataclasses.dataclass
@@ -196,10 +193,9 @@ def _check_file_names(images: pa.Table, path: str) -> None:
     )
     if pc.any(escaping).as_py():
         bad = images.filter(escaping)
-        pairs = [f"{i} ({n!r})" for i, n in zip(bad.column("id").to_pylist(), bad.column("file_name").to_pylist())]
         raise InatDataError(
             f"{path}: {len(bad)} image file_name(s) escape the data root (absolute path or '..'): image ids "
-            f"{_listing(pairs)}. file_name must be relative to the data directory, e.g. 'train/<dir>/<uuid>.jpg'."
+            f"{_listing(_id_with(bad, 'file_name'))}. file_name must be relative to the data directory, e.g. 'train/<dir>/<uuid>.jpg'."
         )
 
 
@@ -272,10 +268,9 @@ def categories_from_dir_names(images: pa.Table, path: str) -> tuple[list[dict[st
         return None
     if not row_ok.all():
         bad = images.filter(pa.array(~row_ok))
-        examples = [f"{i} ({n!r})" for i, n in zip(bad.column("id").to_pylist(), bad.column("file_name").to_pylist())]
         raise InatDataError(
             f"{path} has no 'annotations', so categories are read from folder names, but {len(bad)} image(s) are "
-            f"not in a folder named {DIR_NAME_PATTERN}: image ids {_listing(examples)}."
+            f"not in a folder named {DIR_NAME_PATTERN}: image ids {_listing(_id_with(bad, 'file_name'))}."
         )
     records: dict[int, dict[str, Any]] = {}
     for rec in parsed:
@@ -294,25 +289,18 @@ def categories_per_image(data: InatJson, category_ids: pa.Array) -> pa.Array:
     """Category id of every image from the annotations (validated: each image exactly one, all ids known)."""
     ann = data.annotations
     path = data.path
-    unknown_images = pc.invert(pc.is_in(ann.column("image_id"), value_set=data.images.column("id").combine_chunks()))
-    if pc.any(unknown_images).as_py():
-        bad = ann.filter(unknown_images)
-        pairs = [
-            f"{a} (image_id {i})" for a, i in zip(bad.column("id").to_pylist(), bad.column("image_id").to_pylist())
-        ]
-        raise InatDataError(
-            f"{path}: {len(bad)} annotation(s) refer to unknown images: annotation ids {_listing(pairs)}."
-        )
-    unknown_cats = pc.invert(pc.is_in(ann.column("category_id"), value_set=category_ids))
-    if pc.any(unknown_cats).as_py():
-        bad = ann.filter(unknown_cats)
-        pairs = [
-            f"{a} (category_id {c})"
-            for a, c in zip(bad.column("id").to_pylist(), bad.column("category_id").to_pylist())
-        ]
-        raise InatDataError(
-            f"{path}: {len(bad)} annotation(s) refer to unknown categories: annotation ids {_listing(pairs)}."
-        )
+    known = {
+        "image_id": ("images", data.images.column("id").combine_chunks()),
+        "category_id": ("categories", category_ids),
+    }
+    for key, (what, value_set) in known.items():
+        unknown = pc.invert(pc.is_in(ann.column(key), value_set=value_set))
+        if pc.any(unknown).as_py():
+            bad = ann.filter(unknown)
+            raise InatDataError(
+                f"{path}: {len(bad)} annotation(s) refer to unknown {what}: annotation ids "
+                f"{_listing(_id_with(bad, key, key + ' {}'))}."
+            )
     _check_unique(ann.column("image_id"), "annotations for one image (image ids with several labels)", path)
     position = pc.index_in(data.images.column("id"), value_set=ann.column("image_id").combine_chunks())
     if position.null_count:

@@ -108,7 +108,7 @@ class Taxonomy:
     """The label space of a dataset or model and the taxonomy of every label: THE taxonomy API of inat_hf, read by
     prediction, metrics, reports, back-off and submissions, so they agree on the ranks, their order and the groups.
 
-    ``labels[i]``: label ``i``'s name at ``rank`` (``None`` for a classifier that is not an inat_hf model);
+    ``labels[i]``: label ``i``'s name at ``rank`` (``None`` for a classifier that is not an inat_hf model's);
     ``ranks[r][i]``: its name at rank ``r`` (in :data:`RANKS` order, whatever the source's); ``category_ids[i]``:
     the iNat category ids it covers (one for species labels); ``common_names[i]``: a species label's iNat common
     name. ``to_dict()`` is stored in the model config as ``taxonomy``; :meth:`from_config` reads it back, and this

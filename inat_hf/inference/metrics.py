@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 import numpy as np
 
@@ -120,25 +119,14 @@ def hierarchical_accuracy(
 @dataclasses.dataclass
 class ReliabilityData:
     """Equal-width confidence bins: ``edges [M+1]`` over [0, 1]; per bin ``counts``, ``mean_confidence`` and
-    ``accuracy`` (``nan`` for empty bins); ``ece`` the expected calibration error."""
+    ``accuracy`` (``nan`` for empty bins); ``ece`` the expected calibration error. ``dataclasses.asdict`` of it is
+    the ``reliability`` entry of an evaluation's ``summary.json``."""
 
     edges: np.ndarray
     counts: np.ndarray
     mean_confidence: np.ndarray
     accuracy: np.ndarray
     ece: float
-
-    def to_dict(self) -> dict[str, Any]:
-        def clean(a):
-            return [None if np.isnan(v) else float(v) for v in np.asarray(a, dtype=np.float64)]
-
-        return {
-            "ece": self.ece,
-            "edges": [float(e) for e in self.edges],
-            "counts": [int(c) for c in self.counts],
-            "mean_confidence": clean(self.mean_confidence),
-            "accuracy": clean(self.accuracy),
-        }
 
 
 def reliability_data(
@@ -195,16 +183,6 @@ def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_labels: int) ->
     y_true, y_pred = _check_pair(y_true, y_pred)
     flat = np.bincount(y_true * np.int64(num_labels) + y_pred, minlength=num_labels * num_labels)
     return flat.reshape(num_labels, num_labels).astype(np.int64)
-
-
-def group_confusion(
-    y_true: np.ndarray, y_pred: np.ndarray, label_to_group: np.ndarray, num_groups: int | None = None
-) -> np.ndarray:
-    """Dense confusion ``[G, G]`` at a coarser rank: labels mapped to their group (``label_to_group [C]``)."""
-    label_to_group = np.asarray(label_to_group, dtype=np.int64)
-    num_groups = int(label_to_group.max()) + 1 if num_groups is None else num_groups
-    y_true, y_pred = _check_pair(y_true, y_pred)
-    return confusion_matrix(label_to_group[y_true], label_to_group[y_pred], num_groups)
 
 
 def most_confused(

@@ -21,7 +21,9 @@ An unlabeled split gets only ``summary.json`` (saying that accuracy metrics were
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
+import itertools
 import json
 import math
 import os
@@ -42,16 +44,14 @@ MOST_CONFUSED_ROWS = 100
 
 def make_run_dir(output_dir: str | os.PathLike, prefix: str = "test_results") -> Path:
     """Create and return ``output_dir/<prefix>_<YYYYmmdd-HHMMSS>`` (``_2``, ``_3``... when it already exists)."""
-    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    base = Path(output_dir) / f"{prefix}_{stamp}"
-    path, n = base, 1
-    while True:
+    base = Path(output_dir) / f"{prefix}_{datetime.datetime.now():%Y%m%d-%H%M%S}"
+    for n in itertools.count(1):
+        path = base.with_name(f"{base.name}_{n}") if n > 1 else base
         try:
-            path.mkdir(parents=True, exist_ok=False)
+            path.mkdir(parents=True)
             return path
         except FileExistsError:
-            n += 1
-            path = base.with_name(f"{base.name}_{n}")
+            pass
 
 
 def predictions_frame(
@@ -231,30 +231,17 @@ def write_evaluation_report(
     if result.per_class is not None:
         mask = preds.labeled
         y_true, y_pred = preds.labels[mask], preds.predictions[mask]
-        per_class = pd.DataFrame(
-            {
-                "label_index": np.arange(taxonomy.num_labels),
-                "label": taxonomy.labels,
-                "common_name": [c if c is not None else "" for c in taxonomy.common_names],
-                **{key: result.per_class[key] for key in ("support", "predicted", "correct")},
-                **{key: np.round(result.per_class[key], 6) for key in ("accuracy", "precision", "recall", "f1")},
-            }
-        )
-        per_class.to_csv(out("per_class.csv"), index=False)
+        names = np.asarray(taxonomy.labels, dtype=object)
+        common = [c or "" for c in taxonomy.common_names]
+        per_class = {"label_index": np.arange(taxonomy.num_labels), "label": names, "common_name": common}
+        pd.DataFrame({**per_class, **result.per_class}).round(6).to_csv(out("per_class.csv"), index=False)
         out("classification_report.txt").write_text(M.classification_report_text(y_true, y_pred, taxonomy.labels))
 
         if rank_groups:
-            hier = pd.DataFrame(
-                {
-                    "rank": list(rank_groups),
-                    "num_groups": [int(g.max()) + 1 for g in rank_groups.values()],
-                    **{
-                        name: [m.summary.get("hierarchical_accuracy", {}).get(r) for r in rank_groups]
-                        for name, m in metrics.items()
-                    },
-                }
-            )
-            hier.to_csv(out("hierarchical_accuracy.csv"), index=False)
+            hier = {"rank": list(rank_groups), "num_groups": [int(g.max()) + 1 for g in rank_groups.values()]}
+            for name, m in metrics.items():
+                hier[name] = [m.summary.get("hierarchical_accuracy", {}).get(r) for r in rank_groups]
+            pd.DataFrame(hier).to_csv(out("hierarchical_accuracy.csv"), index=False)
 
         if taxonomy.num_labels <= max_confusion_labels:
             matrix = M.confusion_matrix(y_true, y_pred, taxonomy.num_labels)
@@ -266,7 +253,6 @@ def write_evaluation_report(
                 *M.sparse_confusion(y_true, y_pred, taxonomy.num_labels), k=MOST_CONFUSED_ROWS
             )
             support = result.per_class["support"][true]
-            names = np.asarray(taxonomy.labels, dtype=object)
             pd.DataFrame(
                 {
                     "true_index": true,
@@ -283,7 +269,7 @@ def write_evaluation_report(
             rank = _coarse_rank(taxonomy, max_confusion_labels)
             if rank is not None:
                 group_names, groups = taxonomy.groups(rank)
-                matrix = M.group_confusion(y_true, y_pred, groups, len(group_names))
+                matrix = M.confusion_matrix(groups[y_true], groups[y_pred], len(group_names))
                 _write_confusion_csv(matrix, group_names, out(f"confusion_{rank}.csv"))
                 plot_confusion(matrix, group_names, out(f"confusion_{rank}.png"), f"confusion at {rank} ({primary})")
 
@@ -295,7 +281,7 @@ def write_evaluation_report(
     summary.update(result.summary)
     summary["runs"] = {name: m.summary for name, m in metrics.items()}
     if result.reliability is not None:
-        summary["reliability"] = result.reliability.to_dict()
+        summary["reliability"] = dataclasses.asdict(result.reliability)
     if any("top1" in run for run in summary["runs"].values()):
         (run_dir / "results.md").write_text(results_markdown(summary))
         written.append("results.md")

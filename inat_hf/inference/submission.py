@@ -22,8 +22,6 @@ from ..data.taxonomy import Taxonomy
 from .files import atomic_write
 from .predictor import InferenceError
 
-__all__ = ["SUBMISSION_HEADER", "SUBMISSION_TOPK", "category_id_lookup", "submission_rows", "write_submission"]
-
 SUBMISSION_HEADER = ("Id", "Predicted")
 SUBMISSION_TOPK = 5
 

@@ -99,14 +99,6 @@ def eval_kwargs_from_image_processor(processor: Any) -> dict[str, Any]:
     }
 
 
-def _resize_size(image_size: int, crop_pct: float, resize_size: int | None) -> int:
-    if resize_size is not None:
-        return int(resize_size)
-    if not 0.0 < crop_pct <= 1.0:
-        raise ValueError(f"crop_pct must be in (0, 1], found {crop_pct}")
-    return math.floor(image_size / crop_pct)
-
-
 class TrainPreset:
     """The training recipe of an :class:`AugmentationConfig` (each augmentation off at its zero value)::
 
@@ -121,19 +113,13 @@ class TrainPreset:
         aug = AugmentationConfig() if aug is None else aug
         self.aug = aug
         interpolation = _interpolation(aug.interpolation)
-        ops: list[Callable] = [
-            v2.RandomResizedCrop(
-                aug.image_size, scale=aug.scale, ratio=aug.ratio, interpolation=interpolation, antialias=True
-            )
-        ]
+        crop = v2.RandomResizedCrop(aug.image_size, aug.scale, aug.ratio, interpolation=interpolation, antialias=True)
+        ops: list[Callable] = [crop]
         if aug.hflip > 0:
             ops.append(v2.RandomHorizontalFlip(aug.hflip))
         if aug.auto_augment:
-            ops.append(
-                TimmAutoAugment(
-                    aug.auto_augment, image_size=aug.image_size, mean=aug.mean, interpolation=aug.interpolation
-                )
-            )
+            kwargs = dict(image_size=aug.image_size, mean=aug.mean, interpolation=aug.interpolation)
+            ops.append(TimmAutoAugment(aug.auto_augment, **kwargs))
         b, c, s = aug.jitter_strengths
         if b or c or s or aug.jitter_hue:
             jitter = FusedColorJitter if aug.color_jitter_impl == "fused" else v2.ColorJitter
@@ -172,7 +158,9 @@ class EvalPreset:
         std: Sequence[float] = IMAGENET_DEFAULT_STD,
     ) -> None:
         self.image_size = int(image_size)
-        self.resize_size = _resize_size(image_size, crop_pct, resize_size)
+        if resize_size is None and not 0.0 < crop_pct <= 1.0:
+            raise ValueError(f"crop_pct must be in (0, 1], found {crop_pct}")
+        self.resize_size = int(resize_size) if resize_size is not None else math.floor(image_size / crop_pct)
         self.interpolation = _interpolation(interpolation)
         self.normalize = normalize(mean, std)
 
@@ -202,18 +190,14 @@ class TTAPreset(EvalPreset):
         self.num_views = int(num_views)
         self.views = TTA_VIEWS[:num_views]
 
-    def _view_resize(self, zoom: float | None) -> int:
-        if zoom is None:
-            return self.image_size
-        return self.resize_size if zoom == 1.0 else math.floor(self.resize_size * zoom)
-
     def __call__(self, image: ImageInput) -> torch.Tensor:
         img = decode_image(image)
         crops: dict[float | None, torch.Tensor] = {}
         views = []
         for _, zoom, flip in self.views:
-            if zoom not in crops:
-                crops[zoom] = self._view(img, self._view_resize(zoom))
+            if zoom not in crops:  # zoom None ("full"): the shortest edge resized to the crop size itself
+                size = self.image_size if zoom is None else math.floor(self.resize_size * zoom)
+                crops[zoom] = self._view(img, size)
             views.append(crops[zoom].flip(-1) if flip else crops[zoom])
         return self.normalize(torch.stack(views))
 

@@ -133,19 +133,17 @@ def plot_precision_coverage(
     axes = fig.subplots(1, len(runs), squeeze=False)
     for ax, (name, (conf, correct)) in zip(axes[0], runs.items()):
         for r, rank in enumerate(ranks):
-            cov = np.array([(conf[:, r] >= t).mean() for t in thresholds])
-            prec = np.array(
-                [correct[conf[:, r] >= t, r].mean() if (conf[:, r] >= t).any() else np.nan for t in thresholds]
-            )
-            (line,) = ax.plot(cov, prec, label=rank)
+            above = conf[:, r, None] >= thresholds  # [N, T]
+            with np.errstate(invalid="ignore", divide="ignore"):  # no image above t: no precision (nan)
+                prec = (above & correct[:, r, None]).sum(0) / above.sum(0)
+            (line,) = ax.plot(above.mean(0), prec, label=rank)
             at = conf[:, r] >= threshold
             if at.any():
                 ax.plot([at.mean()], [correct[at, r].mean()], "o", color=line.get_color())
-        ax.set_xlabel("coverage (fraction whose best taxon at this rank reaches t)")
-        ax.set_ylabel("precision")
-        ax.set_title(f"back-off precision–coverage ({name}); ● threshold {threshold:g}")
-        ax.set_xlim(0, 1.02)
-        ax.set_ylim(0, 1.02)
+        ax.set(xlabel="coverage (fraction whose best taxon at this rank reaches t)", ylabel="precision")
+        ax.set(
+            title=f"back-off precision–coverage ({name}); ● threshold {threshold:g}", xlim=(0, 1.02), ylim=(0, 1.02)
+        )
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.savefig(path, dpi=100)

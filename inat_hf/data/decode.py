@@ -61,20 +61,12 @@ def _tv_decode_jpeg():
 def _as_bytes(image: ImageInput, name: str) -> bytes | bytearray | memoryview:
     """Encoded bytes of a dict / path / bytes input."""
     if isinstance(image, Mapping):
-        if "bytes" not in image and "path" not in image:
+        if image.get("bytes") is None and not image.get("path"):
             raise ImageDecodeError(
-                f"could not read image {name}: expected a datasets Image value with 'bytes' and/or 'path' keys, "
-                f"found a mapping with keys {sorted(image)}"
+                f"could not read image {name}: expected a datasets Image value with 'bytes' or 'path' set, found "
+                f"neither (keys {sorted(image)})"
             )
-        data = image.get("bytes")
-        if data is not None:
-            return data
-        path = image.get("path")
-        if not path:
-            raise ImageDecodeError(
-                f"could not read image {name}: expected 'bytes' or 'path' in the datasets Image value, found neither"
-            )
-        image = path
+        image = image["bytes"] if image.get("bytes") is not None else image["path"]
     if isinstance(image, (bytes, bytearray, memoryview)):
         return image
     try:
@@ -135,14 +127,10 @@ def decode_image(image: ImageInput) -> torch.Tensor:
 
 
 def _tensor_to_rgb(t: torch.Tensor, name: str) -> torch.Tensor:
-    if t.dtype != torch.uint8 or t.ndim not in (2, 3):
+    t = t[None] if t.ndim == 2 else t
+    if t.dtype != torch.uint8 or t.ndim != 3 or t.shape[0] not in (1, 3):
         raise TypeError(
-            f"expected a uint8 image tensor [C, H, W] for {name}, found {t.dtype} of shape {tuple(t.shape)}"
+            f"expected a uint8 image tensor [C, H, W] with 1 or 3 channels for {name}, found {t.dtype} of shape "
+            f"{tuple(t.shape)}"
         )
-    if t.ndim == 2:
-        t = t[None]
-    if t.shape[0] == 1:
-        return t.expand(3, -1, -1).contiguous()
-    if t.shape[0] != 3:
-        raise TypeError(f"expected 1 or 3 channels for {name}, found shape {tuple(t.shape)}")
-    return t
+    return t.expand(3, -1, -1).contiguous() if t.shape[0] == 1 else t

@@ -136,12 +136,9 @@ class Taxonomy:
             raise ValueError(f"Taxonomy labels must be unique; got {n - len(set(self.labels))} duplicate(s).")
         per_label = [*self.ranks.items(), ("category_ids", self.category_ids), ("common_names", self.common_names)]
         for name, values in per_label:
-            if values is not None and not isinstance(values, (list, tuple)):
-                raise ValueError(
-                    f"Taxonomy list {name!r} must be a list with one entry per label, got {values!r:.60}."
-                )
-            if values is not None and len(values) != n:
-                raise ValueError(f"Taxonomy list {name!r} has {len(values)} entries, expected one per label ({n}).")
+            if values is not None and (not isinstance(values, (list, tuple)) or len(values) != n):
+                found = f"{len(values)} entries" if isinstance(values, (list, tuple)) else f"a {type(values).__name__}"
+                raise ValueError(f"Taxonomy list {name!r} has {found}, expected one per label ({n}).")
 
     @property
     def num_labels(self) -> int:
@@ -166,10 +163,8 @@ class Taxonomy:
     def groups(self, rank: str | None = None) -> tuple[list[str], np.ndarray]:
         """``(group_names, label_to_group [num_labels])``: the sorted distinct names at ``rank`` and each label's
         index among them, so that ``label_to_group[pred] == label_to_group[true]`` is a hit at that rank."""
-        names = self.names(rank)
-        group_names = sorted(set(names))
-        index = {name: i for i, name in enumerate(group_names)}
-        return group_names, np.array([index[name] for name in names], dtype=np.int64)
+        group_names, index = np.unique(np.asarray(self.names(rank), dtype=str), return_inverse=True)
+        return group_names.tolist(), index.astype(np.int64)
 
     def rank_groups(self) -> dict[str, np.ndarray]:
         """``{rank: label_to_group}`` for every available rank, finest first: the order in which hierarchical

@@ -109,7 +109,7 @@ def test_the_owner_validates_what_a_config_may_hold():
     with pytest.raises(ValueError, match="'ranks' must map a rank to one name per label"):
         Taxonomy.from_config(config)
     config.taxonomy = {"ranks": {"class": "Aves"}}
-    with pytest.raises(ValueError, match="'class' must be a list with one entry per label"):
+    with pytest.raises(ValueError, match=r"'class' has a str, expected one per label \(2\)"):
         Taxonomy.from_config(config)
     config.taxonomy = {"rank": "genus", "ranks": {"class": ["Aves", "Aves"]}}
     assert Taxonomy.from_config(config).names("class") == ["Aves", "Aves"]

@@ -31,13 +31,7 @@ class ImageClassificationDataset(torch.utils.data.Dataset):
     columns. The image is read undecoded (``{"bytes", "path"}``): the transform (e.g. ``TrainPreset``) decodes it
     straight to a tensor. ``seed=None`` uses the global RNG."""
 
-    def __init__(
-        self,
-        data: datasets.Dataset,
-        transform: Callable[[Any], torch.Tensor],
-        *,
-        seed: int | None = None,
-    ) -> None:
+    def __init__(self, data: datasets.Dataset, transform: Callable[[Any], torch.Tensor], *, seed: int | None = None):
         missing = {"image", "label"} - set(data.column_names)
         if missing:
             raise ValueError(

@@ -14,9 +14,6 @@ import numpy as np
 DEFAULT_CALIBRATION_BINS = 15
 
 
-# -- Top-k -------------------------------------------------------------------------------------------------------------
-
-
 def topk_accuracy(topk_indices: np.ndarray, labels: np.ndarray, ks: Sequence[int] = (1, 3, 5)) -> dict[str, float]:
     """``{f"top{k}": accuracy}`` from ``topk_indices [N, K]`` (best first; ``[N]`` is ``K = 1``) and ``labels [N]``.
 
@@ -39,9 +36,6 @@ def topk_accuracy(topk_indices: np.ndarray, labels: np.ndarray, ks: Sequence[int
             raise ValueError(f"k must be >= 1, got {k}")
         out[f"top{k}"] = float(hits_at[:, min(k, num_cols) - 1].mean()) if n and num_cols else float("nan")
     return out
-
-
-# -- Per class ---------------------------------------------------------------------------------------------------------
 
 
 def per_class_metrics(y_true: np.ndarray, y_pred: np.ndarray, num_labels: int) -> dict[str, np.ndarray]:
@@ -97,9 +91,6 @@ def classification_report_text(y_true: np.ndarray, y_pred: np.ndarray, label_nam
     )
 
 
-# -- Hierarchical accuracy ---------------------------------------------------------------------------------------------
-
-
 def hierarchical_accuracy(
     y_true: np.ndarray, y_pred: np.ndarray, rank_groups: Mapping[str, np.ndarray]
 ) -> dict[str, float]:
@@ -111,9 +102,6 @@ def hierarchical_accuracy(
         groups = np.asarray(groups)
         out[rank] = float((groups[y_pred] == groups[y_true]).mean()) if y_true.size else float("nan")
     return out
-
-
-# -- Calibration -------------------------------------------------------------------------------------------------------
 
 
 @dataclasses.dataclass
@@ -162,9 +150,6 @@ def expected_calibration_error(
 ) -> float:
     """Expected calibration error of top-1 predictions (equal-width bins, default 15; see :func:`reliability_data`)."""
     return reliability_data(confidence, correct, n_bins).ece
-
-
-# -- Confusion ---------------------------------------------------------------------------------------------------------
 
 
 def sparse_confusion(

@@ -80,9 +80,6 @@ def predictions_frame(
     return pd.DataFrame(columns)
 
 
-# -- Plots (object-oriented matplotlib: no pyplot state, no GUI backend) -----------------------------------------------
-
-
 def _figure(width: float, height: float):
     from matplotlib.figure import Figure
 
@@ -141,9 +138,6 @@ def plot_reliability(data: M.ReliabilityData, path: str | os.PathLike, title: st
     bottom.set_xlabel("confidence (top-1 probability)")
     bottom.set_ylabel("images")
     fig.savefig(path, dpi=110)
-
-
-# -- The report --------------------------------------------------------------------------------------------------------
 
 
 def _json_ready(value: Any) -> Any:

@@ -145,7 +145,7 @@ def _check_required(table: pa.Table, keys: tuple[str, ...], what: str, path: str
             positions = np.flatnonzero(nulls.to_numpy(zero_copy_only=False)).tolist()
             if key != "id":
                 ids = table.column("id").take(positions[:_MAX_LISTED]).to_pylist()
-                where = f"{what} ids {_listing(ids)}"
+                where = f"{what} ids {_listing(ids, len(positions))}"
             else:
                 where = f"{what} records at positions {_listing(positions)}"
             raise InatDataError(

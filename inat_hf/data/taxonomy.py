@@ -1,11 +1,6 @@
-"""The taxonomy owner: the rank order, iNat directory names, taxon filters and :class:`Taxonomy`.
-
-This is the one place that knows how iNaturalist 2021 spells a taxon and in which order the ranks go. The builder
-turns categories into a :class:`Taxonomy`; prediction, metrics, reports, back-off and submissions read a model's
-through :meth:`Taxonomy.from_config`. (``models/configuration_inat.py`` keeps a copy of :data:`RANKS`: it ships with
-checkpoints and may not import this package.)
-
-An iNat 2021 category directory name holds the whole taxonomy::
+"""The taxonomy owner: how iNaturalist 2021 spells a taxon, the rank order, taxon filters and :class:`Taxonomy`
+(``models/configuration_inat.py`` keeps a copy of :data:`RANKS`: it ships with checkpoints and may not import this
+package). An iNat 2021 category directory name holds the whole taxonomy::
 
     00007_Animalia_Arthropoda_Arachnida_Araneae_Araneidae_Agalenatea_redii
     └id─┘ └kingdom┘ └phylum──┘ └class──┘ └order┘ └family─┘ └genus───┘ └epithet┘
@@ -37,11 +32,8 @@ def species_name(genus: str, specific_epithet: str) -> str:
 
 
 def parse_image_dir_name(dir_name: str) -> dict[str, Any] | None:
-    """Parse ``00007_Animalia_..._Agalenatea_redii`` into a category record; ``None`` if it is not of that form.
-
-    The returned dict has the keys of an iNat 2021 ``categories`` entry (``id``, ``kingdom`` … ``genus``,
-    ``specific_epithet``, ``name``, ``image_dir_name``); ``common_name`` and ``supercategory`` are unknown (None).
-    """
+    """Parse ``00007_Animalia_..._Agalenatea_redii`` into a record with the keys of an iNat 2021 ``categories`` entry
+    (``common_name`` and ``supercategory`` unknown: None); ``None`` if the name is not of that form."""
     match = _DIR_NAME_RE.match(dir_name)
     if match is None:
         return None
@@ -234,12 +226,8 @@ class Taxonomy:
 
     @classmethod
     def from_categories(cls, categories: Sequence[Mapping[str, Any]], rank: str) -> Taxonomy:
-        """Build the label space at ``rank`` from category records (already filtered).
-
-        Species labels are ordered by original category id (iNat ids are stable across releases); higher-rank
-        labels are sorted by name. Either way the order depends only on the category list, never on which images
-        a split happens to contain, so every split shares one label space.
-        """
+        """The label space at ``rank`` of (filtered) category records: species by category id (stable across
+        releases), higher ranks by name; never by the images a split holds, so every split shares one label space."""
         check_rank(rank)
         upper = RANKS[: RANKS.index(rank) + 1]
         groups: dict[str, dict[str, Any]] = {}

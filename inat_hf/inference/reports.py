@@ -190,17 +190,11 @@ def write_evaluation_report(
     max_confusion_labels: int = MAX_CONFUSION_LABELS,
     submission_lookup: np.ndarray | None = None,
 ) -> dict[str, Any]:
-    """Write every report file into ``run_dir`` (see the module docstring); return the summary dict.
-
-    Args:
-        runs: top-k predictions per run name (``"no_tta"``, ``"tta"``).
-        metrics: :func:`~inat_hf.inference.evaluator.compute_metrics` result per run.
-        primary: the run whose predictions, per-class table, confusion and reliability diagram are written.
-        taxonomy: the model's labels and taxonomy (hierarchical accuracy, coarse confusion, shared ranks).
-        image_ids, files: per image, in prediction order.
-        info: extra summary entries (model dir, split, timing, options).
-        submission_lookup: label -> iNat category id; writes ``submission.csv`` when given.
-    """
+    """Write every report file into ``run_dir`` (see the module docstring); return the summary dict. ``runs`` /
+    ``metrics``: top-k predictions / :func:`~inat_hf.inference.evaluator.compute_metrics` per run name; ``primary``:
+    the run whose per-image, per-class, confusion and reliability files are written; ``image_ids``, ``files``: per
+    image; ``info``: extra summary entries; ``submission_lookup`` (label -> iNat category id): writes
+    ``submission.csv``."""
     from .submission import write_submission
 
     run_dir = Path(run_dir)

@@ -72,7 +72,7 @@ class FusedColorJitter(v2.ColorJitter):
         if not isinstance(inpt, torch.Tensor) or inpt.ndim != 3 or inpt.shape[0] != 3:
             raise ValueError(f"FusedColorJitter expects one RGB image tensor [3, H, W], found {type(inpt).__name__}")
         top = 255.0 if inpt.dtype == torch.uint8 else 1.0
-        order = [int(op) for op in params["fn_idx"]]
+        order = params["fn_idx"].tolist()
         y = inpt.to(torch.float32)
         if params["hue_factor"] is None:
             y = self._affine(y, params, order, top)

@@ -1,9 +1,6 @@
-"""Collator for image-classification batches (``pixel_values`` + hard integer ``labels``).
-
-Mixup / CutMix are deliberately *not* applied here: they run on the device inside the trainer, because the
-adaptive mix probability changes during training and would not reach persistent DataLoader workers (each holds
-its own copy of the collator), and because on the device they cost next to nothing while on the CPU they take a
-sizeable share of a worker's batch time (measured in ``benchmarks/bench_data.py``).
+"""Collator for image-classification batches (``pixel_values`` + integer ``labels``). Mixup / CutMix are not
+applied here but on the device inside the trainer: the adaptive mix probability would not reach persistent
+DataLoader workers, and on the CPU they take a sizeable share of a worker's batch time (``bench_data.py``).
 """
 
 from __future__ import annotations
@@ -14,16 +11,10 @@ from typing import Any
 import torch
 from torch.utils.data import default_collate
 
-__all__ = ["ImageClassificationCollator"]
-
 
 class ImageClassificationCollator:
-    """Stack :class:`~inat_hf.data.torch_dataset.ImageClassificationDataset` items into a batch:
-    ``{"pixel_values": [B, ...], "labels": int64 [B]}``.
-
-    ``pixel_values`` may have any per-item shape (``[3, S, S]``, or TTA ``[V, 3, S, S]``); in DataLoader workers
-    they are stacked straight into shared memory (``default_collate``), which is what crosses to the main process.
-    """
+    """Items -> ``{"pixel_values": [B, ...], "labels": int64 [B]}``; ``pixel_values`` of any per-item shape
+    (TTA: ``[V, 3, S, S]``), stacked by ``default_collate`` (in workers: straight into shared memory)."""
 
     def __call__(self, features: Sequence[Mapping[str, Any]]) -> dict[str, torch.Tensor]:
         if not features:

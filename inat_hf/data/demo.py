@@ -1,22 +1,12 @@
 """A small synthetic dataset in the exact iNat 2021 layout: the embedded demo and the tests' data.
 
-``write_demo_dataset(root)`` writes ``train.json``, ``val.json`` and ``public_test.json`` (every key of the real
-release: info, licenses, images with geo/date/rights fields, annotations, categories with the full taxonomy) and
-the JPEG folders they point to (``train/<image_dir_name>/<uuid>.jpg``, ``public_test/<uuid>.jpg``).
-
-The images are learnable on purpose: each species has a motif (shape) and a colour, drawn at a random place,
-size and angle over a noisy random background, so a small network trained for a minute on CPU beats chance by a
-wide margin. The taxonomy is built so that mistakes have structure: the two *Turdus* species share a motif and
-differ in colour (a genus-level confusion), the butterfly and the lady beetle share a colour. Two plant species
-are included so that the default ``kingdom=Animalia`` filter has something to remove.
-
-Where and when: the coordinates and dates are SYNTHETIC too. Each species has a made-up range (a centre and a
-spread in degrees, :data:`DEMO_RANGES`) and optionally a season (a peak day of the year), loosely inspired by the
-real animals but not real data. They are chosen so that the location/date prior has something to add where the
-images are confusable: the two *Turdus* species (same motif) live on different continents, and the butterfly and
-the lady beetle (same colour) share a place but not a season. About 10 % of the records have no coordinates, as
-in the real release.
-
+``write_demo_dataset(root)`` writes ``train.json``, ``val.json``, ``public_test.json`` (every key of the real
+release) and the JPEG folders they point to. The images are learnable on purpose (each species: a motif and a
+colour at a random place, size and angle over a noisy background) and mistakes have structure: the two *Turdus*
+share a motif, the butterfly and the lady beetle a colour; two plants give ``kingdom=Animalia`` something to remove.
+Coordinates and dates are SYNTHETIC too (:data:`DEMO_RANGES`: made-up ranges and seasons) and give the location
+prior something to add where images are confusable: the *Turdus* live on different continents, the butterfly and
+the beetle share a place but not a season; ~10 % of records lack coordinates, as in the real release.
 Everything is deterministic given ``seed``.
 """
 
@@ -103,19 +93,19 @@ def _polygon(cx: float, cy: float, radius: float, sides: int, angle: float, inne
     return points
 
 
+_POLYGONS = {"triangle": (3, None), "square": (4, None), "star": (5, 0.45)}  # sides, inner radius ratio
+
+
 def _draw_motif(draw: ImageDraw.ImageDraw, motif: str, colour: tuple, cx: float, cy: float, r: float, angle: float):
     if motif == "circle":
         draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=colour)
     elif motif == "ring":
         draw.ellipse([cx - r, cy - r, cx + r, cy + r], outline=colour, width=max(2, int(r * 0.35)))
-    elif motif == "triangle":
-        draw.polygon(_polygon(cx, cy, r, 3, angle), fill=colour)
-    elif motif == "square":
-        draw.polygon(_polygon(cx, cy, r, 4, angle), fill=colour)
+    elif motif in _POLYGONS:
+        sides, inner = _POLYGONS[motif]
+        draw.polygon(_polygon(cx, cy, r, sides, angle, inner), fill=colour)
     elif motif == "diamond":
         draw.polygon([(cx, cy - r), (cx + r * 0.6, cy), (cx, cy + r), (cx - r * 0.6, cy)], fill=colour)
-    elif motif == "star":
-        draw.polygon(_polygon(cx, cy, r, 5, angle, inner=0.45), fill=colour)
     elif motif == "cross":
         w = r * 0.35
         draw.rectangle([cx - r, cy - w, cx + r, cy + w], fill=colour)

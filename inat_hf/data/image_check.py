@@ -1,12 +1,8 @@
-"""Per-image checks and (optional) re-encoding done while a dataset is prepared.
-
-Every image the builder writes has passed :func:`check_image`; every image it does not write has a reason from
-here, which ends up in the skip report. Problems we can repair are repaired, not reported: non-RGB modes (L, P,
-RGBA, CMYK, I;16 …) are converted to RGB by :func:`inat_hf.data.rgb.to_rgb` and EXIF orientation is applied
-when images are embedded or resized. With path storage both happen at decode time (``datasets.Image(mode="RGB")``
-and :mod:`inat_hf.data.decode` agree on them), except for images on which PIL's ``convert("RGB")`` differs from
-``to_rgb`` (transparency, more than 8 bits): their converted pixels are stored too, as a lossless PNG, so that
-every reader of the dataset sees the same picture.
+"""Per-image checks and (optional) re-encoding while a dataset is prepared: every image the builder writes passed
+:func:`check_image`; every one it skips has a reason from here (the skip report). What can be repaired is: modes
+become RGB (:func:`~inat_hf.data.rgb.to_rgb`) and EXIF orientation is applied when images are embedded or resized;
+with path storage both happen at decode time, except where PIL's ``convert("RGB")`` differs from ``to_rgb``
+(transparency, more than 8 bits): those converted pixels are stored too, as lossless PNG, so every reader agrees.
 """
 
 from __future__ import annotations
@@ -44,24 +40,17 @@ class ImageCheckResult:
     kind: str | None = None  # short class of problem, e.g. "truncated image" (report counts group by it)
     reason: str | None = None  # the full explanation
     data: bytes | None = None  # bytes to embed (embed=True)
-    fixed: tuple[
-        str, ...
-    ] = ()  # what was repaired, one report key each: "mode CMYK->RGB", "EXIF orientation 6", "resized"
+    # what was repaired, one report key each: "mode CMYK->RGB", "EXIF orientation 6", "resized"
+    fixed: tuple[str, ...] = ()
 
 
 def _bad(kind: str, detail: str = "") -> ImageCheckResult:
     return ImageCheckResult(ok=False, kind=kind, reason=f"{kind} ({detail})" if detail else kind)
 
 
-def _encode_jpeg(image: Image.Image, quality: int) -> bytes:
+def _encode(image: Image.Image, **save_options) -> bytes:
     buffer = io.BytesIO()
-    image.save(buffer, format="JPEG", quality=quality, optimize=False)
-    return buffer.getvalue()
-
-
-def _encode_png(image: Image.Image) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG", compress_level=1)
+    image.save(buffer, **save_options)
     return buffer.getvalue()
 
 
@@ -132,11 +121,11 @@ def check_image(path: str, options: ImageCheckOptions) -> ImageCheckResult:
     if orientation not in (1, None):
         fixed.append(f"EXIF orientation {orientation}")
     if not options.embed:
-        if needs_own_conversion(image):  # see the module docstring: store the converted pixels, losslessly
-            return ImageCheckResult(
-                ok=True, fixed=tuple(fixed), data=_encode_png(to_rgb(ImageOps.exif_transpose(image)))
-            )
-        return ImageCheckResult(ok=True, fixed=tuple(fixed))
+        # see the module docstring: images PIL converts otherwise are stored converted, losslessly
+        if not needs_own_conversion(image):
+            return ImageCheckResult(ok=True, fixed=tuple(fixed))
+        png = _encode(to_rgb(ImageOps.exif_transpose(image)), format="PNG", compress_level=1)
+        return ImageCheckResult(ok=True, fixed=tuple(fixed), data=png)
     if not fixed and not need_resize and image.format == "JPEG":
         return ImageCheckResult(ok=True, data=raw)  # already what we want: keep the original bytes bit-exact
     if orientation not in (1, None):
@@ -149,7 +138,8 @@ def check_image(path: str, options: ImageCheckOptions) -> ImageCheckResult:
             new_size = (max(1, round(w * scale)), max(1, round(h * scale)))
             image = image.resize(new_size, Image.Resampling.BICUBIC, reducing_gap=2.0)
         fixed.append("resized")
-    return ImageCheckResult(ok=True, data=_encode_jpeg(image, options.jpeg_quality), fixed=tuple(fixed))
+    jpeg = _encode(image, format="JPEG", quality=options.jpeg_quality, optimize=False)
+    return ImageCheckResult(ok=True, data=jpeg, fixed=tuple(fixed))
 
 
 def check_images(paths: list[str], options: ImageCheckOptions) -> list[ImageCheckResult]:

@@ -1,12 +1,9 @@
 """Read and validate one iNat 2021 JSON file (``train.json``, ``val.json``, ``public_test.json`` …) into Arrow.
 
-Speed matters here: the full ``train.json`` holds millions of image records, and ``json.load`` of it is slow and
-builds gigabytes of Python objects, so we parse it with pyarrow's C++ JSON reader straight into columnar arrays
-(``newlines_in_values=True`` lets the reader take the whole file, pretty-printed or not, as one JSON object) and
-validate with vectorised Arrow compute. Nothing here decodes images.
-
-Structural problems stop the preparation with an error that names the file, the offending ids and what was
-expected; they are never "fixed" by dropping records.
+The full ``train.json`` holds millions of records: ``json.load`` is slow and builds gigabytes of Python objects, so
+pyarrow's C++ JSON reader parses it straight into columns (``newlines_in_values=True``: the whole file, pretty-printed
+or not, as one object) and vectorised Arrow compute validates it. Structural problems stop the preparation with an
+error naming the file, the offending ids and what was expected; they are never "fixed" by dropping records.
 """
 
 from __future__ import annotations
@@ -29,32 +26,24 @@ class InatDataError(ValueError):
 
 
 # Explicit types for the fields we use. Unknown extra fields are inferred and ignored; missing fields read as null.
+# "date" stays a string: pyarrow would otherwise infer a timestamp and drop the UTC offset.
+_INT, _STR, _FLOAT = pa.int64(), pa.string(), pa.float64()
 IMAGE_FIELDS = pa.struct(
-    [
-        ("id", pa.int64()),
-        ("width", pa.int64()),
-        ("height", pa.int64()),
-        ("file_name", pa.string()),
-        ("license", pa.int64()),
-        ("rights_holder", pa.string()),
-        ("date", pa.string()),  # kept verbatim: pyarrow would otherwise infer a timestamp and drop the UTC offset
-        ("latitude", pa.float64()),
-        ("longitude", pa.float64()),
-        ("location_uncertainty", pa.float64()),
-    ]
+    {"id": _INT, "width": _INT, "height": _INT, "file_name": _STR, "license": _INT, "rights_holder": _STR}
+    | {"date": _STR, "latitude": _FLOAT, "longitude": _FLOAT, "location_uncertainty": _FLOAT}
 )
-ANNOTATION_FIELDS = pa.struct([("id", pa.int64()), ("image_id", pa.int64()), ("category_id", pa.int64())])
+ANNOTATION_FIELDS = pa.struct({"id": _INT, "image_id": _INT, "category_id": _INT})
 CATEGORY_FIELDS = pa.struct(
-    [("id", pa.int64()), ("name", pa.string()), ("common_name", pa.string()), ("supercategory", pa.string())]
-    + [(key, pa.string()) for key in CATEGORY_RANK_KEYS]
-    + [("image_dir_name", pa.string())]
+    {"id": _INT, "name": _STR, "common_name": _STR, "supercategory": _STR}
+    | dict.fromkeys(CATEGORY_RANK_KEYS, _STR)
+    | {"image_dir_name": _STR}
 )
 _SCHEMA = pa.schema(
-    [
-        ("images", pa.list_(IMAGE_FIELDS)),
-        ("annotations", pa.list_(ANNOTATION_FIELDS)),
-        ("categories", pa.list_(CATEGORY_FIELDS)),
-    ]
+    {
+        "images": pa.list_(IMAGE_FIELDS),
+        "annotations": pa.list_(ANNOTATION_FIELDS),
+        "categories": pa.list_(CATEGORY_FIELDS),
+    }
 )
 REQUIRED_IMAGE_KEYS = ("id", "file_name")
 REQUIRED_ANNOTATION_KEYS = ("image_id", "category_id")
@@ -65,10 +54,15 @@ _MAX_ARROW_BLOCK = 2**31 - 64
 _MAX_LISTED = 10  # ids listed in an error message before "… and N more"
 
 
-def _listing(values: list[Any]) -> str:
-    shown = ", ".join(str(v) for v in values[:_MAX_LISTED])
-    more = len(values) - _MAX_LISTED
-    return shown + (f", … and {more} more" if more > 0 else "")
+def _listing(values: list[Any], total: int | None = None) -> str:
+    """The first values, then "… and N more" up to ``total`` (default: ``len(values)``)."""
+    more = (len(values) if total is None else total) - min(len(values), _MAX_LISTED)
+    return ", ".join(str(v) for v in values[:_MAX_LISTED]) + (f", … and {more} more" if more > 0 else "")
+
+
+def _id_with(bad: pa.Table, key: str, template: str = "{!r}") -> list[str]:
+    """``"<id> (<key's value>)"`` for the records of ``bad``, for error messages."""
+    return [f"{i} ({template.format(v)})" for i, v in zip(bad.column("id").to_pylist(), bad.column(key).to_pylist())]
 
 
 @dataclasses.dataclass
@@ -151,7 +145,7 @@ def _check_required(table: pa.Table, keys: tuple[str, ...], what: str, path: str
             positions = np.flatnonzero(nulls.to_numpy(zero_copy_only=False)).tolist()
             if key != "id":
                 ids = table.column("id").take(positions[:_MAX_LISTED]).to_pylist()
-                where = f"{what} ids {_listing(ids)}"
+                where = f"{what} ids {_listing(ids, len(positions))}"
             else:
                 where = f"{what} records at positions {_listing(positions)}"
             raise InatDataError(
@@ -168,36 +162,26 @@ def _check_unique(column: pa.ChunkedArray, what: str, path: str) -> None:
 
 
 def _check_text(table: pa.Table, what: str, path: str) -> None:
-    """Every string column must be valid UTF-8 (pyarrow's JSON reader does not check; Python fails later on).
-
-    The full validation runs in C++; only on failure are the offending records looked up, to name them.
-    """
+    """Every string column must be valid UTF-8 (pyarrow's JSON reader does not check; Python fails later on). The
+    check runs in C++; only on failure are the offending records looked up, to name them."""
     for name in table.column_names:
         column = table.column(name)
         if not pa.types.is_string(column.type):
             continue
         try:
             column.validate(full=True)
+            continue
         except pa.ArrowInvalid:
             pass
-        else:
-            continue
         values = pc.cast(column, pa.binary()).to_pylist()
-        bad = []
-        for position, value in enumerate(values):
-            if value is None:
-                continue
-            try:
-                value.decode("utf-8")
-            except UnicodeDecodeError:
-                bad.append(position)
+        # invalid UTF-8 does not survive a decode-with-replacement round trip
+        bad = [i for i, v in enumerate(values) if v is not None and v.decode("utf-8", "replace").encode() != v]
         ids = table.column("id").take(bad[:_MAX_LISTED]).to_pylist() if "id" in table.column_names else bad
         # bad bytes shown as \xNN escapes (quoted by hand: repr would double the backslashes)
         shown = [f"{i} ('{values[p].decode('utf-8', 'backslashreplace')}')" for i, p in zip(ids, bad)]
         raise InatDataError(
             f"{path}: {len(bad)} {what} record(s) have a {name!r} that is not valid UTF-8 text: {what} ids "
-            f"{_listing(shown)}{f', … and {len(bad) - len(shown)} more' if len(bad) > len(shown) else ''}. Fix the encoding of the JSON file "
-            "(iNat JSON is UTF-8)."
+            f"{_listing(shown, len(bad))}. Fix the encoding of the JSON file (iNat JSON is UTF-8)."
         )
 
 
@@ -209,10 +193,9 @@ def _check_file_names(images: pa.Table, path: str) -> None:
     )
     if pc.any(escaping).as_py():
         bad = images.filter(escaping)
-        pairs = [f"{i} ({n!r})" for i, n in zip(bad.column("id").to_pylist(), bad.column("file_name").to_pylist())]
         raise InatDataError(
             f"{path}: {len(bad)} image file_name(s) escape the data root (absolute path or '..'): image ids "
-            f"{_listing(pairs)}. file_name must be relative to the data directory, e.g. 'train/<dir>/<uuid>.jpg'."
+            f"{_listing(_id_with(bad, 'file_name'))}. file_name must be relative to the data directory, e.g. 'train/<dir>/<uuid>.jpg'."
         )
 
 
@@ -285,10 +268,9 @@ def categories_from_dir_names(images: pa.Table, path: str) -> tuple[list[dict[st
         return None
     if not row_ok.all():
         bad = images.filter(pa.array(~row_ok))
-        examples = [f"{i} ({n!r})" for i, n in zip(bad.column("id").to_pylist(), bad.column("file_name").to_pylist())]
         raise InatDataError(
             f"{path} has no 'annotations', so categories are read from folder names, but {len(bad)} image(s) are "
-            f"not in a folder named {DIR_NAME_PATTERN}: image ids {_listing(examples)}."
+            f"not in a folder named {DIR_NAME_PATTERN}: image ids {_listing(_id_with(bad, 'file_name'))}."
         )
     records: dict[int, dict[str, Any]] = {}
     for rec in parsed:
@@ -307,25 +289,18 @@ def categories_per_image(data: InatJson, category_ids: pa.Array) -> pa.Array:
     """Category id of every image from the annotations (validated: each image exactly one, all ids known)."""
     ann = data.annotations
     path = data.path
-    unknown_images = pc.invert(pc.is_in(ann.column("image_id"), value_set=data.images.column("id").combine_chunks()))
-    if pc.any(unknown_images).as_py():
-        bad = ann.filter(unknown_images)
-        pairs = [
-            f"{a} (image_id {i})" for a, i in zip(bad.column("id").to_pylist(), bad.column("image_id").to_pylist())
-        ]
-        raise InatDataError(
-            f"{path}: {len(bad)} annotation(s) refer to unknown images: annotation ids {_listing(pairs)}."
-        )
-    unknown_cats = pc.invert(pc.is_in(ann.column("category_id"), value_set=category_ids))
-    if pc.any(unknown_cats).as_py():
-        bad = ann.filter(unknown_cats)
-        pairs = [
-            f"{a} (category_id {c})"
-            for a, c in zip(bad.column("id").to_pylist(), bad.column("category_id").to_pylist())
-        ]
-        raise InatDataError(
-            f"{path}: {len(bad)} annotation(s) refer to unknown categories: annotation ids {_listing(pairs)}."
-        )
+    known = {
+        "image_id": ("images", data.images.column("id").combine_chunks()),
+        "category_id": ("categories", category_ids),
+    }
+    for key, (what, value_set) in known.items():
+        unknown = pc.invert(pc.is_in(ann.column(key), value_set=value_set))
+        if pc.any(unknown).as_py():
+            bad = ann.filter(unknown)
+            raise InatDataError(
+                f"{path}: {len(bad)} annotation(s) refer to unknown {what}: annotation ids "
+                f"{_listing(_id_with(bad, key, key + ' {}'))}."
+            )
     _check_unique(ann.column("image_id"), "annotations for one image (image ids with several labels)", path)
     position = pc.index_in(data.images.column("id"), value_set=ann.column("image_id").combine_chunks())
     if position.null_count:

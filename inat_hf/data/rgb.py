@@ -20,13 +20,9 @@ def needs_own_conversion(image: PIL.Image.Image) -> bool:
 
 
 def _high_bit_depth_to_l(image: PIL.Image.Image) -> PIL.Image.Image:
-    """16/32-bit integer or float grey -> 8-bit ``L``, scaled by the value range the image is stored in.
-
-    PIL's own conversion clips at 255, which turns a 16-bit photo white. ``I;16*`` modes are 16-bit by
-    definition (full scale 65535). ``I`` (32-bit) and ``F`` carry no nominal range, so the smallest usual one
-    that holds the image's maximum is taken: 1.0 (``F`` only: normalised floats), 255, 65535, else the maximum
-    itself. Negative values become 0.
-    """
+    """16/32-bit integer or float grey -> 8-bit ``L`` by the range the image is stored in (PIL's conversion clips
+    at 255, turning a 16-bit photo white): 65535 for ``I;16*``; for ``I`` and ``F`` (no nominal range) the smallest
+    of 1.0 (``F`` only), 255, 65535 that holds the maximum, else the maximum itself. Negative values become 0."""
     values = np.asarray(image, dtype=np.float64)
     if image.mode.startswith("I;16"):
         full = 65535.0
@@ -39,14 +35,9 @@ def _high_bit_depth_to_l(image: PIL.Image.Image) -> PIL.Image.Image:
 
 
 def to_rgb(image: PIL.Image.Image) -> PIL.Image.Image:
-    """The project's one rule for turning any PIL image into RGB (every reader of images goes through it).
-
-    * transparency (``RGBA``, ``LA``, ``PA``, ``La``, ``RGBa``, or a ``transparency`` key on ``P``/``L``/``RGB``):
-      composited onto white, as transformers' ``convert_to_rgb`` does;
-    * high bit depth (``I;16``, ``I;16B``, ``I``, ``F``): scaled to 8 bit by the real range (see
-      :func:`_high_bit_depth_to_l`), never clipped;
-    * everything else (``L``, ``P``, ``CMYK``, ``YCbCr``, ``1`` ...): PIL's ``convert("RGB")``.
-    """
+    """The project's one rule for turning any PIL image into RGB: transparency (alpha modes or a ``transparency``
+    key) composited onto white, as transformers' ``convert_to_rgb``; high bit depth scaled to 8 bit by its real
+    range (:func:`_high_bit_depth_to_l`), never clipped; anything else PIL's ``convert("RGB")``."""
     if image.mode == "RGB":
         return image
     if _is_high_bit_depth(image.mode):

@@ -1,11 +1,6 @@
-"""The taxonomy owner: the rank order, iNat directory names, taxon filters and :class:`Taxonomy`.
-
-This is the one place that knows how iNaturalist 2021 spells a taxon and in which order the ranks go. The builder
-turns categories into a :class:`Taxonomy`; prediction, metrics, reports, back-off and submissions read a model's
-through :meth:`Taxonomy.from_config`. (``models/configuration_inat.py`` keeps a copy of :data:`RANKS`: it ships with
-checkpoints and may not import this package.)
-
-An iNat 2021 category directory name holds the whole taxonomy::
+"""The taxonomy owner: how iNaturalist 2021 spells a taxon, the rank order, taxon filters and :class:`Taxonomy`
+(``models/configuration_inat.py`` keeps a copy of :data:`RANKS`: it ships with checkpoints and may not import this
+package). An iNat 2021 category directory name holds the whole taxonomy::
 
     00007_Animalia_Arthropoda_Arachnida_Araneae_Araneidae_Agalenatea_redii
     └id─┘ └kingdom┘ └phylum──┘ └class──┘ └order┘ └family─┘ └genus───┘ └epithet┘
@@ -37,11 +32,8 @@ def species_name(genus: str, specific_epithet: str) -> str:
 
 
 def parse_image_dir_name(dir_name: str) -> dict[str, Any] | None:
-    """Parse ``00007_Animalia_..._Agalenatea_redii`` into a category record; ``None`` if it is not of that form.
-
-    The returned dict has the keys of an iNat 2021 ``categories`` entry (``id``, ``kingdom`` … ``genus``,
-    ``specific_epithet``, ``name``, ``image_dir_name``); ``common_name`` and ``supercategory`` are unknown (None).
-    """
+    """Parse ``00007_Animalia_..._Agalenatea_redii`` into a record with the keys of an iNat 2021 ``categories`` entry
+    (``common_name`` and ``supercategory`` unknown: None); ``None`` if the name is not of that form."""
     match = _DIR_NAME_RE.match(dir_name)
     if match is None:
         return None
@@ -105,18 +97,14 @@ def check_rank(rank: str) -> str:
 
 @dataclasses.dataclass
 class Taxonomy:
-    """The label space of a dataset or model and the taxonomy of every label: THE taxonomy API of inat_hf.
+    """The label space of a dataset or model and the taxonomy of every label: THE taxonomy API of inat_hf, read by
+    prediction, metrics, reports, back-off and submissions, so they agree on the ranks, their order and the groups.
 
-    ``labels[i]`` is the name of label ``i`` at ``rank``; ``ranks[r][i]`` is label ``i``'s value at rank ``r``
-    (coarse to fine, in :data:`RANKS` order whatever order the source lists them in; a genus label has no
-    species). ``category_ids[i]`` lists the original iNat category ids that label ``i`` covers (exactly one for
-    species labels; ``None`` when unknown), ``common_names[i]`` is the iNat common name of a species label
-    (``None`` when unknown or for higher ranks). ``rank`` is ``None`` for the labels of a classifier that is not
-    an inat_hf model (no rank is known).
-
-    Prediction, metrics, reports, back-off and submission files read the taxonomy through this class, so that
-    they agree on the ranks, their order and the groups at every rank. The same dict (``to_dict()``) is stored in
-    the model config as ``taxonomy``; :meth:`from_config` reads it back.
+    ``labels[i]``: label ``i``'s name at ``rank`` (``None`` for a classifier that is not an inat_hf model's);
+    ``ranks[r][i]``: its name at rank ``r`` (in :data:`RANKS` order, whatever the source's); ``category_ids[i]``:
+    the iNat category ids it covers (one for species labels); ``common_names[i]``: a species label's iNat common
+    name. ``to_dict()`` is stored in the model config as ``taxonomy``; :meth:`from_config` reads it back, and this
+    class is where a taxonomy is validated.
     """
 
     rank: str | None
@@ -140,8 +128,9 @@ class Taxonomy:
             raise ValueError(f"Taxonomy labels must be unique; got {n - len(set(self.labels))} duplicate(s).")
         per_label = [*self.ranks.items(), ("category_ids", self.category_ids), ("common_names", self.common_names)]
         for name, values in per_label:
-            if values is not None and len(values) != n:
-                raise ValueError(f"Taxonomy list {name!r} has {len(values)} entries, expected one per label ({n}).")
+            if values is not None and (not isinstance(values, (list, tuple)) or len(values) != n):
+                found = f"{len(values)} entries" if isinstance(values, (list, tuple)) else f"a {type(values).__name__}"
+                raise ValueError(f"Taxonomy list {name!r} has {found}, expected one per label ({n}).")
 
     @property
     def num_labels(self) -> int:
@@ -166,10 +155,8 @@ class Taxonomy:
     def groups(self, rank: str | None = None) -> tuple[list[str], np.ndarray]:
         """``(group_names, label_to_group [num_labels])``: the sorted distinct names at ``rank`` and each label's
         index among them, so that ``label_to_group[pred] == label_to_group[true]`` is a hit at that rank."""
-        names = self.names(rank)
-        group_names = sorted(set(names))
-        index = {name: i for i, name in enumerate(group_names)}
-        return group_names, np.array([index[name] for name in names], dtype=np.int64)
+        group_names, index = np.unique(np.asarray(self.names(rank), dtype=str), return_inverse=True)
+        return group_names.tolist(), index.astype(np.int64)
 
     def rank_groups(self) -> dict[str, np.ndarray]:
         """``{rank: label_to_group}`` for every available rank, finest first: the order in which hierarchical
@@ -202,11 +189,13 @@ class Taxonomy:
         missing = {"rank", "labels", "ranks"} - set(data)
         if missing:
             raise ValueError(f"Taxonomy dict is missing key(s) {sorted(missing)}; got keys {sorted(data)}.")
+        if not isinstance(data["ranks"], Mapping):
+            raise ValueError(f"Taxonomy 'ranks' must map a rank to one name per label, got {data['ranks']!r:.60}.")
         ids = data.get("category_ids")
         return cls(
             rank=data["rank"],
             labels=list(data["labels"]),
-            ranks={r: list(v) for r, v in data["ranks"].items()},
+            ranks=dict(data["ranks"]),
             category_ids=[list(c) for c in ids] if ids is not None else None,
             common_names=data.get("common_names"),
         )
@@ -217,14 +206,14 @@ class Taxonomy:
         ``InatConfig``'s, which may hold only some of the keys). Any other transformers config gives its labels
         with no rank."""
         data = getattr(config, "taxonomy", None) or {}
-        return cls.from_dict(
-            {
-                **data,
-                "rank": getattr(config, "label_rank", None),
-                "labels": [str(config.id2label[i]) for i in range(config.num_labels)],
-                "ranks": {r: [str(v) for v in values] for r, values in (data.get("ranks") or {}).items()},
-            }
-        )
+        rank = getattr(config, "label_rank", None)
+        if not isinstance(data, Mapping) or data.get("rank") not in (None, rank):
+            raise ValueError(
+                f"config.taxonomy must be a dict like Taxonomy.to_dict() whose 'rank' is the config's label_rank "
+                f"({rank!r}); got {data!r:.80}. Pass label_rank=<the rank the labels are at>."
+            )
+        labels = [str(config.id2label[i]) for i in range(config.num_labels)]
+        return cls.from_dict({**data, "rank": rank, "labels": labels, "ranks": data.get("ranks") or {}})
 
     def save(self, path: str | os.PathLike) -> None:
         with open(path, "w", encoding="utf-8") as f:
@@ -237,12 +226,8 @@ class Taxonomy:
 
     @classmethod
     def from_categories(cls, categories: Sequence[Mapping[str, Any]], rank: str) -> Taxonomy:
-        """Build the label space at ``rank`` from category records (already filtered).
-
-        Species labels are ordered by original category id (iNat ids are stable across releases); higher-rank
-        labels are sorted by name. Either way the order depends only on the category list, never on which images
-        a split happens to contain, so every split shares one label space.
-        """
+        """The label space at ``rank`` of (filtered) category records: species by category id (stable across
+        releases), higher ranks by name; never by the images a split holds, so every split shares one label space."""
         check_rank(rank)
         upper = RANKS[: RANKS.index(rank) + 1]
         groups: dict[str, dict[str, Any]] = {}

@@ -1,13 +1,10 @@
 """A map-style torch ``Dataset`` over a prepared split: decode + transform one image per item.
 
-Why not ``datasets.Dataset.with_transform``: augmentation randomness. With a global RNG, which augmentation an
-image gets depends on how many random draws happened before it — in another worker, before a resume, on another
-rank. Here, when ``seed`` is given, the random state of item ``i`` in epoch ``e`` is a pure function of
-``(seed, e, i)``: a run resumed from a checkpoint sees exactly the augmentations an uninterrupted run would
-(the Trainer skips already-seen batches by index without transforming them), whatever the worker count.
-The Trainer calls :meth:`set_epoch` at the start of every epoch (``InatTrainer``; accelerate only forwards
-``set_epoch`` to a dataset when the sampler has none). The epoch lives in shared memory, so DataLoader workers —
-persistent ones included — see the new value.
+Not ``datasets.Dataset.with_transform``: with a global RNG, which augmentation an image gets depends on the draws
+before it (another worker, a resume, another rank). Here, with ``seed``, item ``i`` of epoch ``e`` draws from a
+state that is a function of ``(seed, e, i)``: a resumed run sees the augmentations of an uninterrupted one, whatever
+the worker count. ``InatTrainer`` calls :meth:`set_epoch` every epoch (accelerate forwards it only when the sampler
+has none); the epoch lives in shared memory, so (persistent) DataLoader workers see it.
 """
 
 from __future__ import annotations
@@ -30,22 +27,11 @@ def item_seed(seed: int, epoch: int, index: int) -> int:
 
 
 class ImageClassificationDataset(torch.utils.data.Dataset):
-    """``dataset[i] -> {"pixel_values": transform(image), "labels": label}``.
+    """``dataset[i] -> {"pixel_values": transform(image), "labels": label}`` over a split's ``image`` + ``label``
+    columns. The image is read undecoded (``{"bytes", "path"}``): the transform (e.g. ``TrainPreset``) decodes it
+    straight to a tensor. ``seed=None`` uses the global RNG."""
 
-    Args:
-        data: a prepared split (``image`` + ``label`` columns). The image column is read undecoded
-            (``datasets.Image(decode=False)``): the transform decodes the bytes itself, straight to a tensor.
-        transform: image (undecoded ``{"bytes", "path"}`` dict) → tensor, e.g. ``TrainPreset``/``EvalPreset``.
-        seed: makes item ``i``'s augmentation a function of ``(seed, epoch, i)``; ``None`` uses the global RNG.
-    """
-
-    def __init__(
-        self,
-        data: datasets.Dataset,
-        transform: Callable[[Any], torch.Tensor],
-        *,
-        seed: int | None = None,
-    ) -> None:
+    def __init__(self, data: datasets.Dataset, transform: Callable[[Any], torch.Tensor], *, seed: int | None = None):
         missing = {"image", "label"} - set(data.column_names)
         if missing:
             raise ValueError(
@@ -76,10 +62,9 @@ class ImageClassificationDataset(torch.utils.data.Dataset):
         if self.seed is None:
             pixel_values = self.transform(row["image"])
         else:
-            # The transforms draw from the CPU generator only: seed that one (torch.manual_seed would also reseed
-            # every accelerator's generator, which fork_rng(devices=[]) does not restore -- and on a machine without
-            # CUDA it queues a lazy seeding call with a stack trace, per item: costly next to a small item's decode +
-            # augmentation, see benchmarks/results.md). fork_rng restores the CPU state afterwards.
+            # The transforms draw from the CPU generator only: seed just that one (torch.manual_seed would also
+            # reseed the accelerators', which fork_rng(devices=[]) does not restore, and costs per item without
+            # CUDA); fork_rng restores the CPU state afterwards.
             with torch.random.fork_rng(devices=[]):
                 torch.default_generator.manual_seed(item_seed(self.seed, int(self._epoch), int(index)))
                 pixel_values = self.transform(row["image"])

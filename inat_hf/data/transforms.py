@@ -1,26 +1,12 @@
 """Train / eval / TTA transform presets, in the style of torchvision's ``references/classification/presets.py``.
 
-Each preset is callable on one image (anything :func:`~inat_hf.data.decode.decode_image` accepts) and returns
-float32, normalised. Keyword names follow timm's ``create_transform`` (``image_size`` for its ``input_size``).
-
-* :class:`TrainPreset` -- the training recipe, held by :class:`~inat_hf.data.augmentation.AugmentationConfig`::
-
-      decode -> RandomResizedCrop -> RandomHorizontalFlip -> TimmAutoAugment -> FusedColorJitter
-      -> RandomRotationNearest -> RandomGaussianBlur -> normalize -> RandomErasing
-
-  Everything up to the normalisation runs on the uint8 image, cropped first, so that only the crop is resized
-  and the colour / rotation / blur work touches ``S x S`` pixels. The custom kernels
-  (:mod:`inat_hf.data.kernels`) replace stock v2 ops only where they are faster on that uint8 input. Each
-  augmentation is switched off by its config value (``hflip=0``, ``color_jitter=0``, ``rotation=0``,
-  ``blur_prob=0``, ``re_prob=0``; ``scale=(1, 1)`` and ``ratio=(r, r)`` for the image's aspect ratio ``r`` make
-  the crop a plain resize).
-* :class:`EvalPreset` -- exactly the model's image processor (transformers ``BitImageProcessor``): resize the
-  shortest edge to ``floor(image_size / crop_pct)`` (antialiased, bicubic by default) -> center crop
-  ``image_size`` (zero padded when smaller) -> normalize. Tested equal to the processor.
-* :class:`TTAPreset` -- ``[V, 3, S, S]`` deterministic views of one decoded image, view 0 being the eval
-  preset's output; see :data:`~inat_hf.data.tta_views.TTA_VIEWS`.
-
-Datasets apply a preset per item with :class:`~inat_hf.data.torch_dataset.ImageClassificationDataset`.
+Each preset takes one image (anything :func:`~inat_hf.data.decode.decode_image` accepts) and returns float32,
+normalised; keyword names follow timm's ``create_transform``. :class:`TrainPreset` runs every augmentation on the
+uint8 crop (only the crop is resized; the colour / rotation / blur work touches ``S x S`` pixels), with the fast
+kernels of :mod:`inat_hf.data.kernels`. :class:`EvalPreset` is exactly the model's image processor (tested equal);
+:class:`TTAPreset` gives ``[V, 3, S, S]`` deterministic views (:data:`~inat_hf.data.tta_views.TTA_VIEWS`), view 0
+being the eval preset's output. Datasets apply a preset per item with
+:class:`~inat_hf.data.torch_dataset.ImageClassificationDataset`.
 """
 
 from __future__ import annotations
@@ -38,38 +24,20 @@ from .decode import ImageInput, decode_image
 from .kernels import FusedColorJitter, RandomGaussianBlur, RandomRotationNearest, TimmAutoAugment
 from .tta_views import TTA_VIEWS
 
-__all__ = [
-    "TTA_VIEWS",
-    "EvalPreset",
-    "TTAPreset",
-    "TrainPreset",
-    "center_crop",
-    "eval_kwargs_from_image_processor",
-    "normalize",
-    "resize_shortest_edge",
-]
-
-_INTERPOLATIONS = {
-    "nearest": v2.InterpolationMode.NEAREST,
-    "bilinear": v2.InterpolationMode.BILINEAR,
-    "bicubic": v2.InterpolationMode.BICUBIC,
-    "lanczos": v2.InterpolationMode.LANCZOS,
-}
-# PIL.Image.Resampling values, as stored in transformers image processors' `resample`.
+# PIL.Image.Resampling codes (transformers image processors store `resample` so) and the names they stand for.
 _PIL_RESAMPLE = {0: "nearest", 1: "lanczos", 2: "bilinear", 3: "bicubic"}
 
 
 def _interpolation(value: str | int | v2.InterpolationMode) -> v2.InterpolationMode:
     if isinstance(value, v2.InterpolationMode):
         return value
-    if isinstance(value, int):
-        if value not in _PIL_RESAMPLE:
-            raise ValueError(f"interpolation: expected a PIL resample code in {sorted(_PIL_RESAMPLE)}, found {value}")
-        value = _PIL_RESAMPLE[value]
-    try:
-        return _INTERPOLATIONS[str(value).lower()]
-    except KeyError:
-        raise ValueError(f"interpolation: expected one of {sorted(_INTERPOLATIONS)}, found {value!r}") from None
+    name = _PIL_RESAMPLE.get(value) if isinstance(value, int) else str(value).lower()
+    if name not in _PIL_RESAMPLE.values():
+        raise ValueError(
+            f"interpolation: expected one of {sorted(_PIL_RESAMPLE.values())} or a PIL resample code "
+            f"{sorted(_PIL_RESAMPLE)}, found {value!r}"
+        )
+    return v2.InterpolationMode(name)
 
 
 def normalize(
@@ -97,16 +65,9 @@ def center_crop(img: torch.Tensor, size: int) -> torch.Tensor:
     ``top = int((H - size) / 2)``, which differs from ``tvF.center_crop``'s rounding for odd margins)."""
     h, w = img.shape[-2:]
     if size > w or size > h:
-        pad = [
-            (size - w) // 2 if size > w else 0,
-            (size - h) // 2 if size > h else 0,
-            (size - w + 1) // 2 if size > w else 0,
-            (size - h + 1) // 2 if size > h else 0,
-        ]
-        img = tvF.pad(img, pad, fill=0)
+        dw, dh = max(size - w, 0), max(size - h, 0)
+        img = tvF.pad(img, [dw // 2, dh // 2, (dw + 1) // 2, (dh + 1) // 2], fill=0)
         h, w = img.shape[-2:]
-        if (h, w) == (size, size):
-            return img
     top, left = int((h - size) / 2.0), int((w - size) / 2.0)
     return img[..., top : top + size, left : left + size]
 
@@ -138,39 +99,27 @@ def eval_kwargs_from_image_processor(processor: Any) -> dict[str, Any]:
     }
 
 
-def _resize_size(image_size: int, crop_pct: float, resize_size: int | None) -> int:
-    if resize_size is not None:
-        return int(resize_size)
-    if not 0.0 < crop_pct <= 1.0:
-        raise ValueError(f"crop_pct must be in (0, 1], found {crop_pct}")
-    return math.floor(image_size / crop_pct)
-
-
 class TrainPreset:
-    """The training recipe (see the module docstring), built from an :class:`AugmentationConfig`.
+    """The training recipe of an :class:`AugmentationConfig` (each augmentation off at its zero value)::
 
-    ``preset(image)`` decodes ``image`` and returns float32 ``[3, S, S]``, normalised. Randomness comes from
-    torch's global RNG (``torch.manual_seed`` makes it reproducible; ``ImageClassificationDataset(seed=...)`` makes
-    it a function of the item). ``preset.transforms`` is the ``v2.Compose`` applied to the decoded uint8 tensor.
+        RandomResizedCrop -> RandomHorizontalFlip -> TimmAutoAugment -> FusedColorJitter -> RandomRotationNearest
+        -> RandomGaussianBlur -> normalize -> RandomErasing
+
+    Randomness comes from torch's global RNG (``ImageClassificationDataset(seed=...)`` makes it a function of the
+    item). ``preset.transforms`` is the ``v2.Compose`` applied to the decoded uint8 tensor.
     """
 
     def __init__(self, aug: AugmentationConfig | None = None) -> None:
         aug = AugmentationConfig() if aug is None else aug
         self.aug = aug
         interpolation = _interpolation(aug.interpolation)
-        ops: list[Callable] = [
-            v2.RandomResizedCrop(
-                aug.image_size, scale=aug.scale, ratio=aug.ratio, interpolation=interpolation, antialias=True
-            )
-        ]
+        crop = v2.RandomResizedCrop(aug.image_size, aug.scale, aug.ratio, interpolation=interpolation, antialias=True)
+        ops: list[Callable] = [crop]
         if aug.hflip > 0:
             ops.append(v2.RandomHorizontalFlip(aug.hflip))
         if aug.auto_augment:
-            ops.append(
-                TimmAutoAugment(
-                    aug.auto_augment, image_size=aug.image_size, mean=aug.mean, interpolation=aug.interpolation
-                )
-            )
+            kwargs = dict(image_size=aug.image_size, mean=aug.mean, interpolation=aug.interpolation)
+            ops.append(TimmAutoAugment(aug.auto_augment, **kwargs))
         b, c, s = aug.jitter_strengths
         if b or c or s or aug.jitter_hue:
             jitter = FusedColorJitter if aug.color_jitter_impl == "fused" else v2.ColorJitter
@@ -194,12 +143,9 @@ class TrainPreset:
 
 
 class EvalPreset:
-    """The model's image-processor pipeline (BitImageProcessor, torchvision backend), on one image.
-
-    resize shortest edge to ``resize_size`` (default ``floor(image_size / crop_pct)``; bicubic, antialiased) ->
-    center crop ``image_size`` (zero pad if smaller) -> :func:`normalize`. Use
-    :func:`eval_kwargs_from_image_processor` to copy a processor's settings.
-    """
+    """The model's image processor (BitImageProcessor) on one image: resize the shortest edge to ``resize_size``
+    (default ``floor(image_size / crop_pct)``, antialiased) -> center crop ``image_size`` (zero padded when
+    smaller) -> :func:`normalize`. :func:`eval_kwargs_from_image_processor` copies a processor's settings."""
 
     def __init__(
         self,
@@ -212,7 +158,9 @@ class EvalPreset:
         std: Sequence[float] = IMAGENET_DEFAULT_STD,
     ) -> None:
         self.image_size = int(image_size)
-        self.resize_size = _resize_size(image_size, crop_pct, resize_size)
+        if resize_size is None and not 0.0 < crop_pct <= 1.0:
+            raise ValueError(f"crop_pct must be in (0, 1], found {crop_pct}")
+        self.resize_size = int(resize_size) if resize_size is not None else math.floor(image_size / crop_pct)
         self.interpolation = _interpolation(interpolation)
         self.normalize = normalize(mean, std)
 
@@ -242,18 +190,14 @@ class TTAPreset(EvalPreset):
         self.num_views = int(num_views)
         self.views = TTA_VIEWS[:num_views]
 
-    def _view_resize(self, zoom: float | None) -> int:
-        if zoom is None:
-            return self.image_size
-        return self.resize_size if zoom == 1.0 else math.floor(self.resize_size * zoom)
-
     def __call__(self, image: ImageInput) -> torch.Tensor:
         img = decode_image(image)
         crops: dict[float | None, torch.Tensor] = {}
         views = []
         for _, zoom, flip in self.views:
-            if zoom not in crops:
-                crops[zoom] = self._view(img, self._view_resize(zoom))
+            if zoom not in crops:  # zoom None ("full"): the shortest edge resized to the crop size itself
+                size = self.image_size if zoom is None else math.floor(self.resize_size * zoom)
+                crops[zoom] = self._view(img, size)
             views.append(crops[zoom].flip(-1) if flip else crops[zoom])
         return self.normalize(torch.stack(views))
 

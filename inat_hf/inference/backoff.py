@@ -1,13 +1,10 @@
 """Taxonomic back-off: "we're pretty sure this is in the genus …".
 
-Species probabilities are summed up the taxonomy (genus = sum of its species, …); the answer is the finest rank
-whose best group reaches ``threshold`` (default :data:`DEFAULT_BACKOFF_THRESHOLD` = 0.8: at that rank the model
-puts at least 80 % of its probability on one taxon). The ranks, their order and the groups come from the model's
-:class:`~inat_hf.data.taxonomy.Taxonomy`, as for hierarchical accuracy.
-
-:class:`BackoffAccumulator` keeps, per image and rank, the best group's probability and whether that group holds
-the true label (``[N, R]``, a few bytes per image): the per-rank precision and coverage at any threshold, and the
-precision–coverage curves, follow from those (:func:`backoff_table`, :func:`plot_precision_coverage`).
+Species probabilities are summed up the model's :class:`~inat_hf.data.taxonomy.Taxonomy` (genus = sum of its
+species, …); the answer is the finest rank whose best group reaches ``threshold`` (default 0.8). For evaluation,
+:class:`BackoffAccumulator` keeps per image and rank the best group's probability and whether it holds the true
+label (``[N, R]``): per-rank precision and coverage at any threshold follow (:func:`backoff_table`,
+:func:`plot_precision_coverage`).
 """
 
 from __future__ import annotations
@@ -22,15 +19,6 @@ if TYPE_CHECKING:  # torch loads where it is used: the commands read DEFAULT_BAC
     import torch
 
     from ..data.taxonomy import Taxonomy
-
-__all__ = [
-    "DEFAULT_BACKOFF_THRESHOLD",
-    "BackoffAccumulator",
-    "RankGroups",
-    "backoff_answer",
-    "backoff_table",
-    "describe_backoff",
-]
 
 DEFAULT_BACKOFF_THRESHOLD = 0.8
 
@@ -48,24 +36,31 @@ class RankGroups:
         groups = {rank: taxonomy.groups(rank) for rank in taxonomy.rank_groups()}
         return cls(list(groups), [names for names, _ in groups.values()], [index for _, index in groups.values()])
 
-    def group_probs(self, probs: torch.Tensor, r: int) -> torch.Tensor:
-        """``[B, C]`` label probabilities -> ``[B, G_r]`` summed per group of rank ``r``."""
+    def best(self, probs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``[B, C]`` label probabilities -> per rank the best group's probability and index, both ``[B, R]``."""
         import torch
 
-        index = torch.as_tensor(self.label_to_group[r], device=probs.device)
-        out = torch.zeros(probs.shape[0], len(self.names[r]), device=probs.device, dtype=probs.dtype)
-        return out.index_add_(1, index, probs)
+        conf, best = [], []
+        for r, names in enumerate(self.names):
+            index = torch.as_tensor(self.label_to_group[r], device=probs.device)
+            summed = torch.zeros(probs.shape[0], len(names), device=probs.device, dtype=probs.dtype)
+            c, b = summed.index_add_(1, index, probs).max(-1)
+            conf.append(c)
+            best.append(b)
+        return torch.stack(conf, 1), torch.stack(best, 1)
 
 
 def backoff_answer(probs: torch.Tensor, groups: RankGroups, threshold: float) -> list[dict[str, Any]]:
     """Per image of ``probs [B, C]``: the finest rank whose best taxon reaches ``threshold`` (``None`` if none)."""
-    answers: list[dict[str, Any] | None] = [None] * probs.shape[0]
-    for r, rank in enumerate(groups.ranks):
-        conf, best = groups.group_probs(probs.float(), r).max(-1)
-        for i in range(probs.shape[0]):
-            if answers[i] is None and conf[i] >= threshold:
-                answers[i] = {"rank": rank, "taxon": groups.names[r][int(best[i])], "probability": float(conf[i])}
-    return [a or {"rank": None, "taxon": None, "probability": None} for a in answers]
+    conf, best = groups.best(probs.float())
+    answers = []
+    for conf_i, best_i in zip(conf.tolist(), best.tolist()):
+        r = next((r for r, c in enumerate(conf_i) if c >= threshold), None)
+        if r is None:
+            answers.append({"rank": None, "taxon": None, "probability": None})
+        else:
+            answers.append({"rank": groups.ranks[r], "taxon": groups.names[r][best_i[r]], "probability": conf_i[r]})
+    return answers
 
 
 def describe_backoff(answer: Mapping[str, Any] | None) -> str | None:
@@ -87,16 +82,13 @@ class BackoffAccumulator:
     def update(self, scores: torch.Tensor, labels: torch.Tensor) -> None:
         import torch
 
-        probs = scores.float().softmax(-1)
-        labels = labels.to(probs.device)
-        conf, correct = [], []
-        for r in range(len(self.groups.ranks)):
-            c, best = self.groups.group_probs(probs, r).max(-1)
-            truth = torch.as_tensor(self.groups.label_to_group[r], device=probs.device)[labels.clamp_min(0)]
-            conf.append(c.cpu().numpy())
-            correct.append((best == truth).cpu().numpy() & (labels >= 0).cpu().numpy())
-        self._conf.append(np.stack(conf, 1))
-        self._correct.append(np.stack(correct, 1))
+        conf, best = self.groups.best(scores.float().softmax(-1))
+        labels = labels.to(best.device)
+        truth = torch.stack(
+            [torch.as_tensor(g, device=best.device)[labels.clamp_min(0)] for g in self.groups.label_to_group], 1
+        )
+        self._conf.append(conf.cpu().numpy())
+        self._correct.append(((best == truth) & (labels >= 0)[:, None]).cpu().numpy())
 
     def result(self) -> tuple[np.ndarray, np.ndarray]:
         r = len(self.groups.ranks)
@@ -134,30 +126,24 @@ def plot_precision_coverage(
 ) -> None:
     """Per rank, precision vs coverage of "answer at this rank when its best taxon reaches t" over t in [0, 1];
     the marker is the configured threshold. One panel per run (image-only, fused)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: no global backend or figure state
 
     thresholds = np.linspace(0, 1, 101)
-    fig, axes = plt.subplots(1, len(runs), figsize=(5.5 * len(runs), 4.5), squeeze=False)
+    fig = Figure(figsize=(5.5 * len(runs), 4.5), layout="tight")
+    axes = fig.subplots(1, len(runs), squeeze=False)
     for ax, (name, (conf, correct)) in zip(axes[0], runs.items()):
         for r, rank in enumerate(ranks):
-            cov = np.array([(conf[:, r] >= t).mean() for t in thresholds])
-            prec = np.array(
-                [correct[conf[:, r] >= t, r].mean() if (conf[:, r] >= t).any() else np.nan for t in thresholds]
-            )
-            (line,) = ax.plot(cov, prec, label=rank)
+            above = conf[:, r, None] >= thresholds  # [N, T]
+            with np.errstate(invalid="ignore", divide="ignore"):  # no image above t: no precision (nan)
+                prec = (above & correct[:, r, None]).sum(0) / above.sum(0)
+            (line,) = ax.plot(above.mean(0), prec, label=rank)
             at = conf[:, r] >= threshold
             if at.any():
                 ax.plot([at.mean()], [correct[at, r].mean()], "o", color=line.get_color())
-        ax.set_xlabel("coverage (fraction whose best taxon at this rank reaches t)")
-        ax.set_ylabel("precision")
-        ax.set_title(f"back-off precision–coverage ({name}); ● threshold {threshold:g}")
-        ax.set_xlim(0, 1.02)
-        ax.set_ylim(0, 1.02)
+        ax.set(xlabel="coverage (fraction whose best taxon at this rank reaches t)", ylabel="precision")
+        ax.set(
+            title=f"back-off precision–coverage ({name}); ● threshold {threshold:g}", xlim=(0, 1.02), ylim=(0, 1.02)
+        )
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)

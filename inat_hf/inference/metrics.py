@@ -1,56 +1,24 @@
 """Classification metrics: the one metrics module of inat_hf (numpy, vectorised), shared by evaluate, predict and
-the Trainer's evaluation.
-
-Everything works from per-image top-k predictions (``topk_indices [N, K]``, best first, and their probabilities)
-and true labels ``[N]`` -- never from ``[N, C]`` logits, so that scoring 100k images over 10k classes stays small.
-Coarser-rank predictions are derived from the label prediction through ``Taxonomy.rank_groups()``.
-
-Why not ``evaluate.load("accuracy")``: it fetches code from the Hub (unreachable offline) and encodes its inputs
-into Arrow element by element, which costs far more than the metrics.
+the Trainer's evaluation. Inputs are per-image top-k predictions and true labels ``[N]``, never ``[N, C]`` logits
+(100k images x 10k classes stay small); coarser ranks come from ``Taxonomy.rank_groups()``. Not
+``evaluate.load("accuracy")``: it fetches code from the Hub and encodes its inputs into Arrow one by one.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 import numpy as np
-
-__all__ = [
-    "DEFAULT_CALIBRATION_BINS",
-    "ReliabilityData",
-    "classification_report_text",
-    "confusion_matrix",
-    "expected_calibration_error",
-    "group_confusion",
-    "hierarchical_accuracy",
-    "macro_averages",
-    "most_confused",
-    "per_class_metrics",
-    "reliability_data",
-    "sparse_confusion",
-    "topk_accuracy",
-]
 
 DEFAULT_CALIBRATION_BINS = 15
 
 
-# -- Top-k -------------------------------------------------------------------------------------------------------------
-
-
 def topk_accuracy(topk_indices: np.ndarray, labels: np.ndarray, ks: Sequence[int] = (1, 3, 5)) -> dict[str, float]:
-    """Top-k accuracy from per-image top-k predictions.
+    """``{f"top{k}": accuracy}`` from ``topk_indices [N, K]`` (best first; ``[N]`` is ``K = 1``) and ``labels [N]``.
 
-    Args:
-        topk_indices: int array ``[N, K]``, best prediction first (a ``[N]`` array is read as ``K = 1``).
-        labels: int array ``[N]``.
-        ks: the ``k`` values to report; keys are ``f"top{k}"``.
-
-    A ``k`` larger than the ``K`` columns given is clamped to ``K``. When ``K`` equals the number of classes (fewer
-    classes than ``k``), every class is among the ``K`` and the clamped value is exact (1.0); otherwise pass at
-    least ``max(ks)`` columns. The key keeps the requested ``k``, so reports have a stable schema. No images:
-    ``nan``.
+    A ``k`` over ``K`` is clamped to ``K`` (exact when ``K`` is the number of classes; otherwise pass at least
+    ``max(ks)`` columns); the key keeps the requested ``k``, so reports have a stable schema. No images: ``nan``.
     """
     topk_indices = np.asarray(topk_indices)
     labels = np.asarray(labels)
@@ -70,40 +38,30 @@ def topk_accuracy(topk_indices: np.ndarray, labels: np.ndarray, ks: Sequence[int
     return out
 
 
-# -- Per class ---------------------------------------------------------------------------------------------------------
-
-
 def per_class_metrics(y_true: np.ndarray, y_pred: np.ndarray, num_labels: int) -> dict[str, np.ndarray]:
-    """Per-class top-1 statistics, one entry per label index ``0..num_labels-1`` (absent classes included).
-
-    Returns arrays ``[num_labels]``: ``support`` (true images), ``predicted`` (images predicted as the class),
-    ``correct``, ``accuracy`` (``correct / support``, i.e. the class's recall), ``precision``, ``recall``, ``f1``.
-    Undefined ratios (no support / never predicted) are 0, scikit-learn's ``zero_division=0`` convention; read
-    them together with ``support`` / ``predicted``.
-    """
-    from sklearn.metrics import precision_recall_fscore_support
-
+    """Per-class top-1 statistics ``[num_labels]`` (absent classes included): ``support``, ``predicted``,
+    ``correct``, ``accuracy`` (= ``recall``), ``precision``, ``recall``, ``f1``. Undefined ratios are 0
+    (scikit-learn's ``zero_division=0``); read them together with ``support`` / ``predicted``."""
     y_true, y_pred = _check_pair(y_true, y_pred)
-    labels = np.arange(num_labels)
-    if y_true.size:
-        precision, recall, f1, support = precision_recall_fscore_support(
-            y_true, y_pred, labels=labels, zero_division=0
-        )
-    else:
-        precision = recall = f1 = np.zeros(num_labels)
-        support = np.zeros(num_labels, dtype=np.int64)
-    correct = np.bincount(y_true[y_true == y_pred], minlength=num_labels)[:num_labels]
-    predicted = np.bincount(y_pred, minlength=num_labels)[:num_labels]
-    support = np.asarray(support, dtype=np.int64)
-    accuracy = np.divide(correct, support, out=np.zeros(num_labels), where=support > 0)
+
+    def count(x: np.ndarray) -> np.ndarray:
+        return np.bincount(x, minlength=num_labels)[:num_labels].astype(np.int64)
+
+    def ratio(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return np.divide(a, b, out=np.zeros(num_labels), where=b > 0)
+
+    support, predicted, correct = count(y_true), count(y_pred), count(y_true[y_true == y_pred])
+    recall = ratio(correct, support)
+    # f1 = 2PR / (P + R) = 2 correct / (support + predicted)
+    f1 = ratio(2 * correct, support + predicted)
     return {
         "support": support,
-        "predicted": predicted.astype(np.int64),
-        "correct": correct.astype(np.int64),
-        "accuracy": accuracy,
-        "precision": np.asarray(precision, dtype=np.float64),
-        "recall": np.asarray(recall, dtype=np.float64),
-        "f1": np.asarray(f1, dtype=np.float64),
+        "predicted": predicted,
+        "correct": correct,
+        "accuracy": recall,
+        "precision": ratio(correct, predicted),
+        "recall": recall,
+        "f1": f1,
     }
 
 
@@ -133,19 +91,11 @@ def classification_report_text(y_true: np.ndarray, y_pred: np.ndarray, label_nam
     )
 
 
-# -- Hierarchical accuracy ---------------------------------------------------------------------------------------------
-
-
 def hierarchical_accuracy(
     y_true: np.ndarray, y_pred: np.ndarray, rank_groups: Mapping[str, np.ndarray]
 ) -> dict[str, float]:
-    """Top-1 accuracy at every rank: the prediction counts as right at rank ``r`` when the predicted label and the
-    true label fall in the same group at ``r`` (``rank_groups[r][pred] == rank_groups[r][true]``).
-
-    Args:
-        y_true, y_pred: label indices ``[N]`` (the label rank, usually species).
-        rank_groups: ``{rank: int array [num_labels]}``, e.g. ``Taxonomy.from_config(config).rank_groups()``.
-    """
+    """Top-1 accuracy at every rank of ``rank_groups`` (``{rank: label_to_group [C]}``, e.g.
+    ``Taxonomy.rank_groups()``): right at ``r`` when ``rank_groups[r][pred] == rank_groups[r][true]``."""
     y_true, y_pred = _check_pair(y_true, y_pred)
     out = {}
     for rank, groups in rank_groups.items():
@@ -154,13 +104,11 @@ def hierarchical_accuracy(
     return out
 
 
-# -- Calibration -------------------------------------------------------------------------------------------------------
-
-
 @dataclasses.dataclass
 class ReliabilityData:
     """Equal-width confidence bins: ``edges [M+1]`` over [0, 1]; per bin ``counts``, ``mean_confidence`` and
-    ``accuracy`` (``nan`` for empty bins); ``ece`` the expected calibration error."""
+    ``accuracy`` (``nan`` for empty bins); ``ece`` the expected calibration error. ``dataclasses.asdict`` of it is
+    the ``reliability`` entry of an evaluation's ``summary.json``."""
 
     edges: np.ndarray
     counts: np.ndarray
@@ -168,28 +116,12 @@ class ReliabilityData:
     accuracy: np.ndarray
     ece: float
 
-    def to_dict(self) -> dict[str, Any]:
-        def clean(a):
-            return [None if np.isnan(v) else float(v) for v in np.asarray(a, dtype=np.float64)]
-
-        return {
-            "ece": self.ece,
-            "edges": [float(e) for e in self.edges],
-            "counts": [int(c) for c in self.counts],
-            "mean_confidence": clean(self.mean_confidence),
-            "accuracy": clean(self.accuracy),
-        }
-
 
 def reliability_data(
     confidence: np.ndarray, correct: np.ndarray, n_bins: int = DEFAULT_CALIBRATION_BINS
 ) -> ReliabilityData:
-    """Bin top-1 ``confidence`` ``[N]`` (in [0, 1]) with ``correct`` ``[N]`` (bool) into ``n_bins`` equal-width bins.
-
-    Bins are right-closed, ``(i/M, (i+1)/M]``, the first also holding 0 (the usual ECE convention), and the
-    membership test compares against the same ``edges`` array that is returned (no ``ceil(conf * M)`` rounding
-    surprises at bin edges).
-    """
+    """Bin top-1 ``confidence [N]`` (in [0, 1]) with ``correct [N]`` into ``n_bins`` equal-width, right-closed bins
+    ``(i/M, (i+1)/M]`` (the first also holds 0), tested against the returned ``edges`` themselves."""
     confidence = np.asarray(confidence, dtype=np.float64)
     correct = np.asarray(correct, dtype=bool)
     if confidence.shape != correct.shape or confidence.ndim != 1:
@@ -220,9 +152,6 @@ def expected_calibration_error(
     return reliability_data(confidence, correct, n_bins).ece
 
 
-# -- Confusion ---------------------------------------------------------------------------------------------------------
-
-
 def sparse_confusion(
     y_true: np.ndarray, y_pred: np.ndarray, num_labels: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -234,21 +163,11 @@ def sparse_confusion(
 
 
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_labels: int) -> np.ndarray:
-    """Dense ``[C, C]`` int64 confusion matrix (rows: true, columns: predicted). For small label sets only (it is
-    ``8 C^2`` bytes: 800 MB at C = 10k); use :func:`sparse_confusion` otherwise."""
+    """Dense ``[C, C]`` int64 confusion matrix (rows: true, columns: predicted): for small label sets only
+    (``8 C^2`` bytes), :func:`sparse_confusion` otherwise."""
     y_true, y_pred = _check_pair(y_true, y_pred)
     flat = np.bincount(y_true * np.int64(num_labels) + y_pred, minlength=num_labels * num_labels)
     return flat.reshape(num_labels, num_labels).astype(np.int64)
-
-
-def group_confusion(
-    y_true: np.ndarray, y_pred: np.ndarray, label_to_group: np.ndarray, num_groups: int | None = None
-) -> np.ndarray:
-    """Dense confusion ``[G, G]`` at a coarser rank: labels mapped to their group (``label_to_group [C]``)."""
-    label_to_group = np.asarray(label_to_group, dtype=np.int64)
-    num_groups = int(label_to_group.max()) + 1 if num_groups is None else num_groups
-    y_true, y_pred = _check_pair(y_true, y_pred)
-    return confusion_matrix(label_to_group[y_true], label_to_group[y_pred], num_groups)
 
 
 def most_confused(

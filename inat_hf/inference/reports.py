@@ -1,36 +1,29 @@
-"""Evaluation reports: the files of ``DIR/test_results_<TIMESTAMP>/`` written by ``scripts/evaluate.py``.
+"""Evaluation reports: the files of ``DIR/test_results_<TIMESTAMP>/`` written by ``inat-evaluate``.
 
-==============================  ==========================================================================
-file                            content
-==============================  ==========================================================================
-``summary.json``                top-1/3/5, ECE, macro P/R/F1, hierarchical accuracy of the primary run (TTA
-                                when enabled) and of every run under ``runs`` (``no_tta`` / ``tta``); number
-                                of images, seconds per image, images/s, model, split, TTA views, options
-``predictions.csv``             one row per image: ``image_id, file, true_index, true_label, pred_index,
-                                pred_label, confidence, correct, top{i}_index, top{i}_label, top{i}_prob``
-                                (i = 1..5); ``predictions_no_tta.csv`` too when both runs are scored
-``per_class.csv``               ``label_index, label, common_name, support, predicted, correct, accuracy,
-                                precision, recall, f1`` (every label, absent ones with support 0)
-``classification_report.txt``   scikit-learn's ``classification_report``
-``hierarchical_accuracy.csv``   ``rank, num_groups`` and one accuracy column per run
-``confusion_matrix.csv/.png``   label sets of at most ``max_confusion_labels`` (50) labels: counts, rows =
-                                true, columns = predicted; the heatmap is row-normalised
-``most_confused.csv``           larger label sets instead: the 100 most frequent (true, predicted) pairs with
-                                ``true_index, true_label, pred_index, pred_label, count, true_support, rate,
-                                shared_rank`` (the finest rank both belong to)
-``confusion_<rank>.csv/.png``   larger label sets: the confusion at a coarser rank (order, or class when order
-                                has more than ``max_confusion_labels`` values)
-``reliability_diagram.png``     accuracy vs confidence per calibration bin, ECE in the title
-``submission.csv``              with ``--submission``: ``Id,Predicted`` (see ``inference/submission.py``)
-==============================  ==========================================================================
+* ``summary.json``: top-1/3/5, ECE, macro P/R/F1, hierarchical accuracy of the primary run (TTA when enabled) and
+  of every run under ``runs``; number of images, seconds per image, images/s, model, split, TTA views, options.
+  ``results.md``: the runs' scores as a Markdown table.
+* ``predictions.csv`` (``predictions_<run>.csv`` for the other runs): per image ``image_id, file, true_index,
+  true_label, pred_index, pred_label, confidence, correct, top{i}_index, top{i}_label, top{i}_prob`` (i = 1..5).
+* ``per_class.csv``: ``label_index, label, common_name, support, predicted, correct, accuracy, precision, recall,
+  f1`` (every label); ``classification_report.txt``: scikit-learn's; ``hierarchical_accuracy.csv``: ``rank,
+  num_groups`` and one accuracy column per run.
+* up to ``max_confusion_labels`` (50) labels: ``confusion_matrix.csv/.png`` (rows true, columns predicted; the
+  heatmap row-normalised). More labels: ``most_confused.csv`` (the 100 most frequent (true, predicted) pairs with
+  ``count, true_support, rate, shared_rank``, the finest rank both share) and ``confusion_<rank>.csv/.png`` at a
+  coarser rank (order, or class when order has more than ``max_confusion_labels`` values).
+* ``reliability_diagram.png``: accuracy vs confidence per calibration bin, ECE in the title.
+* ``submission.csv`` with ``--submission``: ``Id,Predicted`` (:mod:`~inat_hf.inference.submission`).
 
-For an unlabeled split only ``summary.json`` (saying that accuracy metrics were skipped), ``predictions.csv``
-and ``submission.csv`` are written.
+An unlabeled split gets only ``summary.json`` (saying that accuracy metrics were skipped), ``predictions.csv`` and
+``submission.csv``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
+import itertools
 import json
 import math
 import os
@@ -45,31 +38,20 @@ from ..data.taxonomy import RANKS, Taxonomy
 from . import metrics as M
 from .evaluator import MetricsResult, TopKPredictions
 
-__all__ = [
-    "MAX_CONFUSION_LABELS",
-    "make_run_dir",
-    "plot_confusion",
-    "plot_reliability",
-    "predictions_frame",
-    "write_evaluation_report",
-]
-
 MAX_CONFUSION_LABELS = 50
 MOST_CONFUSED_ROWS = 100
 
 
 def make_run_dir(output_dir: str | os.PathLike, prefix: str = "test_results") -> Path:
     """Create and return ``output_dir/<prefix>_<YYYYmmdd-HHMMSS>`` (``_2``, ``_3``... when it already exists)."""
-    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    base = Path(output_dir) / f"{prefix}_{stamp}"
-    path, n = base, 1
-    while True:
+    base = Path(output_dir) / f"{prefix}_{datetime.datetime.now():%Y%m%d-%H%M%S}"
+    for n in itertools.count(1):
+        path = base.with_name(f"{base.name}_{n}") if n > 1 else base
         try:
-            path.mkdir(parents=True, exist_ok=False)
+            path.mkdir(parents=True)
             return path
         except FileExistsError:
-            n += 1
-            path = base.with_name(f"{base.name}_{n}")
+            pass
 
 
 def predictions_frame(
@@ -98,16 +80,10 @@ def predictions_frame(
     return pd.DataFrame(columns)
 
 
-# -- Plots (object-oriented matplotlib: no pyplot state, no GUI backend) -----------------------------------------------
-
-
 def _figure(width: float, height: float):
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(width, height), layout="constrained")
-    FigureCanvasAgg(fig)
-    return fig
+    return Figure(figsize=(width, height), layout="constrained")
 
 
 def plot_confusion(matrix: np.ndarray, names: Sequence[str], path: str | os.PathLike, title: str) -> None:
@@ -128,15 +104,8 @@ def plot_confusion(matrix: np.ndarray, names: Sequence[str], path: str | os.Path
     if n <= 20:
         for (i, j), count in np.ndenumerate(matrix):
             if count:
-                ax.text(
-                    j,
-                    i,
-                    str(count),
-                    ha="center",
-                    va="center",
-                    fontsize=7,
-                    color="white" if frac[i, j] > 0.5 else "black",
-                )
+                color = "white" if frac[i, j] > 0.5 else "black"
+                ax.text(j, i, str(count), ha="center", va="center", fontsize=7, color=color)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     ax.set_title(title)
@@ -150,30 +119,15 @@ def plot_reliability(data: M.ReliabilityData, path: str | os.PathLike, title: st
     width = np.diff(data.edges)
     left = data.edges[:-1]
     filled = data.counts > 0
-    top.bar(
-        left[filled],
-        data.accuracy[filled],
-        width=width[filled],
-        align="edge",
-        edgecolor="black",
-        color="tab:blue",
-        label="accuracy",
-    )
+    bars = dict(width=width[filled], align="edge")
+    top.bar(left[filled], data.accuracy[filled], edgecolor="black", color="tab:blue", label="accuracy", **bars)
     # The gap spans accuracy..confidence, above the accuracy bar (overconfident) or inside it (underconfident): drawn
     # as a hatched outline without fill, it looks the same in both cases and in the legend (a translucent fill
     # would blend with the accuracy bar where they overlap).
     low = np.minimum(data.accuracy[filled], data.mean_confidence[filled])
-    top.bar(
-        left[filled],
-        np.abs(data.mean_confidence[filled] - data.accuracy[filled]),
-        bottom=low,
-        width=width[filled],
-        align="edge",
-        facecolor="none",
-        edgecolor="tab:red",
-        hatch="///",
-        label="gap to mean confidence",
-    )
+    gap = np.abs(data.mean_confidence[filled] - data.accuracy[filled])
+    style = dict(facecolor="none", edgecolor="tab:red", hatch="///", label="gap to mean confidence")
+    top.bar(left[filled], gap, bottom=low, **bars, **style)
     top.plot([0, 1], [0, 1], "--", color="gray", label="perfect calibration")
     top.set_xlim(0, 1)
     top.set_ylim(0, 1)
@@ -186,26 +140,17 @@ def plot_reliability(data: M.ReliabilityData, path: str | os.PathLike, title: st
     fig.savefig(path, dpi=110)
 
 
-# -- The report --------------------------------------------------------------------------------------------------------
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    return str(value)
-
-
-def _clean_nan(value: Any) -> Any:
-    # JSON has no NaN: write null
-    if isinstance(value, float) and math.isnan(value):
-        return None
+def _json_ready(value: Any) -> Any:
+    """numpy values as Python ones, NaN as null (JSON has no NaN), anything else unknown as its ``str``."""
+    if isinstance(value, (np.generic, np.ndarray)):
+        value = value.tolist()
+    if isinstance(value, float):
+        return None if math.isnan(value) else value
     if isinstance(value, dict):
-        return {k: _clean_nan(v) for k, v in value.items()}
+        return {k: _json_ready(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_clean_nan(v) for v in value]
-    return value
+        return [_json_ready(v) for v in value]
+    return value if value is None or isinstance(value, (str, int)) else str(value)
 
 
 def _write_confusion_csv(matrix: np.ndarray, names: Sequence[str], path: Path) -> None:
@@ -245,17 +190,11 @@ def write_evaluation_report(
     max_confusion_labels: int = MAX_CONFUSION_LABELS,
     submission_lookup: np.ndarray | None = None,
 ) -> dict[str, Any]:
-    """Write every report file into ``run_dir`` (see the module docstring); return the summary dict.
-
-    Args:
-        runs: top-k predictions per run name (``"no_tta"``, ``"tta"``).
-        metrics: :func:`~inat_hf.inference.evaluator.compute_metrics` result per run.
-        primary: the run whose predictions, per-class table, confusion and reliability diagram are written.
-        taxonomy: the model's labels and taxonomy (hierarchical accuracy, coarse confusion, shared ranks).
-        image_ids, files: per image, in prediction order.
-        info: extra summary entries (model dir, split, timing, options).
-        submission_lookup: label -> iNat category id; writes ``submission.csv`` when given.
-    """
+    """Write every report file into ``run_dir`` (see the module docstring); return the summary dict. ``runs`` /
+    ``metrics``: top-k predictions / :func:`~inat_hf.inference.evaluator.compute_metrics` per run name; ``primary``:
+    the run whose per-image, per-class, confusion and reliability files are written; ``image_ids``, ``files``: per
+    image; ``info``: extra summary entries; ``submission_lookup`` (label -> iNat category id): writes
+    ``submission.csv``."""
     from .submission import write_submission
 
     run_dir = Path(run_dir)
@@ -280,30 +219,17 @@ def write_evaluation_report(
     if result.per_class is not None:
         mask = preds.labeled
         y_true, y_pred = preds.labels[mask], preds.predictions[mask]
-        per_class = pd.DataFrame(
-            {
-                "label_index": np.arange(taxonomy.num_labels),
-                "label": taxonomy.labels,
-                "common_name": [c if c is not None else "" for c in taxonomy.common_names],
-                **{key: result.per_class[key] for key in ("support", "predicted", "correct")},
-                **{key: np.round(result.per_class[key], 6) for key in ("accuracy", "precision", "recall", "f1")},
-            }
-        )
-        per_class.to_csv(out("per_class.csv"), index=False)
+        names = np.asarray(taxonomy.labels, dtype=object)
+        common = [c or "" for c in taxonomy.common_names]
+        per_class = {"label_index": np.arange(taxonomy.num_labels), "label": names, "common_name": common}
+        pd.DataFrame({**per_class, **result.per_class}).round(6).to_csv(out("per_class.csv"), index=False)
         out("classification_report.txt").write_text(M.classification_report_text(y_true, y_pred, taxonomy.labels))
 
         if rank_groups:
-            hier = pd.DataFrame(
-                {
-                    "rank": list(rank_groups),
-                    "num_groups": [int(g.max()) + 1 for g in rank_groups.values()],
-                    **{
-                        name: [m.summary.get("hierarchical_accuracy", {}).get(r) for r in rank_groups]
-                        for name, m in metrics.items()
-                    },
-                }
-            )
-            hier.to_csv(out("hierarchical_accuracy.csv"), index=False)
+            hier = {"rank": list(rank_groups), "num_groups": [int(g.max()) + 1 for g in rank_groups.values()]}
+            for name, m in metrics.items():
+                hier[name] = [m.summary.get("hierarchical_accuracy", {}).get(r) for r in rank_groups]
+            pd.DataFrame(hier).to_csv(out("hierarchical_accuracy.csv"), index=False)
 
         if taxonomy.num_labels <= max_confusion_labels:
             matrix = M.confusion_matrix(y_true, y_pred, taxonomy.num_labels)
@@ -315,7 +241,6 @@ def write_evaluation_report(
                 *M.sparse_confusion(y_true, y_pred, taxonomy.num_labels), k=MOST_CONFUSED_ROWS
             )
             support = result.per_class["support"][true]
-            names = np.asarray(taxonomy.labels, dtype=object)
             pd.DataFrame(
                 {
                     "true_index": true,
@@ -332,7 +257,7 @@ def write_evaluation_report(
             rank = _coarse_rank(taxonomy, max_confusion_labels)
             if rank is not None:
                 group_names, groups = taxonomy.groups(rank)
-                matrix = M.group_confusion(y_true, y_pred, groups, len(group_names))
+                matrix = M.confusion_matrix(groups[y_true], groups[y_pred], len(group_names))
                 _write_confusion_csv(matrix, group_names, out(f"confusion_{rank}.csv"))
                 plot_confusion(matrix, group_names, out(f"confusion_{rank}.png"), f"confusion at {rank} ({primary})")
 
@@ -344,14 +269,12 @@ def write_evaluation_report(
     summary.update(result.summary)
     summary["runs"] = {name: m.summary for name, m in metrics.items()}
     if result.reliability is not None:
-        summary["reliability"] = result.reliability.to_dict()
+        summary["reliability"] = dataclasses.asdict(result.reliability)
     if any("top1" in run for run in summary["runs"].values()):
         (run_dir / "results.md").write_text(results_markdown(summary))
         written.append("results.md")
     summary["files"] = [*written, "summary.json"]
-    (run_dir / "summary.json").write_text(
-        json.dumps(_clean_nan(summary), indent=2, ensure_ascii=False, default=_json_default) + "\n"
-    )
+    (run_dir / "summary.json").write_text(json.dumps(_json_ready(summary), indent=2, ensure_ascii=False) + "\n")
     return summary
 
 

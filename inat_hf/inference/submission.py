@@ -1,12 +1,9 @@
-"""iNaturalist 2021 competition (Kaggle) submission files.
-
-Format: a CSV with the header ``Id,Predicted`` and one row per test image: the image id, then the top-5 predicted
-ORIGINAL iNat category ids (not label indices), best first, separated by spaces::
+"""iNaturalist 2021 competition (Kaggle) submission files: a CSV with the header ``Id,Predicted`` and per test image
+its id and the top-5 ORIGINAL iNat category ids (the model taxonomy's ``category_ids``, not label indices), best
+first, space-separated::
 
     Id,Predicted
     100060,31 10 24 23 48
-
-The ids come from the model's :class:`~inat_hf.data.taxonomy.Taxonomy` (``category_ids``, one per species label).
 """
 
 from __future__ import annotations
@@ -22,18 +19,13 @@ from ..data.taxonomy import Taxonomy
 from .files import atomic_write
 from .predictor import InferenceError
 
-__all__ = ["SUBMISSION_HEADER", "SUBMISSION_TOPK", "category_id_lookup", "submission_rows", "write_submission"]
-
 SUBMISSION_HEADER = ("Id", "Predicted")
 SUBMISSION_TOPK = 5
 
 
 def category_id_lookup(taxonomy: Taxonomy) -> np.ndarray:
-    """``[C]`` int64: the original iNat category id of every label, from ``taxonomy.category_ids``.
-
-    Raises :class:`InferenceError` (before any work is done, call it early) when the taxonomy has no category ids
-    or its labels are not single categories (a genus-level model covers several category ids per label).
-    """
+    """``[C]`` int64: the original iNat category id of every label. Call it early: raises :class:`InferenceError`
+    when the taxonomy has no category ids or a label is not one category (a genus-level model's)."""
     ids = taxonomy.category_ids
     if ids is None:
         raise InferenceError(

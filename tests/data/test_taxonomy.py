@@ -93,3 +93,23 @@ def test_round_trip_and_validation():
     with pytest.raises(ValueError, match=r"Unknown label rank 'tribe'"):
         Taxonomy(rank="tribe", labels=[], ranks={})
     assert isinstance(t.groups()[1], np.ndarray)
+
+
+def test_the_owner_validates_what_a_config_may_hold():
+    """Taxonomy is where a config's taxonomy is validated: wrong rank, wrong types, with fix-it messages."""
+    config = PreTrainedConfig(id2label={0: "Turdus", 1: "Parus"})
+    config.label_rank = "genus"
+    config.taxonomy = {"rank": "species"}
+    with pytest.raises(ValueError, match=r"'rank' is the config's label_rank \('genus'\).*Pass label_rank="):
+        Taxonomy.from_config(config)
+    config.taxonomy = ["Turdus", "Parus"]
+    with pytest.raises(ValueError, match="must be a dict like Taxonomy.to_dict()"):
+        Taxonomy.from_config(config)
+    config.taxonomy = {"ranks": ["Aves", "Aves"]}
+    with pytest.raises(ValueError, match="'ranks' must map a rank to one name per label"):
+        Taxonomy.from_config(config)
+    config.taxonomy = {"ranks": {"class": "Aves"}}
+    with pytest.raises(ValueError, match=r"'class' has a str, expected one per label \(2\)"):
+        Taxonomy.from_config(config)
+    config.taxonomy = {"rank": "genus", "ranks": {"class": ["Aves", "Aves"]}}
+    assert Taxonomy.from_config(config).names("class") == ["Aves", "Aves"]

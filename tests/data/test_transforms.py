@@ -16,7 +16,7 @@ from torchvision.transforms.v2 import functional as tvF
 
 from inat_hf.data.augmentation import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, AugmentationConfig
 from inat_hf.data.collate import ImageClassificationCollator
-from inat_hf.data.kernels import FusedColorJitter, RandomRotationNearest, separable_gaussian_blur
+from inat_hf.data.kernels import FusedColorJitter, RandomGaussianBlur, RandomRotationNearest, separable_gaussian_blur
 from inat_hf.data.torch_dataset import ImageClassificationDataset
 from inat_hf.data.transforms import (
     TTA_VIEWS,
@@ -211,6 +211,36 @@ def test_rotation_matches_torchvision_nearest():
     assert torch.equal(rot.transform(x.float(), {"angle": 10.0}), tvF.rotate(x.float(), 10.0))
 
 
+def test_kernels_draw_what_the_torchvision_transforms_they_replace_draw():
+    """Same seed, same random parameters as the stock v2 transforms (the blur: also the same pixels, within 1)."""
+    x = tvF.pil_to_tensor(photo(S, S))
+
+    def draw(transform, seed):
+        torch.manual_seed(seed)
+        params = transform.make_params([x])
+        return {k: v.tolist() if isinstance(v, torch.Tensor) else v for k, v in params.items()}
+
+    for seed in range(4):
+        assert draw(FusedColorJitter(0.4, 0.4, 0.4, 0.1), seed) == draw(v2.ColorJitter(0.4, 0.4, 0.4, 0.1), seed)
+        assert draw(RandomRotationNearest(15), seed) == draw(v2.RandomRotation(15), seed)
+        torch.manual_seed(seed)
+        ours = RandomGaussianBlur(13, (0.1, 2.0), p=0.5)(x)
+        torch.manual_seed(seed)
+        theirs = v2.RandomApply([v2.GaussianBlur(13, (0.1, 2.0))], p=0.5)(x)
+        assert (ours.int() - theirs.int()).abs().max() <= 1, seed
+
+
+def _jitter_params(order, brightness=None, contrast=None, saturation=None, hue=None):
+    """The params v2.ColorJitter.make_params returns, with a chosen order and factors."""
+    return {
+        "fn_idx": torch.tensor(order),
+        "brightness_factor": brightness,
+        "contrast_factor": contrast,
+        "saturation_factor": saturation,
+        "hue_factor": hue,
+    }
+
+
 @pytest.mark.parametrize(
     "op,fn",
     [("brightness", tvF.adjust_brightness), ("contrast", tvF.adjust_contrast), ("saturation", tvF.adjust_saturation)],
@@ -219,8 +249,7 @@ def test_fused_color_jitter_single_ops_equal_torchvision(op, fn):
     x = torch.rand(3, 16, 16) * 0.6 + 0.2
     jitter = FusedColorJitter()
     for factor in (0.7, 1.3):
-        params = {"order": [0, 1, 2, 3], "brightness": None, "contrast": None, "saturation": None, "hue": None}
-        params[op] = factor
+        params = _jitter_params([0, 1, 2, 3], **{op: factor})
         torch.testing.assert_close(jitter.transform(x, params), fn(x, factor), atol=1e-5, rtol=0)
 
 
@@ -235,7 +264,7 @@ def _colour_sweep(step: int = 17) -> torch.Tensor:
 def test_fused_hue_equals_torchvision_adjust_hue(hue):
     """Hue is a species cue: the fused jitter's hue must be torchvision's HSV hue shift, for every colour."""
     x = _colour_sweep()
-    params = {"order": [1, 3, 0, 2], "brightness": None, "contrast": None, "saturation": None, "hue": hue}
+    params = _jitter_params([1, 3, 0, 2], hue=hue)
     ours = FusedColorJitter(hue=0.5).transform(x, params)
     ref = tvF.adjust_hue(x, hue)
     assert ours.dtype == torch.uint8
@@ -245,7 +274,7 @@ def test_fused_hue_equals_torchvision_adjust_hue(hue):
 def test_fused_jitter_with_hue_in_the_middle_equals_torchvision_steps():
     # saturation -> hue -> brightness, sequentially (torchvision clamps after each step; so does a step here)
     x = (torch.rand(3, 8, 8) * 0.6 + 0.2 + 0.0).clamp(0, 1)
-    params = {"order": [2, 3, 0, 1], "brightness": 1.2, "contrast": None, "saturation": 1.3, "hue": 0.15}
+    params = _jitter_params([2, 3, 0, 1], brightness=1.2, saturation=1.3, hue=0.15)
     ref = tvF.adjust_brightness(tvF.adjust_hue(tvF.adjust_saturation(x, 1.3), 0.15), 1.2)
     torch.testing.assert_close(FusedColorJitter(0.4, 0.4, 0.4, 0.2).transform(x, params), ref, atol=1e-5, rtol=0)
 
@@ -253,14 +282,14 @@ def test_fused_jitter_with_hue_in_the_middle_equals_torchvision_steps():
 def test_fused_color_jitter_hue_and_composition():
     jitter = FusedColorJitter(0.4, 0.4, 0.4, 0.1)
     gray = torch.full((3, 4, 4), 0.5)
-    params = {"order": [3, 0, 1, 2], "brightness": None, "contrast": None, "saturation": None, "hue": 0.08}
+    params = _jitter_params([3, 0, 1, 2], hue=0.08)
     torch.testing.assert_close(jitter.transform(gray, params), gray)  # hue leaves greys alone
     red = torch.tensor([0.8, 0.2, 0.2]).view(3, 1, 1).expand(3, 2, 2).contiguous()
     shifted = jitter.transform(red, params)
     assert shifted[1].mean() > red[1].mean()  # positive hue: red towards yellow, as torchvision's HSV shift
     # the composition is applied in the sampled order, like torchvision's sequential ops (no clipping here)
     x = torch.rand(3, 8, 8) * 0.4 + 0.3
-    params = {"order": [2, 0, 1, 3], "brightness": 1.1, "contrast": 0.9, "saturation": 1.2, "hue": None}
+    params = _jitter_params([2, 0, 1, 3], brightness=1.1, contrast=0.9, saturation=1.2)
     ref = tvF.adjust_contrast(tvF.adjust_brightness(tvF.adjust_saturation(x, 1.2), 1.1), 0.9)
     torch.testing.assert_close(jitter.transform(x, params), ref, atol=1e-5, rtol=0)
     u = (x * 255).round().to(torch.uint8)

@@ -1,12 +1,14 @@
 """The reliability diagram: the gap bars look the same in the plot and in the legend, over- or underconfident."""
 
+import dataclasses
+import json
 from unittest import mock
 
 import numpy as np
 from matplotlib.figure import Figure
 
 from inat_hf.inference.metrics import ReliabilityData
-from inat_hf.inference.reports import plot_reliability
+from inat_hf.inference.reports import _json_ready, plot_reliability
 
 
 def test_gap_bars_match_the_legend_and_never_blend_with_accuracy(tmp_path):
@@ -40,3 +42,15 @@ def test_gap_bars_match_the_legend_and_never_blend_with_accuracy(tmp_path):
         assert bar.get_edgecolor() == legend[gap_label].get_edgecolor()
     spans = sorted((round(b.get_y(), 6), round(b.get_y() + b.get_height(), 6)) for b in gap_bars)
     assert spans == [(0.4, 0.6), (0.5, 0.6), (0.7, 0.9)]  # from min(acc, conf) to max(acc, conf)
+
+
+def test_reliability_in_summary_json_is_valid_json_with_null_for_empty_bins():
+    data = ReliabilityData(
+        edges=np.linspace(0, 1, 3),
+        counts=np.array([0, 2]),
+        mean_confidence=np.array([np.nan, 0.8]),
+        accuracy=np.array([np.nan, 0.5]),
+        ece=0.3,
+    )
+    text = json.dumps(_json_ready(dataclasses.asdict(data)), allow_nan=False)
+    assert json.loads(text)["accuracy"] == [None, 0.5] and json.loads(text)["counts"] == [0, 2]

@@ -1,18 +1,13 @@
 """inat_hf's classification metrics as an ``evaluate`` module: top-1/3/5, accuracy at every taxonomic rank, ECE.
 
-Loads offline from its path inside the package (nothing is fetched from the Hub)::
+Loads offline from its path inside the package::
 
-    import evaluate
-    from inat_hf.data import Taxonomy
-    from inat_hf.inference import INAT_METRICS_PATH
-    metric = evaluate.load(INAT_METRICS_PATH)
+    metric = evaluate.load(inat_hf.inference.INAT_METRICS_PATH)
     metric.compute(predictions=topk_indices, references=labels, confidences=top1_probs,
                    rank_groups=Taxonomy.from_config(config).rank_groups())
 
-Inputs are per-image top-k predictions (``[N, K]`` label indices, best first), never ``[N, C]`` logits. The
-figures come from :mod:`inat_hf.inference.metrics`, the functions evaluate.py and the Trainer use, so both agree.
-Those call the numpy functions directly: ``evaluate`` encodes its inputs element by element into Arrow first,
-which costs far more than the metrics themselves (``benchmarks/results.md``).
+The figures come from :mod:`inat_hf.inference.metrics`, which evaluate.py and the Trainer call directly (``evaluate``
+encodes its inputs into Arrow one by one first, which costs far more than the metrics).
 """
 
 import datasets

@@ -27,13 +27,8 @@ import yaml
 from .data.image_check import DEFAULT_MAX_IMAGE_PIXELS
 from .data.taxonomy import Taxonomy
 from .inference.backoff import DEFAULT_BACKOFF_THRESHOLD, describe_backoff
-from .inference.predictor import (
-    ImagePrediction,
-    InferenceError,
-    Predictor,
-    load_config,
-    load_image_processor,
-)
+from .inference.errors import InferenceError
+from .inference.predictor import ImagePrediction, Predictor, load_config, load_image_processor
 
 if TYPE_CHECKING:
     from .inference.fusion import GeoFusion

@@ -122,7 +122,7 @@ def run_app(args: AppArguments) -> int:
 def main(argv: list[str] | None = None) -> int:
     (args,) = HfArgumentParser(AppArguments).parse_args_into_dataclasses(args=argv)
     from ..app import GradioMissingError
-    from ..inference.predictor import InferenceError
+    from ..inference.errors import InferenceError
 
     try:
         return run_app(args)

@@ -129,7 +129,7 @@ def _load_split(args: EvaluateArguments, label_rank: str):
             args.data_dir, splits=args.split, rank=label_rank, taxon=args.taxon, cache_dir=args.cache_dir
         )
         source = args.data_dir
-    from ..inference.predictor import InferenceError
+    from ..inference.errors import InferenceError
 
     if args.split not in prepared.dataset:
         raise InferenceError(
@@ -145,7 +145,7 @@ def _dataset_label_names(split) -> list[str]:
     feature = split.features.get("label")
     names = getattr(feature, "names", None)
     if names is None:
-        from ..inference.predictor import InferenceError
+        from ..inference.errors import InferenceError
 
         raise InferenceError("the dataset's 'label' column is not a ClassLabel: its label names are unknown.")
     return list(names)
@@ -308,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = CommandParser(EvaluateArguments, prog="evaluate.py", description=summary_line(__doc__))
     args, extra = parser.parse(argv)
     from ..data import InatDataError
-    from ..inference.predictor import InferenceError
+    from ..inference.errors import InferenceError
 
     def body() -> int:
         print(format_summary(run_evaluation(args)))

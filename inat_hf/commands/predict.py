@@ -109,7 +109,7 @@ def expand_inputs(inputs: list[str]) -> list[str]:
     Raises :class:`~inat_hf.inference.predictor.InferenceError` for a missing path, an empty folder or a glob
     without match, or when nothing is given at all.
     """
-    from ..inference.predictor import InferenceError
+    from ..inference.errors import InferenceError
 
     if not inputs:
         raise InferenceError("no input images: give image files, folders or glob patterns.")
@@ -288,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = CommandParser(PredictArguments, prog="predict.py", description=summary_line(__doc__))
     parser.add_argument("paths", nargs="*", help="Image files, folders or glob patterns (same as --inputs).")
     args, extra = parser.parse(argv)
-    from ..inference.predictor import InferenceError
+    from ..inference.errors import InferenceError
 
     return run_command(
         lambda: run_prediction(args, extra.paths), user_errors=(InferenceError,), debug=extra.show_traceback

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from ..data.geo import GeoRecords, clean_records, day_of_year
-from .predictor import InferenceError
+from .errors import InferenceError
 
 __all__ = ["GeoFusion", "Location", "exif_location", "location_from_values", "photo_locations", "split_locations"]
 

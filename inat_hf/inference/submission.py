@@ -20,7 +20,7 @@ import numpy as np
 
 from ..data.taxonomy import Taxonomy
 from .files import atomic_write
-from .predictor import InferenceError
+from .errors import InferenceError
 
 __all__ = ["SUBMISSION_HEADER", "SUBMISSION_TOPK", "category_id_lookup", "submission_rows", "write_submission"]
 

@@ -16,7 +16,8 @@ from inat_hf.inference.evaluator import (
     evaluate_split,
     preprocess_logits_for_metrics,
 )
-from inat_hf.inference.predictor import InferenceError, Predictor
+from inat_hf.inference.errors import InferenceError
+from inat_hf.inference.predictor import Predictor
 
 
 def _arrays_held(obj):

@@ -17,6 +17,7 @@ from typing import Literal
 from ..cli import CommandParser, run_command, summary_line
 from ..data.tta_views import TTA_VIEWS
 from ..inference.backoff import DEFAULT_BACKOFF_THRESHOLD
+from ..inference.errors import InferenceError
 from .predict import same_as_predict
 
 
@@ -141,16 +142,6 @@ def _load_split(args: EvaluateArguments, label_rank: str):
     return split, source
 
 
-def _dataset_label_names(split) -> list[str]:
-    feature = split.features.get("label")
-    names = getattr(feature, "names", None)
-    if names is None:
-        from ..inference.errors import InferenceError
-
-        raise InferenceError("the dataset's 'label' column is not a ClassLabel: its label names are unknown.")
-    return list(names)
-
-
 def run_evaluation(args: EvaluateArguments) -> dict:
     """Everything :func:`main` does, raising instead of printing errors; returns the summary dict."""
     import datetime
@@ -161,24 +152,19 @@ def run_evaluation(args: EvaluateArguments) -> dict:
     from ..inference.reports import make_run_dir, write_evaluation_report
     from ..inference.submission import category_id_lookup
 
-    # Cheap checks first: config, processor, submission ids, data, label set -- all before loading weights or
-    # decoding a single image.
+    # Cheap checks first (config, processor, submission ids, data, label set), before loading weights.
     config = load_config(args.model_dir)
     load_image_processor(args.model_dir)
     taxonomy = Taxonomy.from_config(config)
     lookup = category_id_lookup(taxonomy) if args.submission else None
     split, source = _load_split(args, getattr(config, "label_rank", "species"))
-    check_label_sets(
-        taxonomy.labels, _dataset_label_names(split), model=args.model_dir, dataset=f"{source} [{args.split}]"
-    )
+    names = getattr(split.features.get("label"), "names", None)
+    if names is None:
+        raise InferenceError("the dataset's 'label' column is not a ClassLabel: its label names are unknown.")
+    check_label_sets(taxonomy.labels, names, model=args.model_dir, dataset=f"{source} [{args.split}]")
 
-    predictor = Predictor.from_pretrained(
-        args.model_dir,
-        device=args.device,
-        bf16=args.bf16,
-        channels_last=args.channels_last,
-        average=args.tta_average,
-    )
+    options = dict(device=args.device, bf16=args.bf16, channels_last=args.channels_last, average=args.tta_average)
+    predictor = Predictor.from_pretrained(args.model_dir, **options)
     geo, locations, geo_info = _load_geo(args, split, taxonomy.labels, predictor.device)
     groups = predictor.backoff_groups
     evaluation = evaluate_split(
@@ -308,7 +294,6 @@ def main(argv: list[str] | None = None) -> int:
     parser = CommandParser(EvaluateArguments, prog="evaluate.py", description=summary_line(__doc__))
     args, extra = parser.parse(argv)
     from ..data import InatDataError
-    from ..inference.errors import InferenceError
 
     def body() -> int:
         print(format_summary(run_evaluation(args)))

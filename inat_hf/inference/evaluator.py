@@ -26,17 +26,8 @@ from .errors import InferenceError
 from .predictor import Predictor
 from .tta import top_k
 
-__all__ = [
-    "EvaluationRun",
-    "MetricsResult",
-    "TopKAccumulator",
-    "TopKComputeMetrics",
-    "TopKPredictions",
-    "check_label_sets",
-    "compute_metrics",
-    "evaluate_split",
-    "preprocess_logits_for_metrics",
-]
+__all__ = ["EvaluationRun", "MetricsResult", "TopKAccumulator", "TopKComputeMetrics", "TopKPredictions"]
+__all__ += ["check_label_sets", "compute_metrics", "evaluate_split", "preprocess_logits_for_metrics"]
 
 DEFAULT_TOPK = 5
 
@@ -288,9 +279,7 @@ def compute_metrics(
     return MetricsResult(summary, per_class, reliability)
 
 
-# --------------------------------------------------------------------------------------------------------------
-# Trainer glue
-# --------------------------------------------------------------------------------------------------------------
+# -- Trainer glue ------------------------------------------------------------------------------------------------------
 
 
 def preprocess_logits_for_metrics(logits, labels, k: int = DEFAULT_TOPK):

@@ -21,8 +21,8 @@ from ..data.decode import ImageInput, image_name
 from ..data.taxonomy import Taxonomy
 from ..data.transforms import EvalPreset, TTAPreset, eval_kwargs_from_image_processor
 from .backoff import DEFAULT_BACKOFF_THRESHOLD, RankGroups, backoff_answer
-from .errors import InferenceError
 from . import tta
+from .errors import InferenceError
 
 __all__ = ["ImagePrediction", "Predictor", "load_config", "load_image_processor"]
 
@@ -33,13 +33,13 @@ CONFIG_FILE = "config.json"
 # -- Loading, with the checks that must come before any work -----------------------------------------------------------
 
 
-def _is_local(model_dir: str) -> bool:
-    # A Hub id ("org/name") is also a valid relative path; only an existing folder or an explicit path is local.
-    return (
-        os.path.isdir(os.path.expanduser(model_dir))
-        or model_dir.startswith(("/", ".", "~"))
-        or model_dir.count("/") > 1  # Hub ids are "name" or "org/name"
-    )
+def _local_path(model_dir: str | os.PathLike) -> str | None:
+    """The folder ``model_dir`` names, ``None`` for a Hub id ("name" or "org/name", also valid relative paths:
+    only an existing folder or an explicit path is local)."""
+    model_dir = os.fspath(model_dir)
+    path = os.path.expanduser(model_dir)
+    local = os.path.isdir(path) or model_dir.startswith(("/", ".", "~")) or model_dir.count("/") > 1
+    return path if local else None
 
 
 def _one_line(err: BaseException) -> str:
@@ -56,9 +56,8 @@ def load_config(model_dir: str | os.PathLike):
     """
     from transformers import AutoConfig
 
-    model_dir = os.fspath(model_dir)
-    if _is_local(model_dir):
-        path = os.path.expanduser(model_dir)
+    model_dir, path = os.fspath(model_dir), _local_path(model_dir)
+    if path is not None:
         if not os.path.isdir(path):
             raise InferenceError(f"model directory {model_dir!r} does not exist.")
         if not os.path.isfile(os.path.join(path, CONFIG_FILE)):
@@ -81,16 +80,14 @@ def load_image_processor(model_dir: str | os.PathLike):
     replicate (shortest-edge resize + center crop); :class:`InferenceError` otherwise."""
     from transformers import AutoImageProcessor
 
-    model_dir = os.fspath(model_dir)
+    model_dir = _local_path(model_dir) or os.fspath(model_dir)
     hint = (
         "Without it the evaluation preprocessing (resize, crop, normalisation) is unknown. "
         "`InatForImageClassification.save_pretrained` writes it; for an existing folder run "
         "`InatForImageClassification.from_pretrained(dir).create_image_processor().save_pretrained(dir)`."
     )
-    if _is_local(model_dir):
-        model_dir = os.path.expanduser(model_dir)
-        if not os.path.isfile(os.path.join(model_dir, PROCESSOR_FILE)):
-            raise InferenceError(f"{model_dir!r} has no image processor ({PROCESSOR_FILE} is missing). {hint}")
+    if _local_path(model_dir) is not None and not os.path.isfile(os.path.join(model_dir, PROCESSOR_FILE)):
+        raise InferenceError(f"{model_dir!r} has no image processor ({PROCESSOR_FILE} is missing). {hint}")
     try:
         processor = AutoImageProcessor.from_pretrained(model_dir)
     except (OSError, ValueError) as err:
@@ -191,7 +188,7 @@ class Predictor:
 
         load_config(model_dir)  # clear errors first, before the (slow) weight loading
         processor = load_image_processor(model_dir)
-        path = os.path.expanduser(os.fspath(model_dir)) if _is_local(os.fspath(model_dir)) else os.fspath(model_dir)
+        path = _local_path(model_dir) or os.fspath(model_dir)
         try:
             model = AutoModelForImageClassification.from_pretrained(path)
         except Exception as err:  # noqa: BLE001 - a damaged weights file fails in many ways (safetensors, torch)

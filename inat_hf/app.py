@@ -408,11 +408,8 @@ class ClassifierPage:
             with gr.Row():
                 with gr.Column(scale=1):
                     photo = gr.File(label="Photo", file_count="single", type="filepath", elem_id="inat-photo")
-                    tta = gr.Checkbox(
-                        label=f"Test-time augmentation ({self.tta_views} views, slower)",
-                        value=False,
-                        elem_id="inat-tta",
-                    )
+                    views = f"Test-time augmentation ({self.tta_views} views, slower)"
+                    tta = gr.Checkbox(label=views, value=False, elem_id="inat-tta")
                     where = []
                     if self.geo is not None:
                         with gr.Group():
@@ -584,7 +581,7 @@ def export_space(
 {yaml.safe_dump(front, sort_keys=False, allow_unicode=True).strip()}
 ---
 
-# {front['title']}
+# {front["title"]}
 
 Drop a photo and see the top {TOP_K} of [`{model_id}`](https://huggingface.co/{model_id}): probabilities,
 scientific and common names and the taxonomy path. The page calls the same predictor as inat_hf's

@@ -201,12 +201,8 @@ def run_evaluation(args: EvaluateArguments) -> dict:
         "seconds_per_image": evaluation.seconds / max(evaluation.num_images, 1),
         "images_per_second": evaluation.images_per_second,
         "timing": "wall time of the whole pass (decoding included); with --report_both one pass serves both runs",
-        "batch_size": args.batch_size,
-        "num_workers": args.num_workers,
         "device": str(predictor.device),
-        "bf16": args.bf16,
-        "channels_last": args.channels_last,
-        "max_samples": args.max_samples,
+        **{key: getattr(args, key) for key in ("batch_size", "num_workers", "bf16", "channels_last", "max_samples")},
     }
     run_dir = make_run_dir(args.output_dir)
     if geo_info is not None:

@@ -20,8 +20,8 @@ from tqdm.auto import tqdm
 from ..data.decode import ImageInput, image_name
 from ..data.taxonomy import Taxonomy
 from ..data.transforms import EvalPreset, TTAPreset, eval_kwargs_from_image_processor
-from .backoff import DEFAULT_BACKOFF_THRESHOLD, RankGroups, backoff_answer
 from . import tta
+from .backoff import DEFAULT_BACKOFF_THRESHOLD, RankGroups, backoff_answer
 from .errors import InferenceError
 
 __all__ = ["ImagePrediction", "Predictor", "load_config", "load_image_processor"]
@@ -194,10 +194,6 @@ class Predictor:
         except Exception as err:  # noqa: BLE001 - a damaged weights file fails in many ways (safetensors, torch)
             raise InferenceError(f"could not load the weights {_weights_file(path)}: {_one_line(err)}") from err
         return cls(model, processor, **kwargs)
-
-    @property
-    def num_labels(self) -> int:
-        return self.config.num_labels
 
     @functools.cached_property
     def backoff_groups(self) -> RankGroups | None:

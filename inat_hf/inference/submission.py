@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 
 from ..data.taxonomy import Taxonomy
-from .files import atomic_write
 from .errors import InferenceError
+from .files import atomic_write
 
 __all__ = ["SUBMISSION_HEADER", "SUBMISSION_TOPK", "category_id_lookup", "submission_rows", "write_submission"]
 

@@ -15,8 +15,8 @@ from inat_hf.commands.predict import main as predict_main
 from inat_hf.data.geo import GeoRecords
 from inat_hf.data.taxonomy import Taxonomy
 from inat_hf.inference.backoff import RankGroups, backoff_answer, backoff_table
-from inat_hf.inference.fusion import GeoFusion, exif_location, photo_locations
 from inat_hf.inference.errors import InferenceError
+from inat_hf.inference.fusion import GeoFusion, exif_location, photo_locations
 from inat_hf.models import GeoPriorConfig, GeoPriorModel
 
 RANKS = {

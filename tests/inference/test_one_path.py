@@ -38,7 +38,11 @@ def test_trainer_evaluate_and_predict_give_identical_top_k(trained_model_dir, pr
 
     # the Trainer's evaluation (InatTrainer(geo=...), as train.py --geo_prior --eval_tta_views 3)
     args = TrainingArguments(
-        output_dir=str(tmp_path), per_device_eval_batch_size=BATCH, report_to=[], use_cpu=True, dataloader_drop_last=True
+        output_dir=str(tmp_path),
+        per_device_eval_batch_size=BATCH,
+        report_to=[],
+        use_cpu=True,
+        dataloader_drop_last=True,
     )
     trainer = InatTrainer(
         model=AutoModelForImageClassification.from_pretrained(trained_model_dir),

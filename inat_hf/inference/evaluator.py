@@ -193,11 +193,9 @@ def evaluate_split(
     loader = DataLoader(
         dataset,
         batch_size=batch_size,
-        shuffle=False,
         num_workers=num_workers,
         collate_fn=ImageClassificationCollator(),
         pin_memory=predictor.device.type == "cuda",
-        persistent_workers=False,
     )
     if geo is not None and (locations is None or len(locations) != len(dataset)):
         raise InferenceError("geo fusion needs the split's locations, one record per image.")

@@ -311,7 +311,8 @@ class InatTrainer(Trainer):
         inputs = self._prepare_inputs(dict(inputs))
         rows, labels = inputs.pop("rows", None), inputs.get("labels")
         with torch.no_grad(), self.compute_loss_context_manager():
-            logits = view_logits(model, inputs["pixel_values"])
+            channels_last = getattr(self.args, "channels_last", False)
+            logits = view_logits(model, inputs["pixel_values"], channels_last=channels_last)
             fused = self.geo is not None and rows is not None  # rows: the items of the eval_dataset the prior knows
             fusion = dict(geo=self.geo, locations=self.locations, rows=rows.cpu().numpy()) if fused else {}
             runs = score(logits, average="prob", **fusion)

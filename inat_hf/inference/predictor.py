@@ -248,14 +248,9 @@ class Predictor:
             if locations is None or len(locations) != len(images):
                 raise InferenceError("fusion with a location prior needs one location (or None) per image.")
             locations = [loc or Location() for loc in locations]
-            columns = ([loc.latitude for loc in locations], [loc.longitude for loc in locations])
-            records = clean_records(
-                *columns,
-                [loc.date for loc in locations],
-                [0] * len(images),
-                [image_name(x) for x in images],
-                where="photo locations",
-            )
+            lat, lon, dates = ([getattr(loc, key) for loc in locations] for key in ("latitude", "longitude", "date"))
+            names = [image_name(x) for x in images]
+            records = clean_records(lat, lon, dates, [0] * len(images), names, where="photo locations")
         loader = DataLoader(
             _ImageList(images, self.transform(num_views)),
             batch_size=batch_size,

@@ -27,27 +27,11 @@ import yaml
 from .data.image_check import DEFAULT_MAX_IMAGE_PIXELS
 from .data.taxonomy import Taxonomy
 from .inference.backoff import DEFAULT_BACKOFF_THRESHOLD, describe_backoff
-from .inference.predictor import (
-    ImagePrediction,
-    InferenceError,
-    Predictor,
-    load_config,
-    load_image_processor,
-)
+from .inference.errors import InferenceError
+from .inference.predictor import ImagePrediction, Predictor, load_config, load_image_processor
 
 if TYPE_CHECKING:
     from .geo.fusion import GeoFusion
-
-__all__ = [
-    "APP_INSTALL_HINT",
-    "ClassifierPage",
-    "GradioMissingError",
-    "PageInputs",
-    "PageResult",
-    "export_space",
-    "import_gradio",
-    "render_result",
-]
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +39,7 @@ APP_INSTALL_HINT = 'pip install -e ".[app]"  (from a checkout of inat_hf; or: pi
 TOP_K = 5
 PREVIEW_SIZE = 384  # px, longer side of the photo shown back on the page
 CARD_FILE = "README.md"
+RECIPE_FILE = "run_config.yaml"  # the run's resolved recipe, saved next to the model by training (recipe.py)
 SPACE_GEO_PRIOR = "geo_prior"  # the prior's folder inside an exported Space
 _ERROR_ID = "inat-error"
 _RESULT_ID = "inat-result"
@@ -74,8 +59,7 @@ class GradioMissingError(ImportError):
 
 
 def import_gradio():
-    """``import gradio``, configured for offline use; a clear ``ImportError`` with the install command if missing."""
-    # Before the import: gradio reads these at import time. No usage analytics / version check over the network.
+    """``import gradio`` (no analytics, no version check over the network); a clear error if it is missing."""
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
     try:
@@ -87,15 +71,10 @@ def import_gradio():
     return gradio
 
 
-# -- One request: inputs -> prediction -> what the page shows ----------------------------------------------------------
-
-
 @dataclasses.dataclass
 class PageInputs:
-    """What one request carries. ``photo``: the uploaded file's path; ``display_name``: the name the visitor knows
-    it by (Gradio stores uploads under a temporary path); ``tta``: average the TTA views; ``latitude``,
-    ``longitude`` (decimal degrees) and ``date`` (YYYY-MM-DD): where/when the photo was taken, for the location
-    prior (all empty: the photo's EXIF)."""
+    """One request: the uploaded file's path, the name the visitor knows it by (uploads live under a temporary
+    path), TTA on/off, and where/when the photo was taken for the location prior (all empty: its EXIF)."""
 
     photo: str | None
     display_name: str | None = None
@@ -111,9 +90,8 @@ class PageInputs:
 
 @dataclasses.dataclass
 class PageResult:
-    """What the page shows for one request: ``label`` (``{name: probability}`` for ``gr.Label``), ``html`` (the
-    result table or the error box), ``preview`` (a thumbnail of the photo as decoded, or ``None``) and ``error``
-    (the message, ``None`` on success). ``prediction`` is the predictor's raw answer."""
+    """What the page shows: the result table or error box (``html``), ``{name: probability}`` for ``gr.Label``, a
+    thumbnail of the photo as decoded, the error message (``None`` on success) and the predictor's answer."""
 
     html: str
     label: dict[str, float] | None = None
@@ -152,9 +130,8 @@ def render_result(
     seconds: float,
     backoff_threshold: float = DEFAULT_BACKOFF_THRESHOLD,
 ) -> str:
-    """The result table: rank, probability, scientific name, common name and the taxonomy path of each of the top-k
-    labels (``data-rank`` marks the rows), the taxonomic back-off answer, and lines saying how the answer was
-    computed (views; with a location prior, the location/date used and where they came from)."""
+    """The top-k table (rank, probability, names, taxonomy path; ``data-rank`` marks the rows), the back-off
+    answer, and how the answer was computed (views; the location/date used and where they came from)."""
     rows = []
     for rank, (index, prob) in enumerate(zip(prediction.indices, prediction.probs), start=1):
         info = taxonomy.describe(index)
@@ -183,9 +160,6 @@ def render_result(
 
 def render_error(message: str) -> str:
     return f'<div id="{_ERROR_ID}" class="inat-error" role="alert"><b>Could not classify this file.</b> {html.escape(message)}</div>'
-
-
-# -- What the checkpoint says about itself -----------------------------------------------------------------------------
 
 
 def _model_file(model_dir: str, name: str) -> str | None:
@@ -221,8 +195,8 @@ def _read_yaml(path: str | None, *, front_matter: bool = False) -> dict:
 
 
 def model_summary(model_id: str, config: Any, taxonomy: Taxonomy) -> str:
-    """Markdown: the model (backbone, input size), its label space (rank, labels, taxa per rank) and, when the
-    checkpoint carries them, the training data (the run's recipe) and reported results (the model card)."""
+    """Markdown: backbone, input size, label space and, when the checkpoint has them, the training data (its
+    recipe) and reported results (its model card)."""
     lines = [f"**Model** `{model_id}`"]
     arch = [f"`{getattr(config, 'backbone', config.model_type)}`"]
     if getattr(config, "attn_layer", None) not in (None, "none"):
@@ -239,8 +213,6 @@ def model_summary(model_id: str, config: Any, taxonomy: Taxonomy) -> str:
             + ")"
         )
     lines.append(line)
-
-    from .training.recipe import RECIPE_FILE  # the run's resolved recipe, saved next to the model
 
     data = _read_yaml(_model_file(model_id, RECIPE_FILE)).get("data") or {}
     if data:
@@ -261,23 +233,11 @@ def model_summary(model_id: str, config: Any, taxonomy: Taxonomy) -> str:
     return "\n".join(lines)
 
 
-# -- The page ----------------------------------------------------------------------------------------------------------
-
-
 class ClassifierPage:
-    """The web page of a classifier. See the module docstring.
-
-    Args:
-        predictor: the :class:`Predictor` (``Predictor.from_pretrained(model_dir)``, as in ``predict.py``).
-        model_id: the checkpoint folder or Hub id, shown on the page and used to find its recipe and model card.
-        tta_views: views averaged when the visitor switches test-time augmentation on.
-        examples: image files offered as one-click examples.
-        max_image_pixels: larger images are refused with a message (decoding them would hold the worker).
-        title: page title (default: the model id).
-        geo: a location/date prior aligned to the model's labels
-            (``GeoFusion.from_pretrained(dir, predictor.taxonomy.labels)``); the page then takes a location and date.
-        backoff_threshold: taxonomic back-off threshold (as ``predict.py --backoff_threshold``).
-    """
+    """The web page of a classifier: ``predictor`` (as ``predict.py`` loads it), ``model_id`` (shown; its recipe
+    and model card are read), ``tta_views`` (when the visitor turns TTA on), one-click ``examples``, images over
+    ``max_image_pixels`` refused with a message, ``geo`` (a ``GeoFusion`` aligned to the model's labels: the page
+    then takes a location and date) and ``backoff_threshold`` (as ``predict.py``'s)."""
 
     def __init__(
         self,
@@ -329,11 +289,9 @@ class ClassifierPage:
             geo = GeoFusion.from_pretrained(geo_prior, predictor.taxonomy.labels, device=predictor.device)
         return cls(predictor, model_id=model_dir, geo=geo, **kwargs)
 
-    # -- one request ---------------------------------------------------------------------------------------------
-
     def _size_error(self, path: str, name: str) -> str | None:
-        """A message when the image is too large to decode here; ``None`` otherwise, also when PIL cannot read it
-        (the predictor then reports that, in the same words as ``predict.py``)."""
+        """A message when the image is too large to decode here; ``None`` otherwise (also when PIL cannot read
+        it: the predictor then says so, in ``predict.py``'s words)."""
         import PIL.Image
 
         try:
@@ -414,8 +372,6 @@ class ClassifierPage:
         image.thumbnail((PREVIEW_SIZE, PREVIEW_SIZE))
         return image
 
-    # -- the Gradio page -----------------------------------------------------------------------------------------
-
     def build(self):
         """The ``gr.Blocks`` page, queue enabled (one prediction at a time; the others wait in line)."""
         gr = import_gradio()
@@ -452,11 +408,8 @@ class ClassifierPage:
             with gr.Row():
                 with gr.Column(scale=1):
                     photo = gr.File(label="Photo", file_count="single", type="filepath", elem_id="inat-photo")
-                    tta = gr.Checkbox(
-                        label=f"Test-time augmentation ({self.tta_views} views, slower)",
-                        value=False,
-                        elem_id="inat-tta",
-                    )
+                    views = f"Test-time augmentation ({self.tta_views} views, slower)"
+                    tta = gr.Checkbox(label=views, value=False, elem_id="inat-tta")
                     where = []
                     if self.geo is not None:
                         with gr.Group():
@@ -575,42 +528,34 @@ def export_space(
     package; with ``geo_prior`` (a local prior folder, a few hundred kB) also a copy of it in ``geo_prior/``, which
     the Space's page fuses as ``predict.py --geo_prior`` does. ``out_dir`` must not exist or be empty. Returns its
     path."""
+    from .geo.fusion import GeoFusion
+
     gr = import_gradio()
     out = Path(out_dir)
     if out.exists() and any(out.iterdir()):
         raise InferenceError(f"--export_space folder {os.fspath(out)!r} is not empty: give a new or empty folder.")
+    labels = []  # a Hub id: the prior's labels are checked when the Space starts
     if os.path.isdir(os.path.expanduser(model_id)):  # a local folder (testing): it must be a loadable model
-        config = load_config(model_id)
+        labels = Taxonomy.from_config(load_config(model_id)).labels
         load_image_processor(model_id)
-        if geo_prior is not None:  # the prior must cover the model's labels, or the Space would fail at start
-            from .geo.fusion import GeoFusion
-
-            GeoFusion.from_pretrained(geo_prior, Taxonomy.from_config(config).labels)
-    elif geo_prior is not None:
-        from .geo.fusion import GeoFusion
-
-        GeoFusion.from_pretrained(geo_prior, [])  # a saved prior at least (the labels are checked at start)
-    package = Path(__file__).resolve().parent
+    if geo_prior is not None:  # a saved prior that covers the model's labels, or the Space would fail at start
+        GeoFusion.from_pretrained(geo_prior, labels)
     requirements = _space_requirements()
     out.mkdir(parents=True, exist_ok=True)
+    package = Path(__file__).resolve().parent
     shutil.copytree(package, out / "inat_hf", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    if geo_prior is not None:
+    geo = geo_prior is not None
+    if geo:
         shutil.copytree(os.path.expanduser(os.fspath(geo_prior)), out / SPACE_GEO_PRIOR)
     app = _SPACE_APP.format(
         model_id=model_id,
         tta_views=tta_views,
         backoff_threshold=backoff_threshold,
-        geo_note=(
-            f"\nThe location/date prior is the folder {SPACE_GEO_PRIOR}/ next to this file (GEO_PRIOR: another one)."
-            if geo_prior is not None
-            else ""
-        ),
-        geo_line=(
-            f'GEO_PRIOR = os.environ.get("GEO_PRIOR", os.path.join(os.path.dirname(__file__), {SPACE_GEO_PRIOR!r}))\n'
-            if geo_prior is not None
-            else ""
-        ),
-        geo_arg="GEO_PRIOR" if geo_prior is not None else "None",
+        geo_note=f"\nThe location/date prior is the folder {SPACE_GEO_PRIOR}/ next to this file (GEO_PRIOR: another one)."
+        * geo,
+        geo_line=f'GEO_PRIOR = os.environ.get("GEO_PRIOR", os.path.join(os.path.dirname(__file__), {SPACE_GEO_PRIOR!r}))\n'
+        * geo,
+        geo_arg="GEO_PRIOR" if geo else "None",
     )
     (out / "app.py").write_text(app, encoding="utf-8")
     (out / "requirements.txt").write_text("\n".join(requirements) + "\n", encoding="utf-8")
@@ -628,28 +573,21 @@ def export_space(
         "models": [model_id],
         "tags": ["image-classification", "inaturalist", "inat_hf"],
     }
-    readme = [
-        "---",
-        yaml.safe_dump(front, sort_keys=False, allow_unicode=True).strip(),
-        "---",
-        "",
-        f"# {front['title']}",
-        "",
-        f"Drop a photo and see the top {TOP_K} of [`{model_id}`](https://huggingface.co/{model_id}): probabilities,",
-        "scientific and common names and the taxonomy path. The page calls the same predictor as inat_hf's",
-        "`predict.py` (same preprocessing, test-time augmentation and labels).",
-        "",
-        *(
-            [
-                "Where and when the photo was taken (typed in, or read from its EXIF) refine the answer through the",
-                f"location/date prior in `{SPACE_GEO_PRIOR}/`.",
-                "",
-            ]
-            if geo_prior is not None
-            else []
-        ),
-        f"Run it locally: `pip install -r requirements.txt gradio=={gr.__version__} && python app.py`.",
-        "",
-    ]
-    (out / "README.md").write_text("\n".join(readme), encoding="utf-8")
+    geo_text = (
+        "Where and when the photo was taken (typed in, or read from its EXIF) refine the answer through the\n"
+        f"location/date prior in `{SPACE_GEO_PRIOR}/`.\n\n"
+    )
+    readme = f"""---
+{yaml.safe_dump(front, sort_keys=False, allow_unicode=True).strip()}
+---
+
+# {front["title"]}
+
+Drop a photo and see the top {TOP_K} of [`{model_id}`](https://huggingface.co/{model_id}): probabilities,
+scientific and common names and the taxonomy path. The page calls the same predictor as inat_hf's
+`predict.py` (same preprocessing, test-time augmentation and labels).
+
+{geo_text * geo}Run it locally: `pip install -r requirements.txt gradio=={gr.__version__} && python app.py`.
+"""
+    (out / "README.md").write_text(readme, encoding="utf-8")
     return out

@@ -16,11 +16,11 @@ import dataclasses
 import os
 import sys
 
-from transformers import HfArgumentParser
-
+from ..cli import CommandParser, run_command, summary_line
+from ..data.tta_views import TTA_VIEWS
+from ..inference.errors import InferenceError
 from .predict import same_as_predict
 
-ERROR_EXIT = 2
 MAX_EXAMPLES = 8
 
 
@@ -68,8 +68,6 @@ class AppArguments:
     channels_last: bool = same_as_predict("channels_last")
 
     def __post_init__(self):
-        from ..data.transforms import TTA_VIEWS
-
         if not 2 <= self.tta_views <= len(TTA_VIEWS):
             raise ValueError(f"--tta_views must be in 2..{len(TTA_VIEWS)}, got {self.tta_views}.")
         if self.port is not None and not 0 < self.port < 65536:
@@ -105,11 +103,7 @@ def run_app(args: AppArguments) -> int:
     examples = expand_inputs(sources)[:MAX_EXAMPLES] if sources else []
     page = ClassifierPage.from_pretrained(
         args.model_dir,
-        predictor_kwargs={
-            "device": args.device,
-            "bf16": args.bf16,
-            "channels_last": args.channels_last,
-        },
+        predictor_kwargs={"device": args.device, "bf16": args.bf16, "channels_last": args.channels_last},
         geo_prior=args.geo_prior,
         tta_views=args.tta_views,
         examples=examples,
@@ -120,15 +114,11 @@ def run_app(args: AppArguments) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    (args,) = HfArgumentParser(AppArguments).parse_args_into_dataclasses(args=argv)
+    args, extra = CommandParser(AppArguments, prog="app.py", description=summary_line(__doc__)).parse(argv)
     from ..app import GradioMissingError
-    from ..inference.predictor import InferenceError
 
-    try:
-        return run_app(args)
-    except (GradioMissingError, InferenceError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return ERROR_EXIT
+    errors = (GradioMissingError, InferenceError)
+    return run_command(lambda: run_app(args), user_errors=errors, debug=extra.show_traceback)
 
 
 if __name__ == "__main__":

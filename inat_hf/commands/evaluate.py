@@ -18,6 +18,7 @@ from ..cli import CommandParser, run_command, summary_line
 from ..data.source import DataArguments
 from ..data.tta_views import TTA_VIEWS
 from ..inference.backoff import DEFAULT_BACKOFF_THRESHOLD
+from ..inference.errors import InferenceError
 from .predict import same_as_predict
 
 
@@ -115,16 +116,6 @@ def _load_split(data: DataArguments, args: EvaluateArguments, label_rank: str):
     return split, data.dataset_dir or data.data_dir
 
 
-def _dataset_label_names(split) -> list[str]:
-    feature = split.features.get("label")
-    names = getattr(feature, "names", None)
-    if names is None:
-        from ..inference.predictor import InferenceError
-
-        raise InferenceError("the dataset's 'label' column is not a ClassLabel: its label names are unknown.")
-    return list(names)
-
-
 def run_evaluation(args: EvaluateArguments, data: DataArguments) -> dict:
     """Everything :func:`main` does, raising instead of printing errors; returns the summary dict."""
     import datetime
@@ -135,24 +126,19 @@ def run_evaluation(args: EvaluateArguments, data: DataArguments) -> dict:
     from ..inference.reports import make_run_dir, write_evaluation_report
     from ..inference.submission import category_id_lookup
 
-    # Cheap checks first: config, processor, submission ids, data, label set -- all before loading weights or
-    # decoding a single image.
+    # Cheap checks first (config, processor, submission ids, data, label set), before loading weights.
     config = load_config(args.model_dir)
     load_image_processor(args.model_dir)
     taxonomy = Taxonomy.from_config(config)
     lookup = category_id_lookup(taxonomy) if args.submission else None
     split, source = _load_split(data, args, getattr(config, "label_rank", "species"))
-    check_label_sets(
-        taxonomy.labels, _dataset_label_names(split), model=args.model_dir, dataset=f"{source} [{args.split}]"
-    )
+    names = getattr(split.features.get("label"), "names", None)
+    if names is None:
+        raise InferenceError("the dataset's 'label' column is not a ClassLabel: its label names are unknown.")
+    check_label_sets(taxonomy.labels, names, model=args.model_dir, dataset=f"{source} [{args.split}]")
 
-    predictor = Predictor.from_pretrained(
-        args.model_dir,
-        device=args.device,
-        bf16=args.bf16,
-        channels_last=args.channels_last,
-        average=args.tta_average,
-    )
+    options = dict(device=args.device, bf16=args.bf16, channels_last=args.channels_last, average=args.tta_average)
+    predictor = Predictor.from_pretrained(args.model_dir, **options)
     geo, locations, geo_info = _load_geo(args, split, taxonomy.labels, predictor.device)
     groups = predictor.backoff_groups
     evaluation = evaluate_split(
@@ -189,12 +175,8 @@ def run_evaluation(args: EvaluateArguments, data: DataArguments) -> dict:
         "seconds_per_image": evaluation.seconds / max(evaluation.num_images, 1),
         "images_per_second": evaluation.images_per_second,
         "timing": "wall time of the whole pass (decoding included); with --report_both one pass serves both runs",
-        "batch_size": args.batch_size,
-        "num_workers": args.num_workers,
         "device": str(predictor.device),
-        "bf16": args.bf16,
-        "channels_last": args.channels_last,
-        "max_samples": args.max_samples,
+        **{key: getattr(args, key) for key in ("batch_size", "num_workers", "bf16", "channels_last", "max_samples")},
     }
     run_dir = make_run_dir(args.output_dir)
     if geo_info is not None:
@@ -282,7 +264,6 @@ def main(argv: list[str] | None = None) -> int:
     parser = CommandParser((EvaluateArguments, DataArguments), prog="evaluate.py", description=summary_line(__doc__))
     args, data, extra = parser.parse(argv)
     from ..data import InatDataError
-    from ..inference.predictor import InferenceError
 
     def body() -> int:
         print(format_summary(run_evaluation(args, data)))

@@ -20,6 +20,7 @@ from pathlib import Path
 from ..cli import CommandParser, run_command, summary_line
 from ..data.tta_views import TTA_VIEWS
 from ..inference.backoff import DEFAULT_BACKOFF_THRESHOLD, describe_backoff
+from ..inference.errors import InferenceError
 from ..inference.files import atomic_write, printable_path
 
 FAILED_FILES_EXIT = 1
@@ -105,12 +106,7 @@ def same_as_predict(name: str):
 
 def expand_inputs(inputs: list[str]) -> list[str]:
     """Files as given; folders -> their image files (recursive, sorted); globs -> matches (``**`` recursive).
-
-    Raises :class:`~inat_hf.inference.predictor.InferenceError` for a missing path, an empty folder or a glob
-    without match, or when nothing is given at all.
-    """
-    from ..inference.predictor import InferenceError
-
+    :class:`InferenceError` for a missing path, an empty folder, a glob without match, or nothing at all."""
     if not inputs:
         raise InferenceError("no input images: give image files, folders or glob patterns.")
     files: list[str] = []
@@ -141,8 +137,13 @@ def expand_inputs(inputs: list[str]) -> list[str]:
 
 
 def _rows(predictions, taxonomy):
-    """One flat row per (image, rank) for CSV."""
+    """One flat row per (image, rank) for CSV; location and back-off columns when they were computed."""
     for pred in predictions:
+        extra = {
+            f"{prefix}_{k}": "" if v is None else v
+            for prefix, values in (("geo", pred.location), ("backoff", pred.backoff))
+            for k, v in (values or {}).items()
+        }
         for rank, (index, prob) in enumerate(zip(pred.indices, pred.probs), start=1):
             info = taxonomy.describe(index)
             yield {
@@ -154,18 +155,8 @@ def _rows(predictions, taxonomy):
                 "probability": round(float(prob), 6),
                 "category_id": info["category_id"] if info["category_id"] is not None else "",
                 **info["taxonomy"],
-                **_extra_columns(pred),
+                **extra,
             }
-
-
-def _extra_columns(pred) -> dict:
-    """Location and back-off columns of one image's CSV rows (only when they were computed)."""
-    out = {}
-    if pred.location is not None:
-        out.update({f"geo_{k}": "" if v is None else v for k, v in pred.location.items()})
-    if pred.backoff is not None:
-        out.update({f"backoff_{k}": "" if v is None else v for k, v in pred.backoff.items()})
-    return out
 
 
 def _describe_location(location: dict) -> str:
@@ -231,12 +222,11 @@ def run_prediction(args: PredictArguments, extra_inputs: list[str] = ()) -> int:
     import numpy as np
 
     from ..data.taxonomy import Taxonomy
-    from ..inference.predictor import Predictor, load_config, load_image_processor
+    from ..inference.predictor import Predictor, load_config
     from ..inference.submission import category_id_lookup, write_submission
 
     files = expand_inputs([*extra_inputs, *args.inputs])
-    config = load_config(args.model_dir)
-    load_image_processor(args.model_dir)  # a clear error before loading weights or reading images
+    config = load_config(args.model_dir)  # clear errors before loading weights (from_pretrained checks the rest)
     lookup = category_id_lookup(Taxonomy.from_config(config)) if args.submission else None
 
     predictor = Predictor.from_pretrained(
@@ -288,8 +278,6 @@ def main(argv: list[str] | None = None) -> int:
     parser = CommandParser(PredictArguments, prog="predict.py", description=summary_line(__doc__))
     parser.add_argument("paths", nargs="*", help="Image files, folders or glob patterns (same as --inputs).")
     args, extra = parser.parse(argv)
-    from ..inference.predictor import InferenceError
-
     return run_command(
         lambda: run_prediction(args, extra.paths), user_errors=(InferenceError,), debug=extra.show_traceback
     )

@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from ..data import InatDataError
-    from ..inference.predictor import InferenceError
+    from ..inference.errors import InferenceError
     from ..training.recipe import RecipeError, parse_recipe
     from ..training.run import check_recipe, run_training
     from ..training.trainer import CheckpointDiskFullError

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..inference.predictor import InferenceError  # (inference/errors.py once it exists)
+from ..inference.errors import InferenceError
 from .records import GeoRecords, day_of_year, split_records
 
 

@@ -1,17 +1,9 @@
 """Streaming evaluation: a split -> per-image top-k -> metrics, without ever holding ``[N, C]`` logits.
 
-Each batch's scores ``[B, C]`` are reduced on the device to the top-k (k = 5) label indices and probabilities,
-and only those ``[B, k]`` rows (plus the true labels) are kept: 100k images cost ~6 MB whatever the number of
-classes, against 4 GB for 100k x 10k float32 logits. Everything else -- per-class counts, precision/recall/F1,
-sparse confusion counts, calibration bins, hierarchical accuracy -- is a vectorised function of those arrays
-(:func:`compute_metrics`, :mod:`inat_hf.inference.metrics`).
-
-With TTA, the no-TTA prediction comes for free: view 0 of :class:`~inat_hf.data.transforms.TTAPreset` is exactly
-the eval preset's output, so ``report_both`` scores the same forward pass twice (view 0 alone, and all views
-averaged) instead of decoding and running the split twice.
-
-Trainer glue: :func:`preprocess_logits_for_metrics` + :class:`TopKComputeMetrics` give the ``Trainer`` the same
-top-k reduction (pass them as ``preprocess_logits_for_metrics=`` and ``compute_metrics=``).
+Each batch's scores are reduced on the device to the top-k label indices and probabilities (:func:`.tta.top_k`);
+only those ``[B, k]`` rows and the labels are kept, whatever the number of classes. Every metric is a function of
+those arrays (:func:`compute_metrics`). The Trainer gets the same reduction through
+:func:`preprocess_logits_for_metrics` + :class:`TopKComputeMetrics`.
 """
 
 from __future__ import annotations
@@ -30,20 +22,12 @@ from ..data.collate import ImageClassificationCollator
 from ..data.taxonomy import Taxonomy
 from ..data.torch_dataset import ImageClassificationDataset
 from . import metrics as M
-from .predictor import InferenceError, Predictor
-from .tta import average_views
+from .errors import InferenceError
+from .predictor import Predictor
+from .tta import top_k
 
-__all__ = [
-    "EvaluationRun",
-    "MetricsResult",
-    "TopKAccumulator",
-    "TopKComputeMetrics",
-    "TopKPredictions",
-    "check_label_sets",
-    "compute_metrics",
-    "evaluate_split",
-    "preprocess_logits_for_metrics",
-]
+__all__ = ["EvaluationRun", "MetricsResult", "TopKAccumulator", "TopKComputeMetrics", "TopKPredictions"]
+__all__ += ["check_label_sets", "compute_metrics", "evaluate_split", "preprocess_logits_for_metrics"]
 
 DEFAULT_TOPK = 5
 
@@ -76,13 +60,8 @@ class TopKPredictions:
 class TopKAccumulator:
     """Keeps only the top-k of each batch of scores: ``update(scores [B, C], labels [B])``, then :meth:`result`.
 
-    ``scores`` are logits or log-probabilities (``tta_logits``): ``softmax`` of either gives the probabilities.
-    The reduction runs where the scores are (GPU), only ``[B, k]`` crosses to the host.
-
-    The rows are written into preallocated arrays (``capacity`` rows, doubled when full) rather than kept as one
-    small array per batch: with glibc's allocator each small long-lived block is carved out of the just-freed
-    ``[B, C]`` score buffer and pins it, so a list of per-batch arrays grew RSS by ~12 MB per 256 x 10k batch
-    (1.4 GB for 20k images, measured in ``benchmarks/bench_infer.py``) while holding only kilobytes.
+    The rows go into preallocated arrays (``capacity`` rows, doubled when full), not one small array per batch:
+    with glibc's allocator small long-lived blocks pin the freed ``[B, C]`` score buffers (``bench_infer.py``).
     """
 
     def __init__(self, k: int = DEFAULT_TOPK, capacity: int | None = None):
@@ -115,7 +94,7 @@ class TopKAccumulator:
             self._allocate(self._capacity)
         elif width != self._width:
             raise ValueError(f"scores have {scores.shape[1]} classes, earlier batches had more than {self._width}")
-        probs, indices = scores.float().softmax(dim=-1).topk(width, dim=-1)  # [B, k]
+        probs, indices = top_k(scores, width)  # [B, k]
         b = len(scores)
         if self._n + b > len(self._labels):
             self._allocate(max(2 * len(self._labels), self._n + b))
@@ -203,71 +182,47 @@ def evaluate_split(
     locations=None,
     backoff=None,
 ) -> EvaluationRun:
-    """Score every image of a prepared split (``image`` + ``label`` columns) in one streaming pass.
+    """Score every image of a prepared split (``image`` + ``label`` columns, -1 = unlabeled) in one streaming pass.
 
-    Args:
-        predictor: the model and its preprocessing (:class:`Predictor`).
-        split: a ``datasets.Dataset`` split (labels -1 for unlabeled images).
-        num_views: 1 (no TTA) or the number of TTA views.
-        report_both: with TTA, also score view 0 alone (the no-TTA prediction, free: same forward pass).
-        batch_size: images per batch (the forward sees ``batch_size * num_views`` views).
-        num_workers: DataLoader worker processes decoding images.
-        k: top-k kept per image.
-        geo: a :class:`~inat_hf.geo.fusion.GeoFusion` (location prior) and ``locations``, the split's
-            :class:`~inat_hf.geo.records.GeoRecords` row by row: adds ``runs["geo_prior"]`` (prior only) and
-            ``runs["fused"]`` (the TTA run, or the single view, fused with the prior).
-        backoff: a :class:`~inat_hf.inference.backoff.RankGroups`: taxonomic back-off statistics of the image-only
-            and fused runs in ``EvaluationRun.backoff``.
-
-    Returns:
-        :class:`EvaluationRun` with ``runs["no_tta"]`` and/or ``runs["tta"]`` (+ ``"geo_prior"``, ``"fused"``).
+    Returns the top-``k`` of ``runs["tta"]`` (``num_views > 1``) and/or ``runs["no_tta"]`` (one view, or with
+    ``report_both`` view 0 of the TTA pass: :class:`TTAPreset`'s view 0 is the eval preset, so it is free). With
+    ``geo`` (a ``GeoFusion``) and ``locations`` (the split's ``GeoRecords``, row by row) also ``"geo_prior"`` and
+    ``"fused"``; with ``backoff`` (a ``RankGroups``) the back-off statistics of the image and fused runs.
     """
     dataset = ImageClassificationDataset(split, predictor.transform(num_views))
     loader = DataLoader(
         dataset,
         batch_size=batch_size,
-        shuffle=False,
         num_workers=num_workers,
         collate_fn=ImageClassificationCollator(),
         pin_memory=predictor.device.type == "cuda",
-        persistent_workers=False,
     )
-    names = (["no_tta"] if num_views == 1 or report_both else []) + (["tta"] if num_views > 1 else [])
-    if geo is not None:
-        if locations is None or len(locations) != len(dataset):
-            raise InferenceError("geo fusion needs the split's locations, one record per image.")
-        names += ["geo_prior", "fused"]
-    accumulators = {name: TopKAccumulator(k, capacity=len(dataset)) for name in names}
+    if geo is not None and (locations is None or len(locations) != len(dataset)):
+        raise InferenceError("geo fusion needs the split's locations, one record per image.")
     image_run = "tta" if num_views > 1 else "no_tta"
+    run_names = {"image": image_run, "fused": "fused", "prior": "geo_prior"}  # score()'s runs, as reported
+    names = ["no_tta"] * (report_both and num_views > 1) + [image_run] + ["geo_prior", "fused"] * (geo is not None)
+    accumulators = {name: TopKAccumulator(k, capacity=len(dataset)) for name in names}
     backoffs = {}
     if backoff is not None:
         from .backoff import BackoffAccumulator
 
-        backoffs = {
-            name: BackoffAccumulator(backoff) for name in ([image_run] + (["fused"] if geo is not None else []))
-        }
+        backoffs = {name: BackoffAccumulator(backoff) for name in (image_run, "fused")[: 1 + (geo is not None)]}
     offset = 0  # the loader is sequential: batch rows are split rows offset .. offset + B
     start = time.perf_counter()
     with tqdm(total=len(dataset), unit="img", desc="evaluate", disable=None if progress else True) as bar:
         for batch in loader:
-            logits = predictor.view_logits(batch["pixel_values"])  # [B, V, C]
             labels = batch["labels"]
-            if "no_tta" in accumulators:
-                accumulators["no_tta"].update(logits[:, 0], labels)
-            image_scores = logits[:, 0] if num_views == 1 else average_views(logits, predictor.average)
-            if "tta" in accumulators:
-                accumulators["tta"].update(image_scores, labels)
             rows = slice(offset, offset + len(labels))
             offset += len(labels)
-            fused = None
-            if geo is not None:
-                accumulators["geo_prior"].update(geo.log_probs(locations, rows), labels)
-                fused = geo.fuse(image_scores, locations, rows)
-                accumulators["fused"].update(fused, labels)
-            if backoffs:
-                backoffs[image_run].update(image_scores, labels)
-                if fused is not None:
-                    backoffs["fused"].update(fused, labels)
+            logits, runs = predictor.scores(batch["pixel_values"], geo=geo, locations=locations, rows=rows)
+            runs = {run_names[name]: scores for name, scores in runs.items()}
+            if report_both and num_views > 1:
+                runs["no_tta"] = logits[:, 0]  # what score() gives for view 0 alone
+            for name, scores in runs.items():
+                accumulators[name].update(scores, labels)
+                if name in backoffs:
+                    backoffs[name].update(scores, labels)
             bar.update(len(labels))
     if predictor.device.type == "cuda":
         torch.cuda.synchronize(predictor.device)
@@ -322,27 +277,24 @@ def compute_metrics(
     return MetricsResult(summary, per_class, reliability)
 
 
-# --------------------------------------------------------------------------------------------------------------
-# Trainer glue
-# --------------------------------------------------------------------------------------------------------------
+# -- Trainer glue ------------------------------------------------------------------------------------------------------
 
 
 def preprocess_logits_for_metrics(logits, labels, k: int = DEFAULT_TOPK):
-    """For ``Trainer(preprocess_logits_for_metrics=...)``: ``[B, C]`` scores -> ``(indices [B, k], probs [B, k])``,
-    so that the Trainer accumulates ``[N, 2k]`` numbers instead of ``[N, C]`` logits. A dict of runs' scores
-    (``InatTrainer`` with a location prior: ``{"logits", "fused", "prior"}``) gives a dict of such pairs."""
+    """For ``Trainer(preprocess_logits_for_metrics=...)``: ``[B, C]`` scores -> ``(indices [B, k], probs [B, k])``
+    (the Trainer then keeps ``[N, 2k]`` numbers, not ``[N, C]``); a dict of runs (:func:`.tta.score`'s) -> a dict."""
     if isinstance(logits, Mapping):
         return {name: preprocess_logits_for_metrics(scores, labels, k) for name, scores in logits.items()}
     if isinstance(logits, (tuple, list)):  # model outputs with extra tensors (hidden states)
         logits = logits[0]
-    probs, indices = logits.float().softmax(dim=-1).topk(min(k, logits.shape[-1]), dim=-1)
+    probs, indices = top_k(logits, k)
     return indices, probs
 
 
 class TopKComputeMetrics:
     """For ``Trainer(compute_metrics=...)`` together with :func:`preprocess_logits_for_metrics`: top-1/3/5, ECE,
     macro F1 and (with an ``InatConfig`` taxonomy) accuracy at every rank, as ``acc_<rank>`` keys; for a dict of
-    runs, each run's besides the image model's (``"logits"``), prefixed with its name (``fused_top1``)."""
+    runs, each run's besides the image model's (``"image"``), prefixed with its name (``fused_top1``)."""
 
     def __init__(self, config: Any = None, *, ks: Sequence[int] = (1, 3, 5), n_bins: int = M.DEFAULT_CALIBRATION_BINS):
         self.num_labels = getattr(config, "num_labels", None)
@@ -353,10 +305,10 @@ class TopKComputeMetrics:
     def __call__(self, eval_pred) -> dict[str, float]:
         runs, labels = eval_pred.predictions, np.asarray(eval_pred.label_ids).reshape(-1)
         if not isinstance(runs, Mapping):
-            runs = {"logits": runs}
+            runs = {"image": runs}
         out = {}
         for name, (indices, probs) in runs.items():  # the image model's metrics unprefixed, "fused_top1", ...
-            prefix = "" if name == "logits" else f"{name}_"
+            prefix = "" if name == "image" else f"{name}_"
             run = self._metrics(TopKPredictions(np.asarray(indices), np.asarray(probs), labels))
             out.update({prefix + key: value for key, value in run.items()})
         return out

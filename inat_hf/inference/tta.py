@@ -1,9 +1,10 @@
-"""Test-time augmentation: ``V`` views per image (:data:`inat_hf.data.tta_views.TTA_VIEWS`), ONE batched forward
-over ``B x V`` images, so TTA costs ``V`` times the compute and nothing more.
+"""THE inference path after the forward pass, shared by the Trainer's evaluation, ``evaluate.py``, ``predict.py``
+and the web page: per-view logits (:func:`view_logits`) -> TTA average -> optional location fusion (:func:`score`)
+-> softmax + top-k (:func:`top_k`). A change to TTA or fusion is one edit here.
 
-``average="prob"`` (default) returns ``log(mean_v softmax(z_v))``: a drop-in for logits (argmax / top-k / softmax
-work on it) in which a view that is very sure cannot outvote the others by logit scale alone. ``"logit"`` returns
-``mean_v z_v``.
+TTA is ONE batched forward over ``B x V`` images, so it costs ``V`` times the compute and nothing more.
+``average="prob"`` (default) gives ``log(mean_v softmax(z_v))``: a drop-in for logits in which a view that is very
+sure cannot outvote the others by logit scale alone. ``"logit"`` gives ``mean_v z_v``.
 """
 
 from __future__ import annotations
@@ -13,56 +14,40 @@ import math
 
 import torch
 
-__all__ = ["AVERAGES", "average_views", "tta_logits", "view_logits"]
+__all__ = ["AVERAGES", "average_views", "score", "top_k", "tta_logits", "view_logits"]
 
 AVERAGES = ("prob", "logit")
 
 
-def _model_device(model) -> torch.device | None:
-    try:
-        return next(model.parameters()).device
-    except (AttributeError, StopIteration):
-        return None  # a plain callable (tests) or a parameter-free module
+def _check_average(average: str) -> None:
+    if average not in AVERAGES:
+        raise ValueError(f"average must be one of {AVERAGES}, got {average!r}")
 
 
 @torch.inference_mode()
 def view_logits(model, pixel_values: torch.Tensor, *, bf16: bool = False, channels_last: bool = False) -> torch.Tensor:
-    """Logits of every view, from one forward over the flattened ``B x V`` batch.
-
-    Args:
-        model: returns logits ``[N, C]`` or an output with ``.logits`` (``InatForImageClassification``, any
-            transformers image classifier), called as ``model(pixel_values=...)``. Put it in eval mode first.
-        pixel_values: ``[B, V, 3, H, W]`` (``TTAPreset`` outputs stacked) or ``[B, 3, H, W]`` (``V = 1``); moved to
-            the model's device.
-        bf16: run under ``torch.autocast(dtype=torch.bfloat16)`` on the model's device type.
-        channels_last: feed the flattened batch in channels-last memory format.
-
-    Returns:
-        float32 ``[B, V, C]``.
-    """
+    """float32 logits ``[B, V, C]`` of ``pixel_values [B, V, 3, H, W]`` (or ``[B, 3, H, W]``: ``V = 1``), from one
+    ``model(pixel_values=...)`` over the flattened batch, on the model's device (bf16: under autocast)."""
     if pixel_values.ndim == 4:
         pixel_values = pixel_values.unsqueeze(1)
     if pixel_values.ndim != 5:
         raise ValueError(f"pixel_values must be [B, V, 3, H, W] or [B, 3, H, W], got {tuple(pixel_values.shape)}")
     b, v = pixel_values.shape[:2]
-    device = _model_device(model)
     flat = pixel_values.flatten(0, 1)  # [B*V, 3, H, W]
-    if device is not None:
-        flat = flat.to(device, non_blocking=True)
+    parameter = next(iter(model.parameters()), None) if hasattr(model, "parameters") else None
+    if parameter is not None:
+        flat = flat.to(parameter.device, non_blocking=True)
     if channels_last:
         flat = flat.contiguous(memory_format=torch.channels_last)
-    device_type = (device or flat.device).type
-    autocast = torch.autocast(device_type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+    autocast = torch.autocast(flat.device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
     with autocast:
         out = model(pixel_values=flat)
-    logits = getattr(out, "logits", out)  # [B*V, C]
-    return logits.float().view(b, v, -1)
+    return getattr(out, "logits", out).float().view(b, v, -1)
 
 
 def average_views(logits: torch.Tensor, average: str = "prob") -> torch.Tensor:
     """``[B, V, C]`` per-view logits -> ``[B, C]``: ``log(mean_v softmax)`` (``"prob"``) or ``mean_v`` (``"logit"``)."""
-    if average not in AVERAGES:
-        raise ValueError(f"average must be one of {AVERAGES}, got {average!r}")
+    _check_average(average)
     if logits.ndim != 3:
         raise ValueError(f"logits must be [B, V, C], got {tuple(logits.shape)}")
     if average == "logit":
@@ -71,13 +56,30 @@ def average_views(logits: torch.Tensor, average: str = "prob") -> torch.Tensor:
     return torch.logsumexp(torch.log_softmax(logits, dim=-1), dim=1) - math.log(logits.shape[1])
 
 
+def score(
+    logits: torch.Tensor, *, average: str = "prob", geo=None, locations=None, rows=slice(None)
+) -> dict[str, torch.Tensor]:
+    """Per-view logits ``[B, V, C]`` -> the scores ``[B, C]`` of each run (logits or log-probabilities: softmax
+    gives the probabilities): ``"image"`` (view 0 alone for ``V == 1``, else the views' ``average``) and, with a
+    location prior ``geo`` (a ``GeoFusion``) and ``locations`` (``GeoRecords``, of which the batch is ``rows``),
+    ``"fused"`` (image x prior; an image without a location keeps its image scores) and ``"prior"`` (prior only).
+    """
+    _check_average(average)
+    image = logits[:, 0] if logits.shape[1] == 1 else average_views(logits, average)
+    if geo is None:
+        return {"image": image}
+    prior = geo.log_probs(locations, rows).to(image.device)
+    return {"image": image, "fused": geo.fuse(image, locations, rows), "prior": prior}
+
+
+def top_k(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``[B, C]`` scores -> ``(probs, indices)``, each ``[B, min(k, C)]``, best first, computed where the scores are."""
+    return scores.float().softmax(dim=-1).topk(min(k, scores.shape[-1]), dim=-1)
+
+
 @torch.inference_mode()
 def tta_logits(model, pixel_values: torch.Tensor, *, average: str = "prob") -> torch.Tensor:
-    """TTA scores ``[B, C]`` for ``pixel_values [B, V, 3, H, W]``, from ONE batched forward of ``B x V`` images.
-
-    ``[B, 3, H, W]`` input is one view. The result is an inference tensor: ``.clone()`` it before in-place edits
-    outside inference mode.
-    """
-    if average not in AVERAGES:  # before the forward pass, not after it
-        raise ValueError(f"average must be one of {AVERAGES}, got {average!r}")
-    return average_views(view_logits(model, pixel_values), average)
+    """``score(view_logits(model, pixel_values), average=average)["image"]``: TTA scores ``[B, C]`` (an inference
+    tensor: ``.clone()`` it before in-place edits outside inference mode)."""
+    _check_average(average)  # before the forward pass, not after it
+    return score(view_logits(model, pixel_values), average=average)["image"]

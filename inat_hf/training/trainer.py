@@ -25,7 +25,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from transformers.utils import logging
 
 from ..inference.evaluator import TopKComputeMetrics, preprocess_logits_for_metrics
-from ..inference.tta import tta_logits
+from ..inference.tta import score, view_logits
 from .callbacks import (
     EMA_FILE,
     EmaCallback,
@@ -66,8 +66,8 @@ class _NonFiniteLossCallback(TrainerCallback):
 
 
 class _NumberedRows(torch.utils.data.Dataset):
-    """The evaluation dataset's items with their row number (``"rows"``): fusion looks each image's location up by
-    it, whatever order the sampler (or DDP's sharding, padding included) visits the rows in."""
+    """The eval items with their row number (``"rows"``), by which fusion finds each image's location whatever
+    order the sampler (or DDP's sharding) visits them in."""
 
     def __init__(self, dataset):
         self.dataset = dataset
@@ -306,36 +306,22 @@ class InatTrainer(Trainer):
         super().log(logs, *args, **kwargs)
 
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
-        inputs = dict(inputs)
-        rows = inputs.pop("rows", None)  # the images' row numbers, for their locations (geo=)
-        loss, logits, labels = self._image_prediction_step(model, inputs, prediction_loss_only, ignore_keys)
-        if rows is None or self.geo is None or logits is None:
-            return loss, logits, labels
-        scores = logits[0] if isinstance(logits, (tuple, list)) else logits
-        rows = rows.cpu().numpy()
-        with torch.no_grad():
-            # the library's fusion, as evaluate.py's; images without a location keep the image scores
-            fused = self.geo.fuse(scores, self.locations, rows)
-            prior = self.geo.log_probs(self.locations, rows).to(scores.device)
-        return loss, {"logits": scores, "fused": fused, "prior": prior}, labels
-
-    def _image_prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
-        pixel_values = inputs.get("pixel_values")
-        if pixel_values is None or pixel_values.ndim != 5:
-            return super().prediction_step(model, inputs, prediction_loss_only, ignore_keys=ignore_keys)
-        # Test-time augmentation: [B, V, 3, H, W] → one forward over B·V images → averaged [B, C]
-        inputs = self._prepare_inputs(inputs)
-        labels = inputs.get("labels")
+        # The library's one inference path (as evaluate.py's and predict.py's): [B, V, C] view logits -> TTA
+        # average -> with geo, fusion by the items' row numbers ("rows", for their locations).
+        inputs = self._prepare_inputs(dict(inputs))
+        rows, labels = inputs.pop("rows", None), inputs.get("labels")
         with torch.no_grad(), self.compute_loss_context_manager():
-            logits = tta_logits(model, inputs["pixel_values"], average="prob")
-            loss = None
-            if labels is not None:
-                # The training objective (focal + smoothing), as without TTA, on the averaged probabilities: the
-                # log-probabilities returned by tta_logits are logits whose softmax is that average.
-                loss = self.model.objective(logits, labels)
+            channels_last = getattr(self.args, "channels_last", False)
+            logits = view_logits(model, inputs["pixel_values"], channels_last=channels_last)
+            fused = self.geo is not None and rows is not None  # rows: the items of the eval_dataset the prior knows
+            fusion = dict(geo=self.geo, locations=self.locations, rows=rows.cpu().numpy()) if fused else {}
+            runs = score(logits, average="prob", **fusion)
+            # the training objective (focal + smoothing) on the image run: for TTA, the log of the averaged
+            # probabilities, whose softmax is that average
+            loss = None if labels is None else self.model.objective(runs["image"], labels).detach()
         if prediction_loss_only:
             return loss, None, None
-        return loss, logits, labels
+        return loss, runs if fused else runs["image"], labels
 
     # ------------------------------------------------------------------ EMA
     @contextlib.contextmanager

@@ -16,7 +16,7 @@ from inat_hf.data.taxonomy import Taxonomy
 from inat_hf.geo.fusion import GeoFusion, exif_location, photo_locations
 from inat_hf.geo.records import GeoRecords
 from inat_hf.inference.backoff import RankGroups, backoff_answer, backoff_table
-from inat_hf.inference.predictor import InferenceError
+from inat_hf.inference.errors import InferenceError
 from inat_hf.models import GeoPriorConfig, GeoPriorModel
 
 RANKS = {

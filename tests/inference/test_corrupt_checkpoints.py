@@ -9,7 +9,8 @@ import torch
 
 from inat_hf.commands.evaluate import main as evaluate_main
 from inat_hf.commands.predict import main as predict_main
-from inat_hf.inference.predictor import InferenceError, Predictor
+from inat_hf.inference.errors import InferenceError
+from inat_hf.inference.predictor import Predictor
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from inat_hf.data import load_prepared
+from inat_hf.inference.errors import InferenceError
 from inat_hf.inference.evaluator import (
     TopKAccumulator,
     TopKComputeMetrics,
@@ -16,7 +17,7 @@ from inat_hf.inference.evaluator import (
     evaluate_split,
     preprocess_logits_for_metrics,
 )
-from inat_hf.inference.predictor import InferenceError, Predictor
+from inat_hf.inference.predictor import Predictor
 
 
 def _arrays_held(obj):

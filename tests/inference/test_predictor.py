@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from inat_hf.data.taxonomy import RANKS, Taxonomy
-from inat_hf.inference.predictor import InferenceError, Predictor, load_config, load_image_processor
+from inat_hf.inference.errors import InferenceError
+from inat_hf.inference.predictor import Predictor, load_config, load_image_processor
 
 
 def test_model_without_processor_is_a_clear_error(trained_model_dir, tmp_path):

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from inat_hf.data.taxonomy import Taxonomy
-from inat_hf.inference.predictor import InferenceError
+from inat_hf.inference.errors import InferenceError
 from inat_hf.inference.submission import category_id_lookup, submission_rows, write_submission
 from inat_hf.models import InatConfig
 

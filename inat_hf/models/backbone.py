@@ -19,6 +19,8 @@ from torch import nn
 
 # Stage names the model adds after the backbone's; a backbone group may not take them.
 CLASSIFIER_STAGES = ("attention", "head")
+# timm.create_model arguments the model sets itself (or, for drop_path_rate, a config field of its own).
+_RESERVED_MODEL_ARGS = ("pretrained", "num_classes", "global_pool", "features_only", "in_chans", "drop_path_rate")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,6 +36,39 @@ class BackboneInfo:
     stage_names: tuple[str, ...]
     preprocessing: dict[str, Any]
     probe_error: str | None = None
+
+    def check_fits(self, backbone: str, attn_layer: str, image_size: int) -> None:
+        """Raise a fix-it ValueError if the backbone cannot take `image_size` inputs or `attn_layer` its features."""
+        if self.probe_error is not None and "doesn't match model" in self.probe_error:
+            raise ValueError(
+                f"backbone={backbone!r} takes inputs of a fixed size and image_size={image_size} is not it "
+                f"({self.probe_error}). Build it for this size with model_args={{'img_size': {image_size}}} (timm "
+                "resamples position embeddings of pretrained weights), or set image_size to its size."
+            )
+        if attn_layer != "none" and self.feature_format != "NCHW":
+            why = (
+                f"its forward_features returns {self.feature_format} features (tokens or channels-last)"
+                if self.feature_format != "unknown"
+                else f"the layout of its features could not be determined ({self.probe_error})"
+            )
+            raise ValueError(
+                f"attn_layer={attn_layer!r} needs a backbone with an NCHW feature map (a CNN), but "
+                f"backbone={backbone!r} does not have one: {why}. Channel attention over tokens is not defined "
+                "here; set attn_layer='none' (timm's own head pools the tokens)."
+            )
+
+
+def check_backbone(name: Any, model_args: dict[str, Any] | None = None) -> None:
+    """`check_backbone_name`, and `model_args` must be a dict that leaves the model's own arguments alone."""
+    check_backbone_name(name)
+    if model_args is not None and not isinstance(model_args, dict):
+        raise ValueError(f"model_args={model_args!r} must be a dict of timm.create_model keyword arguments.")
+    reserved = sorted(set(model_args or {}) & set(_RESERVED_MODEL_ARGS))
+    if reserved:
+        raise ValueError(
+            f"model_args may not set {reserved}: the model sets pretrained/num_classes/global_pool/features_only/"
+            "in_chans itself, and drop_path_rate is a config field of its own."
+        )
 
 
 def check_backbone_name(name: Any) -> None:
@@ -154,4 +189,11 @@ def describe_backbone(
     return _describe(backbone, json.dumps(model_args or {}, sort_keys=True), image_size)
 
 
-__all__ = ["CLASSIFIER_STAGES", "BackboneInfo", "backbone_stage_groups", "check_backbone_name", "describe_backbone"]
+__all__ = [
+    "CLASSIFIER_STAGES",
+    "BackboneInfo",
+    "backbone_stage_groups",
+    "check_backbone",
+    "check_backbone_name",
+    "describe_backbone",
+]

@@ -13,7 +13,7 @@ from typing import Any
 from transformers import PreTrainedConfig
 from transformers.utils import logging
 
-from .backbone import BackboneInfo, check_backbone_name, describe_backbone
+from .backbone import BackboneInfo, check_backbone, describe_backbone
 
 logger = logging.get_logger(__name__)
 
@@ -22,8 +22,6 @@ logger = logging.get_logger(__name__)
 RANKS = ("kingdom", "phylum", "class", "order", "family", "genus", "species")
 ATTN_LAYERS = ("se", "eca", "cbam", "none")
 INTERPOLATIONS = ("bicubic", "bilinear")
-# timm.create_model arguments the model sets itself (or, for drop_path_rate, a config field of its own).
-_RESERVED_MODEL_ARGS = ("pretrained", "num_classes", "global_pool", "features_only", "in_chans", "drop_path_rate")
 
 
 def choice(choices: tuple[str, ...], what: str = "is not supported") -> tuple:
@@ -161,7 +159,7 @@ class InatConfig(PreTrainedConfig):
             )
         if isinstance(self.model_args, str):  # a JSON object from the command line, as TrainingArguments reads dicts
             self.model_args = json.loads(self.model_args) if self.model_args.strip() else None
-        self._check_backbone_args()
+        check_backbone(self.backbone, self.model_args)
         for name, value in describe_backbone(self.backbone, self.backbone_kwargs).preprocessing.items():
             if getattr(self, name) is None:  # left to timm's pretrained config of the backbone
                 setattr(self, name, value)
@@ -197,19 +195,8 @@ class InatConfig(PreTrainedConfig):
         super().validate()
         self._check_inat_fields()
 
-    def _check_backbone_args(self) -> None:
-        check_backbone_name(self.backbone)
-        if self.model_args is not None and not isinstance(self.model_args, dict):
-            raise ValueError(f"model_args={self.model_args!r} must be a dict of timm.create_model keyword arguments.")
-        reserved = sorted(set(self.model_args or {}) & set(_RESERVED_MODEL_ARGS))
-        if reserved:
-            raise ValueError(
-                f"model_args may not set {reserved}: the model sets pretrained/num_classes/global_pool/"
-                "features_only/in_chans itself, and drop_path_rate is a config field of its own."
-            )
-
     def _check_inat_fields(self) -> None:
-        self._check_backbone_args()
+        check_backbone(self.backbone, self.model_args)
         check_fields(self, _RULES)
         num_labels = self.num_labels
         if self.id2label is not None and self.label2id is not None:
@@ -225,7 +212,7 @@ class InatConfig(PreTrainedConfig):
                 "label, or focal_alpha=None for unweighted focal loss."
             )
         self._check_taxonomy_fits(num_labels)
-        self._check_backbone_features()
+        self.backbone_info.check_fits(self.backbone, self.attn_layer, self.image_size)
 
     def _check_taxonomy_fits(self, num_labels: int) -> None:
         # Only whether the dict fits this label set: known rank names, one entry per label in every list. What makes
@@ -240,26 +227,6 @@ class InatConfig(PreTrainedConfig):
                     f"{where} has {len(values)} entries but num_labels={num_labels}; every per-label list in the "
                     "taxonomy needs exactly one entry per label (in label index order)."
                 )
-
-    def _check_backbone_features(self) -> None:
-        info = self.backbone_info
-        if info.probe_error is not None and "doesn't match model" in info.probe_error:
-            raise ValueError(
-                f"backbone={self.backbone!r} takes inputs of a fixed size and image_size={self.image_size} is not "
-                f"it ({info.probe_error}). Build it for this size with model_args={{'img_size': {self.image_size}}} "
-                "(timm resamples position embeddings of pretrained weights), or set image_size to its size."
-            )
-        if self.attn_layer != "none" and info.feature_format != "NCHW":
-            why = (
-                f"its forward_features returns {info.feature_format} features (tokens or channels-last)"
-                if info.feature_format != "unknown"
-                else f"the layout of its features could not be determined ({info.probe_error})"
-            )
-            raise ValueError(
-                f"attn_layer={self.attn_layer!r} needs a backbone with an NCHW feature map (a CNN), but "
-                f"backbone={self.backbone!r} does not have one: {why}. Channel attention over tokens is not defined "
-                "here; set attn_layer='none' (timm's own head pools the tokens)."
-            )
 
     @classmethod
     def from_dict(cls, config_dict: dict[str, Any], **kwargs):

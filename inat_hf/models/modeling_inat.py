@@ -379,25 +379,16 @@ class InatForImageClassification(InatPreTrainedModel):
         output_loading_info: bool = False,
         **config_kwargs,
     ):
-        """A new model whose backbone starts from timm weights (ImageNet...); attention and head are new.
+        """A new model (from `config` or `config_kwargs`) whose backbone starts from timm weights; attention and
+        head are new. (`from_pretrained` builds on the meta device, so timm weights cannot load in `__init__`.)
 
-        `from_pretrained` builds on the meta device, so timm weights cannot be loaded in `__init__`: this starts a
-        fine-tuning run. timm loads them (`timm.models.load_pretrained`: its file reader, Hub download and cache,
-        the architecture's checkpoint filter, e.g. a ViT's position embeddings resampled for another `img_size`).
-
-        Args:
-            config: the model config (or build one from `config_kwargs`).
-            weights: a local `.safetensors` / `.pth` / `.pt` / `.bin` file with a timm state dict (read without
-                unpickling arbitrary objects), or a timm / Hub model name (`"resnet50.a1_in1k"`,
-                `"hf-hub:timm/resnet50.a1_in1k"`; default `config.backbone`). With `HF_HUB_OFFLINE=1` a name only
-                works if its weights are in the local Hugging Face cache.
-            output_loading_info: also return a dict with `loaded_keys` (backbone tensors), `missing_keys` (the new
-                attention and head tensors) and `unexpected_keys` (the source model's classifier, dropped).
-
-        Raises:
-            FileNotFoundError: `weights` looks like a path but no such file exists.
-            ValueError: unknown model name, unreadable file, or weights that do not fit `config.backbone`.
-            OSError: the weights could not be downloaded (offline: they are not cached).
+        `weights`: a local `.safetensors` / `.pth` / `.pt` / `.bin` timm state dict (read without unpickling
+        arbitrary objects), or a timm / Hub name (`"resnet50.a1_in1k"`, `"hf-hub:timm/resnet50.a1_in1k"`; default
+        `config.backbone`; with `HF_HUB_OFFLINE=1` only cached weights). timm loads them (`load_pretrained`: its
+        reader, Hub cache, and the architecture's checkpoint filter, e.g. a ViT's position embeddings resampled for
+        another `img_size`). `output_loading_info`: also return `loaded_keys` (backbone), `missing_keys` (attention,
+        head) and `unexpected_keys` (the source's classifier, dropped). Raises FileNotFoundError (no such file),
+        ValueError (unknown name, unreadable file, weights that do not fit the backbone) or OSError (download).
         """
         if config is None:
             config = InatConfig(**config_kwargs)
@@ -408,7 +399,7 @@ class InatForImageClassification(InatPreTrainedModel):
         backbone = model.backbone
         pretrained_cfg = _pretrained_cfg(weights, backbone.pretrained_cfg)
         classifier = pretrained_cfg.get("classifier") or ()
-        classifier = (classifier,) if isinstance(classifier, str) else tuple(classifier)
+        classifier = tuple(f"{c}." for c in ((classifier,) if isinstance(classifier, str) else classifier))
         timm_filter = getattr(sys.modules[type(backbone).__module__], "checkpoint_filter_fn", None)
         dropped = []
 
@@ -418,21 +409,21 @@ class InatForImageClassification(InatPreTrainedModel):
             state_dict = timm_filter(state_dict, module) if timm_filter is not None else state_dict
             expected = module.state_dict()
             unexpected = [k for k in state_dict if k not in expected]
-            dropped.extend(sorted(k for k in unexpected if k.startswith(tuple(f"{c}." for c in classifier))))
+            dropped.extend(sorted(k for k in unexpected if k.startswith(classifier)))
             problems = dict(
-                missing=sorted(k for k in expected if k not in state_dict)[:5],
-                unexpected=sorted(k for k in unexpected if k not in dropped)[:5],
+                missing=sorted(k for k in expected if k not in state_dict),
+                unexpected=sorted(k for k in unexpected if k not in dropped),
                 shape_mismatches=[
                     f"{k}: weights {tuple(v.shape)} vs model {tuple(expected[k].shape)}"
                     for k, v in state_dict.items()
                     if k in expected and v.shape != expected[k].shape
-                ][:5],
+                ],
             )
             if any(problems.values()):
+                found = ", ".join(f"{kind} {keys[:5]}" for kind, keys in problems.items())
                 raise _UnfitWeights(
-                    f"The weights {weights!r} do not fit backbone={config.backbone!r}: "
-                    + ", ".join(f"{kind} {keys}" for kind, keys in problems.items())
-                    + " (first 5 of each). Use weights of the same timm architecture as config.backbone."
+                    f"The weights {weights!r} do not fit backbone={config.backbone!r}: {found} (first 5 of each). "
+                    "Use weights of the same timm architecture as config.backbone."
                 )
             return state_dict
 

@@ -319,22 +319,19 @@ class InatForImageClassification(InatPreTrainedModel):
             cls._check_label_set(pretrained_model_name_or_path, kwargs)
         loaded = super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
         model = loaded[0] if isinstance(loaded, tuple) else loaded  # (model, info) with output_loading_info=True
-        # A damaged file of the right size loads without complaint and then predicts NaN. One sum per tensor and one
-        # device sync for all; the rare overflowing sum of finite values is cleared by the exact check.
+        # A damaged file of the right size loads without complaint and then predicts NaN: check, one sync for all.
         tensors = [
             (name, tensor.detach())
             for name, tensor in chain(model.named_parameters(), model.named_buffers())
-            if tensor.is_floating_point() and tensor.device.type != "meta" and tensor.numel()
+            if tensor.is_floating_point() and tensor.device.type != "meta"
         ]
-        if tensors:
-            sums = torch.stack([t.sum(dtype=torch.float32).to(tensors[0][1].device) for _, t in tensors])
-            suspects = torch.nonzero(~sums.isfinite()).flatten().tolist()
-            damaged = [tensors[i][0] for i in suspects if not bool(torch.isfinite(tensors[i][1]).all())]
-            if damaged:
-                raise ValueError(
-                    f"The checkpoint {str(pretrained_model_name_or_path)!r} holds non-finite values (NaN/Inf) in "
-                    f"{len(damaged)} weight tensors (e.g. {', '.join(damaged[:3])}): its weights file is damaged."
-                )
+        finite = torch.stack([torch.isfinite(t).all().to(tensors[0][1].device) for _, t in tensors]).tolist()
+        damaged = [name for (name, _), ok in zip(tensors, finite, strict=True) if not ok]
+        if damaged:
+            raise ValueError(
+                f"The checkpoint {str(pretrained_model_name_or_path)!r} holds non-finite values (NaN/Inf) in "
+                f"{len(damaged)} weight tensors (e.g. {', '.join(damaged[:3])}): its weights file is damaged."
+            )
         return loaded
 
     @classmethod

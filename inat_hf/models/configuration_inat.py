@@ -64,21 +64,16 @@ class InatConfig(PreTrainedConfig):
     r"""
     Configuration for [`InatForImageClassification`]; each field's `help` (below) is its `train.py --help` line.
 
-    - `backbone` is any timm architecture (`timm.list_models()`); an optional pretrained tag (`resnet50.a1_in1k`)
-      selects timm's preprocessing defaults (and the weights `from_backbone_pretrained` fetches). `model_args` go to
-      `timm.create_model` (`pretrained`, `num_classes`, `global_pool`, `features_only`, `in_chans` are the model's;
-      `drop_path_rate` is a field). `attn_layer` (timm's `create_attn`) needs an NCHW feature map (a CNN): token
-      backbones (ViT, EVA) take `"none"`.
-    - The head is, per `head_hidden_sizes` entry, Linear -> BatchNorm1d (`head_batch_norm`) -> ReLU -> Dropout, then
-      Linear. The loss is focal loss (`focal_gamma`, per-label `focal_alpha`); `label_smoothing` smooths class-index
-      labels only, soft targets (mixup) are used as given.
-    - `taxonomy` is the plain dict `inat_hf.data.Taxonomy.to_dict()` writes (`{"rank": ..., "ranks": {"kingdom":
-      [...], ...}, "common_names": [...], "category_ids": [...]}`), each list with one entry per label;
-      `Taxonomy.from_config` reads and validates it. Labels use the standard `id2label` / `num_labels` arguments.
+    - `backbone`: any timm architecture, an optional pretrained tag (`resnet50.a1_in1k`) picks timm's preprocessing
+      (and the weights `from_backbone_pretrained` fetches); `model_args` go to `timm.create_model`. `attn_layer`
+      (timm's `create_attn`) needs an NCHW feature map (a CNN): token backbones (ViT, EVA) take `"none"`.
+    - Head: per `head_hidden_sizes` entry Linear -> BatchNorm1d -> ReLU -> Dropout, then Linear; focal loss, whose
+      `label_smoothing` smooths class-index labels only (soft mixup targets are used as given).
+    - `taxonomy`: the dict `inat_hf.data.Taxonomy.to_dict()` writes, one entry per label in each list; it is
+      validated by `Taxonomy.from_config`. Labels use the standard `id2label` / `num_labels` arguments.
     - Evaluation resizes the shortest edge to `floor(image_size / crop_pct)` and center-crops `image_size` (timm's
-      convention). The five preprocessing fields left at `None` are filled from timm's pretrained config of the
-      backbone (`image_size` follows `model_args["img_size"]`), so a ViT gets its own mean/std and crop; a saved
-      config holds the resolved values.
+      way). Preprocessing fields left at `None` take timm's values for the backbone (a ViT gets its own mean/std;
+      `image_size` follows `model_args["img_size"]`); a saved config holds the resolved values.
 
     Example:
 
@@ -254,7 +249,12 @@ class InatConfig(PreTrainedConfig):
                 config_dict["num_labels"] = new_count
         for name in ("focal_alpha", "taxonomy"):
             value = config_dict.get(name)
-            if new_count != saved_count and name not in overridden and value is not None and not _fits(value, new_count):
+            if (
+                new_count != saved_count
+                and name not in overridden
+                and value is not None
+                and not _fits(value, new_count)
+            ):
                 logger.warning(
                     f"Dropping the saved `{name}`: it describes {saved_count} labels but the new label set has "
                     f"{new_count}. Pass `{name}=...` for the new labels to keep one."

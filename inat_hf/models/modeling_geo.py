@@ -235,4 +235,5 @@ class GeoPriorModel(GeoPriorPreTrainedModel):
             out[has] = (nn.functional.logsigmoid(logits) if self.config.loss == "presence" else logits).softmax(-1)
         return out
 
+
 __all__ = ["GeoPriorModel", "GeoPriorPreTrainedModel", "check_locations", "encode_inputs"]

@@ -390,7 +390,9 @@ class InatForImageClassification(InatPreTrainedModel):
         if config is None:
             config = InatConfig(**config_kwargs)
         elif config_kwargs:
-            raise ValueError(f"Pass either a config or config keyword arguments, not both (got {sorted(config_kwargs)}).")
+            raise ValueError(
+                f"Pass either a config or config keyword arguments, not both (got {sorted(config_kwargs)})."
+            )
         weights = os.fspath(config.backbone if weights is None else weights)
         model = cls(config)
         backbone = model.backbone

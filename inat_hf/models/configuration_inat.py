@@ -155,8 +155,11 @@ class InatConfig(PreTrainedConfig):
         if isinstance(self.model_args, str):  # a JSON object from the command line, as TrainingArguments reads dicts
             self.model_args = json.loads(self.model_args) if self.model_args.strip() else None
         check_backbone(self.backbone, self.model_args)
-        for name, value in describe_backbone(self.backbone, self.backbone_kwargs).preprocessing.items():
-            if getattr(self, name) is None:  # left to timm's pretrained config of the backbone
+        # Preprocessing left at None: timm's for the backbone (the probe at image_size is the one validation uses).
+        for name, value in describe_backbone(
+            self.backbone, self.backbone_kwargs, self.image_size
+        ).preprocessing.items():
+            if getattr(self, name) is None:
                 setattr(self, name, value)
         # JSON has no tuples and dataclass defaults cannot be lists: lists, so that a reloaded config compares equal.
         for name in ("head_hidden_sizes", "image_mean", "image_std", "focal_alpha"):

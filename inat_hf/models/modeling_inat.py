@@ -399,6 +399,7 @@ class InatForImageClassification(InatPreTrainedModel):
         pretrained_cfg = _pretrained_cfg(weights, backbone.pretrained_cfg)
         classifier = pretrained_cfg.get("classifier") or ()
         classifier = tuple(f"{c}." for c in ((classifier,) if isinstance(classifier, str) else classifier))
+        # The filter create_model would pass (timm has no registry of them): the model module's checkpoint_filter_fn.
         timm_filter = getattr(sys.modules[type(backbone).__module__], "checkpoint_filter_fn", None)
         dropped = []
 

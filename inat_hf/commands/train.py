@@ -25,7 +25,7 @@ def _error(message: str) -> int:
 
 def list_stages(backbone: str, model_args: str | None = None) -> str:
     """The stage groups of a timm backbone as recipes name them (by name or index), one per line."""
-    from ..models.configuration_inat import CLASSIFIER_STAGES, describe_backbone
+    from ..models.backbone import CLASSIFIER_STAGES, describe_backbone
 
     stages = describe_backbone(backbone, json.loads(model_args) if model_args else None).stage_names
     lines = [f"{backbone}: {len(stages)} backbone stages (input -> output), then {', '.join(CLASSIFIER_STAGES)}"]

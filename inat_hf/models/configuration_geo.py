@@ -5,14 +5,26 @@ two can be fused label by label. Shipped with checkpoints for ``trust_remote_cod
 (its rank order); imports nothing else of ``inat_hf``.
 """
 
-import math
 from typing import Any
 
 from transformers import PreTrainedConfig
 
-from .configuration_inat import RANKS
+from .configuration_inat import RANKS, check_fields, choice
 
 LOSSES = ("softmax", "presence")
+# field -> (test, what a valid value is); see configuration_inat.check_fields.
+_RULES = {
+    "hidden_size": (lambda v: isinstance(v, int) and v > 0, "must be a positive integer"),
+    "num_blocks": (lambda v: isinstance(v, int) and v >= 0, "must be an integer >= 0"),
+    "drop_rate": (lambda v: 0 <= v < 1, "must be in [0, 1)"),
+    "use_date": (lambda v: isinstance(v, bool), "must be True or False"),
+    "loss": choice(LOSSES),
+    "loss_negatives": (lambda v: v is None or isinstance(v, int) and v > 0, "must be a positive integer or None"),
+    "presence_pos_weight": (lambda v: v is None or v > 0, "must be a positive number or None (num_labels / 4)"),
+    "fusion_weight": (lambda v: v >= 0, "must be a number >= 0 (0 switches the prior off)"),
+    "label_rank": choice(RANKS, "is not a rank"),
+    "class_prior": (lambda v: v is None or all(p > 0 for p in v), "must hold positive frequencies (smooth zeros)"),
+}
 
 
 class GeoPriorConfig(PreTrainedConfig):
@@ -85,40 +97,12 @@ class GeoPriorConfig(PreTrainedConfig):
         self._check_geo_fields()
 
     def _check_geo_fields(self) -> None:
-        for name in ("hidden_size", "num_blocks"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < (1 if name == "hidden_size" else 0):
-                raise ValueError(f"{name}={value!r} must be a positive integer (num_blocks may be 0).")
-        if not _is_number(self.drop_rate) or not 0 <= self.drop_rate < 1:
-            raise ValueError(f"drop_rate={self.drop_rate!r} must be in [0, 1).")
-        if not isinstance(self.use_date, bool):
-            raise ValueError(f"use_date={self.use_date!r} must be True or False.")
-        if self.loss not in LOSSES:
-            raise ValueError(f"loss={self.loss!r} is not supported; valid choices: {', '.join(LOSSES)}.")
-        if self.loss_negatives is not None and (
-            not isinstance(self.loss_negatives, int)
-            or isinstance(self.loss_negatives, bool)
-            or self.loss_negatives < 1
-        ):
+        check_fields(self, _RULES)
+        if self.class_prior is not None and len(self.class_prior) != self.num_labels:
             raise ValueError(
-                f"loss_negatives={self.loss_negatives!r} must be a positive integer or None (every label)."
+                f"class_prior has {len(self.class_prior)} entries but num_labels={self.num_labels}; give one "
+                "frequency per label."
             )
-        if self.presence_pos_weight is not None and (
-            not _is_number(self.presence_pos_weight) or self.presence_pos_weight <= 0
-        ):
-            raise ValueError(f"presence_pos_weight={self.presence_pos_weight!r} must be a positive number or None.")
-        if not _is_number(self.fusion_weight) or self.fusion_weight < 0:
-            raise ValueError(f"fusion_weight={self.fusion_weight!r} must be a number >= 0 (0 switches the prior off).")
-        if self.label_rank not in RANKS:
-            raise ValueError(f"label_rank={self.label_rank!r} is not a rank; valid choices: {', '.join(RANKS)}.")
-        if self.class_prior is not None:
-            if len(self.class_prior) != self.num_labels:
-                raise ValueError(
-                    f"class_prior has {len(self.class_prior)} entries but num_labels={self.num_labels}; give one "
-                    "frequency per label."
-                )
-            if not all(_is_number(p) and p > 0 for p in self.class_prior):
-                raise ValueError("class_prior entries must be positive frequencies (smooth zero counts).")
 
     @property
     def pos_weight(self) -> float:
@@ -138,10 +122,6 @@ class GeoPriorConfig(PreTrainedConfig):
     def num_inputs(self) -> int:
         """Width of the periodic encoding: sin/cos of latitude and longitude (+ sin/cos of the day of the year)."""
         return 6 if self.use_date else 4
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 __all__ = ["GeoPriorConfig"]

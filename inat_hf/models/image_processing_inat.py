@@ -1,9 +1,6 @@
-"""Evaluation image processor built from an [`InatConfig`].
-
-The model does not need its own processor class: transformers' `BitImageProcessor` (torchvision backend in
-transformers 5) performs exactly timm's evaluation transform (resize shortest edge, center crop, normalise). The
-processor is written next to the weights by `InatForImageClassification.save_pretrained`, so that
-`AutoImageProcessor.from_pretrained(dir)` and `pipeline("image-classification", model=dir)` work on a checkpoint.
+"""Evaluation image processor built from an [`InatConfig`]: transformers' `BitImageProcessor` (torchvision backend)
+performs exactly timm's evaluation transform, so the model needs no processor class of its own. `save_pretrained`
+writes it next to the weights for `AutoImageProcessor` and `pipeline("image-classification")`.
 """
 
 from transformers import BitImageProcessor
@@ -15,20 +12,11 @@ _RESAMPLE = {"bicubic": PILImageResampling.BICUBIC, "bilinear": PILImageResampli
 
 
 def image_processor_from_config(config: InatConfig) -> BitImageProcessor:
-    """The evaluation preprocessing of `config` as a `BitImageProcessor`.
-
-    For each image the processor does, with `s = floor(config.image_size / config.crop_pct)` (timm's formula) and
-    `c = config.image_size`:
-
-    1. convert to RGB (`do_convert_rgb`), as a `uint8` tensor `[3, H, W]`;
-    2. `torchvision.transforms.v2.functional.resize(img, [s], interpolation=config.interpolation, antialias=True)`,
-       on the uint8 tensor: the shortest edge becomes `s`, the other `int(s * long / short)` (truncated);
-    3. center crop to `c x c` with `top = int((H - c) / 2)`, `left = int((W - c) / 2)` (floor; note that
-       `tvF.center_crop` *rounds* odd margins, so replicate this with `tvF.crop(img, top, left, c, c)`);
-    4. to float32, `/ 255`, normalise with `config.image_mean` / `config.image_std` (the processor fuses 2 and 3
-       into `normalize(x, 255 * mean, 255 * std)`, equal to `/255` then `normalize` up to float rounding, ~1e-6).
-
-    Returns `pixel_values` of shape `[B, 3, c, c]`.
+    """The evaluation preprocessing of `config`; per image, with `s = floor(image_size / crop_pct)` (timm's) and
+    `c = image_size`: convert to RGB as a uint8 tensor [3, H, W]; `torchvision.transforms.v2.functional.resize(img,
+    [s], interpolation, antialias=True)` on it (the other edge `int(s * long / short)`); crop `c x c` at `top =
+    int((H - c) / 2)`, `left = int((W - c) / 2)` (floor: `tvF.center_crop` rounds odd margins, use `tvF.crop`);
+    `/ 255` and normalise with `image_mean` / `image_std` (fused, equal up to ~1e-6). Returns `[B, 3, c, c]`.
     """
     return BitImageProcessor(
         do_convert_rgb=True,

@@ -1,20 +1,12 @@
 """Focal loss with label smoothing, for hard (class index) and soft (probability) targets.
 
-For logits `z` ([B, C]), `p = softmax(z)` and a target distribution `q` ([B, C]) the loss of one sample is
-
-    loss = - sum_c  alpha_c * q_c * (1 - p_c) ** gamma * log(p_c)
-
-* hard targets `y` ([B], int64): `q = (1 - label_smoothing) * one_hot(y) + label_smoothing / C`, exactly the target
-  `F.cross_entropy(..., label_smoothing=...)` uses, so `gamma=0, alpha=None` reproduces cross-entropy;
-* soft targets ([B, C], float, e.g. from mixup/cutmix): `q` is the target as given. **`label_smoothing` is not applied
-  to soft targets**: mixup/cutmix targets are built with their own smoothing (`timm.data.Mixup(label_smoothing=...)`),
-  and smoothing them a second time would silently double it. Pass the smoothing to the mixup instead.
-
-`alpha` weighs each class term (for hard targets without smoothing this is the usual `alpha_y`). The `"mean"`
-reduction is a plain mean over the batch (like `torchvision.ops.sigmoid_focal_loss`), not the alpha-weighted mean of
-`F.cross_entropy(weight=...)`. The loss is computed in float32 from `log_softmax` whatever the logits' dtype.
-
-This module only imports torch: it is shipped with checkpoints for `trust_remote_code` loading.
+For logits `z` [B, C], `p = softmax(z)` and a target distribution `q` [B, C], one sample's loss is
+`- sum_c alpha_c * q_c * (1 - p_c) ** gamma * log(p_c)`, where for class indices `y` [B]
+`q = (1 - label_smoothing) * one_hot(y) + label_smoothing / C` (the target of `F.cross_entropy(label_smoothing=)`,
+so `gamma=0, alpha=None` is cross-entropy), and soft targets (mixup/cutmix) are used as given: they carry their own
+smoothing (`timm.data.Mixup(label_smoothing=...)`), a second one would silently double it. `"mean"` is a plain
+mean over the batch (as `torchvision.ops.sigmoid_focal_loss`), not `F.cross_entropy(weight=)`'s weighted mean.
+Computed in float32 from `log_softmax` whatever the logits' dtype. Shipped with checkpoints: imports only torch.
 """
 
 from collections.abc import Sequence
@@ -25,15 +17,6 @@ import torch.nn.functional as F
 REDUCTIONS = ("mean", "sum", "none")
 
 
-def _check_settings(gamma: float, label_smoothing: float, reduction: str) -> None:
-    if reduction not in REDUCTIONS:
-        raise ValueError(f"reduction={reduction!r} is not supported; valid choices: {', '.join(REDUCTIONS)}.")
-    if gamma < 0:
-        raise ValueError(f"gamma={gamma} must be >= 0 (0 gives cross-entropy).")
-    if not 0 <= label_smoothing < 1:
-        raise ValueError(f"label_smoothing={label_smoothing} must be in [0, 1).")
-
-
 def focal_loss(
     logits: torch.Tensor,
     target: torch.Tensor,
@@ -42,20 +25,15 @@ def focal_loss(
     label_smoothing: float = 0.0,
     reduction: str = "mean",
 ) -> torch.Tensor:
-    """Softmax focal loss with label smoothing (see the module docstring for the exact formula).
-
-    Args:
-        logits: `[B, C]` unnormalised scores (any float dtype; computed in float32).
-        target: class indices `[B]` (integer) or a target distribution `[B, C]` (float; used as given, not smoothed).
-        gamma: focusing parameter, >= 0; 0 disables the modulating factor.
-        alpha: optional per-class weights `[C]`.
-        label_smoothing: in [0, 1); applied to class-index targets only.
-        reduction: `"mean"` (over the batch), `"sum"` or `"none"` (`[B]`).
-
-    Returns:
-        A float32 scalar, or `[B]` for `reduction="none"`.
-    """
-    _check_settings(gamma, label_smoothing, reduction)
+    """Softmax focal loss (see the module docstring): `logits` [B, C]; `target` class indices [B] or a distribution
+    [B, C]; `alpha` optional per-class weights [C]; `label_smoothing` in [0, 1) for class indices only; `reduction`
+    `"mean"`, `"sum"` or `"none"` ([B]). Returns float32."""
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"reduction={reduction!r} is not supported; valid choices: {', '.join(REDUCTIONS)}.")
+    if gamma < 0:
+        raise ValueError(f"gamma={gamma} must be >= 0 (0 gives cross-entropy).")
+    if not 0 <= label_smoothing < 1:
+        raise ValueError(f"label_smoothing={label_smoothing} must be in [0, 1).")
     if logits.ndim != 2:
         raise ValueError(f"logits must have shape [batch, num_classes], got {tuple(logits.shape)}.")
     batch_size, num_classes = logits.shape

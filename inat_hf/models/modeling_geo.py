@@ -128,13 +128,9 @@ class GeoPriorModel(GeoPriorPreTrainedModel):
         labels: torch.Tensor | None = None,
         **kwargs,
     ) -> SequenceClassifierOutput:
-        """Scores ``[B, num_labels]``: log-probabilities up to a constant (softmax) or per-label logits (presence).
-
-        Every row must have a location (see :meth:`log_prior_ratio` for rows without one). ``labels [B]`` gives the
-        training loss of ``config.loss``. In training mode with sampled negatives (``config.loss_negatives`` below
-        ``num_labels - 1``) a call with labels returns the loss only, ``logits=None``: not scoring every label is
-        the point (:meth:`sampled_loss`).
-        """
+        """Scores ``[B, num_labels]``: log-probabilities up to a constant (softmax) or per-label logits (presence),
+        for rows that all have a location. With ``labels [B]``, the loss of ``config.loss``; in training with sampled
+        negatives, the loss only (``logits=None``: not scoring every label is the point of :meth:`sampled_loss`)."""
         check_locations(latitude, longitude, allow_missing=False)
         features = self.features(encode_inputs(latitude, longitude, day_of_year, self.config.use_date))
         if labels is not None and self.training and self.config.sampled_negatives is not None:
@@ -150,17 +146,15 @@ class GeoPriorModel(GeoPriorPreTrainedModel):
         return SequenceClassifierOutput(loss=loss, logits=logits)
 
     def random_location_features(self, batch_size: int, device: torch.device) -> torch.Tensor:
-        """Features at locations and dates drawn uniformly (on the sphere: latitude = asin(2u - 1); over the
-        year): the presence loss's pseudo-negatives."""
+        """Features at uniformly drawn locations (on the sphere) and dates: the presence loss's negatives."""
         rand_lat = torch.rad2deg(torch.asin(torch.rand(batch_size, device=device) * 2 - 1))
         rand_lon = torch.rand(batch_size, device=device) * 360 - 180
         rand_day = torch.rand(batch_size, device=device) * DAYS_PER_YEAR + 1
         return self.features(encode_inputs(rand_lat, rand_lon, rand_day, self.config.use_date))
 
     def presence_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """The paper's "full" presence-only loss: at the observed location, the observed label is a positive
-        (weighted by ``config.pos_weight``) and every other label a negative; at a location and date drawn
-        uniformly at random (on the sphere, over the year), every label is a negative."""
+        """The paper's "full" presence-only loss: at the observed location the observed label is a positive
+        (weighted by ``config.pos_weight``), every other label a negative; at a random location, every label."""
         rand_logits = self.classifier(self.random_location_features(logits.shape[0], logits.device))
         log_not = nn.functional.logsigmoid(-logits)  # log(1 - σ)
         positive = nn.functional.logsigmoid(logits.gather(1, labels[:, None]))  # [B, 1]
@@ -170,15 +164,9 @@ class GeoPriorModel(GeoPriorPreTrainedModel):
         return (loss_obs + loss_rand).mean() / self.config.num_labels
 
     def sampled_loss(self, features: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """``config.loss`` with its sum over the other labels estimated from ``S = config.sampled_negatives``
-        labels drawn uniformly without replacement for the step (shared by the batch).
-
-        Each label other than a row's own is drawn with probability ``S / K``, so weighting the drawn ones by
-        ``K / S`` estimates the sum over all of them: added as ``log(K / S)`` to the logits of a sampled softmax
-        (Jean et al., 2015, with a uniform proposal), and as a factor on the presence loss's negative terms, whose
-        estimate is then unbiased. A row's own label drawn as a negative is masked out. Scores ``S + 1`` labels per
-        row instead of ``K``.
-        """
+        """``config.loss`` with its sum over the other labels estimated from ``S`` labels drawn uniformly for the
+        step: weighted by ``K / S`` (``log(K / S)`` on a sampled softmax's logits, Jean et al. 2015; a factor on the
+        presence loss's negatives, unbiased). A row's own label drawn as a negative is masked out."""
         k, s = self.config.num_labels, self.config.sampled_negatives
         weight = self.classifier.weight  # [K, hidden]
         negatives = torch.randperm(k, device=features.device)[:s]
@@ -198,6 +186,14 @@ class GeoPriorModel(GeoPriorPreTrainedModel):
         loss_rand = -(nn.functional.logsigmoid(-rand_positive) + rand_others * (k / s))
         return (loss_obs + loss_rand).mean() / k
 
+    def _located_logits(self, latitude, longitude, day_of_year) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(rows with a location [B] bool, float scores of those rows or None when there are none)."""
+        has = check_locations(latitude, longitude)
+        if not has.any():
+            return has, None
+        day = day_of_year[has] if day_of_year is not None else None
+        return has, self(latitude[has], longitude[has], day).logits.float()
+
     @torch.no_grad()
     def log_prior_ratio(
         self,
@@ -207,19 +203,14 @@ class GeoPriorModel(GeoPriorPreTrainedModel):
         *,
         weight: float | None = None,
     ) -> torch.Tensor:
-        """The fusion term ``[B, num_labels]`` to add to an image model's log-probabilities.
-
-        softmax: ``w · (log p(y|l) - log p(y))``; presence: ``w · log σ(s_y(l))`` (the paper's product).
-        ``w = config.fusion_weight`` unless ``weight`` is given. Rows without a location (NaN) get zeros: the
-        image model's answer stands.
-        """
+        """The fusion term ``[B, num_labels]`` to add to an image model's log-probabilities: softmax
+        ``w · (log p(y|l) - log p(y))``, presence ``w · log σ(s_y(l))`` (the paper's product), ``w =
+        config.fusion_weight`` unless ``weight`` is given. Rows without a location (NaN) get zeros."""
         weight = self.config.fusion_weight if weight is None else weight
-        has = check_locations(latitude, longitude)
         out = torch.zeros(latitude.shape[0], self.config.num_labels, device=latitude.device)
-        if not has.any() or weight == 0:
+        has, logits = self._located_logits(latitude, longitude, day_of_year)
+        if logits is None or weight == 0:
             return out
-        day = day_of_year[has] if day_of_year is not None else None
-        logits = self(latitude[has], longitude[has], day).logits.float()
         if self.config.loss == "presence":
             term = nn.functional.logsigmoid(logits)
         else:
@@ -234,22 +225,14 @@ class GeoPriorModel(GeoPriorPreTrainedModel):
     def probabilities(
         self, latitude: torch.Tensor, longitude: torch.Tensor, day_of_year: torch.Tensor | None = None
     ) -> torch.Tensor:
-        """Prior-only label distribution ``[B, num_labels]`` (softmax of the scores; a missing location gives the
-        training label frequencies, or uniform without them)."""
-        has = check_locations(latitude, longitude)
+        """Prior-only label distribution ``[B, num_labels]``; a missing location gives the training label
+        frequencies (uniform without them)."""
         c = self.config.num_labels
-        if self.config.class_prior is not None:
-            base = torch.tensor(self.config.class_prior, device=latitude.device, dtype=torch.float32)
-            base = base / base.sum()
-        else:
-            base = torch.full((c,), 1.0 / c, device=latitude.device)
-        out = base.expand(latitude.shape[0], c).clone()
-        if has.any():
-            day = day_of_year[has] if day_of_year is not None else None
-            logits = self(latitude[has], longitude[has], day).logits.float()
-            out[has] = (
-                logits.softmax(-1) if self.config.loss == "softmax" else (nn.functional.logsigmoid(logits).softmax(-1))
-            )
+        base = torch.tensor(self.config.class_prior or [1.0] * c, device=latitude.device, dtype=torch.float32)
+        out = (base / base.sum()).expand(latitude.shape[0], c).clone()
+        has, logits = self._located_logits(latitude, longitude, day_of_year)
+        if logits is not None:
+            out[has] = (nn.functional.logsigmoid(logits) if self.config.loss == "presence" else logits).softmax(-1)
         return out
 
 

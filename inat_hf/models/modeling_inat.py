@@ -1,15 +1,12 @@
 """iNat image classifier: any timm backbone -> channel attention -> timm's pooling -> MLP head -> focal loss.
 
     pixel_values [B, 3, H, W]
-      -> backbone.forward_features (timm, num_classes=0)  CNN: [B, C, H/32, W/32] (C = 2048 for resnet50);
-                                                          ViT/EVA: tokens [B, N, C]; Swin: [B, h, w, C]
+      -> backbone.forward_features (timm, num_classes=0)  CNN: [B, C, h, w]; ViT/EVA: tokens [B, N, C]; Swin: NHWC
       -> attention (timm se / eca / cbam on NCHW maps, or none)   same shape
-      -> backbone.forward_head(pre_logits=True)           [B, F]  timm's own pooling (+ its pre-logits norm or
-                                                                  conv head: ConvNeXt head.norm, MobileNetV3 conv_head)
+      -> backbone.forward_head(pre_logits=True)           [B, F]  timm's own pooling and pre-logits layers
       -> head (Linear -> BN -> ReLU -> Dropout)*, Linear  [B, num_labels]
 
-This file is shipped with checkpoints for `trust_remote_code` loading, so it only imports torch, timm, transformers,
-safetensors and its sibling modules.
+Shipped with checkpoints for `trust_remote_code` loading: imports only torch, timm, transformers and its siblings.
 """
 
 import math
@@ -21,16 +18,16 @@ from itertools import chain
 
 import timm
 import torch
-from safetensors.torch import load_file as load_safetensors
 from timm.layers import create_attn
 from torch import nn
 from transformers import PreTrainedConfig, PreTrainedModel
 from transformers import initialization as init
 from transformers.modeling_outputs import ImageClassifierOutput
 from transformers.utils import logging
-from transformers.utils.hub import is_offline_mode, try_to_load_from_cache
+from transformers.utils.hub import is_offline_mode
 
-from .configuration_inat import CLASSIFIER_STAGES, InatConfig, backbone_stage_groups
+from .backbone import CLASSIFIER_STAGES, backbone_stage_groups
+from .configuration_inat import InatConfig
 from .image_processing_inat import image_processor_from_config
 from .losses import focal_loss
 
@@ -40,35 +37,27 @@ _WEIGHT_FILE_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
 
 
 class InatHead(nn.Module):
-    """Classification head: per hidden size Linear -> BatchNorm1d (optional) -> ReLU -> Dropout, then Linear.
-
-    Without hidden sizes it is a linear classifier with dropout in front (as timm's ClassifierHead).
-    """
+    """Per hidden size Linear -> BatchNorm1d (optional) -> ReLU -> Dropout, then Linear (Dropout -> Linear alone
+    without hidden sizes, as timm's ClassifierHead)."""
 
     def __init__(self, in_features: int, config: InatConfig):
         super().__init__()
         blocks = []
         for width in config.head_hidden_sizes:
-            blocks.append(
-                nn.Sequential(
-                    OrderedDict(
-                        # The BatchNorm's shift makes a Linear bias redundant.
-                        fc=nn.Linear(in_features, width, bias=not config.head_batch_norm),
-                        norm=nn.BatchNorm1d(width) if config.head_batch_norm else nn.Identity(),
-                        act=nn.ReLU(inplace=True),
-                        drop=nn.Dropout(config.drop_rate),
-                    )
-                )
+            layers = OrderedDict(
+                fc=nn.Linear(in_features, width, bias=not config.head_batch_norm),  # BN's shift makes a bias redundant
+                norm=nn.BatchNorm1d(width) if config.head_batch_norm else nn.Identity(),
+                act=nn.ReLU(inplace=True),
+                drop=nn.Dropout(config.drop_rate),
             )
+            blocks.append(nn.Sequential(layers))
             in_features = width
         self.hidden = nn.Sequential(*blocks)
-        # Dropout always precedes the classifier: the last hidden block ends with one, else add it here.
-        self.drop = nn.Dropout(config.drop_rate) if not blocks else nn.Identity()
+        self.drop = nn.Dropout(config.drop_rate) if not blocks else nn.Identity()  # the last block ends with one
         self.classifier = nn.Linear(in_features, config.num_labels)
 
     def forward(self, pooled: torch.Tensor) -> torch.Tensor:
-        # [B, C] -> [B, head_hidden_sizes[-1]] -> [B, num_labels]
-        return self.classifier(self.drop(self.hidden(pooled)))
+        return self.classifier(self.drop(self.hidden(pooled)))  # [B, C] -> [B, num_labels]
 
 
 class InatPreTrainedModel(PreTrainedModel):
@@ -77,90 +66,70 @@ class InatPreTrainedModel(PreTrainedModel):
     base_model_prefix = "inat"
     main_input_name = "pixel_values"
     input_modalities = ("image",)
-    # The loss is a per-batch mean computed here; with `False` the Trainer scales it for gradient accumulation
-    # itself and does not multiply it by the number of processes under DDP.
+    # The loss is a per-batch mean: with `False` the Trainer scales it for gradient accumulation itself and does not
+    # multiply it by the number of processes under DDP.
     accepts_loss_kwargs = False
-    # timm models checkpoint their blocks themselves (`set_grad_checkpointing`).
-    supports_gradient_checkpointing = True
-    # device_map="auto" may place blocks on different devices but never splits one; set per backbone in __init__.
-    _no_split_modules = ["BasicBlock", "Bottleneck"]
+    supports_gradient_checkpointing = True  # timm checkpoints its blocks itself (`set_grad_checkpointing`)
+    _no_split_modules = ["BasicBlock", "Bottleneck"]  # set per backbone in __init__
     _timm_initialised: frozenset[int] = frozenset()  # ids of modules `_init_weights` leaves alone
 
     def _init_weights(self, module: nn.Module) -> None:
-        """Initialise the tensors transformers asks for, leaving the timm backbone's own init alone.
+        """Initialise new tensors, leaving the backbone timm has just initialised alone.
 
-        transformers calls this for every module after `__init__` (`post_init`) and, in `from_pretrained`, for
-        modules with tensors missing from the checkpoint (e.g. a classifier re-created by
-        `ignore_mismatched_sizes=True`; the `transformers.initialization` helpers skip the loaded ones). A backbone
-        timm has just initialised (`__init__` off the meta device) is skipped. What remains are new tensors:
-        attention and head (always), and backbone tensors only when a checkpoint lacks them; these get the scheme
-        of timm's CNNs (kaiming-normal fan-out convs, unit norms).
+        transformers calls this for every module after `__init__` and, in `from_pretrained` (built on the meta
+        device, where timm initialised nothing), for modules with tensors missing from the checkpoint (the
+        `transformers.initialization` helpers skip loaded ones). New tensors get timm's CNN scheme.
         """
         if id(module) in self._timm_initialised:
             return
+        is_norm = isinstance(module, nn.GroupNorm | nn.LayerNorm) or hasattr(module, "running_mean")  # + batch norms
         if isinstance(module, nn.Linear):
             # Small weights: the classifier starts near uniform predictions; hidden layers are followed by BN.
             init.trunc_normal_(module.weight, std=0.02)
-            if module.bias is not None:
-                init.zeros_(module.bias)
         elif isinstance(module, nn.Conv2d):
             init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
-            if module.bias is not None:
-                init.zeros_(module.bias)
-        elif isinstance(module, nn.Conv1d):
-            # ECA's 1-D conv across channels: PyTorch's default init, which timm keeps for it.
+        elif isinstance(module, nn.Conv1d):  # ECA's conv across channels: PyTorch's default, which timm keeps
             init.kaiming_uniform_(module.weight, a=math.sqrt(5))
-            if module.bias is not None:
-                init.zeros_(module.bias)
-        elif isinstance(module, nn.GroupNorm | nn.LayerNorm) or hasattr(module, "running_mean"):  # + batch norms
-            if module.weight is not None:
-                init.ones_(module.weight)
-            if module.bias is not None:
-                init.zeros_(module.bias)
-            if getattr(module, "running_mean", None) is not None:
-                init.zeros_(module.running_mean)
-                init.ones_(module.running_var)
-                init.zeros_(module.num_batches_tracked)
-        # Non-persistent buffers are never in a checkpoint: timm layers that own some (e.g. BlurPool2d of
-        # resnetblur/resnetaa) recompute them.
+        elif is_norm and module.weight is not None:
+            init.ones_(module.weight)
+        if (is_norm or isinstance(module, nn.Linear | nn.Conv2d | nn.Conv1d)) and module.bias is not None:
+            init.zeros_(module.bias)
+        if getattr(module, "running_mean", None) is not None:
+            init.zeros_(module.running_mean)
+            init.ones_(module.running_var)
+            init.zeros_(module.num_batches_tracked)
+        # Non-persistent buffers are never in a checkpoint: timm layers that own some (BlurPool2d) recompute them.
         if hasattr(module, "init_non_persistent_buffers"):
             module.init_non_persistent_buffers()
 
     def _set_gradient_checkpointing(self, enable: bool = True, gradient_checkpointing_func=None, every_n_layers=1):
-        # timm checkpoints each residual block with its own `checkpoint_seq`; transformers' function is not needed.
+        # timm checkpoints each block with its own `checkpoint_seq`; transformers' function is not needed.
         self.backbone.set_grad_checkpointing(enable)
         self.gradient_checkpointing = enable
 
     def get_input_embeddings(self):
-        # An image model has no token embeddings.
-        return None
+        return None  # an image model has no token embeddings
 
 
 class InatForImageClassification(InatPreTrainedModel):
     """Any timm backbone + channel attention + MLP head, trained with focal loss (see [`InatConfig`]).
 
-    Stage groups for layer-wise learning rates and progressive unfreezing come from timm's `group_matcher` (see
-    `backbone_stage_groups`): [`stage_names`] is e.g. `stem, layer1..layer4, attention, head` for a ResNet and
-    `stem, stages.0..stages.3, attention, head` for a ConvNeXt; see also [`stage_modules`],
-    [`stage_parameter_names`] and [`stage_parameters`].
+    Stage groups for layer-wise learning rates and progressive unfreezing are timm's (`backbone_stage_groups`):
+    [`stage_names`] is e.g. `stem, layer1..layer4, attention, head` for a ResNet.
     """
 
     def __init__(self, config: InatConfig):
         super().__init__(config)
         config.validate()  # attributes may have been changed after the config was built
         self.num_labels = config.num_labels
-
-        # No classifier (num_classes=0): timm's forward_head(pre_logits=True) pools and applies the backbone's own
-        # pre-logits layers. pretrained=False: in `from_pretrained` the model is built on the meta device, so weights
-        # are loaded afterwards (see `from_backbone_pretrained` for ImageNet weights).
+        # num_classes=0: forward_head(pre_logits=True) pools and applies the backbone's own pre-logits layers.
+        # pretrained=False: from_pretrained builds on the meta device; see `from_backbone_pretrained`.
         self.backbone = timm.create_model(config.backbone, pretrained=False, num_classes=0, **config.backbone_kwargs)
-        # timm has initialised the backbone (kaiming convs, zero-init last BN of each block): post_init() leaves
-        # those modules alone (see `_init_weights`). Not on the meta device (from_pretrained), where nothing is
-        # initialised yet and backbone tensors missing from a checkpoint must get an init.
+        # post_init() keeps timm's init of the backbone (zero-init last BN of each block...), except on the meta
+        # device (from_pretrained), where backbone tensors missing from a checkpoint need an init.
         meta = any(t.is_meta for t in self.backbone.parameters())
         self._timm_initialised = frozenset() if meta else frozenset(map(id, self.backbone.modules()))
         info = config.backbone_info  # feature layout and widths, probed on the meta device (cached)
-
         self.attention = (
             nn.Identity()
             if config.attn_layer == "none"
@@ -169,21 +138,23 @@ class InatForImageClassification(InatPreTrainedModel):
         self.head = InatHead(info.head_features, config)
         self.gradient_checkpointing = False
 
-        # Stage groups: {stage: parameter/buffer names relative to the model}, input -> output.
+        # {stage: parameter/buffer names relative to the model}, input -> output; timm's head side joins the head.
         groups = backbone_stage_groups(self.backbone)
-        self._stage_tensors: OrderedDict[str, list[str]] = OrderedDict(
-            (stage, [f"backbone.{n}" for n in names]) for stage, names in groups.items() if stage != "head"
-        )
-        self._stage_tensors["attention"] = [
-            f"attention.{n}" for n, _ in chain(self.attention.named_parameters(), self.attention.named_buffers())
-        ]
-        self._stage_tensors["head"] = [f"backbone.{n}" for n in groups.get("head", [])] + [
-            f"head.{n}" for n, _ in chain(self.head.named_parameters(), self.head.named_buffers())
+        self._stage_tensors = {s: [f"backbone.{n}" for n in names] for s, names in groups.items() if s != "head"}
+        self._stage_tensors["attention"] = [f"attention.{n}" for n in _tensor_names(self.attention)]
+        self._stage_tensors["head"] = [f"backbone.{n}" for n in groups.get("head", [])]
+        self._stage_tensors["head"] += [f"head.{n}" for n in _tensor_names(self.head)]
+        # device_map="auto" never splits a block: the blocks of a Sequential stage (ResNet layerN), else the stage.
+        blocks = [
+            block
+            for modules in self.stage_modules(self.backbone_stage_names).values()
+            for module in modules
+            for block in (module.children() if isinstance(module, nn.Sequential | nn.ModuleList) else [module])
         ]
         self._no_split_modules = sorted(
-            {type(m).__name__ for m in self._stage_block_modules()} or set(InatPreTrainedModel._no_split_modules)
+            {type(m).__name__ for m in blocks if next(m.children(), None) is not None}
+            or set(InatPreTrainedModel._no_split_modules)
         )
-
         self.post_init()
         self._timm_initialised = frozenset()  # a later init pass (e.g. a resize) is transformers' to make
 
@@ -196,15 +167,9 @@ class InatForImageClassification(InatPreTrainedModel):
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
     ) -> ImageClassifierOutput | tuple[torch.Tensor, ...]:
-        r"""
-        Args:
-            pixel_values: `[B, 3, H, W]` normalised images (see `create_image_processor`).
-            labels: class indices `[B]` (int64, in `[0, num_labels)`) or soft targets `[B, num_labels]` (float, e.g.
-                mixup/cutmix; used as given, `config.label_smoothing` only smooths class indices). The loss
-                (focal, `config.focal_gamma` / `focal_alpha` / `label_smoothing`) is returned only when given.
-            output_hidden_states: also return timm's intermediate features (`forward_intermediates`: for a ResNet
-                stem and layer1..4, for a ViT every block as an NCHW map) and the final features after attention.
-            return_dict: return an `ImageClassifierOutput` (default) or a tuple `(loss?, logits, hidden_states?)`.
+        """`pixel_values` [B, 3, H, W] normalised images (`create_image_processor`); `labels`: class indices [B] or
+        soft targets [B, num_labels] (mixup; not smoothed), giving the focal loss. `output_hidden_states`: timm's
+        `forward_intermediates` (ResNet stem, layer1..4; ViT blocks as NCHW maps) and the features after attention.
         """
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         output_hidden_states = (
@@ -266,30 +231,23 @@ class InatForImageClassification(InatPreTrainedModel):
 
     def _check_labels(self, labels: torch.Tensor, logits: torch.Tensor) -> None:
         # Shapes are checked by focal_loss; here the range of class indices, against the config's label set.
+        n = logits.shape[1]
+        message = f"Labels must be class indices in [0, {n}) (num_labels={n})"
+        hint = "Check that the dataset's label set matches config.id2label."
         if labels.is_floating_point():
             return
-        num_labels = logits.shape[1]
         if labels.device.type != "cpu":
-            # No host sync per step on an accelerator: the check runs on the device and fails the next sync point
-            # (an out-of-range index would otherwise surface as an opaque device-side assert in the loss).
-            torch._assert_async(
-                ((labels >= 0) & (labels < num_labels)).all(),
-                f"Labels must be class indices in [0, {num_labels}) (num_labels={num_labels}); check that the "
-                "dataset's label set matches config.id2label.",
-            )
-            return
-        low, high = int(labels.min()), int(labels.max())
-        if low < 0 or high >= num_labels:
-            raise ValueError(
-                f"Labels must be class indices in [0, {num_labels}) (num_labels={num_labels}), got values in "
-                f"[{low}, {high}]. Check that the dataset's label set matches config.id2label."
-            )
+            # No host sync per step on an accelerator: checked on the device, failing at the next sync point (else
+            # an out-of-range index surfaces as an opaque device-side assert in the loss).
+            torch._assert_async(((labels >= 0) & (labels < n)).all(), f"{message}. {hint}")
+        elif labels.min() < 0 or labels.max() >= n:
+            raise ValueError(f"{message}, got values in [{int(labels.min())}, {int(labels.max())}]. {hint}")
 
     # ------------------------------------------------------------------ stage groups
 
     @property
     def stage_names(self) -> tuple[str, ...]:
-        """Stage groups, input -> output: the backbone's (from timm's `group_matcher`), then `attention`, `head`."""
+        """Stage groups, input -> output: the backbone's (timm's `group_matcher`), then `attention`, `head`."""
         return tuple(self._stage_tensors)
 
     @property
@@ -298,70 +256,50 @@ class InatForImageClassification(InatPreTrainedModel):
         return tuple(s for s in self._stage_tensors if s not in CLASSIFIER_STAGES)
 
     def stage_parameter_names(self, stages: Iterable[str] | None = None) -> dict[str, list[str]]:
-        """Full parameter names (as in `named_parameters()`) per stage, input -> output.
-
-        Every parameter belongs to exactly one of `stage_names`. `stages` selects (and orders) a subset.
-        """
-        selected = self._select_stages(stages)
+        """Full parameter names per stage (`stages` selects and orders a subset); each is in exactly one stage."""
         params = dict(self.named_parameters())
-        groups = {stage: [n for n in self._stage_tensors[stage] if n in params] for stage in self.stage_names}
-        assigned = {n for names in groups.values() for n in names}
-        unassigned = [n for n in params if n not in assigned]
-        if unassigned:  # parameters added after __init__ would land here; fail loudly instead of dropping them
-            raise RuntimeError(f"Parameters outside every stage of {self.stage_names}: {unassigned[:5]}")
-        return {stage: groups[stage] for stage in selected}
+        groups = {stage: [n for n in names if n in params] for stage, names in self._stage_tensors.items()}
+        unassigned = set(params).difference(*groups.values())
+        if unassigned:  # parameters added after __init__: fail loudly instead of dropping them
+            raise RuntimeError(f"Parameters outside every stage of {self.stage_names}: {sorted(unassigned)[:5]}")
+        return {stage: groups[stage] for stage in self._select_stages(stages)}
 
     def stage_parameters(self, stages: Iterable[str] | None = None) -> dict[str, list[nn.Parameter]]:
-        """Parameters per stage (same grouping as `stage_parameter_names`), e.g. for optimizer param groups."""
+        """Parameters per stage (as `stage_parameter_names`), e.g. for optimizer param groups."""
         params = dict(self.named_parameters())
         return {stage: [params[n] for n in names] for stage, names in self.stage_parameter_names(stages).items()}
 
     def stage_modules(self, stages: Iterable[str] | None = None) -> dict[str, list[nn.Module]]:
-        """The largest modules whose tensors all belong to each stage, input -> output, e.g. to find the norm
-        layers of a frozen stage. Tensors a parent holds directly (a ViT's `cls_token`, `pos_embed`) are in
-        `stage_parameters` only."""
+        """The largest modules whose tensors all belong to each stage, e.g. to find the norm layers of a frozen
+        stage. Tensors a parent holds directly (a ViT's `pos_embed`) are in `stage_parameters` only."""
         stage_of = {n: stage for stage, names in self._stage_tensors.items() for n in names}
         owned: dict[str, list[nn.Module]] = {stage: [] for stage in self._select_stages(stages)}
-        inside: list[str] = []  # prefixes of modules already taken (their children are not listed again)
+        taken: list[str] = []  # prefixes of modules already listed (their children are not listed again)
         for name, module in self.named_modules():
-            if not name or any(name.startswith(f"{p}.") for p in inside):
+            if not name or any(name.startswith(f"{p}.") for p in taken):
                 continue
-            tensors = [f"{name}.{n}" for n, _ in chain(module.named_parameters(), module.named_buffers())]
-            stages_here = {stage_of.get(n) for n in tensors}
+            stages_here = {stage_of.get(f"{name}.{n}") for n in _tensor_names(module)}
             if len(stages_here) == 1:
-                (stage,) = stages_here
-                inside.append(name)
-                if stage in owned:
-                    owned[stage].append(module)
+                taken.append(name)
+                owned.get(stages_here.pop(), []).append(module)
         return owned
 
-    def _stage_block_modules(self) -> list[nn.Module]:
-        # A stage that is a Sequential/ModuleList of blocks (ResNet layerN, MobileNet blocks.N) contributes its
-        # blocks; any other stage module (a ViT block, a ConvNeXt stage) is itself the unit not to split.
-        modules = []
-        for stage in self.backbone_stage_names:
-            for module in self.stage_modules([stage])[stage]:
-                modules.extend(module.children() if isinstance(module, nn.Sequential | nn.ModuleList) else [module])
-        return [m for m in modules if any(True for _ in m.children())]  # a leaf cannot be split anyway
-
     def _select_stages(self, stages: Iterable[str] | None) -> list[str]:
-        if stages is None:
-            return list(self.stage_names)
-        stages = [stages] if isinstance(stages, str) else list(stages)
+        stages = list(self.stage_names) if stages is None else [stages] if isinstance(stages, str) else list(stages)
         unknown = [s for s in stages if s not in self._stage_tensors]
         if unknown:
             raise ValueError(f"Unknown stage name(s) {unknown}; valid stage names: {', '.join(self.stage_names)}.")
         return stages
 
-    # ------------------------------------------------------------------ preprocessing
+    # ------------------------------------------------------------------ preprocessing, saving, loading
 
     def create_image_processor(self):
         """The evaluation `BitImageProcessor` for this model's config (see `image_processor_from_config`)."""
         return image_processor_from_config(self.config)
 
     def save_pretrained(self, save_directory, *args, save_image_processor: bool = True, **kwargs):
-        """`PreTrainedModel.save_pretrained`, plus the image processor (`preprocessor_config.json`) unless
-        `save_image_processor=False`, so that the directory works with `AutoImageProcessor` and `pipeline`."""
+        """`PreTrainedModel.save_pretrained`, plus the image processor (`preprocessor_config.json`, unless
+        `save_image_processor=False`), so that the directory works with `AutoImageProcessor` and `pipeline`."""
         super().save_pretrained(save_directory, *args, **kwargs)
         if save_image_processor and kwargs.get("is_main_process", True):
             hub_kwargs = {}
@@ -370,34 +308,25 @@ class InatForImageClassification(InatPreTrainedModel):
                 hub_kwargs = {"push_to_hub": True, **{k: kwargs[k] for k in keys if k in kwargs}}
             self.create_image_processor().save_pretrained(save_directory, **hub_kwargs)
 
-    # ------------------------------------------------------------------ loading
-
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
-        """`PreTrainedModel.from_pretrained`, refusing a silent label-set change.
+        """`PreTrainedModel.from_pretrained`, refusing a silent label-set change and a damaged weights file.
 
-        Loading with a different number of labels (`num_labels=`, `id2label=` or a `config=`) re-creates the
-        classifier and therefore needs `ignore_mismatched_sizes=True`; without it this raises a `ValueError` that
-        says so (transformers' own error does not name the label sets).
+        Another number of labels (`num_labels=`, `id2label=` or `config=`) re-creates the classifier and needs
+        `ignore_mismatched_sizes=True`; without it this raises a `ValueError` naming both label counts.
         """
         if pretrained_model_name_or_path is not None and not kwargs.get("ignore_mismatched_sizes", False):
             cls._check_label_set(pretrained_model_name_or_path, kwargs)
         loaded = super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
         model = loaded[0] if isinstance(loaded, tuple) else loaded  # (model, info) with output_loading_info=True
-        # A damaged weights file of the right size loads without complaint and then predicts NaN: check. Per tensor
-        # a sum is cheaper than isfinite().all() and all of them cost one device sync; a NaN/Inf element makes the
-        # sum non-finite, and the rare overflowing sum of finite values is cleared by the exact check.
+        # A damaged file of the right size loads without complaint and then predicts NaN: check, one sync for all.
         tensors = [
             (name, tensor.detach())
-            for name, tensor in (*model.named_parameters(), *model.named_buffers())
-            if tensor.is_floating_point() and tensor.device.type != "meta" and tensor.numel()
+            for name, tensor in chain(model.named_parameters(), model.named_buffers())
+            if tensor.is_floating_point() and tensor.device.type != "meta"
         ]
-        damaged = []
-        if tensors:
-            device = tensors[0][1].device
-            sums = torch.stack([t.sum(dtype=torch.float32).to(device) for _, t in tensors])
-            suspects = torch.nonzero(~sums.isfinite()).flatten().tolist()
-            damaged = [tensors[i][0] for i in suspects if not bool(torch.isfinite(tensors[i][1]).all())]
+        finite = torch.stack([torch.isfinite(t).all().to(tensors[0][1].device) for _, t in tensors]).tolist()
+        damaged = [name for (name, _), ok in zip(tensors, finite, strict=True) if not ok]
         if damaged:
             raise ValueError(
                 f"The checkpoint {str(pretrained_model_name_or_path)!r} holds non-finite values (NaN/Inf) in "
@@ -413,7 +342,7 @@ class InatForImageClassification(InatPreTrainedModel):
         elif "id2label" in kwargs:
             requested = kwargs["id2label"]
         elif "num_labels" in kwargs:
-            requested = {i: None for i in range(kwargs["num_labels"])}
+            requested = dict.fromkeys(range(kwargs["num_labels"]))
         else:
             return  # labels come from the checkpoint itself
         hub_keys = ("cache_dir", "force_download", "local_files_only", "token", "revision", "subfolder")
@@ -432,7 +361,7 @@ class InatForImageClassification(InatPreTrainedModel):
             )
         saved_names = [saved_labels[k] for k in sorted(saved_labels, key=int)]
         new_names = [requested[k] for k in sorted(requested, key=int)]
-        if all(n is not None for n in new_names) and saved_names != new_names:
+        if None not in new_names and saved_names != new_names:
             logger.warning(
                 f"Loading {str(path)!r} with different label names but the same number of labels "
                 f"({len(saved_names)}): the trained classifier is kept and only relabelled."
@@ -447,25 +376,16 @@ class InatForImageClassification(InatPreTrainedModel):
         output_loading_info: bool = False,
         **config_kwargs,
     ):
-        """A new model whose backbone starts from ImageNet (or other) timm weights; attention and head are new.
+        """A new model (from `config` or `config_kwargs`) whose backbone starts from timm weights; attention and
+        head are new. (`from_pretrained` builds on the meta device, so timm weights cannot load in `__init__`.)
 
-        `from_pretrained` builds on the meta device, so timm weights cannot be loaded in `__init__`; use this to
-        start a fine-tuning run instead.
-
-        Args:
-            config: the model config (or build one from `config_kwargs`).
-            weights: a local `.safetensors` / `.pth` / `.pt` / `.bin` file with a timm state dict (loaded without
-                unpickling arbitrary objects: safetensors, or `torch.load(weights_only=True)`), or a timm / Hub
-                model name (`"resnet50.a1_in1k"`, `"hf-hub:timm/resnet50.a1_in1k"`; default `config.backbone`).
-                With `HF_HUB_OFFLINE=1` a name only works if its weights are in the local Hugging Face cache.
-            output_loading_info: also return a dict with `loaded_keys` (backbone tensors copied from the weights),
-                `missing_keys` (new tensors: exactly the attention and head ones) and `unexpected_keys` (ignored
-                weights: the source model's classifier).
-
-        Raises:
-            FileNotFoundError: `weights` looks like a path but no such file exists.
-            ValueError: unknown model name, or weights that do not fit `config.backbone`.
-            OSError: offline and the weights are not cached.
+        `weights`: a local `.safetensors` / `.pth` / `.pt` / `.bin` timm state dict (read without unpickling
+        arbitrary objects), or a timm / Hub name (`"resnet50.a1_in1k"`, `"hf-hub:timm/resnet50.a1_in1k"`; default
+        `config.backbone`; with `HF_HUB_OFFLINE=1` only cached weights). timm loads them (`load_pretrained`: its
+        reader, Hub cache, and the architecture's checkpoint filter, e.g. a ViT's position embeddings resampled for
+        another `img_size`). `output_loading_info`: also return `loaded_keys` (backbone), `missing_keys` (attention,
+        head) and `unexpected_keys` (the source's classifier, dropped). Raises FileNotFoundError (no such file),
+        ValueError (unknown name, unreadable file, weights that do not fit the backbone) or OSError (download).
         """
         if config is None:
             config = InatConfig(**config_kwargs)
@@ -474,109 +394,100 @@ class InatForImageClassification(InatPreTrainedModel):
                 f"Pass either a config or config keyword arguments, not both (got {sorted(config_kwargs)})."
             )
         weights = os.fspath(config.backbone if weights is None else weights)
-        state_dict = _load_backbone_state_dict(weights, config.backbone_kwargs)
-
         model = cls(config)
-        # timm's own per-architecture adaptation of a state dict, as its pretrained loader applies it: e.g. a ViT's
-        # position embeddings resampled for another img_size, original (non-timm) checkpoint layouts converted.
-        filter_fn = getattr(sys.modules.get(type(model.backbone).__module__), "checkpoint_filter_fn", None)
-        if filter_fn is not None:
-            state_dict = filter_fn(state_dict, model.backbone)
-        backbone_keys = model.backbone.state_dict().keys()
-        # The source model's classifier (e.g. ImageNet `fc`) has no place in a num_classes=0 backbone.
-        classifier = model.backbone.pretrained_cfg.get("classifier", "fc")
-        unexpected = sorted(k for k in state_dict if k not in backbone_keys)
-        dropped = [k for k in unexpected if k.startswith(f"{classifier}.")]
-        unexpected_other = [k for k in unexpected if k not in dropped]
-        missing = sorted(k for k in backbone_keys if k not in state_dict)
-        mismatched = [
-            f"{k}: weights {tuple(state_dict[k].shape)} vs model {tuple(v.shape)}"
-            for k, v in model.backbone.state_dict().items()
-            if k in state_dict and state_dict[k].shape != v.shape
-        ]
-        if missing or unexpected_other or mismatched:
-            raise ValueError(
-                f"The weights {weights!r} do not fit backbone={config.backbone!r}: missing {missing[:5]}, unexpected "
-                f"{unexpected_other[:5]}, shape mismatches {mismatched[:5]} (first 5 of each). Use weights of the "
-                "same timm architecture as config.backbone."
+        backbone = model.backbone
+        pretrained_cfg = _pretrained_cfg(weights, backbone.pretrained_cfg)
+        classifier = pretrained_cfg.get("classifier") or ()
+        classifier = tuple(f"{c}." for c in ((classifier,) if isinstance(classifier, str) else classifier))
+        # The filter create_model would pass (timm has no registry of them): the model module's checkpoint_filter_fn.
+        timm_filter = getattr(sys.modules[type(backbone).__module__], "checkpoint_filter_fn", None)
+        dropped = []
+
+        # timm.create_model(pretrained=True) loads non-strictly once the source classifier is dropped and only logs
+        # missing keys; running timm's filter here, then checking the fit, turns a partial load into an error.
+        def filter_and_check(state_dict, module):
+            state_dict = timm_filter(state_dict, module) if timm_filter is not None else state_dict
+            expected = module.state_dict()
+            unexpected = [k for k in state_dict if k not in expected]
+            dropped.extend(sorted(k for k in unexpected if k.startswith(classifier)))
+            problems = dict(
+                missing=sorted(k for k in expected if k not in state_dict),
+                unexpected=sorted(k for k in unexpected if k not in dropped),
+                shape_mismatches=[
+                    f"{k}: weights {tuple(v.shape)} vs model {tuple(expected[k].shape)}"
+                    for k, v in state_dict.items()
+                    if k in expected and v.shape != expected[k].shape
+                ],
             )
-        model.backbone.load_state_dict({k: v for k, v in state_dict.items() if k in backbone_keys}, strict=True)
+            if any(problems.values()):
+                found = ", ".join(f"{kind} {keys[:5]}" for kind, keys in problems.items())
+                raise _UnfitWeights(
+                    f"The weights {weights!r} do not fit backbone={config.backbone!r}: {found} (first 5 of each). "
+                    "Use weights of the same timm architecture as config.backbone."
+                )
+            return state_dict
+
+        try:
+            timm.models.load_pretrained(backbone, pretrained_cfg, num_classes=0, filter_fn=filter_and_check)
+        except _UnfitWeights as error:
+            raise ValueError(str(error)) from None
+        except OSError as error:
+            if "file" in pretrained_cfg:
+                raise
+            if is_offline_mode():
+                raise OSError(
+                    f"HF_HUB_OFFLINE is set and the weights of {weights!r} are not in the local Hugging Face cache. "
+                    "Pass a local .safetensors/.pth file via `weights=...`, or download the weights while online."
+                ) from error
+            raise OSError(f"Could not download the weights of {weights!r}: {error}") from error
+        except Exception as error:  # noqa: BLE001 - timm's reader fails in many ways on a file that is not weights
+            if "file" not in pretrained_cfg:
+                raise
+            raise ValueError(
+                f"{weights!r} does not contain a state dict (a mapping of names to tensors) that timm can read: "
+                f"{type(error).__name__}: {error}"
+            ) from error
 
         loading_info = {
-            "loaded_keys": sorted(f"backbone.{k}" for k in backbone_keys),
+            "loaded_keys": sorted(f"backbone.{k}" for k in backbone.state_dict()),
             "missing_keys": sorted(k for k in model.state_dict() if not k.startswith("backbone.")),
             "unexpected_keys": dropped,
         }
         logger.info(
-            f"Backbone weights loaded from {weights!r}: {len(loading_info['loaded_keys'])} tensors; new (randomly "
-            f"initialised): {len(loading_info['missing_keys'])} attention/head tensors; ignored: {dropped}."
+            f"Backbone weights loaded from {weights!r}: {len(loading_info['loaded_keys'])} tensors; new: "
+            f"{len(loading_info['missing_keys'])} attention/head tensors; ignored: {dropped}."
         )
         model.eval()  # like from_pretrained; the Trainer switches to train mode itself
         return (model, loading_info) if output_loading_info else model
 
 
-def _load_backbone_state_dict(weights: str, model_kwargs: dict | None = None) -> dict[str, torch.Tensor]:
-    """A timm state dict from a local file or a timm/Hub model name (see `from_backbone_pretrained`)."""
-    weights = os.path.expanduser(weights)
-    if os.path.isfile(weights):
-        return _read_weights_file(weights)
-    if os.path.isdir(weights):
+class _UnfitWeights(Exception):
+    """Raised inside timm's loader (which catches TypeError from a filter) and re-raised as a ValueError."""
+
+
+def _pretrained_cfg(weights: str, backbone_cfg: dict) -> dict:
+    """timm's pretrained cfg that points `load_pretrained` at `weights`: a local file, a Hub repo or a timm name."""
+    path = os.path.expanduser(weights)
+    if os.path.isfile(path):
+        return {**backbone_cfg, "file": path, "custom_load": False}  # a state dict, not the tag's own format (.npz)
+    if os.path.isdir(path):
         raise FileNotFoundError(f"Backbone weights {weights!r} is a directory; pass the weights file inside it.")
-    if weights.endswith(_WEIGHT_FILE_SUFFIXES) or weights.startswith((os.sep, ".")):
+    if path.endswith(_WEIGHT_FILE_SUFFIXES) or path.startswith((os.sep, ".")):
         raise FileNotFoundError(f"Backbone weights file not found: {weights!r}")
-
-    # A Hub repo ("hf-hub:timm/resnet50.a1_in1k" or "timm/resnet50.a1_in1k") or a timm name ("resnet50.a1_in1k").
-    if weights.startswith("hf-hub:") or "/" in weights:
-        hub_id, timm_name = weights.removeprefix("hf-hub:"), f"hf-hub:{weights.removeprefix('hf-hub:')}"
-        filenames = ("model.safetensors", "pytorch_model.bin")
-    else:
-        pretrained_cfg = timm.models.get_pretrained_cfg(weights) if timm.is_model(weights) else None
-        if pretrained_cfg is None or not pretrained_cfg.hf_hub_id:
-            raise ValueError(
-                f"{weights!r} is neither an existing weights file nor a timm model name with pretrained weights; pass "
-                "a path to a .safetensors/.pth file or a name such as 'resnet50.a1_in1k' "
-                "(see timm.list_pretrained('resnet*'))."
-            )
-        hub_id, timm_name = pretrained_cfg.hf_hub_id, weights
-        filenames = tuple(filter(None, (pretrained_cfg.hf_hub_filename, "model.safetensors", "pytorch_model.bin")))
-
-    if _offline():
-        # Never let timm reach for the network (without one it retries for a long time): cache or fail now.
-        for filename in filenames:
-            cached = try_to_load_from_cache(hub_id, filename)
-            if isinstance(cached, str):
-                return _read_weights_file(cached)
-        raise OSError(
-            f"HF_HUB_OFFLINE is set and the weights of {weights!r} (Hub repo {hub_id!r}) are not in the local "
-            "Hugging Face cache. Pass a local .safetensors/.pth file via `weights=...`, or download the weights "
-            "while online."
+    if weights.startswith("hf-hub:") or "/" in weights:  # "hf-hub:timm/resnet50.a1_in1k" or "timm/resnet50.a1_in1k"
+        hub_id = weights.removeprefix("hf-hub:")
+        return {**backbone_cfg, "source": "hf-hub", "hf_hub_id": hub_id, "hf_hub_filename": None}
+    pretrained_cfg = timm.models.get_pretrained_cfg(weights) if timm.is_model(weights) else None
+    if pretrained_cfg is None or not (pretrained_cfg.hf_hub_id or pretrained_cfg.url):
+        raise ValueError(
+            f"{weights!r} is neither an existing weights file nor a timm model name with pretrained weights; pass "
+            "a path to a .safetensors/.pth file or a name such as 'resnet50.a1_in1k' (see timm.list_pretrained())."
         )
-    return timm.create_model(timm_name, pretrained=True, num_classes=0, **(model_kwargs or {})).state_dict()
+    return pretrained_cfg.to_dict()
 
 
-def _read_weights_file(path: str) -> dict[str, torch.Tensor]:
-    if path.endswith(".safetensors"):
-        state_dict = load_safetensors(path, device="cpu")
-    else:
-        # weights_only=True: tensors and plain containers only, never arbitrary pickled objects.
-        state_dict = torch.load(path, map_location="cpu", weights_only=True)
-        # Training checkpoints wrap the weights: {"state_dict": ...} / {"model": ...}.
-        for key in ("state_dict", "model", "module"):
-            if isinstance(state_dict, dict) and isinstance(state_dict.get(key), dict):
-                state_dict = state_dict[key]
-                break
-    if not isinstance(state_dict, dict) or not all(isinstance(v, torch.Tensor) for v in state_dict.values()):
-        raise ValueError(f"{path!r} does not contain a state dict (a mapping of names to tensors).")
-    # DistributedDataParallel prefixes every key with "module.".
-    return {k.removeprefix("module."): v for k, v in state_dict.items()}
-
-
-def _offline() -> bool:
-    # huggingface_hub reads HF_HUB_OFFLINE once at import; the environment may have changed since.
-    env = any(
-        os.environ.get(v, "").upper() in {"1", "ON", "YES", "TRUE"} for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
-    )
-    return env or is_offline_mode()
+def _tensor_names(module: nn.Module) -> list[str]:
+    return [n for n, _ in chain(module.named_parameters(), module.named_buffers())]
 
 
 __all__ = ["InatForImageClassification", "InatPreTrainedModel"]

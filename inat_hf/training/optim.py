@@ -6,7 +6,7 @@ from typing import Any
 
 from torch import nn
 
-from ..models.configuration_inat import CLASSIFIER_STAGES
+from ..models.backbone import CLASSIFIER_STAGES
 
 
 def stage_learning_rates(

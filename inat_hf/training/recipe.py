@@ -26,7 +26,8 @@ from transformers import TrainingArguments
 
 from ..cli import CommandParser
 from ..data.augmentation import AugmentationConfig
-from ..models.configuration_inat import CLASSIFIER_STAGES, InatConfig, describe_backbone
+from ..models.backbone import CLASSIFIER_STAGES, describe_backbone
+from ..models.configuration_inat import InatConfig
 from .arguments import (
     AUGMENTATION_FROM_MODEL,
     MODEL_FIELDS_FROM_DATA,

@@ -67,10 +67,12 @@ def test_missing_file():
         InatForImageClassification.from_backbone_pretrained(tiny_config(), weights="/nonexistent/resnet50.safetensors")
 
 
-def test_file_without_a_state_dict(tmp_path):
+@pytest.mark.parametrize("name", ["list.pth", "damaged.safetensors"])
+def test_file_without_a_state_dict(tmp_path, name):
     torch.save([1, 2, 3], tmp_path / "list.pth")
+    (tmp_path / "damaged.safetensors").write_bytes(b"not a safetensors header" * 4)
     with pytest.raises(ValueError, match="does not contain a state dict"):
-        InatForImageClassification.from_backbone_pretrained(tiny_config(), weights=tmp_path / "list.pth")
+        InatForImageClassification.from_backbone_pretrained(tiny_config(), weights=tmp_path / name)
 
 
 def test_offline_unknown_name_fails_fast(monkeypatch):
@@ -93,3 +95,18 @@ def test_offline_uncached_timm_weights_fail_fast(monkeypatch, tmp_path):
     ):
         InatForImageClassification.from_backbone_pretrained(tiny_config(), weights="resnet10t.c3_in1k")
     assert time.perf_counter() - start < 5
+
+
+def test_offline_cached_timm_weights_load(monkeypatch, tmp_path, timm_state_dict):
+    """Offline, a timm name loads from the local Hugging Face cache (timm's Hub loader, no network)."""
+    import huggingface_hub.constants
+
+    revision = "0" * 40
+    repo = tmp_path / "models--timm--resnet10t.c3_in1k"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(revision)
+    (repo / "snapshots" / revision).mkdir(parents=True)
+    save_file(timm_state_dict, repo / "snapshots" / revision / "model.safetensors")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
+    model = InatForImageClassification.from_backbone_pretrained(tiny_config(), weights="resnet10t.c3_in1k")
+    assert torch.equal(model.backbone.conv1[0].weight, timm_state_dict["conv1.0.weight"])

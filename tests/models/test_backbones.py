@@ -14,7 +14,7 @@ from safetensors.torch import save_file
 from transformers import AutoImageProcessor, pipeline
 
 from inat_hf.models import InatConfig, InatForImageClassification
-from inat_hf.models.configuration_inat import describe_backbone
+from inat_hf.models.backbone import describe_backbone
 
 from .conftest import tiny_config
 

@@ -211,3 +211,13 @@ def test_missing_backbone_tensor_is_initialised_not_left_empty(saved_dir, tmp_pa
     )
     assert 0 < loaded["backbone.layer1.0.conv1.weight"].std() < 1
     assert torch.equal(loaded["backbone.layer1.0.conv2.weight"], state["backbone.layer1.0.conv2.weight"])
+
+
+def test_damaged_weights_are_refused(saved_dir, tmp_path):
+    """A weights file of the right shapes holding NaN is refused instead of predicting NaN."""
+    state = load_file(saved_dir / "model.safetensors")
+    state["head.classifier.weight"][0, 0] = float("nan")
+    tmp_path.joinpath("config.json").write_text((saved_dir / "config.json").read_text())
+    save_file(state, tmp_path / "model.safetensors", metadata={"format": "pt"})
+    with pytest.raises(ValueError, match=r"non-finite values \(NaN/Inf\) in 1 weight tensors \(e.g. head.classifier"):
+        InatForImageClassification.from_pretrained(tmp_path)

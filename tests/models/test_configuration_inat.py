@@ -98,7 +98,7 @@ def test_from_pretrained_with_new_label_count_drops_per_label_fields(tmp_path):
         (dict(focal_gamma=-1.0), r"focal_gamma=-1.0 must be >= 0"),
         (dict(label_smoothing=1.0), r"label_smoothing=1.0 must be in \[0, 1\)"),
         (dict(focal_alpha=[1.0, 1.0]), r"focal_alpha has 2 entries but num_labels=3"),
-        (dict(focal_alpha=[1.0, -1.0, 1.0]), r"focal_alpha entries must be non-negative"),
+        (dict(focal_alpha=[1.0, -1.0, 1.0]), r"focal_alpha=\[1.0, -1.0, 1.0\] must be a list of non-negative weights"),
         (dict(num_labels=5), r"num_labels=5 disagrees with id2label, which has 3 entries"),
         (dict(label2id={"a": 0}), r"label2id is not the inverse of id2label"),
         (dict(label_rank="tribe"), r"label_rank='tribe' is not a taxonomic rank; valid choices: kingdom, phylum"),
@@ -107,13 +107,15 @@ def test_from_pretrained_with_new_label_count_drops_per_label_fields(tmp_path):
         (dict(interpolation="nearest"), r"interpolation='nearest' is not supported; valid choices: bicubic, bilinear"),
         (dict(image_size=0), r"image_size=0 must be a positive integer"),
         (dict(image_mean=[0.5, 0.5]), r"image_mean=\[0.5, 0.5\] must be a list of 3 numbers"),
-        (dict(image_std=[0.5, 0.0, 0.5]), r"image_std=.* must be positive"),
+        (dict(image_std=[0.5, 0.0, 0.5]), r"image_std=.* must be a list of 3 positive numbers"),
+        (dict(focal_alpha=0.25), r"focal_alpha=0.25 must be a list of non-negative weights, one per label"),
+        (dict(drop_rate="high"), r"drop_rate='high' must be in \[0, 1\)"),
+        (dict(taxonomy=["Apis"]), r"taxonomy=\[.Apis.\] must be None or a dict like"),
         (
             dict(taxonomy={"ranks": {"genus": ["Apis"]}}),
             r"taxonomy\['ranks'\]\['genus'\] has 1 entries but num_labels=3",
         ),
         (dict(taxonomy={"common_names": ["a", "b"]}), r"taxonomy\['common_names'\] has 2 entries but num_labels=3"),
-        (dict(taxonomy={"rank": "genus"}), r"taxonomy\['rank'\]='genus' but label_rank='species'"),
     ],
 )
 def test_invalid_values_raise(kwargs, match):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from inat_hf.models.configuration_inat import CLASSIFIER_STAGES, describe_backbone
+from inat_hf.models.backbone import CLASSIFIER_STAGES, describe_backbone
 from inat_hf.training.recipe import parse_recipe
 from inat_hf.training.run import check_recipe
 from tests.conftest import REPO_ROOT

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from ..data.taxonomy import Taxonomy
-from .files import atomic_write
+from ..files import atomic_write
 from .predictor import InferenceError
 
 __all__ = ["SUBMISSION_HEADER", "SUBMISSION_TOPK", "category_id_lookup", "submission_rows", "write_submission"]

@@ -19,7 +19,7 @@ import torch
 
 from ..data.geo import GeoRecords, clean_records, day_of_year, records_from_json, records_from_prepared
 from ..data.inat_json import InatDataError
-from ..inference.files import atomic_write
+from ..files import atomic_write
 from ..inference.metrics import topk_accuracy
 from .geo_arguments import GeoTrainingArguments
 

@@ -1,4 +1,4 @@
-"""Model card and Hugging Face Hub upload of a finished run."""
+"""The model card of a finished run (``README.md``; ``InatTrainer.push_to_hub`` uploads it with the model)."""
 
 from __future__ import annotations
 
@@ -6,13 +6,9 @@ import os
 from typing import Any
 
 import yaml
-from huggingface_hub import HfApi
 
 from ..data import Taxonomy
 from .recipe import RECIPE_FILE, Recipe, recipe_to_dict
-
-# What a run folder holds besides the model that should not go to the Hub.
-HUB_IGNORE = ["checkpoint-*", "checkpoint-*/**", "runs/**", "*.tmp", "trainer_state.json"]
 
 
 def _metric(metrics: dict[str, Any], key: str) -> float | None:
@@ -122,45 +118,9 @@ def write_model_card(
     return path
 
 
+# the training arguments the card shows (the whole recipe is run_config.yaml)
 _CARD_TRAINING_KEYS = (
-    "learning_rate",
-    "backbone_learning_rate",
-    "layer_decay",
-    "weight_decay",
-    "num_train_epochs",
-    "per_device_train_batch_size",
-    "gradient_accumulation_steps",
-    "lr_scheduler_type",
-    "lr_scheduler_kwargs",
-    "warmup_steps",
-    "frozen_stages",
-    "unfreeze_schedule",
-    "max_grad_norm",
-    "bf16",
-    "fp16",
-    "channels_last",
-    "seed",
+    *("learning_rate", "backbone_learning_rate", "layer_decay", "weight_decay", "num_train_epochs", "seed"),
+    *("per_device_train_batch_size", "gradient_accumulation_steps", "lr_scheduler_type", "lr_scheduler_kwargs"),
+    *("warmup_steps", "frozen_stages", "unfreeze_schedule", "max_grad_norm", "bf16", "fp16", "channels_last"),
 )
-
-
-def push_run_to_hub(
-    output_dir: str,
-    repo_id: str,
-    *,
-    token: str | None = None,
-    private: bool | None = None,
-    commit_message: str = "Upload inat_hf model",
-    api: HfApi | None = None,
-) -> str:
-    """Create (if needed) the model repo and upload the run folder: config, weights, image processor, model code,
-    model card, recipe and metrics — not the intermediate checkpoints. Returns the commit URL."""
-    api = api or HfApi(token=token)
-    api.create_repo(repo_id=repo_id, repo_type="model", private=private, exist_ok=True)
-    commit = api.upload_folder(
-        folder_path=output_dir,
-        repo_id=repo_id,
-        repo_type="model",
-        commit_message=commit_message,
-        ignore_patterns=HUB_IGNORE,
-    )
-    return getattr(commit, "commit_url", str(commit))

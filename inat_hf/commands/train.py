@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     from ..inference.predictor import InferenceError
     from ..training.recipe import RecipeError, parse_recipe
     from ..training.run import check_recipe, run_training
-    from ..training.trainer import CheckpointDiskFullError
+    from ..training.checkpoints import CheckpointDiskFullError
 
     try:
         try:  # user mistakes: one line, exit status 2 (tracebacks only with --traceback)

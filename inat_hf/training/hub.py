@@ -6,6 +6,7 @@ import os
 from typing import Any
 
 import yaml
+from huggingface_hub import EvalResult, ModelCardData
 
 from ..data import Taxonomy
 from .recipe import RECIPE_FILE, Recipe, recipe_to_dict
@@ -34,39 +35,34 @@ def write_model_card(
     source = data_args.dataset_dir or data_args.data_dir
     dataset = data_args.dataset_name or f"the data in `{source}`"
     is_inat = (data_args.dataset_name or "").startswith(INAT2021)
-    metadata = {
-        "library_name": "transformers",
-        "pipeline_tag": "image-classification",
-        "tags": ["image-classification", "timm", "fine-grained", "inat_hf"] + (["inaturalist"] if is_inat else []),
-        **({"datasets": ["inaturalist-2021"]} if is_inat else {}),
-        "metrics": ["accuracy"],
-    }
-    if top1 is not None:
-        metadata["model-index"] = [
-            {
-                "name": name,
-                "results": [
-                    {
-                        "task": {"type": "image-classification", "name": "Image Classification"},
-                        "dataset": {
-                            "name": data_args.dataset_name or str(source),
-                            "type": "inaturalist-2021" if is_inat else "imagefolder",
-                            "split": data_args.eval_split,
-                        },
-                        "metrics": [
-                            {"type": "accuracy", "name": f"top-{k} accuracy", "value": v}
-                            for k, v in ((1, top1), (3, top3), (5, top5))
-                            if v is not None
-                        ],
-                    }
-                ],
-            }
-        ]
+    results = [
+        EvalResult(
+            task_type="image-classification",
+            task_name="Image Classification",
+            dataset_type="inaturalist-2021" if is_inat else "imagefolder",
+            dataset_name=data_args.dataset_name or str(source),
+            dataset_split=data_args.eval_split,
+            metric_type="accuracy",
+            metric_name=f"top-{k} accuracy",
+            metric_value=value,
+        )
+        for k, value in ((1, top1), (3, top3), (5, top5))
+        if value is not None
+    ]
+    metadata = ModelCardData(
+        library_name="transformers",
+        pipeline_tag="image-classification",
+        tags=["image-classification", "timm", "fine-grained", "inat_hf"] + (["inaturalist"] if is_inat else []),
+        datasets=["inaturalist-2021"] if is_inat else None,
+        metrics=["accuracy"],
+        model_name=name if results else None,
+        eval_results=results or None,
+    )
     ranks = ", ".join(taxonomy.available_ranks)
     resolved = recipe_to_dict(recipe)
     lines = [
         "---",
-        yaml.safe_dump(metadata, sort_keys=False).strip(),
+        metadata.to_yaml(),
         "---",
         "",
         f"# {name}",

@@ -110,35 +110,28 @@ def plot_training_curves(csv_path: str, png_path: str) -> None:
     import pandas as pd
 
     df = pd.read_csv(csv_path)
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
     final = df["kind"].eq("final_eval") if "kind" in df else pd.Series(False, index=df.index)
     train = df[df["train_loss"].notna()]
     evals, finals = df[df["eval_loss"].notna() & ~final], df[df["eval_loss"].notna() & final]
-    axes[0].plot(train["epoch"], train["train_loss"], label="train")
-    axes[0].plot(evals["epoch"], evals["eval_loss"], "o-", label="eval")
-    axes[0].plot(finals["epoch"], finals["eval_loss"], "*", markersize=12, label="final (saved model)")
-    axes[0].set(title="loss", xlabel="epoch")
-    for k in (1, 3, 5):
-        col = f"eval_top{k}"
+    star = dict(marker="*", linestyle="", markersize=12)
+    fig, (loss, accuracy, lr) = plt.subplots(1, 3, figsize=(15, 4))
+    loss.plot(train["epoch"], train["train_loss"], label="train")
+    loss.plot(evals["epoch"], evals["eval_loss"], "o-", label="eval")
+    loss.plot(finals["epoch"], finals["eval_loss"], **star, label="final (saved model)")
+    for col in (f"eval_top{k}" for k in (1, 3, 5)):
         if col in evals and evals[col].notna().any():
-            (line,) = axes[1].plot(evals["epoch"], evals[col], "o-", label=f"top-{k}")
-            axes[1].plot(
-                finals["epoch"],
-                finals[col],
-                "*",
-                markersize=12,
-                color=line.get_color(),
-                label=f"top-{k}, final (saved model)" if len(finals) else None,
-            )
-    axes[1].set(title="eval accuracy", xlabel="epoch", ylim=(0, 1))
+            (line,) = accuracy.plot(evals["epoch"], evals[col], "o-", label=f"top-{col[-1]}")
+            final_label = f"top-{col[-1]}, final (saved model)" if len(finals) else None
+            accuracy.plot(finals["epoch"], finals[col], **star, color=line.get_color(), label=final_label)
     lr_columns = [c for c in df.columns if c.startswith("lr_")]
     for col in lr_columns:
-        rows = df[df[col].notna()]
-        axes[2].plot(rows["epoch"], rows[col], label=col[3:])
-    axes[2].set(title="learning rate (0 = frozen)", xlabel="epoch")
+        lr.plot(df.loc[df[col].notna(), "epoch"], df.loc[df[col].notna(), col], label=col[3:])
     lr_max = df[lr_columns].max().max() if lr_columns else 1
-    axes[2].set_yscale("symlog", linthresh=max(float(lr_max), 1e-12) * 1e-3)  # log scale that still shows 0
-    for ax in axes:
+    lr.set_yscale("symlog", linthresh=max(float(lr_max), 1e-12) * 1e-3)  # log scale that still shows 0
+    loss.set(title="loss", xlabel="epoch")
+    accuracy.set(title="eval accuracy", xlabel="epoch", ylim=(0, 1))
+    lr.set(title="learning rate (0 = frozen)", xlabel="epoch")
+    for ax in (loss, accuracy, lr):
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=8)

@@ -169,26 +169,18 @@ def check_recipe(recipe: Recipe) -> None:
 
 
 def _check_patience_covers_a_cycle(args) -> None:
-    """Early stopping must not end a run inside a restart cycle of ``cosine_with_restarts``.
-
-    A restart puts the LR back from ~0 to its peak; top-1 then drops and usually beats the previous best only
-    towards the end of the next cycle. With a patience shorter than a cycle the run stops a few epochs after the
-    first restart, and the later cycles and the clean ``mix_off_epochs`` finish never happen.
-    """
-    if args.early_stopping_patience is None or str(args.lr_scheduler_type) not in (
-        "cosine_with_restarts",
-        "SchedulerType.COSINE_WITH_RESTARTS",
-    ):
-        return
-    kwargs = args.lr_scheduler_kwargs or {}
-    num_cycles = int(kwargs.get("num_cycles", 1)) if isinstance(kwargs, dict) else 1
-    if num_cycles <= 1:
+    """Early stopping must not end a run inside a restart cycle of ``cosine_with_restarts``: after a restart top-1
+    drops and beats the previous best only towards the end of the next cycle, so a patience shorter than a cycle
+    stops the run before the later cycles and the clean ``mix_off_epochs`` finish."""
+    kwargs = args.lr_scheduler_kwargs if isinstance(args.lr_scheduler_kwargs, dict) else {}
+    num_cycles = int(kwargs.get("num_cycles", 1))
+    restarts = "cosine_with_restarts" in str(args.lr_scheduler_type).lower()
+    if args.early_stopping_patience is None or not restarts or num_cycles <= 1:
         return
     warmup_fraction = args.warmup_steps if 0 < args.warmup_steps < 1 else 0.0  # a float < 1 is a ratio
     strategy = str(getattr(args.eval_strategy, "value", args.eval_strategy))
     if strategy == "epoch" and args.max_steps <= 0:
-        unit, cycle = "epochs", args.num_train_epochs * (1 - warmup_fraction) / num_cycles
-        interval = 1.0
+        unit, cycle, interval = "epochs", args.num_train_epochs * (1 - warmup_fraction) / num_cycles, 1.0
     elif strategy == "steps" and args.max_steps > 0:
         unit, cycle = "steps", args.max_steps * (1 - warmup_fraction) / num_cycles
         interval = args.eval_steps if args.eval_steps and args.eval_steps >= 1 else args.max_steps * args.eval_steps
@@ -255,12 +247,9 @@ def run_training(recipe: Recipe) -> TrainingRun:
     train_dataset = ImageClassificationDataset(train_split, TrainPreset(aug), seed=seed)
     eval_dataset = None
     if eval_split is not None:
-        eval_preset = (
-            TTAPreset(num_views=args.eval_tta_views, **eval_kwargs)
-            if args.eval_tta_views > 1
-            else EvalPreset(**eval_kwargs)
-        )
-        eval_dataset = ImageClassificationDataset(eval_split, eval_preset)
+        views = args.eval_tta_views
+        preset = TTAPreset(num_views=views, **eval_kwargs) if views > 1 else EvalPreset(**eval_kwargs)
+        eval_dataset = ImageClassificationDataset(eval_split, preset)
 
     # ---- recipe pieces that live in the Trainer
     mixup = None
@@ -271,10 +260,8 @@ def run_training(recipe: Recipe) -> TrainingRun:
             label_smoothing=config.label_smoothing,
             num_epochs=args.num_train_epochs,
         )
-    unfreezing = None
     frozen_stages, unfreeze_schedule = args.unfreezing_plan(model.stage_names, model.backbone_stage_names)
-    if frozen_stages:
-        unfreezing = ProgressiveUnfreezingCallback(frozen_stages, unfreeze_schedule)
+    unfreezing = ProgressiveUnfreezingCallback(frozen_stages, unfreeze_schedule) if frozen_stages else None
     images_per_step = args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size
     callbacks = [TrainingMetricsCallback(args.output_dir, images_per_step)]
     if args.early_stopping_patience is not None:

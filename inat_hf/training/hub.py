@@ -58,59 +58,56 @@ def write_model_card(
         model_name=name if results else None,
         eval_results=results or None,
     )
-    ranks = ", ".join(taxonomy.available_ranks)
+    head = "→".join(map(str, model["head_hidden_sizes"])) or "linear"
     resolved = recipe_to_dict(recipe)
-    lines = [
-        "---",
-        metadata.to_yaml(),
-        "---",
-        "",
-        f"# {name}",
-        "",
-        f"A `{model['backbone']}` (timm) with `{model['attn_layer']}` channel attention and a "
-        f"{'→'.join(map(str, model['head_hidden_sizes'])) or 'linear'} head, fine-tuned with focal loss "
-        f"(γ={model['focal_gamma']}, label smoothing {model['label_smoothing']}) by "
-        f"inat_hf on {dataset}.",
-        "",
-        f"- labels: {taxonomy.num_labels} at rank **{taxonomy.rank}** (the config's `taxonomy` gives {ranks} for every label)",
-        f"- input: {model['image_size']}×{model['image_size']}, eval crop {model['crop_pct']}",
-        f"- epochs: {args.num_train_epochs}, batch {args.per_device_train_batch_size}/device × {args.world_size} "
-        f"× {args.gradient_accumulation_steps} accumulation",
-        "",
-        "## Results",
-        "",
-        "| split | top-1 | top-3 | top-5 |",
-        "|---|---|---|---|",
+    resolved["training"] = {k: v for k, v in resolved["training"].items() if k in _CARD_TRAINING_KEYS}
+    result = (
         f"| {data_args.eval_split} ({dataset}) | {top1} | {top3} | {top5} |"
         if top1 is not None
-        else "| (no evaluation) | | | |",
-        "",
-        "## Use",
-        "",
-        "```python",
-        "from transformers import pipeline",
-        f'classifier = pipeline("image-classification", model="{hub_id or output_dir}", trust_remote_code=True)',
-        'classifier("photo.jpg", top_k=5)',
-        "```",
-        "",
-        "With `inat_hf` installed, `import inat_hf` registers the classes and `trust_remote_code` is not needed.",
-        "",
-        "## Training recipe",
-        "",
-        f"The resolved recipe is `{RECIPE_FILE}` in this repository; reproduce with "
-        f"`python scripts/train.py {RECIPE_FILE}`.",
-        "",
-        "```yaml",
-        yaml.safe_dump(
-            resolved | {"training": {k: v for k, v in resolved["training"].items() if k in _CARD_TRAINING_KEYS}},
-            sort_keys=False,
-        ).strip(),
-        "```",
-        "",
-    ]
+        else "| (no evaluation) | | | |"
+    )
+    card = f"""---
+{metadata.to_yaml()}
+---
+
+# {name}
+
+A `{model["backbone"]}` (timm) with `{model["attn_layer"]}` channel attention and a {head} head, fine-tuned with \
+focal loss (γ={model["focal_gamma"]}, label smoothing {model["label_smoothing"]}) by inat_hf on {dataset}.
+
+- labels: {taxonomy.num_labels} at rank **{taxonomy.rank}** (the config's `taxonomy` gives \
+{", ".join(taxonomy.available_ranks)} for every label)
+- input: {model["image_size"]}×{model["image_size"]}, eval crop {model["crop_pct"]}
+- epochs: {args.num_train_epochs}, batch {args.per_device_train_batch_size}/device × {args.world_size} × \
+{args.gradient_accumulation_steps} accumulation
+
+## Results
+
+| split | top-1 | top-3 | top-5 |
+|---|---|---|---|
+{result}
+
+## Use
+
+```python
+from transformers import pipeline
+classifier = pipeline("image-classification", model="{hub_id or output_dir}", trust_remote_code=True)
+classifier("photo.jpg", top_k=5)
+```
+
+With `inat_hf` installed, `import inat_hf` registers the classes and `trust_remote_code` is not needed.
+
+## Training recipe
+
+The resolved recipe is `{RECIPE_FILE}` in this repository; reproduce with `python scripts/train.py {RECIPE_FILE}`.
+
+```yaml
+{yaml.safe_dump(resolved, sort_keys=False).strip()}
+```
+"""
     path = os.path.join(output_dir, "README.md")
     with open(path, "w", encoding="utf-8") as f:
-        f.write("\n".join(lines))
+        f.write(card)
     return path
 
 

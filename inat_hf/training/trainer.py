@@ -164,6 +164,7 @@ class InatTrainer(Trainer):
             self.model.to(memory_format=torch.channels_last)
         self._nonfinite = _NonFiniteLossCallback(self.args.world_size, self.args.output_dir)
         self.add_callback(self._nonfinite)
+        self._group_lrs: dict[str, float] = {}
 
     def create_optimizer(self, model=None):
         if self.optimizer is None:
@@ -238,19 +239,22 @@ class InatTrainer(Trainer):
         return result
 
     # ------------------------------------------------------------------ logging
-    def log(self, logs: dict[str, float], *args, **kwargs) -> None:
-        if "learning_rate" in logs:  # the Trainer's is the first group's: here a frozen backbone stage
-            logs = {**logs, **self.learning_rates()}  # TensorBoard, the console and the CSV
-        super().log(logs, *args, **kwargs)
-
-    def learning_rates(self) -> dict[str, float]:
-        """The classifier's LR as ``learning_rate`` and every group's as ``lr_<group>`` (0 while frozen)."""
+    def _get_learning_rate(self) -> float:
+        # the Trainer logs its first group's LR (here a frozen backbone stage), read right after optimizer.step(), and
+        # has no public hook there: the classifier's instead, and every group's kept for log()
         names = [group.get("name", str(i)) for i, group in enumerate(self.optimizer.param_groups)]
         lrs = dict(zip(names, map(float, self.lr_scheduler.get_last_lr())))
         frozen = self.unfreezing.frozen if self.unfreezing is not None else set()
+        self._group_lrs = {
+            f"lr_{n}": 0.0 if n in frozen else lr for n, lr in lrs.items() if not n.endswith("_no_decay")
+        }
         classifier = [n for n in names if n.removesuffix("_no_decay") in CLASSIFIER_STAGES] or names
-        groups = {f"lr_{n}": 0.0 if n in frozen else lr for n, lr in lrs.items() if not n.endswith("_no_decay")}
-        return {"learning_rate": lrs[classifier[0]], **groups}
+        return lrs[classifier[0]]
+
+    def log(self, logs: dict[str, float], *args, **kwargs) -> None:
+        if "learning_rate" in logs:
+            logs = {**logs, **self._group_lrs}  # TensorBoard, the console and the CSV: every group's LR (0 = frozen)
+        super().log(logs, *args, **kwargs)
 
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
         inputs = dict(inputs)

@@ -19,9 +19,9 @@ from pathlib import Path
 
 from ..cli import CommandParser, run_command, summary_line
 from ..data.tta_views import TTA_VIEWS
+from ..files import atomic_write, printable_path
 from ..inference.backoff import DEFAULT_BACKOFF_THRESHOLD, describe_backoff
 from ..inference.errors import InferenceError
-from ..inference.files import atomic_write, printable_path
 
 FAILED_FILES_EXIT = 1
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")

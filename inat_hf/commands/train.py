@@ -61,9 +61,9 @@ def main(argv: list[str] | None = None) -> int:
 
     from ..data import InatDataError
     from ..inference.errors import InferenceError
+    from ..training.checkpoints import CheckpointDiskFullError
     from ..training.recipe import RecipeError, parse_recipe
     from ..training.run import check_recipe, run_training
-    from ..training.trainer import CheckpointDiskFullError
 
     try:
         try:  # user mistakes: one line, exit status 2 (tracebacks only with --traceback)

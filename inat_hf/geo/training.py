@@ -17,7 +17,7 @@ import torch
 
 from ..data.inat_json import InatDataError
 from ..data.source import DataArguments, load_data
-from ..inference.files import atomic_write
+from ..files import atomic_write
 from ..models import GeoPriorConfig, GeoPriorModel
 from .arguments import GeoTrainingArguments
 from .records import GeoRecords, split_records

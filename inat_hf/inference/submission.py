@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 
 from ..data.taxonomy import Taxonomy
+from ..files import atomic_write
 from .errors import InferenceError
-from .files import atomic_write
 
 SUBMISSION_HEADER = ("Id", "Predicted")
 SUBMISSION_TOPK = 5

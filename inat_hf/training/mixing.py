@@ -1,13 +1,9 @@
-"""Mixup / CutMix with an adaptive probability, on the device, around timm's ``Mixup``.
+"""Mixup / CutMix around timm's ``Mixup``, with a probability that follows a schedule, applied on the device.
 
-The probability that a batch is mixed follows a schedule over training (:class:`~.arguments.MixingConfig`, the
-recipe's ``mixing`` section) — from ``mix_prob`` to ``mix_prob_final``, constant, linear or cosine — and is 0 for
-the last ``mix_off_epochs`` epochs, so the model finishes on clean images. It runs in the Trainer on the device
-rather than in the DataLoader's collator: the probability changes every step, and a collator in persistent worker
-processes would never see the change.
-
-timm's ``Mixup`` needs an even batch (it pairs each image with its mirror in the batch) and defaults to
-``num_classes=1000`` and ``label_smoothing=0.1``: both are set explicitly here from the model config.
+The probability goes from ``mix_prob`` to ``mix_prob_final`` (constant, linear or cosine; the recipe's ``mixing``
+section) and is 0 for the last ``mix_off_epochs`` epochs, so the model finishes on clean images. It runs in the
+Trainer rather than the collator: the probability changes every step, which persistent DataLoader workers would
+never see.
 """
 
 from __future__ import annotations
@@ -23,11 +19,8 @@ from .arguments import MixingConfig
 class AdaptiveMixup:
     """``mixer(pixel_values, labels, epoch) -> (pixel_values, targets)``; targets are soft ``[B, C]`` when mixed.
 
-    Args:
-        config: the recipe's ``mixing`` section.
-        num_labels: classes (width of the soft targets).
-        label_smoothing: smoothing folded into the soft targets (the focal loss uses soft targets as given).
-        num_epochs: length of training, in epochs.
+    ``num_labels`` and ``label_smoothing`` (folded into the soft targets) come from the model config: timm's defaults
+    are 1000 classes and 0.1; ``num_epochs`` is the length of training.
     """
 
     def __init__(self, config: MixingConfig, *, num_labels: int, label_smoothing: float, num_epochs: float) -> None:
@@ -50,22 +43,17 @@ class AdaptiveMixup:
         if epoch >= active or active <= 0:
             return 0.0
         t = min(max(epoch / active, 0.0), 1.0)
-        if c.mix_schedule == "constant":
-            weight = 0.0
-        elif c.mix_schedule == "linear":
-            weight = t
-        else:  # cosine: slow start, slow finish
-            weight = 0.5 * (1 - math.cos(math.pi * t))
+        cosine = 0.5 * (1 - math.cos(math.pi * t))  # slow start, slow finish
+        weight = {"constant": 0.0, "linear": t, "cosine": cosine}[c.mix_schedule]
         return c.mix_prob + (c.mix_prob_final - c.mix_prob) * weight
 
     def __call__(
         self, pixel_values: torch.Tensor, labels: torch.Tensor, epoch: float
     ) -> tuple[torch.Tensor, torch.Tensor]:
         p = self.probability(epoch)
-        if p <= 0:
-            return pixel_values, labels  # hard labels: the loss applies the label smoothing itself
-        if pixel_values.shape[0] % 2:
-            # timm pairs image i with image B-1-i; an odd batch (a last partial batch) is left unmixed.
+        # hard labels: the loss applies the label smoothing itself; timm pairs image i with image B-1-i, so an odd
+        # batch (a last partial batch) is left unmixed
+        if p <= 0 or pixel_values.shape[0] % 2:
             return pixel_values, labels
         self.mixup.mix_prob = p
         self.mixup.mixup_enabled = True

@@ -12,7 +12,6 @@ import os
 from typing import Any
 
 import numpy as np
-import torch
 from transformers import EarlyStoppingCallback, set_seed
 from transformers.utils import logging
 
@@ -23,12 +22,9 @@ from ..data.torch_dataset import ImageClassificationDataset
 from ..data.transforms import EvalPreset, TrainPreset, TTAPreset, eval_kwargs_from_image_processor
 from ..models import InatConfig, InatForImageClassification
 from .arguments import AUGMENTATION_FROM_MODEL
-from .callbacks import (
-    ProgressiveUnfreezingCallback,
-    TrainingMetricsCallback,
-    latest_complete_checkpoint,
-)
-from .hub import push_run_to_hub, write_model_card
+from .callbacks import ProgressiveUnfreezingCallback
+from .checkpoints import resolve_resume
+from .metrics_log import TrainingMetricsCallback
 from .mixing import AdaptiveMixup
 from .recipe import Recipe, save_recipe
 from .trainer import InatTrainer
@@ -155,26 +151,18 @@ def check_recipe(recipe: Recipe) -> None:
 
 
 def _check_patience_covers_a_cycle(args) -> None:
-    """Early stopping must not end a run inside a restart cycle of ``cosine_with_restarts``.
-
-    A restart puts the LR back from ~0 to its peak; top-1 then drops and usually beats the previous best only
-    towards the end of the next cycle. With a patience shorter than a cycle the run stops a few epochs after the
-    first restart, and the later cycles and the clean ``mix_off_epochs`` finish never happen.
-    """
-    if args.early_stopping_patience is None or str(args.lr_scheduler_type) not in (
-        "cosine_with_restarts",
-        "SchedulerType.COSINE_WITH_RESTARTS",
-    ):
-        return
-    kwargs = args.lr_scheduler_kwargs or {}
-    num_cycles = int(kwargs.get("num_cycles", 1)) if isinstance(kwargs, dict) else 1
-    if num_cycles <= 1:
+    """Early stopping must not end a run inside a restart cycle of ``cosine_with_restarts``: after a restart top-1
+    drops and beats the previous best only towards the end of the next cycle, so a patience shorter than a cycle
+    stops the run before the later cycles and the clean ``mix_off_epochs`` finish."""
+    kwargs = args.lr_scheduler_kwargs if isinstance(args.lr_scheduler_kwargs, dict) else {}
+    num_cycles = int(kwargs.get("num_cycles", 1))
+    restarts = "cosine_with_restarts" in str(args.lr_scheduler_type).lower()
+    if args.early_stopping_patience is None or not restarts or num_cycles <= 1:
         return
     warmup_fraction = args.warmup_steps if 0 < args.warmup_steps < 1 else 0.0  # a float < 1 is a ratio
     strategy = str(getattr(args.eval_strategy, "value", args.eval_strategy))
     if strategy == "epoch" and args.max_steps <= 0:
-        unit, cycle = "epochs", args.num_train_epochs * (1 - warmup_fraction) / num_cycles
-        interval = 1.0
+        unit, cycle, interval = "epochs", args.num_train_epochs * (1 - warmup_fraction) / num_cycles, 1.0
     elif strategy == "steps" and args.max_steps > 0:
         unit, cycle = "steps", args.max_steps * (1 - warmup_fraction) / num_cycles
         interval = args.eval_steps if args.eval_steps and args.eval_steps >= 1 else args.max_steps * args.eval_steps
@@ -191,23 +179,6 @@ def _check_patience_covers_a_cycle(args) -> None:
             f"{needed}, or lr_scheduler_kwargs: {{num_cycles: 1}} (or lr_scheduler_type: cosine), or no early "
             "stopping."
         )
-
-
-def resolve_resume(value: str | None, output_dir: str) -> str | None:
-    """``latest``/``true`` → the newest *complete* checkpoint in ``output_dir`` (a kill -9 mid-save leaves an
-    incomplete one, which is skipped); a path is used as given."""
-    if value is None or str(value).lower() in ("", "false", "none"):
-        return None
-    if str(value).lower() in ("latest", "true"):
-        found = latest_complete_checkpoint(output_dir)
-        if found is None:
-            logger.warning(f"No complete checkpoint in {output_dir}: starting from scratch.")
-        else:
-            logger.info(f"Resuming from {found}")
-        return found
-    if not os.path.isdir(value):
-        raise FileNotFoundError(f"resume_from_checkpoint: no such checkpoint directory: {value}")
-    return value
 
 
 def _drop_unavailable_loggers(args) -> None:
@@ -258,12 +229,9 @@ def run_training(recipe: Recipe) -> TrainingRun:
     train_dataset = ImageClassificationDataset(train_split, TrainPreset(aug), seed=seed)
     eval_dataset = None
     if eval_split is not None:
-        eval_preset = (
-            TTAPreset(num_views=args.eval_tta_views, **eval_kwargs)
-            if args.eval_tta_views > 1
-            else EvalPreset(**eval_kwargs)
-        )
-        eval_dataset = ImageClassificationDataset(eval_split, eval_preset)
+        views = args.eval_tta_views
+        preset = TTAPreset(num_views=views, **eval_kwargs) if views > 1 else EvalPreset(**eval_kwargs)
+        eval_dataset = ImageClassificationDataset(eval_split, preset)
 
     # ---- recipe pieces that live in the Trainer
     mixup = None
@@ -274,18 +242,18 @@ def run_training(recipe: Recipe) -> TrainingRun:
             label_smoothing=config.label_smoothing,
             num_epochs=args.num_train_epochs,
         )
-    unfreezing = None
     frozen_stages, unfreeze_schedule = args.unfreezing_plan(model.stage_names, model.backbone_stage_names)
-    if frozen_stages:
-        unfreezing = ProgressiveUnfreezingCallback(frozen_stages, unfreeze_schedule)
+    unfreezing = ProgressiveUnfreezingCallback(frozen_stages, unfreeze_schedule) if frozen_stages else None
     images_per_step = args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size
     callbacks = [TrainingMetricsCallback(args.output_dir, images_per_step)]
     if args.early_stopping_patience is not None:
         callbacks.append(EarlyStoppingCallback(args.early_stopping_patience, args.early_stopping_threshold))
 
-    # The Hub upload happens once, at the end, with the best model and its card (push_run_to_hub); the Trainer's
-    # own push-on-every-save would create the repo up front and upload intermediate checkpoints.
-    push_to_hub, args.push_to_hub = args.push_to_hub, False
+    # One Hub upload, at the end, of the best model and its card (Trainer.push_to_hub below): even with
+    # hub_strategy "end" the Trainer would create the repo up front and push at every save_model. The token stays
+    # out of the arguments, which every checkpoint pickles (training_args.bin).
+    push_to_hub, hub_token = args.push_to_hub, args.hub_token
+    args.push_to_hub, args.hub_token = False, None
     trainer = InatTrainer(
         model=model,
         args=args,
@@ -302,12 +270,10 @@ def run_training(recipe: Recipe) -> TrainingRun:
     if args.should_save:
         save_recipe(recipe, args.output_dir)
 
-    # ---- train (or resume), then keep the best model
-    resume = resolve_resume(args.resume_from_checkpoint, args.output_dir)
-    train_result = trainer.train(resume_from_checkpoint=resume)
-    trainer.finalize_ema()
+    # ---- train (or resume); the final model is the best checkpoint (load_best_model_at_end) or the EMA
+    train_result = trainer.train(resume_from_checkpoint=resolve_resume(args.resume_from_checkpoint, args.output_dir))
     checksums = trainer.verify_replicas()
-    trainer.save_model(args.output_dir)  # best model (load_best_model_at_end) + config + processor + code
+    trainer.save_model(args.output_dir)  # model + config + processor + code
     metrics = dict(train_result.metrics)
     trainer.log_metrics("train", metrics)
     trainer.save_metrics("train", metrics)
@@ -320,18 +286,13 @@ def run_training(recipe: Recipe) -> TrainingRun:
     if args.should_save:
         with open(os.path.join(args.output_dir, "replica_checksums.json"), "w") as f:
             json.dump({"world_size": args.world_size, "checksums": checksums}, f)
-        hub_id = (args.hub_model_id or os.path.basename(os.path.abspath(args.output_dir))) if push_to_hub else None
-        write_model_card(args.output_dir, recipe=recipe, metrics=metrics, taxonomy=taxonomy, hub_id=hub_id)
-    if push_to_hub and args.should_save:
-        repo_id = args.hub_model_id or os.path.basename(os.path.abspath(args.output_dir))
-        url = push_run_to_hub(
-            args.output_dir,
-            repo_id,
-            token=args.hub_token,
-            private=args.hub_private_repo,
-            commit_message=f"inat_hf: {config.backbone} on {taxonomy.num_labels} {taxonomy.rank} labels",
-        )
-        logger.info(f"Pushed to {url}")
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        torch.distributed.barrier()  # nobody exits while rank 0 still writes
+    card = dict(recipe=recipe, metrics=metrics, taxonomy=taxonomy)
+    if push_to_hub:  # on every rank: the model is saved by all of them, uploaded from rank 0 with the card
+        message = f"inat_hf: {config.backbone} on {taxonomy.num_labels} {taxonomy.rank} labels"
+        commit = trainer.push_to_hub(commit_message=message, token=hub_token, **card)
+        if commit is not None:
+            logger.info(f"Pushed to {commit.commit_url}")
+    else:
+        trainer.create_model_card(**card)
+    trainer.accelerator.wait_for_everyone()  # nobody exits while rank 0 still writes
     return TrainingRun(output_dir=args.output_dir, trainer=trainer, metrics=metrics, taxonomy=taxonomy)

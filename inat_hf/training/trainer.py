@@ -1,45 +1,38 @@
 """``InatTrainer``: a ``transformers.Trainer`` with this project's fine-tuning recipe.
 
-What it adds to the stock Trainer (everything else — DDP/accelerate, mixed precision, gradient accumulation and
-clipping, checkpointing, resuming, logging, early stopping — is the Trainer's own):
+What it adds to the stock Trainer (DDP, mixed precision, gradient accumulation and clipping, checkpointing, resuming,
+logging and early stopping are the Trainer's own):
 
 * mixup / cutmix with an adaptive probability, applied on the device (:class:`~.mixing.AdaptiveMixup`);
 * AdamW parameter groups with differential learning rates per stage (:func:`~.optim.build_param_groups`);
 * progressive unfreezing that is correct under DDP (:class:`~.callbacks.ProgressiveUnfreezingCallback`);
-* channels_last inputs, test-time augmentation in evaluation, and a hard stop on a NaN/Inf loss;
+* an EMA of the weights (:class:`~.ema.EmaCallback`), channels_last inputs, test-time augmentation in evaluation;
+* a hard stop on a NaN/Inf loss, checkpoints that are complete or ignored (:mod:`~.checkpoints`), a check that
+  every process ends with the same weights;
 * optionally, image x location-prior fused metrics at every evaluation (``geo=``, as ``evaluate.py --geo_prior``).
 """
 
 from __future__ import annotations
 
 import contextlib
-import errno
 import math
 import os
 import shutil
 
 import numpy as np
 import torch
+from torch import nn
 from transformers import Trainer, TrainerCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
-from transformers.utils import logging
 
 from ..inference.evaluator import TopKComputeMetrics, preprocess_logits_for_metrics
 from ..inference.tta import score, view_logits
-from .callbacks import (
-    EMA_FILE,
-    EmaCallback,
-    ProgressiveUnfreezingCallback,
-    broadcast_buffers,
-    latest_complete_checkpoint,
-    mark_checkpoint_complete,
-    replica_checksums,
-    rotate_checkpoints,
-)
+from .callbacks import ProgressiveUnfreezingCallback
+from .checkpoints import disk_full_error, is_disk_full, mark_checkpoint_complete, rotate_checkpoints
+from .ema import EmaCallback
+from .hub import write_model_card
 from .mixing import AdaptiveMixup
 from .optim import CLASSIFIER_STAGES, build_param_groups
-
-logger = logging.get_logger(__name__)
 
 
 class _DatasetEpochCallback(TrainerCallback):
@@ -53,14 +46,45 @@ class _DatasetEpochCallback(TrainerCallback):
 
 
 class _NonFiniteLossCallback(TrainerCallback):
-    """Stop before a NaN model is logged, evaluated or saved: the Trainer acts on these flags right after."""
+    """Stop before a NaN model is logged, evaluated or saved (the Trainer acts on these flags right after).
 
-    def __init__(self, trainer: InatTrainer):
-        self.trainer = trainer
+    The first non-finite loss is kept on the device as ``[step, loss]``: an ``.item()`` per step would serialise a GPU
+    pipeline. It is read once per logging/evaluation/save step and at the end of training.
+    """
+
+    def __init__(self, world_size: int, output_dir: str):
+        self.world_size, self.output_dir = world_size, output_dir
+        self.found: torch.Tensor | None = None  # [step, loss]; step inf = nothing found yet
+
+    def track(self, loss: torch.Tensor, step: int) -> None:
+        loss = loss.detach().reshape(()).float()
+        if self.found is None:
+            self.found = torch.full((2,), math.inf, device=loss.device)
+        first = ~torch.isfinite(loss) & torch.isinf(self.found[0])
+        self.found = torch.where(first, torch.stack([torch.full_like(loss, step), loss]), self.found)
+
+    def check(self) -> None:
+        if self.found is None:
+            return
+        found = self.found
+        if self.world_size > 1:
+            # Every rank takes part and every rank stops: one raising while the others wait in the next collective
+            # would hang. The earliest step over all ranks is reported.
+            gathered = [torch.empty_like(found) for _ in range(self.world_size)]
+            torch.distributed.all_gather(gathered, found)
+            found = min(gathered, key=lambda t: float(t[0]))
+        step, loss = found.tolist()
+        if not math.isinf(step):
+            raise FloatingPointError(
+                f"The training loss is {loss} (not finite) at step {int(step)}. Training stopped instead of "
+                "continuing on NaN weights (checked at every logging step, so up to logging_steps later). Lower the "
+                "learning rate, use bf16 instead of fp16, or check the inputs; the last complete checkpoint in "
+                f"{self.output_dir} can be resumed."
+            )
 
     def on_step_end(self, args, state, control, **kwargs):
         if control.should_log or control.should_evaluate or control.should_save or control.should_training_stop:
-            self.trainer._raise_if_not_finite()
+            self.check()
 
     on_epoch_end = on_step_end
 
@@ -92,31 +116,6 @@ class _CollateRows:
         return batch
 
 
-class CheckpointDiskFullError(OSError):
-    """The disk filled up while a checkpoint was being written."""
-
-
-def _is_disk_full(exc: BaseException) -> bool:
-    seen = exc
-    while seen is not None:
-        if isinstance(seen, OSError) and seen.errno == errno.ENOSPC:
-            return True
-        seen = seen.__cause__ or seen.__context__
-    # torch.save reports a full disk as a RuntimeError from its zip writer ("... unexpected pos ...",
-    # "file write failed"), without the errno
-    text = str(exc)
-    return isinstance(exc, RuntimeError) and any(
-        s in text for s in ("unexpected pos", "file write failed", "No space left on device")
-    )
-
-
-def _free_bytes(path: str) -> int | None:
-    try:
-        return shutil.disk_usage(path).free
-    except OSError:
-        return None
-
-
 class InatTrainer(Trainer):
     """Trainer for :class:`~inat_hf.models.InatForImageClassification`.
 
@@ -126,8 +125,8 @@ class InatTrainer(Trainer):
         geo: a :class:`~inat_hf.geo.fusion.GeoFusion` (location prior aligned to the model's labels) and
             ``locations``, the ``eval_dataset``'s :class:`~inat_hf.geo.records.GeoRecords` row by row: every evaluation
             of that dataset also reports ``fused_*`` (image x prior) and ``prior_*`` (prior only) metrics.
-    The learning rates come from the training arguments: ``learning_rate`` (head and attention),
-    ``backbone_learning_rate`` and ``layer_decay`` (see :class:`~.arguments.InatTrainingArguments`).
+    The learning rates (``learning_rate`` for head and attention, ``backbone_learning_rate``, ``layer_decay``), the
+    EMA (``ema_decay``) and ``channels_last`` come from the training arguments.
     """
 
     def __init__(
@@ -147,32 +146,26 @@ class InatTrainer(Trainer):
             self.eval_dataset = _NumberedRows(self.eval_dataset)
             self.data_collator = _CollateRows(self.data_collator)
         if self.compute_metrics is None:
-            # Evaluation keeps only the top-5 indices and probabilities of each image ([N, 10] numbers instead of
-            # the [N, C] logits, which do not fit in memory for iNat's size) and scores them with the one metrics
-            # module: top-1/3/5, ECE, macro F1 and accuracy at every taxonomic rank.
+            # Evaluation keeps the top-5 indices and probabilities of each image ([N, 10] numbers instead of [N, C]
+            # logits, which do not fit in memory for iNat's size), scored by the one metrics module.
             self.compute_metrics = TopKComputeMetrics(self.model.config)
             self.preprocess_logits_for_metrics = preprocess_logits_for_metrics
-        self.mixup = mixup
-        self.unfreezing = unfreezing
+        self.mixup, self.unfreezing = mixup, unfreezing
         if unfreezing is not None:
-            # Before accelerate wraps the model (DDP): see ProgressiveUnfreezingCallback.
-            unfreezing.setup(self.model)
+            unfreezing.setup(self.model)  # before accelerate wraps the model (DDP): see ProgressiveUnfreezingCallback
             self.add_callback(unfreezing)
         if hasattr(self.train_dataset, "set_epoch"):
             self.add_callback(_DatasetEpochCallback(self.train_dataset))
-        # EMA of the weights: the copy is made after the Trainer has moved the model to its device.
+        # the EMA copy is made after the Trainer has moved the model to its device
         self.ema = EmaCallback(self.model, self.args.ema_decay) if getattr(self.args, "ema_decay", 0) > 0 else None
         if self.ema is not None:
             self.add_callback(self.ema)
         if getattr(self.args, "channels_last", False):
             self.model.to(memory_format=torch.channels_last)
-        # First step with a non-finite loss, kept on the device (inf = none yet): checked once per logging step.
-        self._nonfinite_step: torch.Tensor | None = None
-        self._nonfinite_loss: torch.Tensor | None = None
+        self._nonfinite = _NonFiniteLossCallback(self.args.world_size, self.args.output_dir)
+        self.add_callback(self._nonfinite)
         self._group_lrs: dict[str, float] = {}
-        self.add_callback(_NonFiniteLossCallback(self))
 
-    # ------------------------------------------------------------------ optimisation
     def create_optimizer(self, model=None):
         if self.optimizer is None:
             args = self.args
@@ -212,11 +205,11 @@ class InatTrainer(Trainer):
 
     # ------------------------------------------------------------------ steps
     def _prepare_inputs(self, inputs):
+        # the Trainer has no public hook for the batch once it is on the device: channels_last is applied here
         inputs = super()._prepare_inputs(inputs)
-        if getattr(self.args, "channels_last", False) and inputs.get("pixel_values") is not None:
-            pixel_values = inputs["pixel_values"]
-            if pixel_values.ndim == 4:
-                inputs["pixel_values"] = pixel_values.contiguous(memory_format=torch.channels_last)
+        pixel_values = inputs.get("pixel_values")
+        if getattr(self.args, "channels_last", False) and pixel_values is not None and pixel_values.ndim == 4:
+            inputs["pixel_values"] = pixel_values.contiguous(memory_format=torch.channels_last)
         return inputs
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
@@ -224,9 +217,7 @@ class InatTrainer(Trainer):
             if self.unfreezing is not None:
                 self.unfreezing.prepare_step()  # after Trainer.training_step's model.train()
             if self.mixup is not None:
-                pixel_values, labels = self.mixup(
-                    inputs["pixel_values"], inputs["labels"], epoch=self.state.epoch or 0.0
-                )
+                pixel_values, labels = self.mixup(inputs["pixel_values"], inputs["labels"], self.state.epoch or 0.0)
                 inputs = {**inputs, "pixel_values": pixel_values, "labels": labels}
         return super().compute_loss(
             model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch
@@ -236,73 +227,33 @@ class InatTrainer(Trainer):
         loss = super().training_step(model, inputs, num_items_in_batch)
         if self.unfreezing is not None:
             self.unfreezing.discard_frozen_grads()
-        self._track_not_finite(loss)
+        self._nonfinite.track(loss, self.state.global_step + 1)  # the optimizer step this micro-batch belongs to
         return loss
 
-    # ------------------------------------------------------------------ non-finite loss
-    def _track_not_finite(self, loss: torch.Tensor) -> None:
-        """Remember the first step whose loss is NaN/Inf, on the device: no host sync per step (on a GPU an
-        ``.item()`` here would serialise the pipeline). :meth:`_raise_if_not_finite` looks at it once per
-        logging/evaluation/save step and at the end."""
-        loss = loss.detach().reshape(())
-        step = self.state.global_step + 1  # the optimizer step this micro-batch belongs to
-        if self._nonfinite_step is None:
-            self._nonfinite_step = torch.full((), math.inf, device=loss.device)
-            self._nonfinite_loss = torch.zeros((), device=loss.device)
-        first = (~torch.isfinite(loss)) & torch.isinf(self._nonfinite_step)
-        self._nonfinite_step = torch.where(first, torch.full_like(self._nonfinite_step, step), self._nonfinite_step)
-        self._nonfinite_loss = torch.where(first, loss.float(), self._nonfinite_loss)
-
-    def _raise_if_not_finite(self) -> None:
-        if self._nonfinite_step is None:
-            return
-        found = torch.stack([self._nonfinite_step, self._nonfinite_loss.to(self._nonfinite_step.dtype)])
-        if self.args.world_size > 1:
-            # Every rank takes part and every rank stops: one raising while the others wait in the next collective
-            # would hang. The earliest step over all ranks is reported.
-            gathered = [torch.empty_like(found) for _ in range(self.args.world_size)]
-            torch.distributed.all_gather(gathered, found)
-            found = min(gathered, key=lambda t: float(t[0]))
-        step, loss = found.tolist()  # the one host sync, once per logging step
-        if math.isinf(step):
-            return
-        raise FloatingPointError(
-            f"The training loss is {loss} (not finite) at step {int(step)}. Training stopped instead of continuing "
-            "on NaN weights (checked at every logging step, so up to logging_steps later). Lower the learning "
-            f"rate, use bf16 instead of fp16, or check the inputs; the last complete checkpoint in "
-            f"{self.args.output_dir} can be resumed."
-        )
-
     def train(self, *args, **kwargs):
-        # timm's Mixup draws λ, the mixup/cutmix choice, the box and "mix this batch?" from numpy's global RNG;
-        # after set_seed(seed) every rank would draw the same. One stream per process, as timm's train.py does
-        # (seed + rank). The Trainer saves this state per process in every checkpoint (rng_state_<rank>.pth) and
-        # restores it on resume, so resumed runs still replay the same draws.
+        # timm's Mixup draws from numpy's global RNG; after set_seed(seed) every rank would draw the same. One stream
+        # per process, as timm's train.py does (seed + rank); checkpoints save and restore it per process.
         np.random.seed((self.args.seed + self.args.process_index) % 2**32)
         result = super().train(*args, **kwargs)
-        self._raise_if_not_finite()
+        self._nonfinite.check()
         return result
 
     # ------------------------------------------------------------------ logging
     def _get_learning_rate(self) -> float:
-        """The classifier's LR (head/attention), not the first group's (a frozen backbone stage in the recipes);
-        every group's LR is logged under its own name by :meth:`log`."""
-        lrs = self.lr_scheduler.get_last_lr()
-        groups = self.optimizer.param_groups
+        # the Trainer logs its first group's LR (here a frozen backbone stage), read right after optimizer.step(), and
+        # has no public hook there: the classifier's instead, and every group's kept for log()
+        names = [group.get("name", str(i)) for i, group in enumerate(self.optimizer.param_groups)]
+        lrs = dict(zip(names, map(float, self.lr_scheduler.get_last_lr())))
         frozen = self.unfreezing.frozen if self.unfreezing is not None else set()
-        self._group_lrs = {}
-        for i, group in enumerate(groups):
-            name = group.get("name", str(i))
-            if not name.endswith("_no_decay"):
-                self._group_lrs[f"lr_{name}"] = 0.0 if name in frozen else float(lrs[i])
-        classifier = [
-            i for i, g in enumerate(groups) if g.get("name", "").removesuffix("_no_decay") in CLASSIFIER_STAGES
-        ]
-        return float(lrs[classifier[0] if classifier else 0])
+        self._group_lrs = {
+            f"lr_{n}": 0.0 if n in frozen else lr for n, lr in lrs.items() if not n.endswith("_no_decay")
+        }
+        classifier = [n for n in names if n.removesuffix("_no_decay") in CLASSIFIER_STAGES] or names
+        return lrs[classifier[0]]
 
     def log(self, logs: dict[str, float], *args, **kwargs) -> None:
         if "learning_rate" in logs:
-            logs = {**logs, **self._group_lrs}  # TensorBoard, the console and the CSV: every group's LR
+            logs = {**logs, **self._group_lrs}  # TensorBoard, the console and the CSV: every group's LR (0 = frozen)
         super().log(logs, *args, **kwargs)
 
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
@@ -323,29 +274,13 @@ class InatTrainer(Trainer):
             return loss, None, None
         return loss, runs if fused else runs["image"], labels
 
-    # ------------------------------------------------------------------ EMA
-    @contextlib.contextmanager
-    def _ema_weights(self):
-        """Temporarily put the EMA weights into the model (evaluation), then restore the raw ones."""
-        if self.ema is None:
-            yield
-            return
-        raw = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
-        self.model.load_state_dict(self.ema.state_dict())
-        try:
-            yield
-        finally:
-            self.model.load_state_dict(raw)
-
+    # ------------------------------------------------------------------ EMA and checkpoints
     def evaluate(self, *args, **kwargs):
-        with self._ema_weights():
+        with self.ema.swapped_into(self.model) if self.ema is not None else contextlib.nullcontext():
             return super().evaluate(*args, **kwargs)
 
-    # ------------------------------------------------------------------ checkpoints
     def _save_checkpoint(self, model, trial):
-        """The Trainer's checkpoint, then ``ema.safetensors``, then (every rank done) the completion marker, and only
-        then the rotation of older checkpoints: the last complete checkpoint is never deleted before the next one
-        is complete. A full disk ends the run with a message that says so; the partial folder is removed."""
+        # transformers' _save_checkpoint is not atomic: ours ends with a completion marker, then rotates old ones
         run_dir = self._get_output_dir(trial=trial)
         folder = os.path.join(run_dir, f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
         limit, self.args.save_total_limit = self.args.save_total_limit, None  # rotation comes after the marker
@@ -354,20 +289,11 @@ class InatTrainer(Trainer):
             if self.ema is not None and self.args.should_save:
                 self.ema.save(folder)
         except (OSError, RuntimeError) as e:
-            if not _is_disk_full(e):
+            if not is_disk_full(e):
                 raise
             if self.args.should_save:
                 shutil.rmtree(folder, ignore_errors=True)  # unusable without its marker; give the space back
-            free = _free_bytes(run_dir)
-            kept = latest_complete_checkpoint(run_dir)
-            raise CheckpointDiskFullError(
-                errno.ENOSPC,
-                f"Disk full: no space left on the device holding {run_dir} while writing checkpoint {folder} "
-                f"({'unknown' if free is None else f'{free / 2**20:.1f} MiB'} free now). The incomplete checkpoint "
-                f"was removed; {f'the last complete checkpoint {kept} is kept' if kept else 'no complete checkpoint exists yet'}. "
-                "Free some space (or lower save_total_limit, or choose another output_dir) and rerun with "
-                "--resume_from_checkpoint latest.",
-            ) from e
+            raise disk_full_error(run_dir, folder) from e
         finally:
             self.args.save_total_limit = limit
         self.accelerator.wait_for_everyone()  # every rank's files (rng_state_<rank>.pth) are on disk
@@ -376,31 +302,45 @@ class InatTrainer(Trainer):
             rotate_checkpoints(run_dir, limit, self.state.best_model_checkpoint)
 
     def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
+        # no public hook sees the checkpoint being resumed: the EMA is loaded back here
         super()._load_from_checkpoint(resume_from_checkpoint, model=model)
-        ema_file = os.path.join(resume_from_checkpoint, EMA_FILE)
-        if self.ema is not None and os.path.isfile(ema_file):
-            self.ema.load(ema_file)
+        if self.ema is not None:
+            self.ema.load(resume_from_checkpoint)
 
-    def finalize_ema(self) -> None:
-        """After training: make the EMA the model (that of the best checkpoint when the best was restored)."""
-        if self.ema is None:
-            return
-        best = self.state.best_model_checkpoint
-        if self.args.load_best_model_at_end and best and os.path.isfile(os.path.join(best, EMA_FILE)):
-            self.ema.load(os.path.join(best, EMA_FILE))
-        self.model.load_state_dict(self.ema.state_dict())
-        self.pop_callback(self.ema)
-        self.ema = None  # from now on the model *is* the EMA: evaluate it as it is
+    def create_model_card(self, model_name=None, recipe=None, metrics=None, taxonomy=None, **kwargs):
+        """The run's card (:func:`~.hub.write_model_card`), also the one ``push_to_hub`` uploads (it passes these
+        keyword arguments on); without a ``recipe``, the Trainer's generic card."""
+        if recipe is None:
+            return super().create_model_card(model_name=model_name, **kwargs)
+        if self.is_world_process_zero():
+            write_model_card(
+                self.args.output_dir, recipe=recipe, metrics=metrics, taxonomy=taxonomy, hub_id=self.hub_model_id
+            )
 
     def verify_replicas(self) -> list[float]:
         """Check that every process holds the same weights (a silent DDP divergence would show here).
 
-        Batch-norm running statistics are per process by design: DDP broadcasts rank 0's buffers at the start of
-        every forward, so after the last step each rank holds the statistics of its own last batch. They are
-        synchronised to rank 0's (the ones that are saved, and what the next forward would do) before the check;
-        parameters are compared as they are."""
-        broadcast_buffers(self.model)
+        Batch-norm statistics are per process by design: DDP broadcasts rank 0's buffers at the start of every
+        forward, so after the last step each rank holds those of its own last batch. They are set to rank 0's (the
+        ones that are saved) before the check."""
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            for buffer in self.model.buffers():
+                torch.distributed.broadcast(buffer.data, src=0)
         sums = replica_checksums(self.model)
         if len(set(sums)) > 1:
             raise RuntimeError(f"Model replicas diverged across processes: per-rank checksums {sums}.")
         return sums
+
+
+def replica_checksums(model: nn.Module) -> list[float]:
+    """One position-weighted float64 checksum of all parameters and buffers per process (one entry when not
+    distributed): equal entries mean identical weights."""
+    with torch.no_grad():
+        tensors = [*model.parameters(), *model.buffers()]
+        total = sum((i + 1) * t.detach().double().sum().cpu() for i, t in enumerate(tensors))
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return [float(total)]
+    total = total.to(next(model.parameters()).device)
+    gathered = [torch.zeros_like(total) for _ in range(torch.distributed.get_world_size())]
+    torch.distributed.all_gather(gathered, total)
+    return [t.item() for t in gathered]

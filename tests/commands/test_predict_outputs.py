@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from inat_hf.commands.predict import main
-from inat_hf.inference.files import atomic_write, printable_path
+from inat_hf.files import atomic_write, printable_path
 
 
 @pytest.fixture

@@ -8,8 +8,8 @@ from transformers import AutoModelForImageClassification, TrainingArguments
 from inat_hf.data import load_prepared
 from inat_hf.data.collate import ImageClassificationCollator
 from inat_hf.data.torch_dataset import ImageClassificationDataset
-from inat_hf.inference.evaluator import evaluate_split
 from inat_hf.geo.fusion import GeoFusion, Location, split_locations
+from inat_hf.inference.evaluator import evaluate_split
 from inat_hf.inference.predictor import Predictor
 from inat_hf.training.trainer import InatTrainer
 

@@ -14,7 +14,7 @@ import sys
 import safetensors.torch
 from transformers import Trainer
 
-from inat_hf.training import callbacks
+from inat_hf.training import checkpoints, ema
 
 mode, n, argv = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
 count = {"n": 0}
@@ -39,19 +39,19 @@ elif mode == "ema":
     original_save_file = safetensors.torch.save_file
 
     def save_file(tensors, filename, *args, **kwargs):
-        if str(filename).endswith(callbacks.EMA_FILE):
+        if str(filename).endswith(ema.EMA_FILE):
             count["n"] += 1
             if count["n"] == n:
                 sys.stdout.flush()
                 os.kill(os.getpid(), signal.SIGKILL)
         return original_save_file(tensors, filename, *args, **kwargs)
 
-    callbacks.save_file = save_file
+    ema.save_file = save_file
 elif mode == "marker":
     original_replace = os.replace
 
     def replace(src, dst, *args, **kwargs):
-        if str(dst).endswith(callbacks.COMPLETE_MARKER):
+        if str(dst).endswith(checkpoints.COMPLETE_MARKER):
             count["n"] += 1
             if count["n"] == n:
                 sys.stdout.flush()

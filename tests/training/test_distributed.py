@@ -56,7 +56,7 @@ def test_two_process_run_shards_data_and_keeps_replicas_identical(write_recipe, 
     checks = json.loads((out / "replica_checksums.json").read_text())
     assert checks["world_size"] == 2 and checks["checksums"][0] == checks["checksums"][1]
     from inat_hf import InatForImageClassification
-    from inat_hf.training.callbacks import replica_checksums
+    from inat_hf.training.trainer import replica_checksums
 
     saved = InatForImageClassification.from_pretrained(out)
     assert replica_checksums(saved) == pytest.approx([checks["checksums"][0]], rel=0, abs=1e-6)

@@ -31,7 +31,7 @@ def test_two_process_convnext_run_keeps_replicas_identical(write_recipe, tmp_pat
     checks = json.loads((out / "replica_checksums.json").read_text())
     assert checks["world_size"] == 2 and checks["checksums"][0] == checks["checksums"][1]
     from inat_hf import InatForImageClassification
-    from inat_hf.training.callbacks import replica_checksums
+    from inat_hf.training.trainer import replica_checksums
 
     saved = InatForImageClassification.from_pretrained(out)
     assert saved.config.backbone == "convnext_atto" and saved.config.drop_path_rate == 0.1

@@ -25,18 +25,18 @@ def test_push_to_hub_uploads_model_processor_and_card(write_recipe, tmp_path):
             "hf_fake",
         ]
     )
-    with mock.patch("inat_hf.training.hub.HfApi") as api_cls:
-        api_cls.return_value.upload_folder.return_value = mock.Mock(
-            commit_url="https://hf.co/someone/inat-demo/commit/1"
-        )
+    with mock.patch("transformers.trainer.hf_api") as hf_api:
+        api = hf_api.return_value
+        api.create_repo.return_value = mock.Mock(repo_id="someone/inat-demo")
+        api.upload_folder.return_value = mock.Mock(commit_url="https://hf.co/someone/inat-demo/commit/1")
         run = run_training(recipe)
-    api_cls.assert_called_once_with(token="hf_fake")
-    api = api_cls.return_value
-    api.create_repo.assert_called_once_with(
-        repo_id="someone/inat-demo", repo_type="model", private=None, exist_ok=True
-    )
+    api.create_repo.assert_called_once_with("someone/inat-demo", token="hf_fake", private=None, exist_ok=True)
+    api.upload_folder.assert_called_once()  # one upload, at the end
     kwargs = api.upload_folder.call_args.kwargs
     assert kwargs["repo_id"] == "someone/inat-demo" and kwargs["folder_path"] == run.output_dir
+    assert kwargs["token"] == "hf_fake"
+    # the token is never written to disk (training_args.bin is pickled into every checkpoint and uploaded)
+    assert not [p for p in Path(run.output_dir).rglob("*") if p.is_file() and b"hf_fake" in p.read_bytes()]
 
     # what upload_folder would send, given its ignore patterns
     files = [str(p.relative_to(run.output_dir)) for p in Path(run.output_dir).rglob("*") if p.is_file()]

@@ -5,7 +5,7 @@ from unittest import mock
 import pandas as pd
 from transformers import TrainerControl, TrainerState
 
-from inat_hf.training.callbacks import CURVES_FILE, METRICS_FILE, TrainingMetricsCallback
+from inat_hf.training.metrics_log import CURVES_FILE, METRICS_FILE, TrainingMetricsCallback
 
 
 class _Clock:
@@ -19,7 +19,7 @@ class _Clock:
 def test_throughput_leaves_out_pauses_and_final_evaluation_is_marked(tmp_path):
     clock, state, control = _Clock(), TrainerState(), TrainerControl()
     callback = TrainingMetricsCallback(str(tmp_path), images_per_step=8)
-    with mock.patch("inat_hf.training.callbacks.time.perf_counter", clock):
+    with mock.patch("inat_hf.training.metrics_log.time.perf_counter", clock):
         callback.on_train_begin(None, state, control)
 
         def steps(n, seconds_each):

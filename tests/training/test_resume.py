@@ -12,12 +12,8 @@ import yaml
 from safetensors.torch import load_file
 from transformers import TrainerState
 
-from inat_hf.training.callbacks import (
-    COMPLETE_MARKER,
-    TrainingMetricsCallback,
-    latest_complete_checkpoint,
-    rotate_checkpoints,
-)
+from inat_hf.training.checkpoints import COMPLETE_MARKER, latest_complete_checkpoint, rotate_checkpoints
+from inat_hf.training.metrics_log import TrainingMetricsCallback
 from tests.training.conftest import TINY_RECIPE, merge, run_script
 
 # Checkpoints every 3 steps; 4 optimizer steps per epoch (32 images / 8), 3 epochs → 12 steps. Mixup, per-image

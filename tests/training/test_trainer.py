@@ -14,7 +14,8 @@ from inat_hf.data import load_prepared
 from inat_hf.data.transforms import EvalPreset, TTAPreset, eval_kwargs_from_image_processor
 from inat_hf.inference.tta import tta_logits
 from inat_hf.models.losses import focal_loss
-from inat_hf.training.callbacks import CSV_COLUMNS, ProgressiveUnfreezingCallback
+from inat_hf.training.callbacks import ProgressiveUnfreezingCallback
+from inat_hf.training.metrics_log import CSV_COLUMNS
 from inat_hf.training.recipe import parse_recipe
 from inat_hf.training.run import run_training
 

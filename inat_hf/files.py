@@ -1,11 +1,7 @@
-"""Writing output files safely: atomically, and with every file name representable as text.
+"""Writing output files safely (training and inference): atomically, and with every file name representable as text.
 
-* :func:`atomic_write` writes into a temporary file beside the target and renames it over the target only once
-  everything is written (and flushed to disk): a failure or a kill leaves the previous file untouched, never a
-  truncated one.
-* :func:`printable_path`: on Linux a file name is bytes; the ones that are not valid UTF-8 reach Python as lone
-  surrogates (``os.fsdecode``'s ``surrogateescape``), which no UTF-8 writer accepts. They are written as ``\\xNN``
-  escapes instead (``os.fsencode`` of the escaped text's original gives the name back).
+On Linux a file name is bytes; the ones that are not valid UTF-8 reach Python as lone surrogates (``os.fsdecode``'s
+``surrogateescape``), which no UTF-8 writer accepts: :func:`printable_path` writes them as ``\\xNN`` escapes.
 """
 
 from __future__ import annotations
@@ -23,7 +19,8 @@ __all__ = ["atomic_write", "printable_path"]
 def atomic_write(
     path: str | os.PathLike, mode: str = "w", *, encoding: str | None = "utf-8", newline: str | None = None
 ) -> Iterator[IO]:
-    """``with atomic_write(path) as f: ...``: ``path`` gets the new content only if the block completes."""
+    """``with atomic_write(path) as f: ...``: ``path`` gets the new content only once the block completes (a temporary
+    file beside it, flushed to disk, renamed over it): a failure or a kill leaves the previous file untouched."""
     if not mode.startswith("w"):
         raise ValueError(f"atomic_write writes whole files: mode must start with 'w', got {mode!r}")
     path = os.fspath(path)

@@ -1,92 +1,84 @@
 """The commands' argument parser: ``HfArgumentParser`` with the behaviour a command line needs.
 
-* A boolean flag never swallows the next argument: ``--tta`` alone means true, so ``predict.py --tta photos/``
-  works in any order (``HfArgumentParser`` gives booleans an optional value, which would take ``photos/``). An
-  explicit ``--flag true`` / ``--flag false`` (as transformers' own examples write) still works, and so does
-  ``--no_flag`` for flags that are on by default.
+* A boolean option never swallows the next argument: ``--tta`` alone means true, so ``predict.py --tta photos/``
+  works (``HfArgumentParser`` gives booleans an optional value, which would take ``photos/``); ``--flag false`` and
+  ``--no_flag`` (for flags on by default) work too.
 * A user mistake -- an unknown option, a bad value, a failed check in a dataclass's ``__post_init__`` -- is one
-  ``error:`` line plus a hint, exit status 2; an unknown option gets the closest valid one as a suggestion, as unknown
-  recipe keys do. Options must be spelled out (no abbreviations), so a typo is never taken for another option.
-  With ``error_class`` the parser raises that exception with the same message instead (for library callers).
-* ``--debug`` shows the traceback of an error instead of the one-line message (``--traceback`` for ``train.py``,
-  where ``--debug`` is a ``TrainingArguments`` option).
-
-Only the public ``argparse`` API is used: every option passes through :meth:`add_argument` (also inside argument
-groups), where the boolean options are recognised by the keyword arguments ``HfArgumentParser`` passes for ``bool``
-fields (checked against transformers 5.24/5.25; ``tests/commands/test_cli.py`` fails if that changes).
+  ``error:`` line, exit status 2; an unknown option gets the closest valid one as a suggestion. No abbreviations, so
+  a typo is never taken for another option. With ``error_class`` the parser raises that exception instead.
+* ``--debug`` (``--traceback`` where ``debug`` is an option, as in ``TrainingArguments``) shows the traceback.
+* :meth:`CommandParser.add_config`: a config class's keyword arguments as options (``InatConfig``, ``GeoPriorConfig``).
 """
 
 from __future__ import annotations
 
-import argparse
+import copy
+import dataclasses
 import difflib
+import inspect
 import re
 import sys
-from collections.abc import Callable, Iterable
+import typing
+from collections.abc import Callable
 
 from transformers import HfArgumentParser
-from transformers.hf_argparser import string_to_bool
 
 ERROR_EXIT = 2
 _BOOL_WORDS = {"true", "false", "yes", "no", "t", "f", "y", "n", "1", "0"}
 
 
-class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Shows ``(default: X)`` only where it says something: not for None/False/[], nor where the help has its own."""
-
-    def _get_help_string(self, action):
-        text = action.help or ""
-        quiet = action.default is None or action.default is False or action.default in ([], argparse.SUPPRESS)
-        if quiet or "default" in text.lower():
-            return text
-        return super()._get_help_string(action)
-
-
 class CommandParser(HfArgumentParser):
-    def __init__(
-        self,
-        dataclass_types,
-        *,
-        prog: str | None = None,
-        description: str | None = None,
-        error_class: type[Exception] | None = None,
-        **kwargs,
-    ):
-        self.option_strings: list[str] = []
-        self.bool_options: set[str] = set()
+    def __init__(self, dataclass_types, *, prog=None, description=None, error_class=None, debug_flag=None, **kwargs):
         self.error_class = error_class
-        kwargs.setdefault("formatter_class", HelpFormatter)
+        self.options: dict[str, typing.Any] = {}  # option name -> its annotation
+        self.sections: dict[str, list[str]] = {}  # argument group title -> its option names
+        self._groups: dict[str, typing.Any] = {}
+        self.configs: dict[type, list[str]] = {}  # add_config's classes -> their option names
         super().__init__(dataclass_types, prog=prog, description=description, allow_abbrev=False, **kwargs)
-        # `--debug`, unless a dataclass has that option (TrainingArguments does): then `--traceback`.
-        self.debug_flag = "--traceback" if "--debug" in self.option_strings else "--debug"
+        for dtype in self.dataclass_types:
+            hints = typing.get_type_hints(dtype)
+            self.options.update({f.name: hints[f.name] for f in dataclasses.fields(dtype) if f.init})
+        self.debug_flag = debug_flag or ("--traceback" if "debug" in self.options else "--debug")
         self.add_argument(
             self.debug_flag, dest="show_traceback", action="store_true", help="Show the full traceback of an error."
         )
 
-    # -- every option passes through here (argument groups included) -------------------------------------------
-    def _flag_kwargs(self, names: Iterable[str], kwargs: dict) -> dict:
-        long_names = [n for n in names if n.startswith("--")]
-        self.option_strings.extend(long_names)
-        if kwargs.get("type") is string_to_bool and kwargs.get("nargs") == "?":
-            self.bool_options.update(long_names)
-            kwargs = {**kwargs, "metavar": "true|false"}
-        elif kwargs.get("action") == "store_false" and any(n.startswith("--no") for n in names):
-            # The `--no_X` twin of a `--X` flag that is on by default: its own help; the default is the flag's.
-            kwargs = {**kwargs, "help": f"Turn off --{kwargs['dest']}.", "default": argparse.SUPPRESS}
-        return kwargs
+    # -- options in argument groups --------------------------------------------------------------------------------
+    def _add_fields(self, title: str, description: str | None, fields: list[dataclasses.Field], hints: dict) -> None:
+        if title not in self._groups:
+            self._groups[title], self.sections[title] = self.add_argument_group(title, description), []
+        for field in fields:
+            field = copy.copy(field)
+            field.type = hints[field.name]
+            # The per-field step of HfArgumentParser (same types, nargs, choices, bool flags), which has no public
+            # way to add one dataclass's fields to an argument group, or only some of them.
+            self.options[field.name] = field.type  # (the method below narrows field.type to the argparse type)
+            HfArgumentParser._parse_dataclass_field(self._groups[title], field)
+            self.sections[title].append(field.name)
 
-    def add_argument(self, *names, **kwargs):
-        return super().add_argument(*names, **self._flag_kwargs(names, kwargs))
+    def add_dataclass(self, dtype: type, title: str, description: str | None = None) -> None:
+        """Every field of ``dtype`` as an option in group ``title``; :meth:`parse` returns a filled ``dtype``."""
+        hints = typing.get_type_hints(dtype)
+        self._add_fields(title, description, [f for f in dataclasses.fields(dtype) if f.init], hints)
+        self.dataclass_types.append(dtype)
 
-    def add_argument_group(self, *args, **kwargs):
-        group = super().add_argument_group(*args, **kwargs)
-        add = group.add_argument
-        group.add_argument = lambda *names, **kw: add(*names, **self._flag_kwargs(names, kw))
-        return group
+    def add_config(self, cls: type, title: str, description: str | None = None, skip=()) -> None:
+        """The fields ``cls`` declares in its own body (less ``skip``) as options in group ``title``: a config class's
+        keyword arguments, read back with :meth:`config_kwargs`. A ``PreTrainedConfig`` cannot be a dataclass of
+        ``HfArgumentParser``: its generic fields (id2label, dtype, ...) are not options, and their annotations name
+        torch, which transformers imports for type checkers only."""
+        own = inspect.get_annotations(cls, eval_str=True)
+        fields = [f for f in dataclasses.fields(cls) if f.name in own and f.name not in skip]
+        self._add_fields(title, description, fields, own)
+        self.configs[cls] = [f.name for f in fields]
 
-    # -- errors ------------------------------------------------------------------------------------------------
+    def config_kwargs(self, cls: type, extras) -> dict[str, typing.Any]:
+        """The parsed values of :meth:`add_config`'s options of ``cls``, from the ``extras`` that :meth:`parse` returns."""
+        return {name: getattr(extras, name) for name in self.configs[cls]}
+
+    # -- errors ----------------------------------------------------------------------------------------------------
     def suggestion(self, option: str) -> str | None:
-        match = difflib.get_close_matches(option, self.option_strings, n=1, cutoff=0.6)
+        match = difflib.get_close_matches(option, [f"--{name}" for name in self.options], n=1, cutoff=0.6)
         return match[0] if match else None
 
     def error(self, message: str):
@@ -103,21 +95,28 @@ class CommandParser(HfArgumentParser):
             raise self.error_class(message)
         self.exit(ERROR_EXIT, f"{self.prog}: error: {message}\n(`{self.prog} --help` lists the options)\n")
 
-    # -- parsing -----------------------------------------------------------------------------------------------
+    # -- parsing ---------------------------------------------------------------------------------------------------
     def _bool_flags_explicit(self, argv: list[str]) -> list[str]:
         """``--flag`` not followed by a boolean word → ``--flag=true``, so that it consumes nothing else."""
+        flags = {
+            f"--{spelling}"
+            for name, annotation in self.options.items()
+            if annotation in (bool, bool | None)
+            for spelling in (name, name.replace("_", "-"))
+        }
         out = []
         for i, arg in enumerate(argv):
             follows = argv[i + 1].lower() if i + 1 < len(argv) else None
-            out.append(f"{arg}=true" if arg in self.bool_options and follows not in _BOOL_WORDS else arg)
+            out.append(f"{arg}=true" if arg in flags and follows not in _BOOL_WORDS else arg)
         return out
 
     def parse(self, argv: list[str] | None):
-        """``argv`` → ``(dataclasses…, extras)``; ``extras`` holds ``show_traceback`` and any plain ``add_argument``."""
+        """``argv`` → ``(dataclasses…, extras)``; ``extras`` holds ``show_traceback``, plain ``add_argument`` options
+        and :meth:`add_config`'s options."""
         argv = list(sys.argv[1:] if argv is None else argv)
         try:
             *parsed, extras, unknown = self.parse_args_into_dataclasses(
-                args=self._bool_flags_explicit(argv), return_remaining_strings=True
+                args=self._bool_flags_explicit(argv), return_remaining_strings=True, look_for_args_file=False
             )
         except ValueError as err:  # a __post_init__ check: a user mistake, not a bug
             if self.debug_flag in argv or (self.error_class is not None and isinstance(err, self.error_class)):

@@ -157,7 +157,7 @@ class TrainPreset:
     def __init__(self, aug: AugmentationConfig | None = None) -> None:
         aug = AugmentationConfig() if aug is None else aug
         self.aug = aug
-        interpolation = _interpolation(aug.interpolation)
+        interpolation = _interpolation(aug.train_interpolation)
         ops: list[Callable] = [
             v2.RandomResizedCrop(
                 aug.image_size, scale=aug.scale, ratio=aug.ratio, interpolation=interpolation, antialias=True
@@ -168,7 +168,7 @@ class TrainPreset:
         if aug.auto_augment:
             ops.append(
                 TimmAutoAugment(
-                    aug.auto_augment, image_size=aug.image_size, mean=aug.mean, interpolation=aug.interpolation
+                    aug.auto_augment, image_size=aug.image_size, mean=aug.mean, interpolation=aug.train_interpolation
                 )
             )
         b, c, s = aug.jitter_strengths

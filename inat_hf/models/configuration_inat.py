@@ -223,8 +223,9 @@ class InatConfig(PreTrainedConfig):
             Any timm architecture (`timm.list_models()`: `resnet50`, `convnext_tiny`, `efficientnet_b0`,
             `vit_base_patch16_224`, `eva02_small_patch14_224`, ...). An optional pretrained tag (`resnet50.a1_in1k`)
             selects the timm preprocessing defaults below (and the weights `from_backbone_pretrained` fetches).
-        model_args (`dict`, *optional*):
-            Extra `timm.create_model` keyword arguments, e.g. `{"img_size": 64}` for a ViT at another input size.
+        model_args (`dict` or `str`, *optional*):
+            Extra `timm.create_model` keyword arguments, e.g. `{"img_size": 64}` for a ViT at another input size
+            (a JSON string is loaded, as `TrainingArguments` reads its dict arguments).
             `pretrained`, `num_classes`, `global_pool`, `features_only`, `in_chans` are set by the model, and
             `drop_path_rate` has its own field.
         drop_path_rate (`float`, *optional*):
@@ -288,24 +289,60 @@ class InatConfig(PreTrainedConfig):
 
     model_type = "inat"
 
-    backbone: str = "resnet50"
-    model_args: dict[str, Any] | None = None
-    drop_path_rate: float | None = None
-    attn_layer: str = "se"
-    rd_ratio: float = 1 / 16
-    head_hidden_sizes: list[int] | tuple[int, ...] = (1024, 512)
-    drop_rate: float = 0.3
-    head_batch_norm: bool = True
-    focal_gamma: float = 2.0
-    focal_alpha: list[float] | None = None
-    label_smoothing: float = 0.1
-    label_rank: str = "species"
-    taxonomy: dict[str, Any] | None = None
-    image_size: int | None = None
-    crop_pct: float | None = None
-    interpolation: str | None = None
-    image_mean: list[float] | tuple[float, ...] | None = None
-    image_std: list[float] | tuple[float, ...] | None = None
+    # Each field's help is its `train.py --help` line (the recipe's `model:` keys are these keyword arguments).
+    backbone: str = dataclasses.field(
+        default="resnet50",
+        metadata={"help": "Any timm architecture, with an optional pretrained tag (resnet50.a1_in1k)."},
+    )
+    model_args: dict[str, Any] | str | None = dataclasses.field(
+        default=None,
+        metadata={"help": "Extra timm.create_model keyword arguments (JSON text on the command line)."},
+    )
+    drop_path_rate: float | None = dataclasses.field(
+        default=None, metadata={"help": "Stochastic depth rate, in [0, 1); None: timm's default."}
+    )
+    attn_layer: str = dataclasses.field(
+        default="se",
+        metadata={"help": "Channel attention on the feature map: se, eca, cbam or none (token backbones)."},
+    )
+    rd_ratio: float = dataclasses.field(
+        default=1 / 16, metadata={"help": "Reduction ratio of the attention bottleneck, in (0, 1]."}
+    )
+    head_hidden_sizes: list[int] = dataclasses.field(
+        default_factory=lambda: [1024, 512], metadata={"help": "Hidden widths of the MLP head ([]: a linear one)."}
+    )
+    drop_rate: float = dataclasses.field(default=0.3, metadata={"help": "Dropout probability in the head, in [0, 1)."})
+    head_batch_norm: bool = dataclasses.field(
+        default=True, metadata={"help": "BatchNorm1d in the hidden head layers."}
+    )
+    focal_gamma: float = dataclasses.field(
+        default=2.0, metadata={"help": "Focal loss focusing parameter (0: cross-entropy)."}
+    )
+    focal_alpha: list[float] | None = dataclasses.field(
+        default=None, metadata={"help": "Per-class loss weights, one per label."}
+    )
+    label_smoothing: float = dataclasses.field(
+        default=0.1, metadata={"help": "Label smoothing of hard labels, in [0, 1)."}
+    )
+    label_rank: str = dataclasses.field(default="species", metadata={"help": "Taxonomic rank of the labels."})
+    taxonomy: dict[str, Any] | None = dataclasses.field(
+        default=None, metadata={"help": "Plain JSON dict describing every label."}
+    )
+    image_size: int | None = dataclasses.field(
+        default=None, metadata={"help": "Side of the square model input and training crop; None: timm's."}
+    )
+    crop_pct: float | None = dataclasses.field(
+        default=None, metadata={"help": "Evaluation center-crop fraction, in (0, 1]; None: timm's."}
+    )
+    interpolation: str | None = dataclasses.field(
+        default=None, metadata={"help": "Evaluation resize interpolation, bicubic or bilinear; None: timm's."}
+    )
+    image_mean: list[float] | None = dataclasses.field(
+        default=None, metadata={"help": "RGB normalisation mean (training too); None: timm's."}
+    )
+    image_std: list[float] | None = dataclasses.field(
+        default=None, metadata={"help": "RGB normalisation std (training too); None: timm's."}
+    )
 
     def __post_init__(self, **kwargs):
         # `num_labels` is not stored (transformers derives it from `id2label`), so a disagreement can only be seen here.
@@ -315,6 +352,8 @@ class InatConfig(PreTrainedConfig):
                 f"num_labels={num_labels} disagrees with id2label, which has {len(self.id2label)} entries. "
                 "Pass only `id2label` (num_labels follows from it) or make both agree."
             )
+        if isinstance(self.model_args, str):  # a JSON object from the command line, as TrainingArguments reads dicts
+            self.model_args = json.loads(self.model_args) if self.model_args.strip() else None
         # JSON has no tuples and dataclass defaults cannot be lists: keep lists so that a saved and reloaded config
         # compares equal to the original.
         if not isinstance(self.head_hidden_sizes, (list, tuple)):

@@ -22,15 +22,12 @@ from ..data.torch_dataset import ImageClassificationDataset
 from ..data.transforms import EvalPreset, TrainPreset, TTAPreset, eval_kwargs_from_image_processor
 from ..models import InatConfig, InatForImageClassification
 from .arguments import AUGMENTATION_FROM_MODEL
-from .callbacks import (
-    ProgressiveUnfreezingCallback,
-    TrainingMetricsCallback,
-    latest_complete_checkpoint,
-)
+from .callbacks import TrainingMetricsCallback, latest_complete_checkpoint
 from .hub import push_run_to_hub, write_model_card
 from .mixing import AdaptiveMixup
 from .recipe import Recipe, save_recipe
 from .trainer import InatTrainer
+from .unfreezing import ProgressiveUnfreezingCallback, unfreezing_plan
 
 logger = logging.get_logger(__name__)
 
@@ -293,7 +290,9 @@ def run_training(recipe: Recipe) -> TrainingRun:
             num_epochs=args.num_train_epochs,
         )
     unfreezing = None
-    frozen_stages, unfreeze_schedule = args.unfreezing_plan(model.stage_names, model.backbone_stage_names)
+    frozen_stages, unfreeze_schedule = unfreezing_plan(
+        args.frozen_stages, args.unfreeze_schedule, model.stage_names, model.backbone_stage_names
+    )
     if frozen_stages:
         unfreezing = ProgressiveUnfreezingCallback(frozen_stages, unfreeze_schedule)
     images_per_step = args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size

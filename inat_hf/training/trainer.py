@@ -5,7 +5,7 @@ clipping, checkpointing, resuming, logging, early stopping — is the Trainer's 
 
 * mixup / cutmix with an adaptive probability, applied on the device (:class:`~.mixing.AdaptiveMixup`);
 * AdamW parameter groups with differential learning rates per stage (:func:`~.optim.build_param_groups`);
-* progressive unfreezing that is correct under DDP (:class:`~.callbacks.ProgressiveUnfreezingCallback`);
+* progressive unfreezing that is correct under DDP (:class:`~.unfreezing.ProgressiveUnfreezingCallback`);
 * channels_last inputs, test-time augmentation in evaluation, and a hard stop on a NaN/Inf loss;
 * optionally, image x location-prior fused metrics at every evaluation (``geo=``, as ``evaluate.py --geo_prior``).
 """
@@ -29,7 +29,6 @@ from ..inference.tta import tta_logits
 from .callbacks import (
     EMA_FILE,
     EmaCallback,
-    ProgressiveUnfreezingCallback,
     broadcast_buffers,
     latest_complete_checkpoint,
     mark_checkpoint_complete,
@@ -38,6 +37,7 @@ from .callbacks import (
 )
 from .mixing import AdaptiveMixup
 from .optim import CLASSIFIER_STAGES, build_param_groups
+from .unfreezing import ProgressiveUnfreezingCallback
 
 logger = logging.get_logger(__name__)
 

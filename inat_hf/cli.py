@@ -1,13 +1,10 @@
-"""The commands' argument parser: ``HfArgumentParser`` with the behaviour a command line needs.
+"""The commands' argument parser: ``HfArgumentParser`` plus what a command line needs.
 
-* A boolean option never swallows the next argument: ``--tta`` alone means true, so ``predict.py --tta photos/``
-  works (``HfArgumentParser`` gives booleans an optional value, which would take ``photos/``); ``--flag false`` and
-  ``--no_flag`` (for flags on by default) work too.
-* A user mistake -- an unknown option, a bad value, a failed check in a dataclass's ``__post_init__`` -- is one
-  ``error:`` line, exit status 2; an unknown option gets the closest valid one as a suggestion. No abbreviations, so
-  a typo is never taken for another option. With ``error_class`` the parser raises that exception instead.
-* ``--debug`` (``--traceback`` where ``debug`` is an option, as in ``TrainingArguments``) shows the traceback.
-* :meth:`CommandParser.add_config`: a config class's keyword arguments as options (``InatConfig``, ``GeoPriorConfig``).
+A boolean option never swallows the next argument (``--tta photos/``; HfArgumentParser gives booleans an optional
+value); ``--flag false`` and ``--no_flag`` work too. A user mistake (unknown option, bad value, a failed
+``__post_init__`` check) is one ``error:`` line with a suggestion, exit 2 (or ``error_class`` raised); no
+abbreviations. ``--debug`` (``--traceback`` where ``debug`` is an option) shows the traceback.
+:meth:`CommandParser.add_config` makes a config class's keyword arguments options (``InatConfig``, ``GeoPriorConfig``).
 """
 
 from __future__ import annotations
@@ -39,11 +36,8 @@ class CommandParser(HfArgumentParser):
             hints = typing.get_type_hints(dtype)
             self.options.update({f.name: hints[f.name] for f in dataclasses.fields(dtype) if f.init})
         self.debug_flag = debug_flag or ("--traceback" if "debug" in self.options else "--debug")
-        self.add_argument(
-            self.debug_flag, dest="show_traceback", action="store_true", help="Show the full traceback of an error."
-        )
+        self.add_argument(self.debug_flag, dest="show_traceback", action="store_true", help="Show error tracebacks.")
 
-    # -- options in argument groups --------------------------------------------------------------------------------
     def _add_fields(self, title: str, description: str | None, fields: list[dataclasses.Field], hints: dict) -> None:
         if title not in self._groups:
             self._groups[title], self.sections[title] = self.add_argument_group(title, description), []
@@ -73,13 +67,8 @@ class CommandParser(HfArgumentParser):
         self.configs[cls] = [f.name for f in fields]
 
     def config_kwargs(self, cls: type, extras) -> dict[str, typing.Any]:
-        """The parsed values of :meth:`add_config`'s options of ``cls``, from the ``extras`` that :meth:`parse` returns."""
+        """``cls``'s keyword arguments from the ``extras`` that :meth:`parse` returns."""
         return {name: getattr(extras, name) for name in self.configs[cls]}
-
-    # -- errors ----------------------------------------------------------------------------------------------------
-    def suggestion(self, option: str) -> str | None:
-        match = difflib.get_close_matches(option, [f"--{name}" for name in self.options], n=1, cutoff=0.6)
-        return match[0] if match else None
 
     def error(self, message: str):
         message = re.sub(r"^argument (--[\w.]+)(/--[\w.-]+)*:", r"\1:", message)  # one spelling of the option
@@ -87,32 +76,23 @@ class CommandParser(HfArgumentParser):
         if unknown:
             option = unknown.group(1).split("=")[0]
             if option.startswith("-"):
-                close = self.suggestion(option)
-                message = f"unknown option {option}" + (f"; did you mean {close}?" if close else "")
+                close = difflib.get_close_matches(option, [f"--{name}" for name in self.options], n=1, cutoff=0.6)
+                message = f"unknown option {option}" + (f"; did you mean {close[0]}?" if close else "")
             else:
                 message = f"unexpected argument {option!r}"
         if self.error_class is not None:
             raise self.error_class(message)
         self.exit(ERROR_EXIT, f"{self.prog}: error: {message}\n(`{self.prog} --help` lists the options)\n")
 
-    # -- parsing ---------------------------------------------------------------------------------------------------
     def _bool_flags_explicit(self, argv: list[str]) -> list[str]:
         """``--flag`` not followed by a boolean word → ``--flag=true``, so that it consumes nothing else."""
-        flags = {
-            f"--{spelling}"
-            for name, annotation in self.options.items()
-            if annotation in (bool, bool | None)
-            for spelling in (name, name.replace("_", "-"))
-        }
-        out = []
-        for i, arg in enumerate(argv):
-            follows = argv[i + 1].lower() if i + 1 < len(argv) else None
-            out.append(f"{arg}=true" if arg in flags and follows not in _BOOL_WORDS else arg)
-        return out
+        flags = {f"--{name}" for name, annotation in self.options.items() if annotation in (bool, bool | None)}
+        after = [arg.lower() for arg in argv[1:]] + [""]
+        return [f"{arg}=true" if "--" + arg[2:].replace("-", "_") in flags and nxt not in _BOOL_WORDS else arg
+                for arg, nxt in zip(argv, after)]  # fmt: skip
 
     def parse(self, argv: list[str] | None):
-        """``argv`` → ``(dataclasses…, extras)``; ``extras`` holds ``show_traceback``, plain ``add_argument`` options
-        and :meth:`add_config`'s options."""
+        """``argv`` → ``(dataclasses…, extras)``: ``show_traceback``, :meth:`add_config`'s and other plain options."""
         argv = list(sys.argv[1:] if argv is None else argv)
         try:
             *parsed, extras, unknown = self.parse_args_into_dataclasses(

@@ -1,9 +1,7 @@
-"""YAML recipes: ``train.py RECIPE.yaml [--key value …]`` → a :class:`Recipe`, and back to YAML.
+"""YAML recipes: ``train.py RECIPE.yaml [--key value …]`` → a :class:`Recipe`, and back (``run_config.yaml``).
 
-One parser (:func:`recipe_parser`) holds every key of the sections ``model``, ``data``, ``augmentation``, ``mixing``
-and ``training`` (:mod:`inat_hf.training.arguments`) as ``--key value``. The recipe's values become its defaults
-(``parser.set_defaults``, as timm's train.py does with its YAML), so the command line wins. Unknown keys are errors
-with a suggestion. Rerunning the saved ``run_config.yaml`` (:func:`save_recipe`) reproduces the run.
+One parser holds every key of every section (:mod:`.arguments`) as ``--key value``; the recipe's values are its
+defaults (``parser.set_defaults``, as timm's train.py does with its YAML), so the command line wins.
 """
 
 from __future__ import annotations
@@ -30,7 +28,6 @@ from .arguments import (
     MixingConfig,
     ModelRunArguments,
     TrainDataArguments,
-    TrainingOptions,
 )
 from .unfreezing import unfreezing_plan
 
@@ -57,32 +54,21 @@ class Recipe:
 
 
 def recipe_parser(help_all: bool = True) -> CommandParser:
-    """``train.py``'s parser; ``help_all=False`` puts the project's training options in place of all of
-    ``TrainingArguments`` (``train.py --help``; ``--help_all`` shows the ~150 generic ones too)."""
-    parser = CommandParser(
-        [],
-        prog="train.py",
-        usage="train.py [RECIPE.yaml] [--key value ...] [--help_all] [--traceback]",
-        description="Fine-tune on iNat 2021 (one CPU, one GPU, or many under accelerate launch / torchrun). "
-        "RECIPE.yaml holds the sections below (configs/*.yaml); --key value wins over it. "
-        "`train.py --list_stages BACKBONE` prints a backbone's stage names.",
-        error_class=RecipeError,
-        debug_flag="--traceback",
-        add_help=False,
-    )
-    parser.add_config(InatConfig, "model", "InatConfig's keyword arguments; where the weights start",
-                      skip=MODEL_FIELDS_FROM_DATA)  # fmt: skip
+    """``train.py``'s parser; ``help_all=False``: of ``TrainingArguments`` only the options this project declares or
+    sets (``train.py --help``; ``--help_all`` shows all ~150)."""
+    usage = "train.py [RECIPE.yaml] [--key value ...] [--help_all] [--traceback] | --list_stages BACKBONE"
+    about = "Fine-tune on iNat 2021: RECIPE.yaml holds the sections below (configs/*.yaml), --key value wins over it."
+    parser = CommandParser([], prog="train.py", usage=usage, description=about, add_help=False,
+                           error_class=RecipeError, debug_flag="--traceback")  # fmt: skip
+    parser.add_config(InatConfig, "model", "InatConfig's keyword arguments, then the weights", MODEL_FIELDS_FROM_DATA)
     parser.add_dataclass(ModelRunArguments, "model")
-    parser.add_dataclass(TrainDataArguments, "data", "--data_dir or --dataset_dir on the command line replaces "
-                         "the recipe's data source")  # fmt: skip
-    parser.add_config(AugmentationConfig, "augmentation", "its image_size, mean and std are the model's",
-                      skip=tuple(AUGMENTATION_FROM_MODEL))  # fmt: skip
+    parser.add_dataclass(TrainDataArguments, "data", "--data_dir or --dataset_dir replaces the recipe's source")
+    parser.add_config(AugmentationConfig, "augmentation", "image_size/mean/std: the model's", AUGMENTATION_FROM_MODEL)
     parser.add_dataclass(MixingConfig, "mixing", "Mixup / CutMix")
     if help_all:
-        parser.add_dataclass(InatTrainingArguments, "training", "the project's options and TrainingArguments'")
+        parser.add_dataclass(InatTrainingArguments, "training", "TrainingArguments and the project's options")
     else:
-        parser.add_dataclass(TrainingOptions, "training", "the project's options, and every TrainingArguments "
-                             "option (output_dir, num_train_epochs, bf16, seed, ...): `train.py --help_all`")  # fmt: skip
+        parser.add_config(InatTrainingArguments, "training", "and every TrainingArguments option: --help_all")
     return parser
 
 
@@ -152,11 +138,6 @@ def load_recipe_file(path: str, parser: CommandParser | None = None) -> dict[str
     return values
 
 
-def _given_on_command_line(argv: list[str], name: str) -> bool:
-    options = (f"--{name}", f"--{name.replace('_', '-')}")
-    return any(arg in options or arg.startswith(tuple(f"{o}=" for o in options)) for arg in argv)
-
-
 def parse_recipe(argv: list[str]) -> Recipe:
     """``[RECIPE.yaml] [--key value …]`` → :class:`Recipe`; raises :class:`RecipeError` for any user mistake."""
     source = argv[0] if argv and not argv[0].startswith("-") and argv[0].endswith((".yaml", ".yml")) else None
@@ -164,7 +145,7 @@ def parse_recipe(argv: list[str]) -> Recipe:
     parser = recipe_parser()
     if source:
         values = load_recipe_file(source, parser)
-        if any(_given_on_command_line(argv, name) for name in DATA_SOURCES):
+        if {arg.split("=")[0].lstrip("-").replace("-", "_") for arg in argv} & set(DATA_SOURCES):
             values = {k: v for k, v in values.items() if k not in DATA_SOURCES}
         parser.set_defaults(**values)
     model_run, data, mixing, training, extras = parser.parse(argv)
@@ -185,7 +166,8 @@ def parse_recipe(argv: list[str]) -> Recipe:
 
 def recipe_to_dict(recipe: Recipe) -> dict[str, dict[str, Any]]:
     sections = recipe_parser().sections
-    augmentation, training = dataclasses.asdict(recipe.augmentation), recipe.training.to_dict()
+    augmentation = {k: list(v) if isinstance(v, tuple) else v for k, v in vars(recipe.augmentation).items()}
+    training = recipe.training.to_dict()
     return {
         "model": {**recipe.model, **dataclasses.asdict(recipe.model_run)},
         "data": dataclasses.asdict(recipe.data),
@@ -196,33 +178,19 @@ def recipe_to_dict(recipe: Recipe) -> dict[str, dict[str, Any]]:
 
 
 def _redact(argv: list[str]) -> list[str]:
-    out, hide = [], False
-    for arg in argv:
-        out.append("<redacted>" if hide else arg)
-        hide = arg.lstrip("-").split("=")[0] in _SECRET_FIELDS
-        if hide and "=" in arg:
-            out[-1], hide = arg.split("=")[0] + "=<redacted>", False
-    return out
-
-
-class _RecipeDumper(yaml.SafeDumper):
-    """Writes AugmentationConfig's ``(min, max)`` pairs as lists."""
-
-
-_RecipeDumper.add_representer(tuple, yaml.SafeDumper.represent_list)
+    secret = {f"--{name}" for name in _SECRET_FIELDS}
+    hide = {arg: f"{arg.split('=')[0]}=<redacted>" for arg in argv if "=" in arg and arg.split("=")[0] in secret}
+    return ["<redacted>" if prev in secret else hide.get(arg, arg) for prev, arg in zip(["", *argv], argv)]
 
 
 def save_recipe(recipe: Recipe, output_dir: str) -> str:
     """Write the resolved recipe (every key, after overrides) to ``output_dir/run_config.yaml``."""
     os.makedirs(output_dir, exist_ok=True)
     path = os.path.join(output_dir, RECIPE_FILE)
-    header = [
-        "# Resolved inat_hf training recipe: every key after command-line overrides.",
-        f"# source: {recipe.source or '(command line only)'}",
-        f"# overrides: {' '.join(_redact(recipe.overrides)) or '(none)'}",
-        f"# rerun: python scripts/train.py {path}",
-    ]
     with open(path, "w", encoding="utf-8") as f:
-        f.write("\n".join(header) + "\n")
-        yaml.dump(recipe_to_dict(recipe), f, Dumper=_RecipeDumper, sort_keys=False, default_flow_style=False)
+        f.write(f"# Resolved inat_hf training recipe: every key after command-line overrides.\n"
+                f"# source: {recipe.source or '(command line only)'}\n"
+                f"# overrides: {' '.join(_redact(recipe.overrides)) or '(none)'}\n"
+                f"# rerun: python scripts/train.py {path}\n")  # fmt: skip
+        yaml.safe_dump(recipe_to_dict(recipe), f, sort_keys=False, default_flow_style=False)
     return path

@@ -10,6 +10,7 @@ import argparse
 import contextlib
 import dataclasses
 import difflib
+import json
 import os
 import types
 import typing
@@ -152,6 +153,8 @@ def parse_recipe(argv: list[str]) -> Recipe:
     model = parser.config_kwargs(InatConfig, extras)
     preprocessing = {a: model[m] for a, m in AUGMENTATION_FROM_MODEL.items() if model[m] is not None}
     try:
+        if isinstance(model["model_args"], str):  # JSON text from the command line: keep the dict it stands for
+            model["model_args"] = json.loads(model["model_args"] or "null")
         if model_run.init_checkpoint is None:  # else the checkpoint decides the architecture (checked when loaded)
             # Unknown backbones, bad model values and stage names fail here, not after the data is prepared.
             config = InatConfig(**model)

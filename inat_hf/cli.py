@@ -1,11 +1,9 @@
 """The commands' argument parser: ``HfArgumentParser`` plus what a command line needs.
 
-A boolean option never swallows the next argument (``--tta photos/``; HfArgumentParser gives booleans an optional
-value); ``--flag false`` and ``--no_flag`` work too. A user mistake (unknown option, bad value, a failed
-``__post_init__`` check) is one ``error:`` line with a suggestion, exit 2 (or ``error_class`` raised); no
-abbreviations. ``--debug`` (``--traceback`` where ``debug`` is an option) shows the traceback.
-:meth:`CommandParser.add_config` makes a config class's keyword arguments options (``InatConfig``, ``GeoPriorConfig``).
-"""
+A boolean option never swallows the next argument (``--tta photos/``); ``--flag false`` and ``--no_flag`` work too. A
+user mistake (unknown option, bad value, a failed ``__post_init__`` check) is one ``error:`` line with a suggestion,
+exit 2 (or ``error_class`` raised); no abbreviations. ``--debug`` (``--traceback`` where ``debug`` is an option) shows
+the traceback. :meth:`CommandParser.add_config` makes a config class's keyword arguments options (``InatConfig``)."""
 
 from __future__ import annotations
 
@@ -28,8 +26,7 @@ class CommandParser(HfArgumentParser):
     def __init__(self, dataclass_types, *, prog=None, description=None, error_class=None, debug_flag=None, **kwargs):
         self.error_class = error_class
         self.options: dict[str, typing.Any] = {}  # option name -> its annotation
-        self.sections: dict[str, list[str]] = {}  # argument group title -> its option names
-        self._groups: dict[str, typing.Any] = {}
+        self.sections, self._groups = {}, {}  # argument group title -> its option names, the group
         self.configs: dict[type, list[str]] = {}  # add_config's classes -> their option names
         super().__init__(dataclass_types, prog=prog, description=description, allow_abbrev=False, **kwargs)
         for dtype in self.dataclass_types:
@@ -44,16 +41,16 @@ class CommandParser(HfArgumentParser):
         for field in fields:
             field = copy.copy(field)
             field.type = hints[field.name]
-            # The per-field step of HfArgumentParser (same types, nargs, choices, bool flags), which has no public
-            # way to add one dataclass's fields to an argument group, or only some of them.
-            self.options[field.name] = field.type  # (the method below narrows field.type to the argparse type)
-            HfArgumentParser._parse_dataclass_field(self._groups[title], field)
+            self.options[field.name] = field.type  # (before HfArgumentParser narrows it to the argparse type)
+            # HfArgumentParser's per-field step (types, nargs, choices, bool flags): it has no public way to add some
+            HfArgumentParser._parse_dataclass_field(self._groups[title], field)  # fields of a class to a group
             self.sections[title].append(field.name)
 
     def add_dataclass(self, dtype: type, title: str, description: str | None = None) -> None:
         """Every field of ``dtype`` as an option in group ``title``; :meth:`parse` returns a filled ``dtype``."""
-        hints = typing.get_type_hints(dtype)
-        self._add_fields(title, description, [f for f in dataclasses.fields(dtype) if f.init], hints)
+        self._add_fields(
+            title, description, [f for f in dataclasses.fields(dtype) if f.init], typing.get_type_hints(dtype)
+        )
         self.dataclass_types.append(dtype)
 
     def add_config(self, cls: type, title: str, description: str | None = None, skip=()) -> None:

@@ -18,9 +18,8 @@ AUGMENTATION_FROM_MODEL = {"image_size": "image_size", "mean": "image_mean", "st
 
 
 def _help(default, text: str):
-    if isinstance(default, list):
-        return dataclasses.field(default_factory=lambda: list(default), metadata={"help": text})
-    return dataclasses.field(default=default, metadata={"help": text})
+    value = {"default_factory": lambda: list(default)} if isinstance(default, list) else {"default": default}
+    return dataclasses.field(metadata={"help": text}, **value)
 
 
 @dataclasses.dataclass
@@ -120,8 +119,7 @@ class InatTrainingArguments(TrainingArguments):
     dataloader_drop_last: bool = _help(True, "Drop the last incomplete batch (mixup: even batches; BatchNorm: > 1).")
     dataloader_num_workers: int = _help(2, "Data loading processes.")
     lr_scheduler_type: str = _help("cosine_with_restarts", "LR schedule (transformers names).")
-    # transformers' NaN/Inf filter of logged losses syncs with the host every step; InatTrainer stops on one anyway.
-    logging_nan_inf_filter: bool = _help(False, "Replace NaN/Inf losses in the logs.")
+    logging_nan_inf_filter: bool = _help(False, "Hide NaN/Inf losses in logs (a sync per step; InatTrainer stops).")
 
     def __post_init__(self):
         super().__post_init__()
@@ -130,13 +128,10 @@ class InatTrainingArguments(TrainingArguments):
                 "Set label smoothing with the model's label_smoothing (the focal loss applies it); "
                 f"label_smoothing_factor={self.label_smoothing_factor} would smooth the targets a second time."
             )
-        if self.backbone_learning_rate < 0 or not 0 < self.layer_decay <= 1:
+        ranges = self.backbone_learning_rate >= 0 and 0 < self.layer_decay <= 1 and 0 <= self.ema_decay < 1
+        if not ranges or self.eval_tta_views < 1:
             raise ValueError(
-                f"Need backbone_learning_rate >= 0 and 0 < layer_decay <= 1, got {self.backbone_learning_rate} and "
-                f"{self.layer_decay}."
-            )
-        if not 0.0 <= self.ema_decay < 1.0 or self.eval_tta_views < 1:
-            raise ValueError(
-                f"Need 0 <= ema_decay < 1 and eval_tta_views >= 1, got {self.ema_decay} and {self.eval_tta_views}."
+                "Need backbone_learning_rate >= 0, 0 < layer_decay <= 1, 0 <= ema_decay < 1 and eval_tta_views >= 1; "
+                f"got {self.backbone_learning_rate}, {self.layer_decay}, {self.ema_decay}, {self.eval_tta_views}."
             )
         parse_unfreeze_schedule(self.unfreeze_schedule)  # syntax; the stages are checked against the model

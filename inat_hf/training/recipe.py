@@ -14,7 +14,6 @@ import json
 import os
 import types
 import typing
-from typing import Any
 
 import yaml
 from transformers.hf_argparser import string_to_bool
@@ -44,7 +43,7 @@ class RecipeError(ValueError):
 
 @dataclasses.dataclass
 class Recipe:
-    model: dict[str, Any]  # InatConfig keyword arguments
+    model: dict[str, typing.Any]  # InatConfig keyword arguments
     model_run: ModelRunArguments
     data: TrainDataArguments
     augmentation: AugmentationConfig
@@ -66,32 +65,28 @@ def recipe_parser(help_all: bool = True) -> CommandParser:
     parser.add_dataclass(TrainDataArguments, "data", "--data_dir or --dataset_dir replaces the recipe's source")
     parser.add_config(AugmentationConfig, "augmentation", "image_size/mean/std: the model's", AUGMENTATION_FROM_MODEL)
     parser.add_dataclass(MixingConfig, "mixing", "Mixup / CutMix")
-    if help_all:
-        parser.add_dataclass(InatTrainingArguments, "training", "TrainingArguments and the project's options")
-    else:
-        parser.add_config(InatTrainingArguments, "training", "and every TrainingArguments option: --help_all")
+    add = parser.add_dataclass if help_all else parser.add_config  # add_config: the fields the project declares
+    add(InatTrainingArguments, "training", "TrainingArguments and the project's options (all ~150: --help_all)")
     return parser
 
 
-def _typed(value: Any, hint: Any) -> Any:
+def _typed(value: typing.Any, hint: typing.Any) -> typing.Any:
     """A YAML value as the option of annotation ``hint`` takes it, else ValueError. YAML types the values already;
     text (YAML 1.1 reads ``1e-4`` as text) is read as on the command line, and a lone value fills a list."""
     args, origin = typing.get_args(hint), typing.get_origin(hint) or hint
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None
-        errors = []
-        for member in (a for a in args if a is not type(None)):
-            try:
+        members = [a for a in args if a is not type(None)]
+        for member in members:
+            with contextlib.suppress(*_BAD_VALUE):
                 return _typed(value, member)
-            except _BAD_VALUE as error:
-                errors.append(error)
-        raise errors[0]
+        return _typed(value, members[0])  # none takes it: the first one's error
     if value is None:
         raise ValueError("null is not a value of this key; leave the key out for its default")
     if origin is list:
         return [_typed(v, args[0]) for v in (value if isinstance(value, list) else [value])]
-    if hint is Any or not isinstance(origin, type):  # Literal (the dataclass names the choices), Any
+    if hint is typing.Any or not isinstance(origin, type):  # Literal (its dataclass checks the choice), Any
         return value
     if isinstance(value, origin) and (origin is bool or not isinstance(value, bool)):
         return value
@@ -114,7 +109,7 @@ def _unknown_key_error(path: str, section: str | None, key: str, sections: dict[
     return RecipeError(f"Unknown key {key!r} in {where}{suggestion}")
 
 
-def load_recipe_file(path: str, parser: CommandParser | None = None) -> dict[str, Any]:
+def load_recipe_file(path: str, parser: CommandParser | None = None) -> dict[str, typing.Any]:
     """A recipe YAML as ``{key: value}``, every key and the type of every value checked."""
     parser = parser or recipe_parser()
     if not os.path.isfile(path):
@@ -123,7 +118,7 @@ def load_recipe_file(path: str, parser: CommandParser | None = None) -> dict[str
         raw = yaml.safe_load(f) or {}
     if not isinstance(raw, dict):
         raise RecipeError(f"{path}: a recipe maps sections {list(parser.sections)} to keys, not a list or text.")
-    values: dict[str, Any] = {}
+    values: dict[str, typing.Any] = {}
     for section, items in raw.items():
         if section not in parser.sections:
             raise _unknown_key_error(path, None, section, parser.sections)
@@ -167,10 +162,9 @@ def parse_recipe(argv: list[str]) -> Recipe:
     return Recipe(model, model_run, data, augmentation, mixing, training, source=source, overrides=argv)
 
 
-def recipe_to_dict(recipe: Recipe) -> dict[str, dict[str, Any]]:
-    sections = recipe_parser().sections
+def recipe_to_dict(recipe: Recipe) -> dict[str, dict[str, typing.Any]]:
+    sections, training = recipe_parser().sections, recipe.training.to_dict()
     augmentation = {k: list(v) if isinstance(v, tuple) else v for k, v in vars(recipe.augmentation).items()}
-    training = recipe.training.to_dict()
     return {
         "model": {**recipe.model, **dataclasses.asdict(recipe.model_run)},
         "data": dataclasses.asdict(recipe.data),

@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         if run.trainer.is_world_process_zero():
             print(f"\nBest model, image processor and model card: {run.output_dir}")
             print(
-                f"  load it: AutoModelForImageClassification.from_pretrained({run.output_dir!r}) after `import inat_hf`"
+                f"  load it: AutoModelForImageClassification.from_pretrained({run.output_dir!r}) after `import inat_hf.models`"
             )
         return 0
     finally:

@@ -101,7 +101,7 @@ def write_model_card(
         'classifier("photo.jpg", top_k=5)',
         "```",
         "",
-        "With `inat_hf` installed, `import inat_hf` registers the classes and `trust_remote_code` is not needed.",
+        "With `inat_hf` installed, `import inat_hf.models` registers the classes and `trust_remote_code` is not needed.",
         "",
         "## Training recipe",
         "",

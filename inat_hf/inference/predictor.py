@@ -67,6 +67,8 @@ def load_config(model_dir: str | os.PathLike):
     """
     from transformers import AutoConfig
 
+    from .. import models  # noqa: F401 - registers model_type "inat" with the Auto classes
+
     model_dir = os.fspath(model_dir)
     if _is_local(model_dir):
         path = os.path.expanduser(model_dir)

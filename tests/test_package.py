@@ -42,7 +42,9 @@ def tiny_checkpoint(tmp_path_factory):
 
     path = tmp_path_factory.mktemp("ckpt")
     config = InatConfig(backbone="resnet10t", num_labels=3, head_hidden_sizes=[], image_size=32)
-    InatForImageClassification(config).save_pretrained(path)
+    model = InatForImageClassification(config)
+    model.save_pretrained(path)
+    model.create_image_processor().save_pretrained(path)
     return path
 
 
@@ -86,6 +88,17 @@ def test_no_import_magic(tiny_checkpoint):
         """
     )
     assert out.splitlines() == ["True False False", "not registered", "InatForImageClassification False"]
+
+
+def test_library_loaders_register_what_they_load(tiny_checkpoint):
+    """The library's own loaders (predict.py, evaluate.py, app.py) need no import from their caller."""
+    out = _python(
+        f"""
+        from inat_hf.inference.predictor import Predictor
+        print(type(Predictor.from_pretrained({str(tiny_checkpoint)!r}).model).__name__)
+        """
+    )
+    assert out.strip() == "InatForImageClassification"
 
 
 def test_pipeline_after_import_inat_hf_models(tiny_checkpoint):

@@ -42,8 +42,8 @@ class CommandParser(HfArgumentParser):
             field = copy.copy(field)
             field.type = hints[field.name]
             self.options[field.name] = field.type  # (before HfArgumentParser narrows it to the argparse type)
-            # HfArgumentParser's per-field step (types, nargs, choices, bool flags): it has no public way to add some
-            HfArgumentParser._parse_dataclass_field(self._groups[title], field)  # fields of a class to a group
+            # HfArgumentParser's own per-field step (types, nargs, choices, bool flags): no public API adds one field
+            HfArgumentParser._parse_dataclass_field(self._groups[title], field)
             self.sections[title].append(field.name)
 
     def add_dataclass(self, dtype: type, title: str, description: str | None = None) -> None:

@@ -1,11 +1,15 @@
 """Start-up: how long until a command answers ``--help``, and what ``import inat_hf`` costs.
 
-Usage: ``python -m benchmarks.bench_startup [--quick]`` (quick: one run of each instead of the best of three).
+Usage: ``python -m benchmarks.bench_startup [--quick] [--timm_train PATH]`` (quick: one run of each instead of the
+best of three).
 
 Each command runs in a fresh process, as a user starts it (``python scripts/<name>.py --help``); the figure is the
-best wall time of the runs and that run's peak RSS. Baselines in the same run: a bare interpreter, and
-``import torch`` (what every command paid before it could parse its arguments). The target (≤ 1.5 s on the 2-core
-reference machine) lives here, not in tests; ``tests/test_package.py`` checks what is imported.
+best wall time of the runs and that run's peak RSS. Baselines measured in the same run: a bare interpreter,
+``python -c "import torch"``, and timm's own ``train.py --help`` (the anchor: it imports torch, torchvision and timm
+before parsing). timm's train.py is not part of the timm package: give a checkout's ``train.py`` with
+``--timm_train`` or ``$TIMM_TRAIN_PY`` (it is looked for next to this repository too, at
+``../pytorch-image-models/train.py``), run with the installed timm; without one the row says so. The target (≤ 1.5 s
+on the 2-core reference machine) lives here, not in tests; ``tests/test_package.py`` checks what is imported.
 
 Also: the project's metrics through the ``evaluate`` module against the numpy functions underneath.
 """
@@ -13,8 +17,10 @@ Also: the project's metrics through the ``evaluate`` module against the numpy fu
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
+from pathlib import Path
 
 from benchmarks.common import REPO_ROOT, peak_rss_of, print_table, write_results
 
@@ -28,6 +34,15 @@ COMMANDS = {
     "import inat_hf": ["-c", "import inat_hf"],
 }
 BASELINES = {"python -c pass": ["-c", "pass"], "import torch": ["-c", "import torch"]}
+TIMM_TRAIN = "timm train.py --help"
+
+
+def find_timm_train(path: str | None = None) -> Path | None:
+    """timm's ``train.py`` (from a pytorch-image-models checkout): ``path``, ``$TIMM_TRAIN_PY``, or next to the repo."""
+    for candidate in (path, os.environ.get("TIMM_TRAIN_PY"), REPO_ROOT.parent / "pytorch-image-models" / "train.py"):
+        if candidate and Path(candidate).is_file():
+            return Path(candidate).resolve()
+    return None
 
 
 def _best(args: list[str], repeats: int) -> dict:
@@ -58,11 +73,23 @@ def _metrics_module(num_images: int) -> dict:
     return {"num_images": num_images, "numpy_s": round(numpy_s, 4), "evaluate_s": round(evaluate_s, 3)}
 
 
-def run(quick: bool = False) -> dict:
+def run(quick: bool = False, timm_train: str | None = None) -> dict:
     repeats = 1 if quick else 3
+    baselines = {name: _best(args, repeats) for name, args in BASELINES.items()}
+    timm_script = find_timm_train(timm_train)
+    if timm_script is not None:  # run from its own folder, as `python train.py --help` in a checkout
+        runs = [peak_rss_of([sys.executable, timm_script.name, "--help"], cwd=timm_script.parent, timeout=300)
+                for _ in range(repeats)]  # fmt: skip
+        seconds, rss = min(runs)
+        baselines[TIMM_TRAIN] = {
+            "seconds": round(seconds, 3),
+            "peak_rss_mb": round(rss, 1),
+            "script": str(timm_script),
+        }
     return {
         "repeats": repeats,
-        "baselines": {name: _best(args, repeats) for name, args in BASELINES.items()},
+        "baselines": baselines,
+        "timm_train": str(timm_script) if timm_script else "not found: pass --timm_train PATH (see the docstring)",
         "commands": {name: _best(args, repeats) for name, args in COMMANDS.items()},
         "metrics_module": _metrics_module(10_000 if quick else 100_000),
     }
@@ -71,11 +98,14 @@ def run(quick: bool = False) -> dict:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="one run of each instead of the best of three")
-    result = run(quick=parser.parse_args(argv).quick)
+    parser.add_argument("--timm_train", help="timm's train.py (a pytorch-image-models checkout's) to time as well")
+    args = parser.parse_args(argv)
+    result = run(quick=args.quick, timm_train=args.timm_train)
     rows = [
         (name, r["seconds"], r["peak_rss_mb"]) for name, r in {**result["baselines"], **result["commands"]}.items()
     ]
     print_table("start-up (best wall time, its peak RSS)", rows, header=("command", "s", "MB"))
+    print(f"timm's train.py: {result['timm_train']}")
     m = result["metrics_module"]
     print(f"\nmetrics of {m['num_images']:,} images: numpy {m['numpy_s']} s, evaluate module {m['evaluate_s']} s")
     write_results("startup", result)

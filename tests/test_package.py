@@ -1,4 +1,4 @@
-"""`import inat_hf` is light, and still registers the model with the Auto classes where they are used.
+"""`import inat_hf` is light and has no import hook; `import inat_hf.models` registers the Auto classes.
 
 Each case runs in a fresh interpreter: what is imported, and in which order, is the point.
 """
@@ -42,21 +42,23 @@ def tiny_checkpoint(tmp_path_factory):
 
     path = tmp_path_factory.mktemp("ckpt")
     config = InatConfig(backbone="resnet10t", num_labels=3, head_hidden_sizes=[], image_size=32)
-    InatForImageClassification(config).save_pretrained(path)
+    model = InatForImageClassification(config)
+    model.save_pretrained(path)
+    model.create_image_processor().save_pretrained(path)
     return path
 
 
 @pytest.mark.parametrize(
     "order",
     [
-        "import inat_hf\nfrom transformers import AutoModelForImageClassification",
-        "from transformers import AutoModelForImageClassification\nimport inat_hf",
-        "import transformers\nimport inat_hf\nAutoModelForImageClassification = transformers.AutoModelForImageClassification",
-        "import inat_hf\nfrom transformers import Trainer, AutoModelForImageClassification",
+        "import inat_hf.models\nfrom transformers import AutoModelForImageClassification",
+        "from transformers import AutoModelForImageClassification\nimport inat_hf.models",
+        "import inat_hf\nfrom transformers import Trainer, AutoModelForImageClassification\nimport inat_hf.models",
+        "from inat_hf.models import InatForImageClassification\nfrom transformers import AutoModelForImageClassification",
     ],
-    ids=["inat_hf-first", "transformers-first", "lazy-attribute", "trainer-first"],
+    ids=["models-first", "transformers-first", "trainer-first", "from-import"],
 )
-def test_auto_classes_resolve_inat_checkpoints_after_import_inat_hf(order, tiny_checkpoint):
+def test_auto_classes_resolve_inat_checkpoints_after_import_inat_hf_models(order, tiny_checkpoint):
     out = _python(
         order
         + f"""
@@ -67,10 +69,42 @@ print(type(model).__name__, type(model).__module__)
     assert out.strip() == "InatForImageClassification inat_hf.models.modeling_inat"
 
 
-def test_pipeline_after_import_inat_hf(tiny_checkpoint):
+def test_no_import_magic(tiny_checkpoint):
+    """``import inat_hf`` registers nothing and hooks nothing: transformers is untouched until inat_hf.models is
+    imported; a checkpoint still loads without inat_hf through its ``auto_map`` (trust_remote_code)."""
     out = _python(
         f"""
+        import sys
         import inat_hf
+        from transformers import AutoConfig, AutoModelForImageClassification, Trainer
+        hooks = [f for f in sys.meta_path if type(f).__module__.startswith("inat_hf")]
+        print(hooks == [], "inat_hf.models" in sys.modules, "timm" in sys.modules)
+        try:
+            AutoConfig.for_model("inat")
+        except ValueError:
+            print("not registered")
+        model = AutoModelForImageClassification.from_pretrained({str(tiny_checkpoint)!r}, trust_remote_code=True)
+        print(type(model).__name__, "inat_hf.models" in sys.modules)
+        """
+    )
+    assert out.splitlines() == ["True False False", "not registered", "InatForImageClassification False"]
+
+
+def test_library_loaders_register_what_they_load(tiny_checkpoint):
+    """The library's own loaders (predict.py, evaluate.py, app.py) need no import from their caller."""
+    out = _python(
+        f"""
+        from inat_hf.inference.predictor import Predictor
+        print(type(Predictor.from_pretrained({str(tiny_checkpoint)!r}).model).__name__)
+        """
+    )
+    assert out.strip() == "InatForImageClassification"
+
+
+def test_pipeline_after_import_inat_hf_models(tiny_checkpoint):
+    out = _python(
+        f"""
+        import inat_hf.models
         from PIL import Image
         from transformers import pipeline
         result = pipeline("image-classification", model={str(tiny_checkpoint)!r})(Image.new("RGB", (40, 40)))
@@ -83,15 +117,19 @@ def test_pipeline_after_import_inat_hf(tiny_checkpoint):
 def test_lazy_attributes():
     out = _python(
         """
+        import sys
         import inat_hf
-        print(inat_hf.InatConfig.model_type, inat_hf.data.Taxonomy.__name__)
+        print("torch" in sys.modules, inat_hf.InatConfig.model_type, inat_hf.InatForImageClassification.__name__)
         try:
             inat_hf.nope
         except AttributeError as err:
             print("AttributeError", err)
         """
     )
-    assert out.splitlines() == ["inat Taxonomy", "AttributeError module 'inat_hf' has no attribute 'nope'"]
+    assert out.splitlines() == [
+        "False inat InatForImageClassification",
+        "AttributeError module 'inat_hf' has no attribute 'nope'",
+    ]
 
 
 def test_preparing_data_never_imports_torch(demo_root, tmp_path):

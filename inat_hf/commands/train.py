@@ -1,7 +1,6 @@
 """train.py RECIPE.yaml [--key value …]: fine-tune on iNat 2021 (one CPU, one GPU, or many under accelerate
-launch / torchrun). Recipe format: inat_hf.training.recipe; --help renders without torch or transformers
-(inat_hf.training.arguments.recipe_help). train.py --list_stages BACKBONE ['{"img_size": 64}'] prints a timm
-backbone's stage names for frozen_stages / unfreeze_schedule / layer_decay."""
+launch / torchrun). Recipe format: inat_hf.training.recipe. train.py --list_stages BACKBONE ['{"img_size": 64}']
+prints a timm backbone's stage names for frozen_stages / unfreeze_schedule / layer_decay."""
 
 from __future__ import annotations
 
@@ -44,15 +43,10 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError as e:  # an unknown backbone (with suggestions) or bad model_args
             return _error(str(e))
         return 0
-    if "--help_all" in argv:
+    if not argv or {"-h", "--help", "--help_all"} & set(argv):
         from ..training.recipe import recipe_parser
 
-        recipe_parser().print_help()
-        return 0
-    if not argv or "-h" in argv or "--help" in argv:
-        from ..training.arguments import recipe_help  # torch-free: the help renders at once
-
-        print(recipe_help())
+        recipe_parser(help_all="--help_all" in argv).print_help()
         return 0 if argv else 2
     debug = "--traceback" in argv  # (--debug is a TrainingArguments option)
     _setup_logging()
@@ -85,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         if run.trainer.is_world_process_zero():
             print(f"\nBest model, image processor and model card: {run.output_dir}")
             print(
-                f"  load it: AutoModelForImageClassification.from_pretrained({run.output_dir!r}) after `import inat_hf`"
+                f"  load it: AutoModelForImageClassification.from_pretrained({run.output_dir!r}) after `import inat_hf.models`"
             )
         return 0
     finally:

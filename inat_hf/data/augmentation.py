@@ -1,7 +1,7 @@
 """The training augmentation recipe, as data: :class:`AugmentationConfig` (a recipe's ``augmentation:`` section).
 
-Torch-free, so that recipes parse and ``inat-train --help`` renders without importing torch; the transforms that
-apply it are in :mod:`inat_hf.data.transforms`.
+Torch-free (auto_augment checks import timm when used); the transforms that apply it are in
+:mod:`inat_hf.data.transforms`.
 """
 
 from __future__ import annotations
@@ -18,66 +18,60 @@ IMAGENET_DEFAULT_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "lanczos")
 
 
+def _help(default, text: str):
+    factory = (lambda: list(default)) if isinstance(default, list) else None  # a list default needs a factory
+    return dataclasses.field(
+        metadata={"help": text}, **({"default_factory": factory} if factory else {"default": default})
+    )
+
+
 @dataclasses.dataclass(frozen=True)
 class AugmentationConfig:
     """Training augmentation: a recipe's ``augmentation`` section (``inat_hf.training.arguments``).
 
-    Field names follow timm's ``create_transform`` where it has them. Lists (from YAML) are stored as tuples. In a
-    training run ``image_size``, ``mean`` and ``std`` are the model config's, so the crop and the evaluation
-    preprocessing share one value; the defaults here serve transforms built by hand. Each entry below is also the
-    field's ``train.py --help`` text.
-
-    Attributes:
-        image_size: output side ``S`` (square ``S x S``).
-        scale: ``RandomResizedCrop`` area fraction range.
-        ratio: ``RandomResizedCrop`` aspect-ratio range.
-        interpolation: resize interpolation of the training crop (``"bilinear"``, ``"bicubic"``, ...).
-        hflip: horizontal flip probability; 0 disables.
-        color_jitter: brightness / contrast / saturation strength (a float for all three, or a 3-tuple); a 4-tuple
-            also sets the hue (overriding ``hue``). 0 (or all zeros) disables colour jitter entirely, hue included.
-        hue: hue jitter amplitude in [0, 0.5] (fraction of the colour wheel) applied while colour jitter is on;
-            0 disables hue only.
-        color_jitter_impl: ``"fused"`` (:class:`FusedColorJitter`, faster) or ``"torchvision"``
-            (``v2.ColorJitter`` on the uint8 image: torchvision's exact per-step clamping and HSV hue).
-        rotation: maximum rotation in degrees (uniform in ``[-rotation, rotation]``, nearest, black fill);
-            0 disables.
-        blur_prob: probability of a Gaussian blur; 0 disables.
-        blur_sigma: blur sigma range, sampled uniformly.
-        blur_kernel_size: odd kernel size; ``None`` = ``2 * ceil(3 * blur_sigma[1]) + 1`` (13 for sigma <= 2).
-        re_prob: random-erasing probability; 0 disables.
-        re_scale: erased area fraction range.
-        re_ratio: erased aspect-ratio range.
-        mean: normalisation mean (RGB, in [0, 1] units).
-        std: normalisation std.
-        auto_augment: a timm auto-augment string, applied after the flip as in timm's ``create_transform``:
-            RandAugment (``"rand-m9-mstd0.5-inc1"``), AugMix (``"augmix-m5-w3-d2"``) or AutoAugment (``"v0"``);
-            ``None`` disables. It replaces colour jitter, as in timm: set ``color_jitter=0`` with it.
+    Field names follow timm's ``create_transform`` where it has them; each field's help is its ``train.py --help``
+    line. Lists (from YAML or the command line) are stored as tuples. In a training run ``image_size``, ``mean`` and
+    ``std`` are the model config's, so the crop and the evaluation preprocessing share one value; the defaults here
+    serve transforms built by hand.
     """
 
-    image_size: int = 224
-    scale: tuple[float, float] = (0.08, 1.0)
-    ratio: tuple[float, float] = (3.0 / 4.0, 4.0 / 3.0)
-    interpolation: str = "bilinear"
-    hflip: float = 0.5
-    color_jitter: float | tuple[float, ...] = 0.4
-    hue: float = 0.1
-    color_jitter_impl: str = "fused"
-    rotation: float = 15.0
-    blur_prob: float = 0.1
-    blur_sigma: tuple[float, float] = (0.1, 2.0)
-    blur_kernel_size: int | None = None
-    re_prob: float = 0.25
-    re_scale: tuple[float, float] = (0.02, 1.0 / 3.0)
-    re_ratio: tuple[float, float] = (0.3, 3.3)
-    mean: tuple[float, float, float] = IMAGENET_DEFAULT_MEAN
-    std: tuple[float, float, float] = IMAGENET_DEFAULT_STD
-    auto_augment: str | None = None
+    image_size: int = _help(224, "Output side S (square S x S).")
+    scale: list[float] = _help([0.08, 1.0], "RandomResizedCrop area fraction range (min max).")
+    ratio: list[float] = _help([3.0 / 4.0, 4.0 / 3.0], "RandomResizedCrop aspect-ratio range (min max).")
+    train_interpolation: str = _help(
+        "bilinear", f"Resize interpolation of the training crop: {', '.join(INTERPOLATIONS)}."
+    )
+    hflip: float = _help(0.5, "Horizontal flip probability; 0 disables.")
+    color_jitter: list[float] = _help(
+        [0.4],
+        "Colour jitter: one strength for brightness, contrast and saturation, or three; a fourth sets the hue "
+        "(overriding hue). 0 disables colour jitter entirely, hue included.",
+    )
+    hue: float = _help(0.1, "Hue jitter amplitude in [0, 0.5] while colour jitter is on; 0 disables hue only.")
+    color_jitter_impl: str = _help(
+        "fused", "'fused' (FusedColorJitter, faster) or 'torchvision' (v2.ColorJitter: exact clamping, HSV hue)."
+    )
+    rotation: float = _help(15.0, "Maximum rotation in degrees (uniform in [-r, r], nearest, black fill); 0 disables.")
+    blur_prob: float = _help(0.1, "Probability of a Gaussian blur; 0 disables.")
+    blur_sigma: list[float] = _help([0.1, 2.0], "Blur sigma range (min max), sampled uniformly.")
+    blur_kernel_size: int | None = _help(None, "Odd blur kernel size; None: 2 * ceil(3 * max sigma) + 1.")
+    re_prob: float = _help(0.25, "Random-erasing probability; 0 disables.")
+    re_scale: list[float] = _help([0.02, 1.0 / 3.0], "Erased area fraction range (min max).")
+    re_ratio: list[float] = _help([0.3, 3.3], "Erased aspect-ratio range (min max).")
+    mean: tuple[float, float, float] = _help(IMAGENET_DEFAULT_MEAN, "Normalisation mean (RGB, in [0, 1] units).")
+    std: tuple[float, float, float] = _help(IMAGENET_DEFAULT_STD, "Normalisation std.")
+    auto_augment: str | None = _help(
+        None,
+        "A timm auto-augment string, after the flip as in timm: RandAugment ('rand-m9-mstd0.5-inc1'), AugMix "
+        "('augmix-m5-w3-d2') or AutoAugment ('v0'). It replaces colour jitter, as in timm: set color_jitter 0.",
+    )
 
     def __post_init__(self) -> None:
         for name in ("scale", "ratio", "blur_sigma", "re_scale", "re_ratio", "mean", "std"):
             object.__setattr__(self, name, tuple(float(v) for v in getattr(self, name)))
-        if isinstance(self.color_jitter, (list, tuple)):
-            object.__setattr__(self, "color_jitter", tuple(float(v) for v in self.color_jitter))
+        if isinstance(self.color_jitter, (list, tuple)):  # one value: the float form
+            jitter = tuple(float(v) for v in self.color_jitter)
+            object.__setattr__(self, "color_jitter", jitter[0] if len(jitter) == 1 else jitter)
         errors = []
         if self.image_size < 1:
             errors.append(f"image_size must be >= 1, found {self.image_size}")
@@ -102,8 +96,10 @@ class AugmentationConfig:
             errors.append(f"blur_kernel_size must be odd and positive, found {self.blur_kernel_size}")
         if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
             errors.append(f"mean / std must be 3 values (std > 0), found {self.mean} / {self.std}")
-        if str(self.interpolation).lower() not in INTERPOLATIONS:
-            errors.append(f"interpolation must be one of {list(INTERPOLATIONS)}, found {self.interpolation!r}")
+        if str(self.train_interpolation).lower() not in INTERPOLATIONS:
+            errors.append(
+                f"train_interpolation must be one of {list(INTERPOLATIONS)}, found {self.train_interpolation!r}"
+            )
         if self.auto_augment is not None:
             if any(self.jitter_strengths) or self.jitter_hue:
                 errors.append(

@@ -112,13 +112,13 @@ class TrainPreset:
     def __init__(self, aug: AugmentationConfig | None = None) -> None:
         aug = AugmentationConfig() if aug is None else aug
         self.aug = aug
-        interpolation = _interpolation(aug.interpolation)
+        interpolation = _interpolation(aug.train_interpolation)
         crop = v2.RandomResizedCrop(aug.image_size, aug.scale, aug.ratio, interpolation=interpolation, antialias=True)
         ops: list[Callable] = [crop]
         if aug.hflip > 0:
             ops.append(v2.RandomHorizontalFlip(aug.hflip))
         if aug.auto_augment:
-            kwargs = dict(image_size=aug.image_size, mean=aug.mean, interpolation=aug.interpolation)
+            kwargs = dict(image_size=aug.image_size, mean=aug.mean, interpolation=aug.train_interpolation)
             ops.append(TimmAutoAugment(aug.auto_augment, **kwargs))
         b, c, s = aug.jitter_strengths
         if b or c or s or aug.jitter_hue:

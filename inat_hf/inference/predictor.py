@@ -56,6 +56,8 @@ def load_config(model_dir: str | os.PathLike):
     """
     from transformers import AutoConfig
 
+    from .. import models  # noqa: F401 - registers model_type "inat" with the Auto classes
+
     model_dir, path = os.fspath(model_dir), _local_path(model_dir)
     if path is not None:
         if not os.path.isdir(path):

@@ -95,7 +95,7 @@ classifier = pipeline("image-classification", model="{hub_id or output_dir}", tr
 classifier("photo.jpg", top_k=5)
 ```
 
-With `inat_hf` installed, `import inat_hf` registers the classes and `trust_remote_code` is not needed.
+With `inat_hf` installed, `import inat_hf.models` registers the classes and `trust_remote_code` is not needed.
 
 ## Training recipe
 

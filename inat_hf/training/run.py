@@ -22,12 +22,12 @@ from ..data.torch_dataset import ImageClassificationDataset
 from ..data.transforms import EvalPreset, TrainPreset, TTAPreset, eval_kwargs_from_image_processor
 from ..models import InatConfig, InatForImageClassification
 from .arguments import AUGMENTATION_FROM_MODEL
-from .callbacks import ProgressiveUnfreezingCallback
 from .checkpoints import resolve_resume
 from .metrics_log import TrainingMetricsCallback
 from .mixing import AdaptiveMixup
 from .recipe import Recipe, save_recipe
 from .trainer import InatTrainer
+from .unfreezing import ProgressiveUnfreezingCallback, unfreezing_plan
 
 logger = logging.get_logger(__name__)
 
@@ -242,7 +242,9 @@ def run_training(recipe: Recipe) -> TrainingRun:
             label_smoothing=config.label_smoothing,
             num_epochs=args.num_train_epochs,
         )
-    frozen_stages, unfreeze_schedule = args.unfreezing_plan(model.stage_names, model.backbone_stage_names)
+    frozen_stages, unfreeze_schedule = unfreezing_plan(
+        args.frozen_stages, args.unfreeze_schedule, model.stage_names, model.backbone_stage_names
+    )
     unfreezing = ProgressiveUnfreezingCallback(frozen_stages, unfreeze_schedule) if frozen_stages else None
     images_per_step = args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size
     callbacks = [TrainingMetricsCallback(args.output_dir, images_per_step)]

@@ -5,7 +5,7 @@ logging and early stopping are the Trainer's own):
 
 * mixup / cutmix with an adaptive probability, applied on the device (:class:`~.mixing.AdaptiveMixup`);
 * AdamW parameter groups with differential learning rates per stage (:func:`~.optim.build_param_groups`);
-* progressive unfreezing that is correct under DDP (:class:`~.callbacks.ProgressiveUnfreezingCallback`);
+* progressive unfreezing that is correct under DDP (:class:`~.unfreezing.ProgressiveUnfreezingCallback`);
 * an EMA of the weights (:class:`~.ema.EmaCallback`), channels_last inputs, test-time augmentation in evaluation;
 * a hard stop on a NaN/Inf loss, checkpoints that are complete or ignored (:mod:`~.checkpoints`), a check that
   every process ends with the same weights;
@@ -27,12 +27,12 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from ..inference.evaluator import TopKComputeMetrics, preprocess_logits_for_metrics
 from ..inference.tta import score, view_logits
-from .callbacks import ProgressiveUnfreezingCallback
 from .checkpoints import disk_full_error, is_disk_full, mark_checkpoint_complete, rotate_checkpoints
 from .ema import EmaCallback
 from .hub import write_model_card
 from .mixing import AdaptiveMixup
 from .optim import CLASSIFIER_STAGES, build_param_groups
+from .unfreezing import ProgressiveUnfreezingCallback
 
 
 class _DatasetEpochCallback(TrainerCallback):

@@ -1,4 +1,4 @@
-"""The commands' parser (inat_hf/commands/_cli.py): flags without values, one-line errors with suggestions."""
+"""The commands' parser (inat_hf/cli.py): flags without values, one-line errors with suggestions, config classes."""
 
 import dataclasses
 
@@ -47,8 +47,7 @@ def test_help_of_negative_flags_and_defaults(capsys):
         _parser().parse(["--help"])
     assert exit_info.value.code == 0
     text = capsys.readouterr().out
-    assert "Turn off --progress." in text and "(default: False)" not in text and "(default: None)" not in text
-    assert "Step size. (default: 0.1)" in text
+    assert "--no_progress" in text and "Step size. (default: 0.1)" in text
 
 
 def test_unknown_option_is_one_line_with_a_suggestion(capsys):
@@ -96,3 +95,42 @@ def test_predict_missing_model_argument_is_one_error_line(capsys):
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert "the following arguments are required: --model_dir" in err and "usage:" not in err
+
+
+@dataclasses.dataclass
+class _Config:
+    """Stands for a config class: only the fields it declares itself are options (not its base's)."""
+
+    generic: int = 0
+
+
+@dataclasses.dataclass
+class _OwnConfig(_Config):
+    sizes: list[int] = dataclasses.field(default_factory=lambda: [4, 2], metadata={"help": "Widths."})
+    norm: bool = dataclasses.field(default=True, metadata={"help": "Use a norm."})
+    kind: str | None = dataclasses.field(default=None, metadata={"help": "A kind."})
+    data_decided: float | None = None
+
+
+def test_config_keyword_arguments_are_options(capsys):
+    parser = _cli.CommandParser(_Args, prog="tool")
+    parser.add_config(_OwnConfig, "model", "The config's own fields.", skip=("data_decided",))
+    args, extras = parser.parse(["--sizes", "8", "--no_norm", "--kind", "x", "--fast"])
+    assert parser.config_kwargs(_OwnConfig, extras) == {"sizes": [8], "norm": False, "kind": "x"}
+    assert args.fast is True and parser.config_kwargs(_OwnConfig, parser.parse([])[1])["sizes"] == [4, 2]
+    for option in ("--generic", "--data_decided"):
+        with pytest.raises(SystemExit):
+            parser.parse([option, "1"])
+        assert f"unknown option {option}" in capsys.readouterr().err
+
+
+def test_inat_config_fields_are_options_without_the_generic_ones():
+    from inat_hf.models import InatConfig
+
+    parser = _cli.CommandParser([], prog="tool")
+    parser.add_config(InatConfig, "model")
+    (extras,) = parser.parse(["--backbone", "resnet18", "--head_hidden_sizes", "8", "--model_args", '{"a": 1}'])
+    kwargs = parser.config_kwargs(InatConfig, extras)
+    assert kwargs["backbone"] == "resnet18" and kwargs["head_hidden_sizes"] == [8]
+    assert InatConfig(**{**kwargs, "model_args": None}).head_hidden_sizes == [8]
+    assert "id2label" not in kwargs and "dtype" not in kwargs and "return_dict" not in kwargs

@@ -64,7 +64,7 @@ def test_config_defaults_are_the_seed_recipe():
     assert cfg.image_size == 224 and cfg.scale == (0.08, 1.0) and cfg.ratio == pytest.approx((3 / 4, 4 / 3))
     assert cfg.hflip == 0.5 and cfg.color_jitter == 0.4 and cfg.hue == 0.1 and cfg.rotation == 15.0
     assert cfg.blur_prob == 0.1 and cfg.blur_sigma == (0.1, 2.0) and cfg.re_prob == 0.25
-    assert cfg.interpolation == "bilinear"
+    assert cfg.train_interpolation == "bilinear"
     assert (cfg.mean, cfg.std) == (IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD)
     from timm.data import IMAGENET_DEFAULT_MEAN as TIMM_MEAN
     from timm.data import IMAGENET_DEFAULT_STD as TIMM_STD
@@ -89,7 +89,7 @@ def test_config_from_yaml_like_dict():
         {"rotation": -1},
         {"blur_kernel_size": 4},
         {"color_jitter": (0.1, 0.2)},
-        {"interpolation": "cubic-ish"},
+        {"train_interpolation": "cubic-ish"},
         {"image_size": 0},
     ],
 )

@@ -8,7 +8,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-import inat_hf  # noqa: E402,F401  (registers the Auto classes)
+import inat_hf.models  # noqa: E402,F401  (registers the Auto classes)
 from inat_hf.models import InatConfig, InatForImageClassification  # noqa: E402
 
 LABELS = ["Apis mellifera", "Bombus terrestris", "Vespa crabro"]

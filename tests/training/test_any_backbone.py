@@ -4,9 +4,9 @@ import pytest
 import torch
 
 from inat_hf.models import InatConfig, InatForImageClassification
-from inat_hf.training.callbacks import ProgressiveUnfreezingCallback
 from inat_hf.training.optim import build_param_groups
 from inat_hf.training.recipe import InatTrainingArguments
+from inat_hf.training.unfreezing import ProgressiveUnfreezingCallback, unfreezing_plan
 
 FAMILIES = {
     "resnet": dict(backbone="resnet10t"),
@@ -26,14 +26,14 @@ def plan(model, frozen_stages, unfreeze_schedule):
     args = InatTrainingArguments(
         output_dir="unused", use_cpu=True, frozen_stages=frozen_stages, unfreeze_schedule=unfreeze_schedule
     )
-    return args.unfreezing_plan(model.stage_names, model.backbone_stage_names)
+    return unfreezing_plan(args.frozen_stages, args.unfreeze_schedule, model.stage_names, model.backbone_stage_names)
 
 
 def test_default_references_are_the_old_resnet_recipe():
     """'backbone' + '-1:1,-2:2,-3:3' on a ResNet is exactly the former default (stem..layer4; layer4:1,…)."""
     model = make_model("resnet")
     defaults = InatTrainingArguments(output_dir="unused", use_cpu=True)
-    frozen, schedule = defaults.unfreezing_plan(model.stage_names, model.backbone_stage_names)
+    frozen, schedule = plan(model, defaults.frozen_stages, defaults.unfreeze_schedule)
     assert frozen == ["stem", "layer1", "layer2", "layer3", "layer4"]
     assert schedule == {"layer4": 1, "layer3": 2, "layer2": 3}
     # names, indices and 'backbone' mix; explicit terms win over 'backbone:E'

@@ -10,6 +10,7 @@ import pytest
 from inat_hf.models.backbone import CLASSIFIER_STAGES, describe_backbone
 from inat_hf.training.recipe import parse_recipe
 from inat_hf.training.run import check_recipe
+from inat_hf.training.unfreezing import unfreezing_plan
 from tests.conftest import REPO_ROOT
 
 CONFIGS = sorted((REPO_ROOT / "configs").glob("*.yaml"))
@@ -35,7 +36,10 @@ def test_recipe_is_valid_without_warnings(path, caplog):
             check_recipe(recipe)
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
     stages = describe_backbone(recipe.model["backbone"], recipe.model["model_args"]).stage_names
-    frozen, schedule = recipe.training.unfreezing_plan((*stages, *CLASSIFIER_STAGES), stages)
+    args = recipe.training
+    frozen, schedule = unfreezing_plan(
+        args.frozen_stages, args.unfreeze_schedule, (*stages, *CLASSIFIER_STAGES), stages
+    )
     if "convnext" in path.name:  # the second flagship: every stage trains from the start, timm preprocessing
         assert recipe.model["backbone"].startswith("convnext_") and frozen == [] and schedule == {}
         # timm's preprocessing: 224 px from the backbone's config, for the training crop too

@@ -14,10 +14,10 @@ from inat_hf.data import load_prepared
 from inat_hf.data.transforms import EvalPreset, TTAPreset, eval_kwargs_from_image_processor
 from inat_hf.inference.tta import tta_logits
 from inat_hf.models.losses import focal_loss
-from inat_hf.training.callbacks import ProgressiveUnfreezingCallback
 from inat_hf.training.metrics_log import CSV_COLUMNS
 from inat_hf.training.recipe import parse_recipe
 from inat_hf.training.run import run_training
+from inat_hf.training.unfreezing import ProgressiveUnfreezingCallback
 
 # Training only: no evaluation, no checkpoints (the tests below look at the training steps).
 NO_EVAL_NO_SAVE = ("--eval_strategy", "no", "--load_best_model_at_end", "false", "--save_strategy", "no")

@@ -1,8 +1,10 @@
-"""Progressive unfreezing (moves to ``training/unfreezing.py``; the other callbacks have their own modules)."""
+"""Progressive unfreezing: which stages a recipe freezes and when each starts to train (:func:`unfreezing_plan`),
+and the callback that does it, correctly under DDP (:class:`ProgressiveUnfreezingCallback`)."""
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping, Sequence
 
 from torch import nn
@@ -10,6 +12,79 @@ from transformers import TrainerCallback
 from transformers.utils import logging
 
 logger = logging.get_logger(__name__)
+
+# How to see a backbone's stage names (they come from timm's group_matcher: stem, layer1..layer4 for ResNets).
+LIST_STAGES_HINT = "list a backbone's stages with `python scripts/train.py --list_stages BACKBONE`"
+
+
+def parse_unfreeze_schedule(text: str | None) -> dict[str, int]:
+    """``'layer4:1,-2:2'`` → ``{"layer4": 1, "-2": 2}``: syntax only (stages are resolved by :func:`unfreezing_plan`)."""
+    schedule: dict[str, int] = {}
+    text = (text or "").strip()
+    if text.lower() in ("", "none"):
+        return schedule
+    for term in text.split(","):
+        stage, sep, epoch = term.strip().partition(":")
+        if not sep or not stage.strip() or not epoch.strip().lstrip("-").isdigit():
+            raise ValueError(
+                f"Invalid unfreeze_schedule term {term!r}: expected 'stage:epoch', e.g. 'layer4:1,layer3:2'."
+            )
+        if int(epoch) < 0:
+            raise ValueError(f"unfreeze_schedule epoch for {stage.strip()!r} must be >= 0, got {epoch}.")
+        schedule[stage.strip()] = int(epoch)
+    return schedule
+
+
+def unfreezing_plan(
+    frozen_stages: Sequence[str],
+    unfreeze_schedule: str | None,
+    stage_names: Sequence[str],
+    backbone_stages: Sequence[str],
+) -> tuple[list[str], dict[str, int]]:
+    """A recipe's ``frozen_stages`` and ``unfreeze_schedule`` as stage names of a model (``model.stage_names``).
+
+    A reference is a stage name, ``'backbone'`` (every backbone stage) or an integer index into the backbone
+    stages (``-1`` = the deepest), so one recipe fits every backbone. In the schedule, ``backbone:E`` unfreezes
+    at epoch E every frozen backbone stage that no other term names.
+    """
+    valid = (
+        f"valid: {', '.join(stage_names)}, 'backbone' (every backbone stage) or an index into the "
+        f"{len(backbone_stages)} backbone stages (-1 = {backbone_stages[-1]!r}); {LIST_STAGES_HINT}"
+    )
+
+    def resolve(ref: str) -> list[str] | None:
+        ref = str(ref).strip()
+        if ref == "backbone":
+            return list(backbone_stages)
+        if re.fullmatch(r"-?\d+", ref):
+            index = int(ref)
+            return [backbone_stages[index]] if -len(backbone_stages) <= index < len(backbone_stages) else None
+        return [ref] if ref in stage_names else None
+
+    frozen: list[str] = []
+    unknown = [ref for ref in frozen_stages if resolve(ref) is None]
+    if unknown:
+        raise ValueError(f"Unknown stage name(s) {unknown} in frozen_stages; {valid}.")
+    for ref in frozen_stages:
+        frozen.extend(n for n in resolve(ref) if n not in frozen)
+    schedule: dict[str, int] = {}
+    rest_epoch = None
+    for ref, epoch in parse_unfreeze_schedule(unfreeze_schedule).items():
+        if ref == "backbone":
+            rest_epoch = epoch
+            continue
+        names = resolve(ref)
+        if names is None:
+            raise ValueError(f"Unknown stage name {ref!r} in unfreeze_schedule; {valid}.")
+        (stage,) = names
+        if stage not in frozen:
+            raise ValueError(f"unfreeze_schedule unfreezes {ref!r}, which is not in frozen_stages {frozen}.")
+        schedule[stage] = epoch
+    if rest_epoch is not None:
+        for stage in frozen:
+            if stage in backbone_stages and stage not in schedule:
+                schedule[stage] = rest_epoch
+    return frozen, schedule
 
 
 class ProgressiveUnfreezingCallback(TrainerCallback):

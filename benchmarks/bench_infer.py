@@ -15,8 +15,8 @@ N x C (4 GB of float32 logits at 100k x 10k).
 
 Usage: ``python -m benchmarks.bench_infer [--quick] [--backbone resnet18] [--image_size 160] [--device cpu]
 [--threads 1]`` (on a shared CPU box pin ``--threads``: OpenMP threads next to another busy process are erratic).
-Quick mode (resnet18 at 96 px) runs in well under 90 s on the 2-core dev box. Results are printed
-and written as JSON (``benchmarks/common.py: write_results``); ``run(quick)`` returns them as a dict.
+Quick mode (resnet18 at 96 px, one thread unless ``--threads``) runs in well under 90 s on the 2-core dev box.
+Results are printed and written as JSON (``benchmarks/common.py: write_results``); ``run(quick)`` returns them.
 """
 
 from __future__ import annotations
@@ -163,6 +163,8 @@ def run(
     channels_last: bool = False,
     threads: int | None = None,
 ) -> dict:
+    if quick and threads is None:
+        threads = 1  # the quick run is what the shared box runs most: pinned, as the comment below explains
     if threads:
         # On a shared 2-core box, 2 intra-op threads next to another busy process run ~15x slower than 1 (OpenMP
         # threads wait at barriers for a descheduled peer): pin the count to compare like with like.

@@ -118,15 +118,20 @@ def _train_rows(train: dict, _: dict) -> list[dict]:
             "≥ 0.95",
             train["trainer_vs_plain"] >= 0.95,
         ),
-        _row(
-            "bf16 + channels_last vs fp32 training step (CPU)",
-            f"{train['fp32_img_s']} img/s fp32",
-            f"{train['bf16_channels_last_img_s']} img/s",
-            train["bf16_channels_last_speedup"],
-            f"report (native bf16: {train.get('cpu_has_native_bf16')})",
-            None,
-        ),
-    ]
+    ] + (
+        []
+        if "bf16_skipped" in train
+        else [
+            _row(
+                "bf16 + channels_last vs fp32 training step (CPU)",
+                f"{train['fp32_img_s']} img/s fp32",
+                f"{train['bf16_channels_last_img_s']} img/s",
+                train["bf16_channels_last_speedup"],
+                f"report (native bf16: {train.get('cpu_has_native_bf16')})",
+                None,
+            )
+        ]
+    )
 
 
 def _infer_rows(infer: dict, _: dict) -> list[dict]:
@@ -401,19 +406,23 @@ def _families_table(f: dict) -> list[str]:
 
 
 def _train_section(r: dict) -> list[str]:
-    out = table(
-        ["loop", "img/s", "ratio"],
-        [
-            [f"plain PyTorch loop, fp32, batch {r['batch_size']}", r["plain_img_s"], ""],
-            [f"InatTrainer, fp32, batch {r['batch_size']}", r["trainer_img_s"], r["trainer_vs_plain"]],
-            ["plain loop, fp32, batch 8", r["fp32_img_s"], ""],
+    rows = [
+        [f"plain PyTorch loop, fp32, batch {r['batch_size']}", r["plain_img_s"], ""],
+        [f"InatTrainer, fp32, batch {r['batch_size']}", r["trainer_img_s"], r["trainer_vs_plain"]],
+    ]
+    if "bf16_skipped" in r:
+        rows.append([f"bf16 + channels_last: skipped, {r['bf16_skipped']}", "", ""])
+    else:
+        rows.append(["plain loop, fp32, batch 8", r["fp32_img_s"], ""])
+        rows.append(
             [
                 f"plain loop, bf16 + channels_last, batch 8 (native bf16: {r.get('cpu_has_native_bf16')})",
                 r["bf16_channels_last_img_s"],
                 r["bf16_channels_last_speedup"],
-            ],
-        ],
-    )
+            ]
+        )
+    threads = f", {r['threads']} torch thread(s)" if r.get("threads") else ""
+    out = [f"{r['backbone']} @ {r['image_size']} px{threads}:", "", *table(["loop", "img/s", "ratio"], rows)]
     return out + (["", *_families_table(r["families"])] if r.get("families") else [])
 
 

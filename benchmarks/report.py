@@ -585,7 +585,8 @@ def run_line(entry: dict) -> str:
     if m.get("torch"):
         parts.append(f"torch {m['torch']}")
     if entry.get("seconds") is not None:
-        parts.append(f"{entry['seconds']:.0f} s")
+        cpu = f" ({entry['cpu_seconds']:.0f} s CPU)" if entry.get("cpu_seconds") is not None else ""
+        parts.append(f"{entry['seconds']:.0f} s{cpu}")
     line = ", ".join(parts) + "."
     return line + (f" {entry['source']}" if entry.get("source") else "")
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import time
@@ -44,7 +45,7 @@ def output_paths(quick: bool) -> tuple[Path, Path, Path]:
     )
 
 
-def _entry(results_dir: Path, name: str, quick: bool, seconds: float) -> dict | None:
+def _entry(results_dir: Path, name: str, quick: bool, seconds: float, cpu_seconds: float) -> dict | None:
     """One benchmark's ``results.json`` entry from the raw figures its process just wrote (None if it wrote none)."""
     path = results_dir / f"{name}.json"
     if not path.is_file():
@@ -55,9 +56,15 @@ def _entry(results_dir: Path, name: str, quick: bool, seconds: float) -> dict | 
         "created": created,
         "quick": quick,
         "seconds": seconds,
+        "cpu_seconds": cpu_seconds,
         "machine": raw["machine"],
         "results": raw["results"],
     }
+
+
+def _children_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)  # of the finished benchmark processes and theirs
+    return usage.ru_utime + usage.ru_stime
 
 
 def write_report(results_md: Path, results_json: Path, doc: dict) -> None:
@@ -85,16 +92,17 @@ def main(argv=None) -> int:
         print(f"written: {results_md.relative_to(REPO_ROOT)}")
         return 0
     env = dict(os.environ, HF_HUB_OFFLINE="1", INAT_BENCH_RESULTS_DIR=str(results_dir))
-    start, failed, seconds = time.perf_counter(), [], {}
+    start, failed, seconds, cpu_seconds = time.perf_counter(), [], {}, {}
     for name in selected:
         (results_dir / f"{name}.json").unlink(missing_ok=True)  # a failed run must not pass off an old file
         cmd = [sys.executable, "-m", f"benchmarks.bench_{name}"] + (["--quick"] if args.quick else [])
         print(f"\n######## {' '.join(cmd[1:])}", flush=True)
-        t = time.perf_counter()
+        t, cpu = time.perf_counter(), _children_cpu_seconds()
         if subprocess.run(cmd, cwd=REPO_ROOT, env=env).returncode != 0:
             failed.append(name)
         seconds[name] = round(time.perf_counter() - t, 1)
-        entry = _entry(results_dir, name, args.quick, seconds[name])
+        cpu_seconds[name] = round(_children_cpu_seconds() - cpu, 1)  # less sensitive to others' load than wall time
+        entry = _entry(results_dir, name, args.quick, seconds[name], cpu_seconds[name])
         if entry is not None and name not in failed:
             doc["benchmarks"][name] = entry
     doc["meta"] = {
@@ -102,12 +110,14 @@ def main(argv=None) -> int:
         "quick": args.quick,
         "seconds": round(time.perf_counter() - start, 1),
         "seconds_per_benchmark": seconds,
+        "cpu_seconds_per_benchmark": cpu_seconds,
         "machine": machine_info(),
         "failed": failed,
     }
     write_report(results_md, results_json, doc)
     print("\n" + results_md.read_text())
-    print(f"seconds per benchmark: {seconds}; total {doc['meta']['seconds']} s")
+    print(f"wall seconds per benchmark: {seconds}; total {doc['meta']['seconds']} s")
+    print(f"CPU seconds per benchmark (its processes): {cpu_seconds}")
     print(f"written: {results_md.relative_to(REPO_ROOT)}, {results_json.relative_to(REPO_ROOT)}")
     return 1 if failed else 0
 

@@ -468,6 +468,10 @@ def _learning_section(r: dict) -> list[str]:
     ]
 
 
+def _steps(training: dict) -> str:
+    return f"{_n(training.get('steps'), ',')} × {_n(training.get('batch_size'), ',')}"
+
+
 def _geo_section(r: dict) -> list[str]:
     out, real = [], r.get("real") or {}
     if "skipped" in real:
@@ -476,7 +480,7 @@ def _geo_section(r: dict) -> list[str]:
         knn = real[real["best_loss"]]["knn"]
         rows = [
             [f"prior, {loss} loss", f"{real[loss]['prior']['top1']:.3f}", f"{real[loss]['prior']['top5']:.3f}",
-             _n(real[loss].get("training", {}).get("seconds")), _n(real[loss].get("training", {}).get("steps"), ",")]
+             _n(real[loss].get("training", {}).get("seconds")), _steps(real[loss].get("training", {}))]
             for loss in ("softmax", "presence")
         ]  # fmt: skip
         rows += [
@@ -485,7 +489,7 @@ def _geo_section(r: dict) -> list[str]:
         ]  # fmt: skip
         n = real["softmax"]["prior"]["num_scored"]
         out += [f"Real iNat 2021 records, train_60 → val_20 ({n:,} scored):", ""]
-        out += table(["model", "top-1", "top-5", "training s", "steps"], rows) + [""]
+        out += table(["model", "top-1", "top-5", "training s", "steps × batch"], rows) + [""]
     c = r.get("training_cost")
     if c:
         out += [
@@ -501,8 +505,6 @@ def _geo_section(r: dict) -> list[str]:
               f"{c['prior']['top1']:.4f} / {c['prior']['top5']:.4f}",
               f"{c['knn']['best_top1']:.4f} / {c['knn']['best_top5']:.4f}"]],
         )  # fmt: skip
-    for extra in r.get("earlier_measurements", []):  # ad-hoc runs kept with their date (see the entry's "source")
-        out += ["", f"{extra['title']} ({extra['measured']}):", "", *table(extra["header"], extra["rows"])]
     return out
 
 
@@ -623,4 +625,6 @@ def render(doc: dict) -> str:
         title, intro, tables = SECTIONS[name]
         lines += ["", f"## {title} (`bench_{name.split('_')[0]}`)", "", intro + " " + run_line(entry), ""]
         lines += tables(entry["results"])
+        for extra in entry["results"].get("earlier_measurements", []):  # ad-hoc runs, kept with their date
+            lines += ["", f"{extra['title']}; measured {extra['measured']}:", "", *table(extra["header"], extra["rows"])]
     return "\n".join(line.rstrip() for line in lines).rstrip() + "\n"

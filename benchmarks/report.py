@@ -606,7 +606,8 @@ def render(doc: dict) -> str:
         "",
         f"Written by `python -m benchmarks{' --quick' if quick else ''}` from "
         f"`benchmarks/results{'_quick' if quick else ''}.json`; do not edit by hand. Each section says which run "
-        "measured it; every baseline is measured in the same run as the figure beside it.",
+        "measured it; a baseline is measured in the same run as the figure beside it unless its row names another "
+        "benchmark.",
         "",
         "## Summary",
         "",
@@ -626,5 +627,10 @@ def render(doc: dict) -> str:
         lines += ["", f"## {title} (`bench_{name.split('_')[0]}`)", "", intro + " " + run_line(entry), ""]
         lines += tables(entry["results"])
         for extra in entry["results"].get("earlier_measurements", []):  # ad-hoc runs, kept with their date
-            lines += ["", f"{extra['title']}; measured {extra['measured']}:", "", *table(extra["header"], extra["rows"])]
+            lines += [
+                "",
+                f"{extra['title']}; measured {extra['measured']}:",
+                "",
+                *table(extra["header"], extra["rows"]),
+            ]
     return "\n".join(line.rstrip() for line in lines).rstrip() + "\n"

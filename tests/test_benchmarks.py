@@ -37,7 +37,7 @@ STARTUP = {
 EXPECTED = """\
 # Benchmark results (quick mode)
 
-Written by `python -m benchmarks --quick` from `benchmarks/results_quick.json`; do not edit by hand. Each section says which run measured it; every baseline is measured in the same run as the figure beside it.
+Written by `python -m benchmarks --quick` from `benchmarks/results_quick.json`; do not edit by hand. Each section says which run measured it; a baseline is measured in the same run as the figure beside it unless its row names another benchmark.
 
 ## Summary
 

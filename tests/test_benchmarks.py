@@ -2,7 +2,7 @@
 
 import json
 
-from benchmarks import report
+from benchmarks import report, run_all
 from benchmarks.common import REPO_ROOT
 from benchmarks.run_all import BENCHMARKS, output_paths
 
@@ -72,3 +72,25 @@ def test_render_writes_each_benchmarks_tables_from_its_figures():
     }
     doc = {"meta": {"quick": True, "failed": ["geo"]}, "benchmarks": {"startup": entry}}
     assert report.render(doc) == EXPECTED
+
+
+def test_a_benchmarks_raw_figures_become_its_entry(tmp_path):
+    raw = {
+        "benchmark": "startup",
+        "created": "2026-12-07T06:00:12+0000",
+        "machine": {"cpu_count": 2},
+        "results": STARTUP,
+    }
+    (tmp_path / "startup.json").write_text(json.dumps(raw))
+    entry = run_all._entry(tmp_path, "startup", True, 12.3, 20.1)
+    assert entry == {
+        "created": "2026-12-07 06:00",
+        "quick": True,
+        "seconds": 12.3,
+        "cpu_seconds": 20.1,
+        "machine": {"cpu_count": 2},
+        "results": STARTUP,
+    }
+    assert (
+        run_all._entry(tmp_path, "geo", True, 1.0, 1.0) is None
+    )  # a benchmark that wrote nothing keeps its old entry

@@ -529,7 +529,8 @@ SECTIONS: dict[str, tuple[str, str, Callable[[dict], list[str]]]] = {
     # name: (title, intro without figures, the tables)
     "prepare": (
         "Preparing an iNat-size train.json",
-        "A generated train.json of the 2021 release's size (paths only), prepared and reopened in fresh processes.",
+        "A generated train.json shaped as the 2021 release's (paths only; full mode: its size), prepared and reopened "
+        "in fresh processes.",
         _prepare_section,
     ),
     "data": (

@@ -8,19 +8,21 @@ Trainer and a timestamp in the plain loop; the ratio InatTrainer / plain has a t
 
 Also measured: the bf16 + channels_last speed-up of a training step on this CPU (the issue's reference machine:
 ResNet-50 at 224 px, fp32 6.0 img/s, bf16 + channels_last 11.1 img/s; a CPU without native bf16 instructions
-emulates bf16 and gets slower instead — the result records whether this one has them).
+emulates bf16 and gets slower instead — the result records whether this one has them; quick mode skips it there).
 
 And the training-step rate of each backbone family beside ResNet (plain loop, fp32, same head, loss and mixing):
 quick mode resnet18 / convnext_atto / efficientnet_b0 / mobilenetv3_small_050 / vit_tiny_patch16_224 at 128 px,
-full mode resnet50 / convnext_tiny / efficientnet_b0 / vit_small_patch16_224 at 224 px.
+full mode resnet50 / convnext_tiny / efficientnet_b0 / vit_small_patch16_224 at 224 px (the ResNet's rate is the
+plain loop's of the comparison above). Each configuration is built once; every loop starts from a copy of it.
 
-Usage: ``python -m benchmarks.bench_train [--quick] [--families]`` (quick: resnet18 at 128 px; full: resnet50 at
-224 px; ``--families``: only the per-family rates).
+Usage: ``python -m benchmarks.bench_train [--quick] [--families]`` (quick: resnet18 at 128 px, one torch thread,
+two interleaved rounds instead of three; full: resnet50 at 224 px; ``--families``: only the per-family rates).
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 import statistics
 import sys
@@ -59,12 +61,21 @@ class TensorDataset(torch.utils.data.Dataset):
         return {"pixel_values": self.x[i], "labels": self.y[i]}
 
 
+_BUILT: dict[str, InatForImageClassification] = {}
+
+
 def make_model(backbone: str, size: int, num_labels: int, **config_kwargs) -> InatForImageClassification:
-    torch.manual_seed(0)
-    config = InatConfig(
-        backbone=backbone, num_labels=num_labels, image_size=size, head_hidden_sizes=[1024, 512], **config_kwargs
-    )
-    return InatForImageClassification(config)
+    """The same initial weights every time; each configuration is built once and copied (every loop of the
+    comparison starts from its own copy)."""
+    key = repr((backbone, size, num_labels, sorted(config_kwargs.items())))
+    if key not in _BUILT:
+        torch.manual_seed(0)
+        config = InatConfig(
+            backbone=backbone, num_labels=num_labels, image_size=size, head_hidden_sizes=[1024, 512], **config_kwargs
+        )
+        _BUILT[key] = InatForImageClassification(config)
+    torch.manual_seed(0)  # and the same random state after it (mixing draws from it)
+    return copy.deepcopy(_BUILT[key])
 
 
 def make_mixup(num_labels: int, epochs: float) -> AdaptiveMixup:
@@ -177,20 +188,28 @@ def family_models(quick: bool, size: int) -> dict[str, tuple[str, dict]]:
     }
 
 
-def family_step_rates(quick: bool = False) -> dict:
-    """Training-step images/s of each family (plain loop, fp32, median step after warm-up)."""
+def family_step_rates(quick: bool = False, measured: dict[str, float] | None = None) -> dict:
+    """Training-step images/s of each family (plain loop, fp32, median step after warm-up); ``measured`` maps a
+    backbone to a rate already measured in this run with the same loop, size and batch (not measured again)."""
     size, batch = (128, 16) if quick else (224, 16)
-    steps, warmup = (6, 2) if quick else (6, 2)
+    steps, warmup = 6, 2
     rates = {}
     for family, (backbone, kwargs) in family_models(quick, size).items():
+        if not kwargs and backbone in (measured or {}):
+            rates[family] = {"backbone": backbone, "img_s": measured[backbone]}
+            continue
         times = plain_step_times(backbone, size, batch, steps, warmup, 1000, model_kwargs=kwargs)
         rates[family] = {"backbone": backbone, "img_s": round(batch / statistics.median(times), 2)}
     return {"image_size": size, "batch_size": batch, "threads": torch.get_num_threads(), "rates": rates}
 
 
 def run(quick: bool = False) -> dict:
+    if quick:
+        # One thread: on the small shared box two OpenMP threads beside other busy processes wait at barriers and
+        # make every step many times slower (both loops alike, but the quick run would last minutes).
+        torch.set_num_threads(1)
     backbone, size, batch = ("resnet18", 128, 16) if quick else ("resnet50", 224, 16)
-    steps, warmup = (10, 3) if quick else (8, 2)
+    steps, warmup, rounds = (8, 2, 2) if quick else (8, 2, 3)
     num_labels = 1000
     result = {
         "backbone": backbone,
@@ -198,12 +217,13 @@ def run(quick: bool = False) -> dict:
         "batch_size": batch,
         "steps": steps,
         "warmup": warmup,
+        "rounds": rounds,
         "threads": torch.get_num_threads(),
     }
     # Interleave the two loops (A B A B A B) and compare median step times: on a shared machine a background burst
     # lengthens a few steps of one run, which a median ignores and a total would not.
     times = {"trainer": [], "plain": []}
-    for _ in range(3):
+    for _ in range(rounds):
         times["plain"] += plain_step_times(backbone, size, batch, steps, warmup, num_labels)
         times["trainer"] += trainer_step_times(backbone, size, batch, steps, warmup, num_labels)
     result["plain_img_s"] = round(batch / statistics.median(times["plain"]), 2)
@@ -211,14 +231,19 @@ def run(quick: bool = False) -> dict:
     result["trainer_vs_plain"] = round(result["trainer_img_s"] / result["plain_img_s"], 3)
     result["steps_measured"] = {k: len(v) for k, v in times.items()}
     # bf16 autocast + channels_last vs fp32, same plain loop, short runs: CPUs without native bf16 (no AVX512-BF16
-    # or AMX) emulate it and are over ten times slower, so a handful of steps is all this measurement can afford.
-    short = dict(backbone=backbone, size=size, batch=8, steps=3, warmup=1, num_labels=num_labels)
-    fp32 = 8 / statistics.median(plain_step_times(**short, bf16=False, channels_last=False))
-    bf16 = 8 / statistics.median(plain_step_times(**short, bf16=True, channels_last=True))
-    result["fp32_img_s"], result["bf16_channels_last_img_s"] = round(fp32, 2), round(bf16, 2)
-    result["bf16_channels_last_speedup"] = round(bf16 / fp32, 2)
+    # or AMX) emulate it and are over ten times slower, so a handful of steps is all this measurement can afford,
+    # and the quick run leaves it out there (as bench_infer does).
     result["cpu_has_native_bf16"] = _cpu_has_native_bf16()
-    result["families"] = family_step_rates(quick)
+    if quick and not result["cpu_has_native_bf16"]:
+        result["bf16_skipped"] = "quick mode on a CPU without native bf16 (emulated: over ten times slower)"
+    else:
+        short = dict(backbone=backbone, size=size, batch=8, steps=3, warmup=1, num_labels=num_labels)
+        fp32 = 8 / statistics.median(plain_step_times(**short, bf16=False, channels_last=False))
+        bf16 = 8 / statistics.median(plain_step_times(**short, bf16=True, channels_last=True))
+        result["fp32_img_s"], result["bf16_channels_last_img_s"] = round(fp32, 2), round(bf16, 2)
+        result["bf16_channels_last_speedup"] = round(bf16 / fp32, 2)
+    # the ResNet of the family table is this comparison's plain loop (same backbone, size, batch and loop)
+    result["families"] = family_step_rates(quick, measured={backbone: result["plain_img_s"]})
     return result
 
 
@@ -250,19 +275,23 @@ def main(argv=None) -> None:
         return
     r = run(quick=args.quick)
     _print_families(r["families"])
-    print_table(
-        f"training step, {r['backbone']} @ {r['image_size']} px, batch {r['batch_size']}, {r['threads']} threads (CPU)",
-        [
-            ("plain PyTorch loop (fp32)", f"{r['plain_img_s']} img/s", ""),
-            ("InatTrainer (fp32)", f"{r['trainer_img_s']} img/s", f"ratio {r['trainer_vs_plain']} (target >= 0.95)"),
-            ("plain loop, fp32 (batch 8)", f"{r['fp32_img_s']} img/s", ""),
+    rows = [
+        ("plain PyTorch loop (fp32)", f"{r['plain_img_s']} img/s", ""),
+        ("InatTrainer (fp32)", f"{r['trainer_img_s']} img/s", f"ratio {r['trainer_vs_plain']} (target >= 0.95)"),
+    ]
+    if "bf16_skipped" in r:
+        rows.append(("bf16 + channels_last", "skipped", r["bf16_skipped"]))
+    else:
+        rows.append(("plain loop, fp32 (batch 8)", f"{r['fp32_img_s']} img/s", ""))
+        rows.append(
             (
                 "plain loop, bf16 + channels_last (batch 8)",
                 f"{r['bf16_channels_last_img_s']} img/s",
                 f"x{r['bf16_channels_last_speedup']} vs fp32 (native bf16: {r['cpu_has_native_bf16']})",
-            ),
-        ],
-    )
+            )
+        )
+    title = f"training step, {r['backbone']} @ {r['image_size']} px, batch {r['batch_size']}, {r['threads']} threads"
+    print_table(title + " (CPU)", rows)
     write_results("train", r)
 
 

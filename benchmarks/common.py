@@ -2,7 +2,8 @@
 
 Benchmarks live in ``benchmarks/bench_*.py``; each exposes ``run(quick: bool) -> dict`` (for a runner that calls
 them all) and a ``main()`` that prints a table and calls :func:`write_results`. Run them from the repo root as
-modules (``python -m benchmarks.bench_data --quick``). Speed targets live here, in benchmarks, never in tests.
+modules (``python -m benchmarks.bench_data --quick``). Speed targets live here, in benchmarks, never in tests; the
+tables of ``results.md`` are written from the results files by ``benchmarks/report.py``.
 
 The dev box is small and shared (2 cores), so compare candidates *interleaved* in one run
 (:func:`compare_throughput`) and report the best round of each, not numbers from different runs.

@@ -1,7 +1,8 @@
 """The library's import graph: no cycles, and each package imports only the layers below it (shared/DESIGN.md).
 
 Read from the source with ``ast`` (a test may read source; the library never does), counting imports inside
-functions too: a lazy import still ties two modules together.
+functions too: a lazy import still ties two modules together. Imports under ``if TYPE_CHECKING:`` never run and
+do not count.
 """
 
 import ast
@@ -37,8 +38,18 @@ def _imports(path: Path) -> set[str]:
     """The inat_hf modules ``path`` imports (``from pkg import name`` counts as pkg.name when that is a module)."""
     name = _module_name(path)
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    type_only = {
+        id(inner)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.If) and ast.unparse(node.test).endswith("TYPE_CHECKING")
+        for statement in node.body
+        for inner in ast.walk(statement)
+    }
     found = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+    for node in ast.walk(tree):
+        if id(node) in type_only:
+            continue
         if isinstance(node, ast.Import):
             found |= {alias.name for alias in node.names if alias.name.split(".")[0] == "inat_hf"}
         elif isinstance(node, ast.ImportFrom):

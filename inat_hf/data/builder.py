@@ -43,7 +43,7 @@ if TYPE_CHECKING:
 STANDARD_SPLITS = ("train", "train_mini", "val", "public_test")
 TAXONOMY_FILE = "taxonomy.json"
 REPORT_FILE = "prepare_report.json"
-_SPLIT_REPORT = "split_report_{split}.json"
+_SUMMARY, _SPLIT_REPORT = "categories_summary.json", "split_report_{split}.json"  # report parts in the cache
 _TABLE_ROWS = 50_000  # rows per Arrow table handed to the writer when no per-image work is needed
 _CHECK_CHUNK = 256  # images per worker task when files are checked or embedded
 
@@ -233,15 +233,10 @@ class InatBuilder(datasets.ArrowBasedBuilder):
         # `_output_dir`: the build's temporary folder, renamed to cache_dir on success, so these files appear with
         # the data or not at all. datasets has no public name for it (checked on 5.2; every prepare test reads them).
         taxonomy.save(os.path.join(self._output_dir, TAXONOMY_FILE))
-        with open(os.path.join(self._output_dir, "categories_summary.json"), "w") as f:
-            json.dump(
-                {
-                    "num_categories_in_json": len(categories),
-                    "num_categories_kept": len(kept),
-                    "classes_per_rank": {r: len({c[r] for c in kept}) for r in RANKS},
-                },
-                f,
-            )
+        summary = {"num_categories_in_json": len(categories), "num_categories_kept": len(kept)}
+        summary["classes_per_rank"] = {r: len({c[r] for c in kept}) for r in RANKS}
+        with open(os.path.join(self._output_dir, _SUMMARY), "w") as f:
+            json.dump(summary, f)
         category_table = pa.table(
             {"category_id": pa.array([c["id"] for c in kept], type=pa.int64())}
             | {rank: pa.array([c[rank] for c in kept], type=pa.string()) for rank in RANKS}
@@ -357,7 +352,7 @@ class InatBuilder(datasets.ArrowBasedBuilder):
     def read_report(self) -> dict[str, Any]:
         """The preparation report of the (prepared) cache: per split counts and every skipped image."""
         cache = self.cache_dir
-        with open(os.path.join(cache, "categories_summary.json")) as f:
+        with open(os.path.join(cache, _SUMMARY)) as f:
             summary = json.load(f)
         splits, skipped = {}, []
         for split in self.split_files:
@@ -365,7 +360,6 @@ class InatBuilder(datasets.ArrowBasedBuilder):
                 report = json.load(f)
             skipped.extend(report.pop("skipped_images"))
             splits[split] = report
-        reasons = dict(collections.Counter(item["kind"] for item in skipped))
         cfg = self.config
         return {
             "data_dir": cfg.data_dir,
@@ -374,7 +368,7 @@ class InatBuilder(datasets.ArrowBasedBuilder):
             **summary,
             "num_labels": len(self.read_taxonomy().labels),
             "splits": splits,
-            "skipped_by_reason": reasons,
+            "skipped_by_reason": dict(collections.Counter(item["kind"] for item in skipped)),
             "skipped": skipped,
         }
 

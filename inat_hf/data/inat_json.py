@@ -158,19 +158,17 @@ def _check_text(table: pa.Table, what: str, path: str) -> None:
             continue
         try:
             column.validate(full=True)
-            continue
         except pa.ArrowInvalid:
-            pass
-        values = pc.cast(column, pa.binary()).to_pylist()
-        # invalid UTF-8 does not survive a decode-with-replacement round trip
-        bad = [i for i, v in enumerate(values) if v is not None and v.decode("utf-8", "replace").encode() != v]
-        ids = table.column("id").take(bad[:_MAX_LISTED]).to_pylist()
-        # bad bytes shown as \xNN escapes (quoted by hand: repr would double the backslashes)
-        shown = [f"{i} ('{values[p].decode('utf-8', 'backslashreplace')}')" for i, p in zip(ids, bad)]
-        raise InatDataError(
-            f"{path}: {len(bad)} {what} record(s) have a {name!r} that is not valid UTF-8 text: {what} ids "
-            f"{_listing(shown, len(bad))}. Fix the encoding of the JSON file (iNat JSON is UTF-8)."
-        )
+            values = pc.cast(column, pa.binary()).to_pylist()
+            # invalid UTF-8 does not survive a decode-with-replacement round trip
+            bad = [i for i, v in enumerate(values) if v is not None and v.decode("utf-8", "replace").encode() != v]
+            ids = table.column("id").take(bad[:_MAX_LISTED]).to_pylist()
+            # bad bytes shown as \xNN escapes (quoted by hand: repr would double the backslashes)
+            shown = [f"{i} ('{values[p].decode('utf-8', 'backslashreplace')}')" for i, p in zip(ids, bad)]
+            raise InatDataError(
+                f"{path}: {len(bad)} {what} record(s) have a {name!r} that is not valid UTF-8 text: {what} ids "
+                f"{_listing(shown, len(bad))}. Fix the encoding of the JSON file (iNat JSON is UTF-8)."
+            ) from None
 
 
 def _check_file_names(images: pa.Table, path: str) -> None:
@@ -227,15 +225,12 @@ def categories_from_dir_names(images: pa.Table, path: str) -> tuple[list[dict[st
     # the folder of each file_name (train/<dir>/<uuid>.jpg -> <dir>), null when there is none
     folders = pc.extract_regex(images.column("file_name"), r"(?:^|/)(?P<dir>[^/]+)/[^/]+$")
     dirs = pc.struct_field(folders, "dir").combine_chunks().dictionary_encode()
-    parsed = [parse_image_dir_name(d) for d in dirs.dictionary.to_pylist()]
-    ok = np.array([p is not None for p in parsed], dtype=bool)
-    has_dir = pc.is_valid(dirs).to_numpy(zero_copy_only=False)
-    indices = dirs.indices.fill_null(0).to_numpy(zero_copy_only=False)
-    row_ok = has_dir & (ok[indices] if len(ok) else False)
-    if not row_ok.any():
+    parsed = [parse_image_dir_name(d) for d in dirs.dictionary.to_pylist()]  # None: not a category folder
+    ids = pa.array([rec and rec["id"] for rec in parsed], type=pa.int64()).take(dirs.indices)
+    if ids.null_count == len(ids):
         return None
-    if not row_ok.all():
-        bad = images.filter(pa.array(~row_ok))
+    if ids.null_count:
+        bad = images.filter(ids.is_null())
         raise InatDataError(
             f"{path} has no 'annotations', so categories are read from folder names, but {len(bad)} image(s) are "
             f"not in a folder named {DIR_NAME_PATTERN}: image ids {_listing(_id_with(bad, 'file_name'))}."
@@ -249,8 +244,7 @@ def categories_from_dir_names(images: pa.Table, path: str) -> tuple[list[dict[st
                 f"{path}: category id {rec['id']} appears under two folder names: "
                 f"{other['image_dir_name']!r} and {rec['image_dir_name']!r}."
             )
-    ids_per_dir = pa.array([p["id"] for p in parsed], type=pa.int64())
-    return list(records.values()), ids_per_dir.take(pa.array(indices))
+    return list(records.values()), ids
 
 
 def categories_per_image(data: InatJson, category_ids: pa.Array) -> pa.Array:

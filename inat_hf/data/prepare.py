@@ -100,11 +100,9 @@ def check_output_dir(
     if owned is None and present:
         legacy = _legacy_entries(out)
         if not overwrite:
-            what = (
-                "looks like a dataset prepared by an older version (no " + PREPARED_MANIFEST + ")"
-                if legacy
-                else f"holds {_some(present)}"
-            )
+            what = f"holds {_some(present)}"
+            if legacy:
+                what = f"looks like a dataset prepared by an older version (no {PREPARED_MANIFEST})"
             raise InatDataError(
                 f"output folder {os.fspath(output_dir)} is not empty and is not a prepared dataset: it {what}. "
                 "Choose a new or empty folder, or pass --overwrite to write into it (prepare then replaces only "

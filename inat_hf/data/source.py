@@ -108,13 +108,11 @@ def _prepare(args: DataArguments, splits: str | None) -> PreparedInat:
     start = time.perf_counter()
     builder = InatBuilder(args, splits)
     reused = os.path.isfile(os.path.join(builder.cache_dir, datasets.config.DATASET_INFO_FILENAME))
+    reused = reused and not args.force_rebuild
+    # A forced rebuild: datasets re-verifies split sizes against the old cache's info unless told not to.
+    rebuild = dict(download_mode="force_redownload", verification_mode="no_checks") if args.force_rebuild else {}
     try:
-        if args.force_rebuild:
-            # datasets re-verifies split sizes against the old cache's info unless told not to.
-            builder.download_and_prepare(download_mode="force_redownload", verification_mode="no_checks")
-            reused = False
-        else:
-            builder.download_and_prepare()
+        builder.download_and_prepare(**rebuild)
     except datasets.exceptions.DatasetGenerationError as err:
         # The builder's own errors are the informative ones: surface them instead of datasets' wrapper.
         cause = err.__cause__

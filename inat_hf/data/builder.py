@@ -131,7 +131,7 @@ class InatBuilder(datasets.ArrowBasedBuilder):
     # Bump when the generated rows change for identical inputs: it is part of the cache path.
     VERSION = datasets.Version("1.1.0")
 
-    def __init__(self, args: DataArguments, splits: str | None = None, **kwargs):
+    def __init__(self, args: DataArguments, splits: str | None = None):
         data_dir = os.path.abspath(os.path.expanduser(args.data_dir))
         if not os.path.isdir(data_dir):
             raise InatDataError(f"data_dir does not exist or is not a directory: {data_dir}")
@@ -144,15 +144,14 @@ class InatBuilder(datasets.ArrowBasedBuilder):
         # Rows per Arrow record batch. datasets defaults to 100 for image columns (sized for embedded bytes); path
         # references are tiny rows, and reopening a file of thousands of tiny batches maps nearly every page (the
         # kernel faults in a window around each batch header read), many times the memory of larger batches.
-        kwargs.setdefault("writer_batch_size", 100 if args.image_storage == "bytes" else 10_000)
         super().__init__(
             dataset_name="inat2021",
-            cache_dir=os.fspath(args.cache_dir) if args.cache_dir is not None else None,
+            cache_dir=args.cache_dir,
+            writer_batch_size=100 if args.image_storage == "bytes" else 10_000,
             data_dir=data_dir,
             splits=",".join(f"{k}={v}" for k, v in split_files.items()),
             input_fingerprint=fingerprint_files(list(split_files.values())),
             **options,
-            **kwargs,
         )
         # Not part of the cache key: how many processes check images does not change the result.
         workers = args.preprocessing_num_workers

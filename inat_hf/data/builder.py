@@ -18,7 +18,7 @@ import dataclasses
 import json
 import os
 from concurrent.futures import ProcessPoolExecutor
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import datasets
 import pyarrow as pa
@@ -36,9 +36,6 @@ from .inat_json import (
     read_inat_json,
 )
 from .taxonomy import RANKS, Taxonomy, format_taxon_filter, parse_taxon_filter
-
-if TYPE_CHECKING:
-    from .source import DataArguments
 
 STANDARD_SPLITS = ("train", "train_mini", "val", "public_test")
 TAXONOMY_FILE = "taxonomy.json"
@@ -131,7 +128,9 @@ class InatBuilder(datasets.ArrowBasedBuilder):
     # Bump when the generated rows change for identical inputs: it is part of the cache path.
     VERSION = datasets.Version("1.1.0")
 
-    def __init__(self, args: DataArguments, splits: str | None = None):
+    def __init__(self, args, splits: str | None = None):
+        """``args``: a :class:`~inat_hf.data.source.DataArguments` with ``data_dir`` (not imported: source imports
+        this module); ``splits``: ``--splits`` (None: every standard file present)."""
         data_dir = os.path.abspath(os.path.expanduser(args.data_dir))
         if not os.path.isdir(data_dir):
             raise InatDataError(f"data_dir does not exist or is not a directory: {data_dir}")

@@ -11,14 +11,10 @@ import dataclasses
 import io
 import os
 import warnings
-from typing import TYPE_CHECKING
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .rgb import needs_own_conversion, to_rgb
-
-if TYPE_CHECKING:
-    from .builder import InatBuilderConfig
 
 # PIL's own guard against decompression bombs (~89 Mpx). iNat 2021 images are at most 500 px on the long side.
 DEFAULT_MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485
@@ -47,9 +43,9 @@ def _encode(image: Image.Image, **save_options) -> bytes:
     return buffer.getvalue()
 
 
-def check_image(path: str, config: InatBuilderConfig, root: str) -> ImageCheckResult:
-    """Check one image file of the preparation ``config`` (data root ``root``, a real path) and, when images are
-    embedded, return the bytes to store."""
+def check_image(path: str, config, root: str) -> ImageCheckResult:
+    """Check one image file and, when images are embedded, return the bytes to store. ``config``: the
+    preparation's :class:`~inat_hf.data.builder.InatBuilderConfig`; ``root``: its data root (a real path)."""
     embed, resize_shorter = config.image_storage == "bytes", config.resize_shorter
     # file_name is checked for '..' and absolute paths at parse time; links are only seen here.
     real = None if config.follow_symlinks else os.path.realpath(path)
@@ -134,7 +130,7 @@ def check_image(path: str, config: InatBuilderConfig, root: str) -> ImageCheckRe
     return ImageCheckResult(ok=True, data=jpeg, fixed=tuple(fixed))
 
 
-def check_images(paths: list[str], config: InatBuilderConfig) -> list[ImageCheckResult]:
+def check_images(paths: list[str], config) -> list[ImageCheckResult]:
     """Batch form for worker processes (one task per chunk keeps the inter-process traffic low)."""
     root = os.path.realpath(config.data_dir)
     return [check_image(p, config, root) for p in paths]

@@ -6,30 +6,23 @@ import dataclasses
 import sys
 
 from ..cli import CommandParser, run_command, summary_line
-from ..data.source import DataArguments
+from ..data.source import DataArguments, option
 
 
 @dataclasses.dataclass
 class PrepareArguments:
     """Where the prepared dataset goes (what is prepared: :class:`DataArguments`)."""
 
-    output_dir: str | None = dataclasses.field(
-        default=None,
-        metadata={
-            "help": "Write the DatasetDict here (datasets.load_from_disk) with taxonomy.json and prepare_report.json."
-        },
+    output_dir: str | None = option(
+        "Write the DatasetDict here (datasets.load_from_disk) with taxonomy.json and prepare_report.json."
     )
-    overwrite: bool = dataclasses.field(
-        default=False,
-        metadata={
-            "help": "Allow --output_dir to be a non-empty folder that is not a prepared dataset. Only what prepare "
-            "wrote is ever replaced; other files are kept (a clash with them is an error)."
-        },
+    overwrite: bool = option(
+        "Allow --output_dir to be a non-empty folder that is not a prepared dataset. Only what prepare wrote is "
+        "ever replaced; other files are kept (a clash with them is an error).",
+        False,
     )
-    demo: bool = dataclasses.field(
-        default=False, metadata={"help": "First write the synthetic demo dataset into --data_dir."}
-    )
-    demo_seed: int = dataclasses.field(default=0, metadata={"help": "Seed of the demo dataset."})
+    demo: bool = option("First write the synthetic demo dataset into --data_dir.", False)
+    demo_seed: int = option("Seed of the demo dataset.", 0)
 
 
 def main(argv: list[str] | None = None) -> int:

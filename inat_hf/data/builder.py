@@ -18,16 +18,16 @@ import dataclasses
 import json
 import os
 from concurrent.futures import ProcessPoolExecutor
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import datasets
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import xxhash
 
-from .image_check import DEFAULT_MAX_IMAGE_PIXELS, ImageCheckOptions, check_images
+from .image_check import DEFAULT_MAX_IMAGE_PIXELS, check_images
 from .inat_json import (
+    METADATA_FIELDS,
     InatDataError,
     InatJson,
     categories_from_dir_names,
@@ -37,26 +37,12 @@ from .inat_json import (
 )
 from .taxonomy import RANKS, Taxonomy, format_taxon_filter, parse_taxon_filter
 
-if TYPE_CHECKING:
-    from .source import DataArguments
-
 STANDARD_SPLITS = ("train", "train_mini", "val", "public_test")
 TAXONOMY_FILE = "taxonomy.json"
 REPORT_FILE = "prepare_report.json"
-_SPLIT_REPORT = "split_report_{split}.json"
+_SUMMARY, _SPLIT_REPORT = "categories_summary.json", "split_report_{split}.json"  # report parts in the cache
 _TABLE_ROWS = 50_000  # rows per Arrow table handed to the writer when no per-image work is needed
 _CHECK_CHUNK = 256  # images per worker task when files are checked or embedded
-
-METADATA_COLUMNS = {
-    "width": pa.int64(),
-    "height": pa.int64(),
-    "date": pa.string(),
-    "latitude": pa.float64(),
-    "longitude": pa.float64(),
-    "location_uncertainty": pa.float64(),
-    "license": pa.int64(),
-    "rights_holder": pa.string(),
-}
 
 
 def parse_splits(splits: str | None, data_dir: str) -> dict[str, str]:
@@ -72,10 +58,10 @@ def parse_splits(splits: str | None, data_dir: str) -> dict[str, str]:
                 f"JSON files there: {present or 'none'}. Name the files with --splits name=file.json."
             )
         return found
-    items = [p.split("=", 1) if "=" in p else (p, f"{p}.json") for p in map(str.strip, splits.split(",")) if p]
     resolved: dict[str, str] = {}
-    for name, file in items:
-        name, file = name.strip(), file.strip()
+    for item in filter(None, map(str.strip, splits.split(","))):
+        name, _, file = map(str.strip, item.partition("="))
+        file = file or f"{name}.json"
         if not name.replace("_", "").isalnum():
             raise InatDataError(f"Invalid split name {name!r}: use letters, digits and underscores (e.g. 'train').")
         if name in resolved:
@@ -130,7 +116,7 @@ def features_for(labels: list[str]) -> datasets.Features:
             **{rank: datasets.Value("string") for rank in RANKS},
             "common_name": datasets.Value("string"),
             "file_name": datasets.Value("string"),
-            **{name: datasets.Value(str(arrow_type)) for name, arrow_type in METADATA_COLUMNS.items()},
+            **{field.name: datasets.Value(str(field.type)) for field in METADATA_FIELDS},
         }
     )
 
@@ -142,7 +128,9 @@ class InatBuilder(datasets.ArrowBasedBuilder):
     # Bump when the generated rows change for identical inputs: it is part of the cache path.
     VERSION = datasets.Version("1.1.0")
 
-    def __init__(self, args: DataArguments, splits: str | None = None, **kwargs):
+    def __init__(self, args, splits: str | None = None):
+        """``args``: a :class:`~inat_hf.data.source.DataArguments` with ``data_dir`` (not imported: source imports
+        this module); ``splits``: ``--splits`` (None: every standard file present)."""
         data_dir = os.path.abspath(os.path.expanduser(args.data_dir))
         if not os.path.isdir(data_dir):
             raise InatDataError(f"data_dir does not exist or is not a directory: {data_dir}")
@@ -155,15 +143,14 @@ class InatBuilder(datasets.ArrowBasedBuilder):
         # Rows per Arrow record batch. datasets defaults to 100 for image columns (sized for embedded bytes); path
         # references are tiny rows, and reopening a file of thousands of tiny batches maps nearly every page (the
         # kernel faults in a window around each batch header read), many times the memory of larger batches.
-        kwargs.setdefault("writer_batch_size", 100 if args.image_storage == "bytes" else 10_000)
         super().__init__(
             dataset_name="inat2021",
-            cache_dir=os.fspath(args.cache_dir) if args.cache_dir is not None else None,
+            cache_dir=args.cache_dir,
+            writer_batch_size=100 if args.image_storage == "bytes" else 10_000,
             data_dir=data_dir,
             splits=",".join(f"{k}={v}" for k, v in split_files.items()),
             input_fingerprint=fingerprint_files(list(split_files.values())),
             **options,
-            **kwargs,
         )
         # Not part of the cache key: how many processes check images does not change the result.
         workers = args.preprocessing_num_workers
@@ -201,23 +188,18 @@ class InatBuilder(datasets.ArrowBasedBuilder):
         for data in parsed.values():
             if data.categories is not None:
                 add(categories_to_records(data.categories), data.path)
-        per_image: dict[str, pa.Array | None] = {}
+        per_image: dict[str, pa.Array | None] = dict.fromkeys(parsed)
+        for split, data in parsed.items():
+            if data.annotations is None:  # image-only JSON: categories from folder names (none: unlabeled)
+                derived = categories_from_dir_names(data.images, data.path)
+                if derived is not None:
+                    add(derived[0], data.path)
+                    per_image[split] = derived[1]
+        known_ids = pa.array(sorted(categories), type=pa.int64())
         for split, data in parsed.items():
             if data.annotations is not None:
                 if data.categories is None and not categories:
                     raise InatDataError(f"{data.path} has 'annotations' but no file gives a 'categories' list.")
-                per_image[split] = None  # resolved below, once the category list is complete
-            else:
-                derived = categories_from_dir_names(data.images, data.path)
-                if derived is None:
-                    per_image[split] = None
-                    continue
-                records, ids = derived
-                add(records, data.path)
-                per_image[split] = ids
-        known_ids = pa.array(sorted(categories), type=pa.int64())
-        for split, data in parsed.items():
-            if data.annotations is not None:
                 per_image[split] = categories_per_image(data, known_ids)
         return categories, per_image
 
@@ -249,15 +231,10 @@ class InatBuilder(datasets.ArrowBasedBuilder):
         # `_output_dir`: the build's temporary folder, renamed to cache_dir on success, so these files appear with
         # the data or not at all. datasets has no public name for it (checked on 5.2; every prepare test reads them).
         taxonomy.save(os.path.join(self._output_dir, TAXONOMY_FILE))
-        with open(os.path.join(self._output_dir, "categories_summary.json"), "w") as f:
-            json.dump(
-                {
-                    "num_categories_in_json": len(categories),
-                    "num_categories_kept": len(kept),
-                    "classes_per_rank": {r: len({c[r] for c in kept}) for r in RANKS},
-                },
-                f,
-            )
+        summary = {"num_categories_in_json": len(categories), "num_categories_kept": len(kept)}
+        summary["classes_per_rank"] = {r: len({c[r] for c in kept}) for r in RANKS}
+        with open(os.path.join(self._output_dir, _SUMMARY), "w") as f:
+            json.dump(summary, f)
         category_table = pa.table(
             {"category_id": pa.array([c["id"] for c in kept], type=pa.int64())}
             | {rank: pa.array([c[rank] for c in kept], type=pa.string()) for rank in RANKS}
@@ -273,113 +250,73 @@ class InatBuilder(datasets.ArrowBasedBuilder):
 
     def _resolve_rows(self, split, data: InatJson, category_ids, category_table: pa.Table, taxonomy: Taxonomy):
         """Per-split rows with every column but the image, after the taxon filter (vectorised joins)."""
-        images = data.images
-        n_json = len(images)
-        stats: dict[str, Any] = {"file": data.path, "images_in_json": n_json, "labeled": category_ids is not None}
+        images, n_json = data.images, len(data.images)
         if category_ids is None:
-            # Unlabeled (public_test): no taxonomy to filter on, so every image is kept with label -1.
-            stats["filtered_out"] = 0
-            columns = {
-                "label": pa.array(np.full(n_json, -1, dtype=np.int64)),
-                "category_id": pa.array(np.full(n_json, -1, dtype=np.int64)),
-                **{rank: pa.nulls(n_json, pa.string()) for rank in RANKS},
-                "common_name": pa.nulls(n_json, pa.string()),
-            }
+            # Unlabeled (public_test): no taxonomy to filter on, so every image is kept, joined to no category.
+            position = pa.nulls(n_json, pa.int32())
         else:
             position = pc.index_in(category_ids, value_set=category_table.column("category_id").combine_chunks())
-            keep = pc.is_valid(position)
-            n_kept = pc.sum(keep.cast(pa.int64())).as_py() or 0
-            stats["filtered_out"] = n_json - n_kept
-            if n_kept == 0:
+            if position.null_count == n_json:
                 raise InatDataError(
                     f"Split {split!r} ({data.path}) is empty after the taxon filter {self.config.taxon!r}: none of "
                     f"its {n_json} images belongs to a kept category. Use a different --taxon (or 'none')."
                 )
-            images = images.filter(keep)
-            joined = category_table.take(position.filter(keep))
-            rank_values = joined.column(taxonomy.rank).combine_chunks()
-            label = pc.index_in(rank_values, value_set=pa.array(taxonomy.labels, type=pa.string()))
-            columns = {
-                "label": label.cast(pa.int64()),
-                "category_id": joined.column("category_id"),
-                **{rank: joined.column(rank) for rank in RANKS},
-                "common_name": joined.column("common_name"),
-            }
+            images, position = images.filter(pc.is_valid(position)), position.drop_null()
+        stats = {"file": data.path, "images_in_json": n_json, "labeled": category_ids is not None}
+        stats["filtered_out"] = n_json - len(images)
+        joined = category_table.take(position)
+        label = pc.index_in(joined.column(taxonomy.rank), value_set=pa.array(taxonomy.labels, type=pa.string()))
         rows = pa.table(
             {
                 "image_id": images.column("id"),
-                **columns,
+                "label": label.cast(pa.int64()).fill_null(-1),  # -1: unlabeled
+                "category_id": joined.column("category_id").fill_null(-1),
+                **{rank: joined.column(rank) for rank in RANKS},
+                "common_name": joined.column("common_name"),
                 "file_name": images.column("file_name"),
-                **{
-                    name: images.column(name) if name in images.column_names else pa.nulls(len(images), arrow_type)
-                    for name, arrow_type in METADATA_COLUMNS.items()
-                },
+                **{field.name: images.column(field.name) for field in METADATA_FIELDS},
             }
         )
         return rows, stats
 
-    def _image_column(self, rows: pa.Table, data: list[bytes] | None) -> pa.StructArray:
-        file_names = rows.column("file_name").combine_chunks()
+    def _to_table(self, rows: pa.Table, data: list[bytes | None] | None) -> pa.Table:
+        """``rows`` with the image column: ``data`` are the bytes to store per row (None: none)."""
+        data = pa.array(data, type=pa.binary()) if data is not None else pa.nulls(len(rows), pa.binary())
+        paths = rows.column("file_name").combine_chunks()
         if self.config.image_storage == "path":
             # Reference storage: absolute paths, so the dataset works from any working directory. Images that
             # only inat_hf.data.rgb.to_rgb converts right (transparency, 16 bit) also carry their converted
             # pixels (lossless PNG, see image_check), which every decoder prefers to the path.
-            paths = pc.binary_join_element_wise(self.config.data_dir, file_names, "/")
-            converted = pa.array(data, type=pa.binary()) if data is not None else pa.nulls(len(rows), pa.binary())
-            return pa.StructArray.from_arrays([converted, paths], names=["bytes", "path"])
-        # Embedded storage: bytes plus the *relative* file name. (datasets.Image().encode_example would drop the
-        # bytes of a path that exists on disk; building the struct ourselves keeps both, as intended.)
-        return pa.StructArray.from_arrays([pa.array(data, type=pa.binary()), file_names], names=["bytes", "path"])
-
-    def _to_table(self, rows: pa.Table, data: list[bytes] | None) -> pa.Table:
-        table = rows.add_column(0, "image", self._image_column(rows, data))
-        return table.select(list(self.info.features))
+            paths = pc.binary_join_element_wise(self.config.data_dir, paths, "/")
+        # Embedded storage keeps bytes plus the *relative* file name. (datasets.Image().encode_example would drop
+        # the bytes of a path that exists on disk; building the struct ourselves keeps both, as intended.)
+        image = pa.StructArray.from_arrays([data, paths], names=["bytes", "path"])
+        return rows.add_column(0, "image", image).select(list(self.info.features))
 
     def _generate_tables(self, split: str, rows: pa.Table, stats: dict[str, Any]):
         cfg = self.config
-        options = ImageCheckOptions(
-            verify=cfg.verify_files,
-            embed=cfg.image_storage == "bytes",
-            resize_shorter=cfg.resize_shorter,
-            jpeg_quality=cfg.jpeg_quality,
-            max_image_pixels=cfg.max_image_pixels,
-            root=os.path.realpath(cfg.data_dir),
-            follow_symlinks=cfg.follow_symlinks,
-        )
         skipped: list[dict[str, Any]] = []
-        fixed: dict[str, int] = {}
+        fixed: collections.Counter[str] = collections.Counter()
         written = 0
-        if not options.verify and not options.embed:
-            for start in range(0, len(rows), _TABLE_ROWS):
-                chunk = rows.slice(start, _TABLE_ROWS)
-                written += len(chunk)
-                yield start, self._to_table(chunk, None)
-        else:
-            yield_index = 0
-            for chunk, results in self._checked_chunks(rows, options):
-                good = np.array([r.ok for r in results], dtype=bool)
-                for i in np.flatnonzero(~good):
-                    ids, files = chunk.column("image_id")[i].as_py(), chunk.column("file_name")[i].as_py()
-                    bad = dict(
-                        split=split, image_id=ids, file_name=files, kind=results[i].kind, reason=results[i].reason
-                    )
+        for index, (chunk, results) in enumerate(self._checked_chunks(rows)):
+            data = None
+            if results is not None:
+                for row, result in zip(chunk.select(["image_id", "file_name"]).to_pylist(), results):
+                    fixed.update(result.fixed)
+                    if result.ok:
+                        continue
                     if cfg.on_bad_image == "error":
                         raise InatDataError(
-                            f"Bad image in split {split!r}: {bad['file_name']} (image id {bad['image_id']}): "
-                            f"{bad['reason']}. Fix or remove the file, or pass --on_bad_image skip to leave bad "
+                            f"Bad image in split {split!r}: {row['file_name']} (image id {row['image_id']}): "
+                            f"{result.reason}. Fix or remove the file, or pass --on_bad_image skip to leave bad "
                             "images out and list them in the report."
                         )
-                    skipped.append(bad)
-                for r in results:
-                    for key in r.fixed if r.ok else ():
-                        fixed[key] = fixed.get(key, 0) + 1
-                kept = chunk.filter(pa.array(good))
-                if len(kept):
-                    data = [r.data for r in results if r.ok]
-                    data = data if options.embed or any(d is not None for d in data) else None
-                    written += len(kept)
-                    yield yield_index, self._to_table(kept, data)
-                    yield_index += 1
+                    skipped.append(dict(split=split, **row, kind=result.kind, reason=result.reason))
+                chunk = chunk.filter(pa.array([r.ok for r in results]))
+                data = [r.data for r in results if r.ok]
+            if len(chunk):
+                written += len(chunk)
+                yield index, self._to_table(chunk, data)
         if written == 0 and skipped:
             kinds = sorted({item["kind"] for item in skipped})
             raise InatDataError(
@@ -393,24 +330,27 @@ class InatBuilder(datasets.ArrowBasedBuilder):
         with open(os.path.join(self._output_dir, _SPLIT_REPORT.format(split=split)), "w") as f:
             json.dump(report, f)
 
-    def _checked_chunks(self, rows: pa.Table, options: ImageCheckOptions):
-        """Yield (row chunk, per-image results), checking images in a process pool when num_workers > 1."""
-        root = self.config.data_dir
+    def _checked_chunks(self, rows: pa.Table):
+        """Yield (row chunk, per-image check results), in JSON order whatever the number of processes."""
+        cfg = self.config
+        if not cfg.verify_files and cfg.image_storage == "path":
+            # Nothing to read: the fast path for huge JSON (links are then not checked either, see README).
+            for start in range(0, len(rows), _TABLE_ROWS):
+                yield rows.slice(start, _TABLE_ROWS), None
+            return
         chunks = [rows.slice(s, _CHECK_CHUNK) for s in range(0, len(rows), _CHECK_CHUNK)]
-        path_lists = [[os.path.join(root, f) for f in c.column("file_name").to_pylist()] for c in chunks]
+        paths = [[os.path.join(cfg.data_dir, f) for f in c.column("file_name").to_pylist()] for c in chunks]
         if self.num_workers <= 1 or len(chunks) <= 1:
-            for chunk, paths in zip(chunks, path_lists):
-                yield chunk, check_images(paths, options)
+            yield from zip(chunks, (check_images(p, cfg) for p in paths))
             return
         with ProcessPoolExecutor(max_workers=self.num_workers) as pool:
-            # map() keeps the order, so rows stay in JSON order whatever the worker count.
-            yield from zip(chunks, pool.map(check_images, path_lists, [options] * len(chunks)))
+            yield from zip(chunks, pool.map(check_images, paths, [cfg] * len(chunks)))
 
     # ------------------------------------------------------------------ reports
     def read_report(self) -> dict[str, Any]:
         """The preparation report of the (prepared) cache: per split counts and every skipped image."""
         cache = self.cache_dir
-        with open(os.path.join(cache, "categories_summary.json")) as f:
+        with open(os.path.join(cache, _SUMMARY)) as f:
             summary = json.load(f)
         splits, skipped = {}, []
         for split in self.split_files:
@@ -418,7 +358,6 @@ class InatBuilder(datasets.ArrowBasedBuilder):
                 report = json.load(f)
             skipped.extend(report.pop("skipped_images"))
             splits[split] = report
-        reasons = dict(collections.Counter(item["kind"] for item in skipped))
         cfg = self.config
         return {
             "data_dir": cfg.data_dir,
@@ -427,7 +366,7 @@ class InatBuilder(datasets.ArrowBasedBuilder):
             **summary,
             "num_labels": len(self.read_taxonomy().labels),
             "splits": splits,
-            "skipped_by_reason": reasons,
+            "skipped_by_reason": dict(collections.Counter(item["kind"] for item in skipped)),
             "skipped": skipped,
         }
 

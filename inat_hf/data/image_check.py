@@ -23,23 +23,12 @@ _EXIF_ORIENTATION = 0x0112
 _IMAGE_SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG", b"GIF8", b"RIFF", b"BM", b"II*\x00", b"MM\x00*")
 
 
-@dataclasses.dataclass(frozen=True)
-class ImageCheckOptions:
-    verify: bool = True  # fully decode (at reduced size) to catch truncated/corrupt files
-    embed: bool = False  # return the bytes to store in the dataset
-    resize_shorter: int | None = None  # when embedding: shrink so the shorter side is at most this
-    jpeg_quality: int = 90
-    max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
-    root: str | None = None  # real path of the data root: files must resolve inside it ...
-    follow_symlinks: bool = False  # ... unless links to the outside are accepted
-
-
 @dataclasses.dataclass
 class ImageCheckResult:
     ok: bool
     kind: str | None = None  # short class of problem, e.g. "truncated image" (report counts group by it)
     reason: str | None = None  # the full explanation
-    data: bytes | None = None  # bytes to embed (embed=True)
+    data: bytes | None = None  # bytes to store: the image (bytes storage) or its converted pixels (see above)
     # what was repaired, one report key each: "mode CMYK->RGB", "EXIF orientation 6", "resized"
     fixed: tuple[str, ...] = ()
 
@@ -54,16 +43,17 @@ def _encode(image: Image.Image, **save_options) -> bytes:
     return buffer.getvalue()
 
 
-def check_image(path: str, options: ImageCheckOptions) -> ImageCheckResult:
-    """Check one image file and, when ``options.embed``, return the bytes to store."""
-    if options.root is not None and not options.follow_symlinks:
-        # file_name is checked for '..' and absolute paths at parse time; links are only seen here.
-        real = os.path.realpath(path)
-        if real != options.root and not real.startswith(options.root.rstrip(os.sep) + os.sep):
-            return _bad(
-                "outside the data root",
-                f"a symbolic link to {real}; pass --follow_symlinks to accept links that leave the data root",
-            )
+def check_image(path: str, config, root: str) -> ImageCheckResult:
+    """Check one image file and, when images are embedded, return the bytes to store. ``config``: the
+    preparation's :class:`~inat_hf.data.builder.InatBuilderConfig`; ``root``: its data root (a real path)."""
+    embed, resize_shorter = config.image_storage == "bytes", config.resize_shorter
+    # file_name is checked for '..' and absolute paths at parse time; links are only seen here.
+    real = None if config.follow_symlinks else os.path.realpath(path)
+    if real is not None and os.path.commonpath([real, root]) != root:
+        return _bad(
+            "outside the data root",
+            f"a symbolic link to {real}; pass --follow_symlinks to accept links that leave the data root",
+        )
     try:
         size = os.path.getsize(path)
     except FileNotFoundError:
@@ -72,8 +62,6 @@ def check_image(path: str, options: ImageCheckOptions) -> ImageCheckResult:
         return _bad("unreadable file", str(err.strerror or err))
     if size == 0:
         return _bad("empty file", "0 bytes")
-    if not options.verify and not options.embed:
-        return ImageCheckResult(ok=True)
     with open(path, "rb") as f:
         raw = f.read()
     try:
@@ -91,22 +79,22 @@ def check_image(path: str, options: ImageCheckOptions) -> ImageCheckResult:
     except Exception as err:  # noqa: BLE001 - any decoder failure is a bad image, with its message
         return _bad("corrupt image", f"{type(err).__name__}: {err}")
     width, height = image.size
-    if width * height > options.max_image_pixels:
+    if width * height > config.max_image_pixels:
         return _bad(
             "decompression bomb",
-            f"{width}x{height} = {width * height:,} pixels, over the limit of {options.max_image_pixels:,} "
+            f"{width}x{height} = {width * height:,} pixels, over the limit of {config.max_image_pixels:,} "
             "(--max_image_pixels)",
         )
-    if not options.verify and options.resize_shorter is None and not needs_own_conversion(image):
+    if not config.verify_files and resize_shorter is None and not needs_own_conversion(image):
         return ImageCheckResult(ok=True, data=raw)  # embed as is: any reader converts it the same way
     mode = image.mode
     orientation = image.getexif().get(_EXIF_ORIENTATION, 1)
-    need_resize = options.resize_shorter is not None and min(width, height) > options.resize_shorter
-    if options.embed and need_resize and image.format == "JPEG":
+    need_resize = resize_shorter is not None and min(width, height) > resize_shorter
+    if embed and need_resize and image.format == "JPEG":
         # Decode straight at a reduced scale (DCT scaling) when the target allows it: much faster.
-        scale = min(width, height) / options.resize_shorter
+        scale = min(width, height) / resize_shorter
         image.draft("RGB", (max(1, int(width / scale)), max(1, int(height / scale))))
-    elif not options.embed and image.format == "JPEG":
+    elif not embed and image.format == "JPEG":
         # Verification only: a 1/8-scale decode still reads (and checks) the whole entropy-coded stream.
         image.draft(image.mode, (max(1, width // 8), max(1, height // 8)))
     try:
@@ -120,11 +108,11 @@ def check_image(path: str, options: ImageCheckOptions) -> ImageCheckResult:
         fixed.append(f"mode {mode}->RGB")
     if orientation not in (1, None):
         fixed.append(f"EXIF orientation {orientation}")
-    if not options.embed:
+    if not embed:
         # see the module docstring: images PIL converts otherwise are stored converted, losslessly
-        if not needs_own_conversion(image):
-            return ImageCheckResult(ok=True, fixed=tuple(fixed))
-        png = _encode(to_rgb(ImageOps.exif_transpose(image)), format="PNG", compress_level=1)
+        png = None
+        if needs_own_conversion(image):
+            png = _encode(to_rgb(ImageOps.exif_transpose(image)), format="PNG", compress_level=1)
         return ImageCheckResult(ok=True, fixed=tuple(fixed), data=png)
     if not fixed and not need_resize and image.format == "JPEG":
         return ImageCheckResult(ok=True, data=raw)  # already what we want: keep the original bytes bit-exact
@@ -133,15 +121,16 @@ def check_image(path: str, options: ImageCheckOptions) -> ImageCheckResult:
     image = to_rgb(image)
     if need_resize:
         w, h = image.size
-        scale = options.resize_shorter / min(w, h)
+        scale = resize_shorter / min(w, h)
         if scale < 1:
             new_size = (max(1, round(w * scale)), max(1, round(h * scale)))
             image = image.resize(new_size, Image.Resampling.BICUBIC, reducing_gap=2.0)
         fixed.append("resized")
-    jpeg = _encode(image, format="JPEG", quality=options.jpeg_quality, optimize=False)
+    jpeg = _encode(image, format="JPEG", quality=config.jpeg_quality, optimize=False)
     return ImageCheckResult(ok=True, data=jpeg, fixed=tuple(fixed))
 
 
-def check_images(paths: list[str], options: ImageCheckOptions) -> list[ImageCheckResult]:
+def check_images(paths: list[str], config) -> list[ImageCheckResult]:
     """Batch form for worker processes (one task per chunk keeps the inter-process traffic low)."""
-    return [check_image(p, options) for p in paths]
+    root = os.path.realpath(config.data_dir)
+    return [check_image(p, config, root) for p in paths]

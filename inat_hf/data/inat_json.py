@@ -28,10 +28,12 @@ class InatDataError(ValueError):
 # Explicit types for the fields we use. Unknown extra fields are inferred and ignored; missing fields read as null.
 # "date" stays a string: pyarrow would otherwise infer a timestamp and drop the UTC offset.
 _INT, _STR, _FLOAT = pa.int64(), pa.string(), pa.float64()
-IMAGE_FIELDS = pa.struct(
-    {"id": _INT, "width": _INT, "height": _INT, "file_name": _STR, "license": _INT, "rights_holder": _STR}
-    | {"date": _STR, "latitude": _FLOAT, "longitude": _FLOAT, "location_uncertainty": _FLOAT}
+# What the builder carries into every row besides the id and file name, in the dataset's column order.
+METADATA_FIELDS = pa.struct(
+    {"width": _INT, "height": _INT, "date": _STR, "latitude": _FLOAT, "longitude": _FLOAT}
+    | {"location_uncertainty": _FLOAT, "license": _INT, "rights_holder": _STR}
 )
+IMAGE_FIELDS = pa.struct([pa.field("id", _INT), pa.field("file_name", _STR), *METADATA_FIELDS])
 ANNOTATION_FIELDS = pa.struct({"id": _INT, "image_id": _INT, "category_id": _INT})
 CATEGORY_FIELDS = pa.struct(
     {"id": _INT, "name": _STR, "common_name": _STR, "supercategory": _STR}
@@ -45,9 +47,6 @@ _SCHEMA = pa.schema(
         "categories": pa.list_(CATEGORY_FIELDS),
     }
 )
-REQUIRED_IMAGE_KEYS = ("id", "file_name")
-REQUIRED_ANNOTATION_KEYS = ("image_id", "category_id")
-REQUIRED_CATEGORY_KEYS = ("id", *CATEGORY_RANK_KEYS)
 # pyarrow's reader needs the whole object in one block; its block size is a 32-bit int.
 _MAX_ARROW_BLOCK = 2**31 - 64
 
@@ -75,35 +74,27 @@ class InatJson:
     categories: pa.Table | None
 
 
-def _read_with_arrow(path: str) -> pa.Table:
+def _read(path: str) -> pa.Table:
+    """The file as one row with a list column per schema key (null where the key is absent)."""
     size = os.path.getsize(path)
-    if size >= _MAX_ARROW_BLOCK:
-        raise pa.ArrowInvalid("file larger than one Arrow JSON block")
-    read_options = pj.ReadOptions(block_size=size + 64, use_threads=True)
-    parse_options = pj.ParseOptions(
-        newlines_in_values=True, explicit_schema=_SCHEMA, unexpected_field_behavior="infer"
-    )
-    return pj.read_json(path, read_options=read_options, parse_options=parse_options)
-
-
-def _read_with_python(path: str) -> pa.Table:
-    """Fallback for files pyarrow cannot take in one block (> 2 GB): slower, same result."""
+    if size < _MAX_ARROW_BLOCK:
+        read_options = pj.ReadOptions(block_size=size + 64, use_threads=True)
+        parse_options = pj.ParseOptions(
+            newlines_in_values=True, explicit_schema=_SCHEMA, unexpected_field_behavior="infer"
+        )
+        try:
+            return pj.read_json(path, read_options=read_options, parse_options=parse_options)
+        except pa.ArrowInvalid as err:
+            raise _explain_parse_error(path, err) from None
+    # Too large for one Arrow block (> 2 GB): the json module, slower, same result.
     with open(path, encoding="utf-8") as f:
         data = json.load(f)
     if not isinstance(data, dict):
         raise InatDataError(f"{path}: expected a JSON object with an 'images' list, found a {type(data).__name__}.")
     columns = {}
     for field in _SCHEMA:
-        records = data.get(field.name)
-        if records is None:
-            columns[field.name] = pa.array([None], type=field.type)
-            continue
-        struct_type = field.type.value_type
-        rows = [
-            {key.name: rec.get(key.name) for key in struct_type} if isinstance(rec, dict) else rec for rec in records
-        ]
-        try:
-            columns[field.name] = pa.array([rows], type=field.type)
+        try:  # the struct type picks the fields it names from each record
+            columns[field.name] = pa.array([data.get(field.name)], type=field.type)
         except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError) as err:
             raise InatDataError(f"{path}: a record in '{field.name}' has a value of the wrong type: {err}") from None
     return pa.table(columns)
@@ -129,17 +120,14 @@ def _flatten(table: pa.Table, key: str) -> pa.Table | None:
     column = table.column(key)
     if column.null_count == len(column):
         return None
-    values = pc.list_flatten(column.combine_chunks())
-    if pc.any(pc.is_null(values)).as_py():
+    records = pc.list_flatten(column.combine_chunks())
+    if records.null_count:
         raise InatDataError(f"'{key}' holds a non-object entry (null); every entry must be a JSON object.")
-    struct = values.flatten() if isinstance(values, pa.StructArray) else pa.StructArray.from_arrays([], [])
-    return pa.Table.from_arrays(struct, names=[f.name for f in values.type])
+    return pa.Table.from_struct_array(records)
 
 
 def _check_required(table: pa.Table, keys: tuple[str, ...], what: str, path: str) -> None:
-    for key in keys:
-        if key not in table.column_names:
-            raise InatDataError(f"{path}: every {what} record needs the key {key!r}; it is missing from all of them.")
+    for key in keys:  # every schema key is a column: a missing key reads as null
         nulls = pc.is_null(table.column(key))
         if pc.any(nulls).as_py():
             positions = np.flatnonzero(nulls.to_numpy(zero_copy_only=False)).tolist()
@@ -170,27 +158,23 @@ def _check_text(table: pa.Table, what: str, path: str) -> None:
             continue
         try:
             column.validate(full=True)
-            continue
         except pa.ArrowInvalid:
-            pass
-        values = pc.cast(column, pa.binary()).to_pylist()
-        # invalid UTF-8 does not survive a decode-with-replacement round trip
-        bad = [i for i, v in enumerate(values) if v is not None and v.decode("utf-8", "replace").encode() != v]
-        ids = table.column("id").take(bad[:_MAX_LISTED]).to_pylist() if "id" in table.column_names else bad
-        # bad bytes shown as \xNN escapes (quoted by hand: repr would double the backslashes)
-        shown = [f"{i} ('{values[p].decode('utf-8', 'backslashreplace')}')" for i, p in zip(ids, bad)]
-        raise InatDataError(
-            f"{path}: {len(bad)} {what} record(s) have a {name!r} that is not valid UTF-8 text: {what} ids "
-            f"{_listing(shown, len(bad))}. Fix the encoding of the JSON file (iNat JSON is UTF-8)."
-        )
+            values = pc.cast(column, pa.binary()).to_pylist()
+            # invalid UTF-8 does not survive a decode-with-replacement round trip
+            bad = [i for i, v in enumerate(values) if v is not None and v.decode("utf-8", "replace").encode() != v]
+            ids = table.column("id").take(bad[:_MAX_LISTED]).to_pylist()
+            # bad bytes shown as \xNN escapes (quoted by hand: repr would double the backslashes)
+            shown = [f"{i} ('{values[p].decode('utf-8', 'backslashreplace')}')" for i, p in zip(ids, bad)]
+            raise InatDataError(
+                f"{path}: {len(bad)} {what} record(s) have a {name!r} that is not valid UTF-8 text: {what} ids "
+                f"{_listing(shown, len(bad))}. Fix the encoding of the JSON file (iNat JSON is UTF-8)."
+            ) from None
 
 
 def _check_file_names(images: pa.Table, path: str) -> None:
     names = images.column("file_name")
-    escaping = pc.or_(
-        pc.or_(pc.starts_with(names, "/"), pc.match_substring_regex(names, r"(^|[/\\])\.\.([/\\]|$)")),
-        pc.or_(pc.starts_with(names, "\\"), pc.match_substring_regex(names, r"^[A-Za-z]:")),
-    )
+    # absolute (/…, \…, C:…) or with a '..' part
+    escaping = pc.match_substring_regex(names, r"^([/\\]|[A-Za-z]:)|(^|[/\\])\.\.([/\\]|$)")
     if pc.any(escaping).as_py():
         bad = images.filter(escaping)
         raise InatDataError(
@@ -204,52 +188,32 @@ def read_inat_json(path: str | os.PathLike) -> InatJson:
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise InatDataError(f"JSON file not found: {path}")
-    try:
-        raw = _read_with_arrow(path)
-    except pa.ArrowInvalid as err:
-        if os.path.getsize(path) < _MAX_ARROW_BLOCK:
-            raise _explain_parse_error(path, err) from None
-        raw = _read_with_python(path)
+    raw = _read(path)
     images = _flatten(raw, "images")
     if images is None:
-        raise InatDataError(f"{path}: missing the 'images' list (found keys: {_top_level_keys(path)}).")
-    _check_required(images, REQUIRED_IMAGE_KEYS, "image", path)
+        found = ", ".join(sorted(key for key in raw.column_names if raw.column(key).null_count == 0))
+        raise InatDataError(f"{path}: missing the 'images' list (found keys: {found}).")
+    _check_required(images, ("id", "file_name"), "image", path)
     _check_text(images, "image", path)
     _check_unique(images.column("id"), "image ids", path)
     _check_file_names(images, path)
     annotations = _flatten(raw, "annotations")
     if annotations is not None:
-        _check_required(annotations, REQUIRED_ANNOTATION_KEYS, "annotation", path)
+        _check_required(annotations, ("image_id", "category_id"), "annotation", path)
     categories = _flatten(raw, "categories")
     if categories is not None:
-        _check_required(categories, REQUIRED_CATEGORY_KEYS, "category", path)
+        _check_required(categories, ("id", *CATEGORY_RANK_KEYS), "category", path)
         _check_text(categories, "category", path)
         _check_unique(categories.column("id"), "category ids", path)
     return InatJson(path=path, images=images, annotations=annotations, categories=categories)
 
 
-def _top_level_keys(path: str) -> str:
-    # Only reached on error: cheap enough to re-read the start of the file for a helpful message.
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-        return ", ".join(sorted(data)) if isinstance(data, dict) else type(data).__name__
-    except Exception:  # noqa: BLE001 - best effort for an error message
-        return "unreadable"
-
-
 def categories_to_records(categories: pa.Table) -> list[dict[str, Any]]:
     """Category table → records with a ``species`` (binomial) key, as used by :class:`Taxonomy`."""
-    records = categories.select([c for c in CATEGORY_FIELDS.names if c in categories.column_names]).to_pylist()
+    records = categories.select(CATEGORY_FIELDS.names).to_pylist()
     for rec in records:
         rec["species"] = species_name(rec["genus"], rec["specific_epithet"])
     return records
-
-
-def image_dir_names(images: pa.Table) -> pa.ChunkedArray:
-    """The directory part of each ``file_name`` (``train/<dir>/<uuid>.jpg`` → ``<dir>``); null when there is none."""
-    extracted = pc.extract_regex(images.column("file_name"), r"(?:^|/)(?P<dir>[^/]+)/[^/]+$")
-    return pc.struct_field(extracted, "dir")
 
 
 def categories_from_dir_names(images: pa.Table, path: str) -> tuple[list[dict[str, Any]], pa.Array] | None:
@@ -258,16 +222,15 @@ def categories_from_dir_names(images: pa.Table, path: str) -> tuple[list[dict[st
     Returns ``(category records, category id per image)``, or None when no file_name has a category folder
     (an unlabeled split such as ``public_test``). A mix of both is an error: it would silently unlabel images.
     """
-    dirs = image_dir_names(images).combine_chunks().dictionary_encode()
-    parsed = [parse_image_dir_name(d) for d in dirs.dictionary.to_pylist()]
-    ok = np.array([p is not None for p in parsed], dtype=bool)
-    has_dir = pc.is_valid(dirs).to_numpy(zero_copy_only=False)
-    indices = dirs.indices.fill_null(0).to_numpy(zero_copy_only=False)
-    row_ok = has_dir & (ok[indices] if len(ok) else False)
-    if not row_ok.any():
+    # the folder of each file_name (train/<dir>/<uuid>.jpg -> <dir>), null when there is none
+    folders = pc.extract_regex(images.column("file_name"), r"(?:^|/)(?P<dir>[^/]+)/[^/]+$")
+    dirs = pc.struct_field(folders, "dir").combine_chunks().dictionary_encode()
+    parsed = [parse_image_dir_name(d) for d in dirs.dictionary.to_pylist()]  # None: not a category folder
+    ids = pa.array([rec and rec["id"] for rec in parsed], type=pa.int64()).take(dirs.indices)
+    if ids.null_count == len(ids):
         return None
-    if not row_ok.all():
-        bad = images.filter(pa.array(~row_ok))
+    if ids.null_count:
+        bad = images.filter(ids.is_null())
         raise InatDataError(
             f"{path} has no 'annotations', so categories are read from folder names, but {len(bad)} image(s) are "
             f"not in a folder named {DIR_NAME_PATTERN}: image ids {_listing(_id_with(bad, 'file_name'))}."
@@ -281,8 +244,7 @@ def categories_from_dir_names(images: pa.Table, path: str) -> tuple[list[dict[st
                 f"{path}: category id {rec['id']} appears under two folder names: "
                 f"{other['image_dir_name']!r} and {rec['image_dir_name']!r}."
             )
-    ids_per_dir = pa.array([p["id"] for p in parsed], type=pa.int64())
-    return list(records.values()), ids_per_dir.take(pa.array(indices))
+    return list(records.values()), ids
 
 
 def categories_per_image(data: InatJson, category_ids: pa.Array) -> pa.Array:

@@ -24,6 +24,8 @@ logger = logging.getLogger(__name__)
 # Marks a folder written by save_prepared and lists every entry it wrote there: the only entries a later run may
 # remove. Anything else in the folder (a user's notes, a foreign dataset) is never deleted.
 PREPARED_MANIFEST = "inat_prepared.json"
+# What save_prepared writes besides one folder per split.
+_FILES = (datasets.config.DATASETDICT_JSON_FILENAME, TAXONOMY_FILE, REPORT_FILE, PREPARED_MANIFEST)
 _STAGING_TAG = ".prepare-"  # hidden sibling folders ".<name>.prepare-new-<id>" / "-old-<id>" of the output folder
 
 
@@ -39,11 +41,6 @@ class PreparedInat:
 
 def _real(path: str | os.PathLike) -> str:
     return os.path.realpath(os.path.expanduser(os.fspath(path)))
-
-
-def _within(path: str, root: str) -> bool:
-    """``path`` is ``root`` or lies inside it (both real paths)."""
-    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
 
 
 def _owned_entries(folder: str) -> set[str] | None:
@@ -63,16 +60,14 @@ def _owned_entries(folder: str) -> set[str] | None:
 
 def _legacy_entries(folder: str) -> set[str] | None:
     """A dataset prepared before the manifest existed: ``dataset_dict.json`` + ``taxonomy.json`` + its splits."""
-    dict_file = os.path.join(folder, datasets.config.DATASETDICT_JSON_FILENAME)
-    if not (os.path.isfile(dict_file) and os.path.isfile(os.path.join(folder, TAXONOMY_FILE))):
+    if not os.path.isfile(os.path.join(folder, TAXONOMY_FILE)):
         return None
     try:
-        with open(dict_file, encoding="utf-8") as f:
-            splits = json.load(f)["splits"]
+        with open(os.path.join(folder, datasets.config.DATASETDICT_JSON_FILENAME), encoding="utf-8") as f:
+            splits = [s for s in json.load(f)["splits"] if isinstance(s, str) and os.sep not in s]
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    splits = [s for s in splits if isinstance(s, str) and os.sep not in s]
-    return {datasets.config.DATASETDICT_JSON_FILENAME, TAXONOMY_FILE, REPORT_FILE, *splits}
+    return {*_FILES, *splits}
 
 
 def check_output_dir(
@@ -88,8 +83,9 @@ def check_output_dir(
     out = _real(output_dir)
     if data_dir is not None:
         root = _real(data_dir)
-        if _within(out, root) or _within(root, out):
-            relation = "is" if out == root else ("lies inside" if _within(out, root) else "contains")
+        common = os.path.commonpath([out, root])
+        if common in (out, root):
+            relation = "is" if out == root else ("lies inside" if common == root else "contains")
             raise InatDataError(
                 f"output folder {os.fspath(output_dir)} {relation} the data root {os.fspath(data_dir)}: writing "
                 "the prepared dataset there could replace the image folders. Choose an output folder outside "
@@ -104,11 +100,9 @@ def check_output_dir(
     if owned is None and present:
         legacy = _legacy_entries(out)
         if not overwrite:
-            what = (
-                "looks like a dataset prepared by an older version (no " + PREPARED_MANIFEST + ")"
-                if legacy
-                else f"holds {_some(present)}"
-            )
+            what = f"holds {_some(present)}"
+            if legacy:
+                what = f"looks like a dataset prepared by an older version (no {PREPARED_MANIFEST})"
             raise InatDataError(
                 f"output folder {os.fspath(output_dir)} is not empty and is not a prepared dataset: it {what}. "
                 "Choose a new or empty folder, or pass --overwrite to write into it (prepare then replaces only "
@@ -153,15 +147,13 @@ def _exchange(a: str, b: str) -> bool:
 def _remove_owned(folder: str) -> list[str]:
     """Delete the entries ``folder``'s manifest lists (the manifest last), and the folder if that empties it;
     returns what is left (never deleted: prepare did not write it)."""
-    owned = _owned_entries(folder) or {PREPARED_MANIFEST}
-    for entry in sorted(owned - {PREPARED_MANIFEST}):
+    owned = _owned_entries(folder) or set()
+    for entry in [*sorted(owned - {PREPARED_MANIFEST}), PREPARED_MANIFEST]:  # the manifest last: it marks ours
         path = os.path.join(folder, entry)
         if os.path.isdir(path) and not os.path.islink(path):
             shutil.rmtree(path)
         elif os.path.lexists(path):
             os.unlink(path)
-    if os.path.lexists(os.path.join(folder, PREPARED_MANIFEST)):
-        os.unlink(os.path.join(folder, PREPARED_MANIFEST))
     left = os.listdir(folder)
     if not left:
         os.rmdir(folder)
@@ -197,13 +189,7 @@ def save_prepared(prepared: PreparedInat, output_dir: str | os.PathLike, *, over
     Of the old folder only what a previous prepare wrote (:data:`PREPARED_MANIFEST`) is removed; other files stay.
     """
     out = os.path.abspath(os.fspath(output_dir)).rstrip(os.sep)
-    entries = [
-        *prepared.dataset,
-        datasets.config.DATASETDICT_JSON_FILENAME,
-        TAXONOMY_FILE,
-        REPORT_FILE,
-        PREPARED_MANIFEST,
-    ]
+    entries = [*prepared.dataset, *_FILES]
     data_dir = prepared.report.get("data_dir")
     check_output_dir(out, data_dir, overwrite=overwrite, entries=entries)  # refuse before touching anything
     parent, name = os.path.split(out)
@@ -266,15 +252,8 @@ def _save_split(dataset: datasets.Dataset, split_dir: str, split: str) -> None:
         except OSError:  # another file system (or no hard links): copy
             shutil.copyfile(source, target)
         names.append({"filename": name})
-    state = {
-        "_data_files": names,
-        "_fingerprint": dataset._fingerprint,
-        "_format_columns": None,
-        "_format_kwargs": {},
-        "_format_type": None,
-        "_output_all_columns": False,
-        "_split": split,
-    }
+    keys = ("_fingerprint", "_format_columns", "_format_kwargs", "_format_type", "_output_all_columns")
+    state = {key: dataset.__dict__[key] for key in keys} | {"_data_files": names, "_split": split}
     with open(os.path.join(split_dir, datasets.config.DATASET_STATE_JSON_FILENAME), "w", encoding="utf-8") as f:
         json.dump(state, f, indent=2, sort_keys=True)
     dataset.info.write_to_directory(split_dir)

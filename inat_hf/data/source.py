@@ -21,7 +21,8 @@ if TYPE_CHECKING:
     from .prepare import PreparedInat
 
 
-def _option(text: str, default=None, **metadata):
+def option(text: str, default=None, **metadata):
+    """A dataclass field with its ``--help`` text (HfArgumentParser reads ``metadata``)."""
     return dataclasses.field(default=default, metadata={"help": text, **metadata})
 
 
@@ -29,31 +30,31 @@ def _option(text: str, default=None, **metadata):
 class DataArguments:
     """A prepared folder (``dataset_dir``) XOR a raw iNat 2021 root (``data_dir``) and how to prepare it."""
 
-    dataset_dir: str | None = _option("A folder written by prepare_data.py --output_dir.")
-    data_dir: str | None = _option("Raw iNat 2021 root, prepared on the fly (cached).")
-    splits: str | None = _option(
+    dataset_dir: str | None = option("A folder written by prepare_data.py --output_dir.")
+    data_dir: str | None = option("Raw iNat 2021 root, prepared on the fly (cached).")
+    splits: str | None = option(
         "With --data_dir: 'name' (name.json) or 'name=file.json', comma-separated (default: those the command uses; "
         "prepare_data.py: every standard file present)."
     )
-    rank: str = _option("With --data_dir: label rank (evaluate.py: the model's).", "species", choices=RANKS)
-    taxon: str = _option(
+    rank: str = option("With --data_dir: label rank (evaluate.py: the model's).", "species", choices=RANKS)
+    taxon: str = option(
         "With --data_dir: category filter 'rank=value[|value…][,rank=value…]', e.g. class=Aves; 'none' keeps all.",
         "kingdom=Animalia",
     )
-    image_storage: Literal["path", "bytes"] | None = _option(
+    image_storage: Literal["path", "bytes"] | None = option(
         "'path' stores file references (default), 'bytes' embeds JPEGs (default with --resize_shorter)."
     )
-    resize_shorter: int | None = _option("Embed images re-encoded to this shorter side (px).")
-    jpeg_quality: int = _option("Quality of re-encoded JPEGs.", 90)
-    on_bad_image: Literal["error", "skip"] = _option(
+    resize_shorter: int | None = option("Embed images re-encoded to this shorter side (px).")
+    jpeg_quality: int = option("Quality of re-encoded JPEGs.", 90)
+    on_bad_image: Literal["error", "skip"] = option(
         "'error' stops at the first bad image; 'skip' leaves it out and lists it in the report.", "error"
     )
-    verify_files: bool = _option("Decode every image first (finds bad files).", True)
-    follow_symlinks: bool = _option("Accept images linked from outside --data_dir.", False)
-    max_image_pixels: int | None = _option("Decompression-bomb pixel limit (default: PIL's).")
-    preprocessing_num_workers: int | None = _option("Image-checking processes (default: cores, ≤ 8).")
-    cache_dir: str | None = _option("datasets cache root (default: HF_DATASETS_CACHE).")
-    force_rebuild: bool = _option("Rebuild even if the cache has these inputs.", False)
+    verify_files: bool = option("Decode every image first (finds bad files).", True)
+    follow_symlinks: bool = option("Accept images linked from outside --data_dir.", False)
+    max_image_pixels: int | None = option("Decompression-bomb pixel limit (default: PIL's).")
+    preprocessing_num_workers: int | None = option("Image-checking processes (default: cores, ≤ 8).")
+    cache_dir: str | None = option("datasets cache root (default: HF_DATASETS_CACHE).")
+    force_rebuild: bool = option("Rebuild even if the cache has these inputs.", False)
 
     def __post_init__(self):
         if (self.data_dir is None) == (self.dataset_dir is None):
@@ -107,13 +108,11 @@ def _prepare(args: DataArguments, splits: str | None) -> PreparedInat:
     start = time.perf_counter()
     builder = InatBuilder(args, splits)
     reused = os.path.isfile(os.path.join(builder.cache_dir, datasets.config.DATASET_INFO_FILENAME))
+    reused = reused and not args.force_rebuild
+    # A forced rebuild: datasets re-verifies split sizes against the old cache's info unless told not to.
+    rebuild = dict(download_mode="force_redownload", verification_mode="no_checks") if args.force_rebuild else {}
     try:
-        if args.force_rebuild:
-            # datasets re-verifies split sizes against the old cache's info unless told not to.
-            builder.download_and_prepare(download_mode="force_redownload", verification_mode="no_checks")
-            reused = False
-        else:
-            builder.download_and_prepare()
+        builder.download_and_prepare(**rebuild)
     except datasets.exceptions.DatasetGenerationError as err:
         # The builder's own errors are the informative ones: surface them instead of datasets' wrapper.
         cause = err.__cause__

@@ -239,3 +239,16 @@ def test_max_image_pixels_option(demo_copy, tmp_path):
 def test_every_image_bad_is_an_error_even_in_skip_mode(demo_copy, tmp_path):
     with pytest.raises(InatDataError, match=r"Split 'train': all 32 images were skipped as bad \(decompression bomb;"):
         prep(demo_copy, tmp_path, max_image_pixels=10, on_bad_image="skip")
+
+
+def test_json_too_large_for_one_arrow_block_is_read_with_the_json_module(demo_copy, tmp_path, monkeypatch):
+    from inat_hf.data import inat_json
+
+    arrow = prep(demo_copy, tmp_path / "arrow", splits="train,val,public_test").dataset
+    monkeypatch.setattr(inat_json, "_MAX_ARROW_BLOCK", 0)  # every file counts as over pyarrow's 2 GB block
+    slow = prep(demo_copy, tmp_path / "json", splits="train,val,public_test").dataset
+    for split in arrow:
+        assert slow[split].remove_columns("image")[:] == arrow[split].remove_columns("image")[:]
+    edit_train(demo_copy, lambda d: d["images"][0].update(id="abc"))
+    with pytest.raises(InatDataError, match=r"train.json: a record in 'images' has a value of the wrong type"):
+        prep(demo_copy, tmp_path / "json")

@@ -240,8 +240,10 @@ class InatForImageClassification(InatPreTrainedModel):
             # No host sync per step on an accelerator: checked on the device, failing at the next sync point (else
             # an out-of-range index surfaces as an opaque device-side assert in the loss).
             torch._assert_async(((labels >= 0) & (labels < n)).all(), f"{message}. {hint}")
-        elif labels.min() < 0 or labels.max() >= n:
-            raise ValueError(f"{message}, got values in [{int(labels.min())}, {int(labels.max())}]. {hint}")
+        else:  # on the CPU a read-back costs nothing
+            low, high = int(labels.min()), int(labels.max())
+            if low < 0 or high >= n:
+                raise ValueError(f"{message}, got values in [{low}, {high}]. {hint}")
 
     # ------------------------------------------------------------------ stage groups
 

@@ -399,11 +399,10 @@ class ClassifierPage:
                     details = gr.HTML(elem_id="inat-details")
                     with gr.Accordion("About this model"):
                         gr.Markdown(self.summary, elem_id="inat-model")
-            inputs, outputs = [photo, tta, *where], [label, details, preview]
-            photo.upload(on_upload, inputs=inputs, outputs=outputs)
-            tta.input(on_upload, inputs=inputs, outputs=outputs)  # same photo, new setting
-            for field in where:  # same photo, new location
-                field.submit(on_upload, inputs=inputs, outputs=outputs)
+            outputs = [label, details, preview]
+            # a new photo, or the same photo with a new TTA setting or location
+            triggers = [photo.upload, tta.input, *(field.submit for field in where)]
+            gr.on(triggers, on_upload, inputs=[photo, tta, *where], outputs=outputs)
             photo.clear(lambda: (None, "", None), outputs=outputs)
             if self.examples:
                 gallery.select(on_example, inputs=[tta, *where], outputs=[photo, *outputs])

@@ -78,10 +78,6 @@ class PageInputs:
     longitude: float | None = None
     date: str | None = None
 
-    @property
-    def typed_location(self) -> bool:
-        return self.latitude is not None or self.longitude is not None or bool(self.date and self.date.strip())
-
 
 @dataclasses.dataclass
 class PageResult:
@@ -147,27 +143,18 @@ def render_error(message: str) -> str:
     return f'<div id="inat-error" class="inat-error" role="alert"><b>Could not classify this file.</b> {html.escape(message)}</div>'
 
 
-def _model_file(model_dir: str, name: str) -> str | None:
-    """Path of ``name`` in a local checkpoint or (cached / downloadable) Hub repo; ``None`` when absent."""
-    local = os.path.expanduser(model_dir)
-    if os.path.isdir(local):
-        path = os.path.join(local, name)
-        return path if os.path.isfile(path) else None
+def _model_yaml(model_id: str, name: str) -> dict:
+    """The YAML file ``name`` (a model card: its front matter) of a local checkpoint or a cached / downloadable Hub
+    repo, as a dict; ``{}`` when absent or malformed (the page then shows the config's facts only)."""
+    local = os.path.expanduser(model_id)
     try:
-        return hf_hub_download(model_dir, name)
+        path = os.path.join(local, name) if os.path.isdir(local) else hf_hub_download(model_id, name)
+        data = metadata_load(path) if name.endswith(".md") else yaml.safe_load(Path(path).read_text(encoding="utf-8"))
     except (EntryNotFoundError, LocalEntryNotFoundError, RepositoryNotFoundError, OSError) as err:
-        logger.info("%s: no %s (%s); the page shows the config's facts only", model_dir, name, err)
-        return None
-
-
-def _read_yaml(path: str | None, *, front_matter: bool = False) -> dict:
-    """A YAML file (or a model card's front matter) as a dict; ``{}`` when absent or malformed."""
-    if path is None:
+        logger.info("%s: no %s (%s)", model_id, name, err)
         return {}
-    try:
-        data = metadata_load(path) if front_matter else yaml.safe_load(Path(path).read_text(encoding="utf-8"))
     except (yaml.YAMLError, ValueError) as err:
-        logger.warning("could not parse %s: %s", path, err)
+        logger.warning("could not parse %s of %s: %s", name, model_id, err)
         return {}
     return data if isinstance(data, dict) else {}
 
@@ -187,7 +174,7 @@ def model_summary(model_id: str, config: Any, taxonomy: Taxonomy) -> str:
     lines.append(f"- labels: **{taxonomy.num_labels}** at rank **{rank}**")
     lines[-1] += f" (distinct names per rank: {per_rank})" if per_rank else ""
 
-    data = _read_yaml(_model_file(model_id, RECIPE_FILE)).get("data") or {}
+    data = _model_yaml(model_id, RECIPE_FILE).get("data") or {}
     if data:
         source = data.get("dataset_dir") or data.get("data_dir") or "?"
         facts = [f"`{source}`", f"split `{data.get('train_split', 'train')}`"]
@@ -196,7 +183,7 @@ def model_summary(model_id: str, config: Any, taxonomy: Taxonomy) -> str:
         if data.get("max_train_samples"):
             facts.append(f"first {data['max_train_samples']} images")
         lines.append("- training data: " + ", ".join(facts) + f" (from `{RECIPE_FILE}`)")
-    card = _read_yaml(_model_file(model_id, "README.md"), front_matter=True)
+    card = _model_yaml(model_id, "README.md")
     for entry in card.get("model-index") or []:
         for result in entry.get("results") or []:
             dataset = result.get("dataset") or {}
@@ -280,7 +267,7 @@ class ClassifierPage:
     def _locations(self, path: str, inputs: PageInputs):
         """As ``predict.py --lat/--lon/--date``: the typed values (checked), else the photo's EXIF; no prior: None."""
         if self.geo is None:
-            if inputs.typed_location:
+            if inputs.latitude is not None or inputs.longitude is not None or (inputs.date or "").strip():
                 raise InferenceError(
                     "this page has no location prior (start it with --geo_prior DIR): the location was not used."
                 )

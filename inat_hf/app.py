@@ -412,12 +412,9 @@ class ClassifierPage:
 
 # -- Hugging Face Spaces -----------------------------------------------------------------------------------------------
 
-_SPACE_APP = '''"""Hugging Face Space: the image classifier {model_id!r} as a web page.
-
-Written by `python scripts/app.py --export_space OUT --model_dir {model_id}` (inat_hf). The `inat_hf`
-folder next to this file is the library it was exported from; the page calls the same predictor as its
-predict.py. Set the MODEL_ID variable of the Space to serve another checkpoint.
-"""
+_SPACE_APP = '''"""Hugging Face Space: the image classifier {model_id!r} as a web page, written by inat_hf's
+`scripts/app.py --export_space` (the `inat_hf` folder next to this file is the library it was exported from).
+Set the MODEL_ID variable of the Space to serve another checkpoint."""
 
 import os
 
@@ -457,13 +454,12 @@ def _space_requirements() -> list[str]:
             'run `pip install -e ".[app]"` in the checkout first.'
         ) from err
     pins = []
-    for text in declared:
-        req = Requirement(text)
+    for req in map(Requirement, declared):
         if req.marker is not None and not req.marker.evaluate({"extra": ""}):
             continue  # an extra (dev, app, ...): not needed to serve the page
         try:
             pins.append(f"{req.name}=={metadata.version(req.name)}")
-        except metadata.PackageNotFoundError:
+        except metadata.PackageNotFoundError:  # not installed here: as declared
             pins.append(str(req))
     return pins
 

@@ -91,9 +91,7 @@ def run_app(args: AppArguments) -> int:
         print(f"Space written to {out}: push it with `huggingface-cli upload --repo-type space YOU/NAME {out}`.")
         return 0
     sources = args.examples
-    if (
-        sources is None
-    ):  # a model trained by scripts/demo.sh (RUN/model): the demo's photos in RUN/inat_root/public_test
+    if sources is None:  # a model trained by scripts/demo.sh (RUN/model): the demo's RUN/inat_root/public_test
         run = os.path.dirname(os.path.abspath(os.path.expanduser(args.model_dir)))
         demo_photos = os.path.join(run, "inat_root", "public_test")
         sources = [demo_photos] if os.path.isdir(demo_photos) else []

@@ -166,18 +166,18 @@ def _describe_location(location: dict) -> str:
     return where + when
 
 
-def _print_table(pred, taxonomy, stream) -> None:
-    print(printable_path(pred.source), file=stream)
+def _print_table(pred, taxonomy) -> None:
+    print(printable_path(pred.source))
     if pred.location is not None:
-        print(f"  [{_describe_location(pred.location)}]", file=stream)
+        print(f"  [{_describe_location(pred.location)}]")
     for rank, (index, prob) in enumerate(zip(pred.indices, pred.probs), start=1):
         info = taxonomy.describe(index)
         common = f" ({info['common_name']})" if info["common_name"] else ""
         lineage = " > ".join(v for r, v in info["taxonomy"].items() if r != taxonomy.rank)
-        print(f"  {rank}. {prob:6.1%}  {info['label']}{common}" + (f"   [{lineage}]" if lineage else ""), file=stream)
+        print(f"  {rank}. {prob:6.1%}  {info['label']}{common}" + (f"   [{lineage}]" if lineage else ""))
     backoff = describe_backoff(pred.backoff)
     if backoff is not None:
-        print(f"  {backoff}", file=stream)
+        print(f"  {backoff}")
 
 
 def _write_output(path: str, predictions, taxonomy) -> None:
@@ -249,7 +249,7 @@ def run_prediction(args: PredictArguments, extra_inputs: list[str] = ()) -> int:
         done.append(pred)
         trimmed.append(dataclasses.replace(pred, indices=pred.indices[: args.top_k], probs=pred.probs[: args.top_k]))
         if not args.quiet:
-            _print_table(trimmed[-1], predictor.taxonomy, sys.stdout)
+            _print_table(trimmed[-1], predictor.taxonomy)
 
     if args.output:
         _write_output(args.output, trimmed, predictor.taxonomy)

@@ -1,12 +1,9 @@
-"""The classifier as a web page: a Gradio app (``scripts/app.py``) and its Hugging Face Spaces export.
+"""The classifier as a web page (Gradio, ``scripts/app.py``) and its Hugging Face Spaces export.
 
-:class:`ClassifierPage` wraps the :class:`~inat_hf.inference.predictor.Predictor` that ``predict.py`` uses, so the
-page and ``predict.py`` always agree (preprocessing, TTA views, labels, back-off, location prior fusion). A request
-is :class:`PageInputs` -> :meth:`ClassifierPage.classify` -> :func:`render_result`; ``build`` only lays out the
-components. Bad input (not an image, corrupt, too large, an impossible latitude or date) becomes a message on the
-page rather than an exception, so one bad upload never takes the server down.
-
-Gradio is optional (``pip install -e ".[app]"``); the page runs offline (no analytics, ``share`` off by default).
+:class:`ClassifierPage` wraps the :class:`~inat_hf.inference.predictor.Predictor` of ``predict.py``, so the two
+always agree. A request is :class:`PageInputs` -> :meth:`ClassifierPage.classify` -> :class:`PageResult`; bad input
+(not an image, too large, an impossible latitude or date) becomes a message on the page, never an exception, so one
+bad upload never takes the server down. Gradio is optional (``pip install -e ".[app]"``); the page runs offline.
 """
 
 from __future__ import annotations
@@ -23,6 +20,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import yaml
+from huggingface_hub import hf_hub_download, metadata_load
+from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError, RepositoryNotFoundError
 
 from .data.image_check import DEFAULT_MAX_IMAGE_PIXELS
 from .data.taxonomy import Taxonomy
@@ -35,15 +34,10 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-APP_INSTALL_HINT = 'pip install -e ".[app]"  (from a checkout of inat_hf; or: pip install "gradio>=6,<7")'
 TOP_K = 5
 PREVIEW_SIZE = 384  # px, longer side of the photo shown back on the page
-CARD_FILE = "README.md"
-RECIPE_FILE = "run_config.yaml"  # the run's resolved recipe, saved next to the model by training (recipe.py)
+RECIPE_FILE = "run_config.yaml"  # the run's resolved recipe, saved next to the model by training
 SPACE_GEO_PRIOR = "geo_prior"  # the prior's folder inside an exported Space
-_ERROR_ID = "inat-error"
-_RESULT_ID = "inat-result"
-TYPED_IN = "typed in"  # Location source of values typed into the page's fields
 
 CSS = """
 #inat-result table { width: 100%; border-collapse: collapse; }
@@ -66,7 +60,8 @@ def import_gradio():
         import gradio
     except ImportError as err:
         raise GradioMissingError(
-            f"the web app needs gradio, which is not installed ({err}). Install it with: {APP_INSTALL_HINT}"
+            f"the web app needs gradio, which is not installed ({err}). Install it with: "
+            'pip install -e ".[app]"  (from a checkout of inat_hf; or: pip install "gradio>=6,<7")'
         ) from err
     return gradio
 
@@ -83,10 +78,6 @@ class PageInputs:
     longitude: float | None = None
     date: str | None = None
 
-    @property
-    def typed_location(self) -> bool:
-        return self.latitude is not None or self.longitude is not None or bool(self.date and self.date.strip())
-
 
 @dataclasses.dataclass
 class PageResult:
@@ -100,26 +91,16 @@ class PageResult:
     prediction: ImagePrediction | None = None
 
 
-def _display(taxonomy: Taxonomy, index: int) -> str:
-    common = taxonomy.common_names[index]
-    return f"{taxonomy.labels[index]} ({common})" if common else taxonomy.labels[index]
-
-
 def describe_location(location: dict[str, Any] | None) -> str:
     """Whether the prior used a location/date and where they came from (``ImagePrediction.location``)."""
     if location is None:
         return ""
     if not location["location_used"]:
         return "image only: no location (type one in, or upload a photo with GPS in its EXIF)"
-    where = (
-        f"location {location['latitude']:.4f}, {location['longitude']:.4f} ({_source(location['location_source'])})"
-    )
-    when = f"date {location['date']} ({_source(location['date_source'])})" if location["date_used"] else "no date"
+    source = {k: "from EXIF" if v == "exif" else v or "" for k, v in location.items() if k.endswith("_source")}
+    where = f"location {location['latitude']:.4f}, {location['longitude']:.4f} ({source['location_source']})"
+    when = f"date {location['date']} ({source['date_source']})" if location["date_used"] else "no date"
     return f"location prior used: {where}, {when}"
-
-
-def _source(source: str | None) -> str:
-    return "from EXIF" if source == "exif" else (source or "")
 
 
 def render_result(
@@ -149,7 +130,7 @@ def render_result(
         backoff = f"not {backoff_threshold:.0%} sure of any rank"
     location = describe_location(prediction.location)
     return (
-        f'<div id="{_RESULT_ID}">'
+        '<div id="inat-result">'
         + (f'<p class="inat-backoff">{html.escape(backoff)}</p>' if backoff else "")
         + f"<table><thead>{head}</thead><tbody>{''.join(rows)}</tbody></table>"
         + (f'<p class="inat-location">{html.escape(location)}</p>' if location else "")
@@ -159,37 +140,21 @@ def render_result(
 
 
 def render_error(message: str) -> str:
-    return f'<div id="{_ERROR_ID}" class="inat-error" role="alert"><b>Could not classify this file.</b> {html.escape(message)}</div>'
+    return f'<div id="inat-error" class="inat-error" role="alert"><b>Could not classify this file.</b> {html.escape(message)}</div>'
 
 
-def _model_file(model_dir: str, name: str) -> str | None:
-    """Path of ``name`` in a local checkpoint or (cached / downloadable) Hub repo; ``None`` when absent."""
-    local = os.path.expanduser(model_dir)
-    if os.path.isdir(local):
-        path = os.path.join(local, name)
-        return path if os.path.isfile(path) else None
-    from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError, RepositoryNotFoundError
-
+def _model_yaml(model_id: str, name: str) -> dict:
+    """The YAML file ``name`` (a model card: its front matter) of a local checkpoint or a cached / downloadable Hub
+    repo, as a dict; ``{}`` when absent or malformed (the page then shows the config's facts only)."""
+    local = os.path.expanduser(model_id)
     try:
-        return hf_hub_download(model_dir, name)
+        path = os.path.join(local, name) if os.path.isdir(local) else hf_hub_download(model_id, name)
+        data = metadata_load(path) if name.endswith(".md") else yaml.safe_load(Path(path).read_text(encoding="utf-8"))
     except (EntryNotFoundError, LocalEntryNotFoundError, RepositoryNotFoundError, OSError) as err:
-        logger.info("%s: no %s (%s); the page shows the config's facts only", model_dir, name, err)
-        return None
-
-
-def _read_yaml(path: str | None, *, front_matter: bool = False) -> dict:
-    if path is None:
+        logger.info("%s: no %s (%s)", model_id, name, err)
         return {}
-    text = Path(path).read_text(encoding="utf-8")
-    if front_matter:
-        if not text.startswith("---"):
-            return {}
-        text = text.split("---", 2)[1]
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        logger.warning("could not parse %s: %s", path, err)
+    except (yaml.YAMLError, ValueError) as err:
+        logger.warning("could not parse %s of %s: %s", name, model_id, err)
         return {}
     return data if isinstance(data, dict) else {}
 
@@ -205,16 +170,11 @@ def model_summary(model_id: str, config: Any, taxonomy: Taxonomy) -> str:
         arch.append(f"{config.image_size} px input")
     lines.append("- architecture: " + ", ".join(arch))
     rank = taxonomy.rank or "label"
-    line = f"- labels: **{taxonomy.num_labels}** at rank **{rank}**"
-    if taxonomy.ranks:
-        line += (
-            " (distinct names per rank: "
-            + ", ".join(f"{r} {len(set(v))}" for r, v in taxonomy.ranks.items() if r != rank)
-            + ")"
-        )
-    lines.append(line)
+    per_rank = ", ".join(f"{r} {len(set(v))}" for r, v in taxonomy.ranks.items() if r != rank)
+    lines.append(f"- labels: **{taxonomy.num_labels}** at rank **{rank}**")
+    lines[-1] += f" (distinct names per rank: {per_rank})" if per_rank else ""
 
-    data = _read_yaml(_model_file(model_id, RECIPE_FILE)).get("data") or {}
+    data = _model_yaml(model_id, RECIPE_FILE).get("data") or {}
     if data:
         source = data.get("dataset_dir") or data.get("data_dir") or "?"
         facts = [f"`{source}`", f"split `{data.get('train_split', 'train')}`"]
@@ -223,7 +183,7 @@ def model_summary(model_id: str, config: Any, taxonomy: Taxonomy) -> str:
         if data.get("max_train_samples"):
             facts.append(f"first {data['max_train_samples']} images")
         lines.append("- training data: " + ", ".join(facts) + f" (from `{RECIPE_FILE}`)")
-    card = _read_yaml(_model_file(model_id, CARD_FILE), front_matter=True)
+    card = _model_yaml(model_id, "README.md")
     for entry in card.get("model-index") or []:
         for result in entry.get("results") or []:
             dataset = result.get("dataset") or {}
@@ -233,42 +193,37 @@ def model_summary(model_id: str, config: Any, taxonomy: Taxonomy) -> str:
     return "\n".join(lines)
 
 
+@dataclasses.dataclass(eq=False)
 class ClassifierPage:
     """The web page of a classifier: ``predictor`` (as ``predict.py`` loads it), ``model_id`` (shown; its recipe
     and model card are read), ``tta_views`` (when the visitor turns TTA on), one-click ``examples``, images over
     ``max_image_pixels`` refused with a message, ``geo`` (a ``GeoFusion`` aligned to the model's labels: the page
     then takes a location and date) and ``backoff_threshold`` (as ``predict.py``'s)."""
 
-    def __init__(
-        self,
-        predictor: Predictor,
-        *,
-        model_id: str,
-        tta_views: int,
-        examples: Sequence[str] = (),
-        max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
-        title: str | None = None,
-        geo: GeoFusion | None = None,
-        backoff_threshold: float = DEFAULT_BACKOFF_THRESHOLD,
-    ):
-        if not 0 < backoff_threshold <= 1:
-            raise ValueError(f"backoff_threshold must be in (0, 1], got {backoff_threshold}.")
-        self.predictor = predictor
-        self.geo = geo
-        self.backoff_threshold = backoff_threshold
-        self.model_id = model_id
-        self.tta_views = tta_views
-        self.examples = [os.path.abspath(p) for p in examples]
-        self.max_image_pixels = max_image_pixels
-        self.title = title or f"inat_hf · {os.path.basename(os.path.normpath(model_id))}"
-        self.summary = model_summary(model_id, predictor.config, predictor.taxonomy)
-        if geo is not None:
-            facts = geo.summary()
+    predictor: Predictor
+    _: dataclasses.KW_ONLY
+    model_id: str
+    tta_views: int
+    examples: Sequence[str] = ()
+    max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
+    title: str | None = None
+    geo: GeoFusion | None = None
+    backoff_threshold: float = DEFAULT_BACKOFF_THRESHOLD
+
+    def __post_init__(self):
+        if not 0 < self.backoff_threshold <= 1:
+            raise ValueError(f"backoff_threshold must be in (0, 1], got {self.backoff_threshold}.")
+        self.examples = [os.path.abspath(p) for p in self.examples]
+        self.title = self.title or f"inat_hf · {os.path.basename(os.path.normpath(self.model_id))}"
+        self.summary = model_summary(self.model_id, self.predictor.config, self.predictor.taxonomy)
+        if self.geo is not None:
+            facts = self.geo.summary()
             self.summary += (
-                f"\n- location/date prior: `{geo.model.name_or_path}` ({facts['loss']} loss, "
+                f"\n- location/date prior: `{self.geo.model.name_or_path}` ({facts['loss']} loss, "
                 f"{facts['num_prior_labels']} labels, fusion weight {facts['fusion_weight']:g})"
             )
-        self.summary += f"\n- taxonomic back-off threshold: {backoff_threshold:g}" if predictor.backoff_groups else ""
+        if self.predictor.backoff_groups:
+            self.summary += f"\n- taxonomic back-off threshold: {self.backoff_threshold:g}"
 
     @classmethod
     def from_pretrained(
@@ -289,9 +244,9 @@ class ClassifierPage:
             geo = GeoFusion.from_pretrained(geo_prior, predictor.taxonomy.labels, device=predictor.device)
         return cls(predictor, model_id=model_dir, geo=geo, **kwargs)
 
-    def _size_error(self, path: str, name: str) -> str | None:
-        """A message when the image is too large to decode here; ``None`` otherwise (also when PIL cannot read
-        it: the predictor then says so, in ``predict.py``'s words)."""
+    def _check_size(self, path: str, name: str) -> None:
+        """:class:`InferenceError` when the image is too large to decode here (when PIL cannot read it at all, the
+        predictor says so, in ``predict.py``'s words)."""
         import PIL.Image
 
         try:
@@ -300,52 +255,56 @@ class ClassifierPage:
                 with PIL.Image.open(path) as img:
                     width, height = img.size
         except PIL.Image.DecompressionBombError as err:
-            return f"{name} is too large to classify here: {err}"
+            raise InferenceError(f"{name} is too large to classify here: {err}") from err
         except Exception:  # not an image / corrupt: the predictor's decoder says what it found
-            return None
+            return
         if width * height > self.max_image_pixels:
-            return (
+            raise InferenceError(
                 f"{name} is {width}×{height} px ({width * height / 1e6:.0f} MP); this page accepts images up to "
                 f"{self.max_image_pixels / 1e6:.0f} MP. Downscale it and upload it again."
             )
-        return None
+
+    def _locations(self, path: str, inputs: PageInputs):
+        """As ``predict.py --lat/--lon/--date``: the typed values (checked), else the photo's EXIF; no prior: None."""
+        if self.geo is None:
+            if inputs.latitude is not None or inputs.longitude is not None or (inputs.date or "").strip():
+                raise InferenceError(
+                    "this page has no location prior (start it with --geo_prior DIR): the location was not used."
+                )
+            return None
+        from .geo.fusion import photo_locations
+
+        try:
+            return photo_locations([path], inputs.latitude, inputs.longitude, inputs.date, source="typed in")
+        except InferenceError as err:
+            raise InferenceError(
+                f"{err} Correct the location fields (or empty them to use the photo's EXIF)."
+            ) from err
 
     def classify(self, inputs: PageInputs) -> PageResult:
         """One photo -> the page's answer. Never raises for bad input: the message goes into the result."""
         if not inputs.photo:
-            return PageResult(html="", error=None)
+            return PageResult(html="")
         path = os.fspath(inputs.photo)
         name = inputs.display_name or os.path.basename(path)
-        error = self._size_error(path, name)
         num_views = self.tta_views if inputs.tta else 1
         start = time.perf_counter()
         prediction = None
-        locations = None
-        if error is None and self.geo is not None:
-            from .geo.fusion import photo_locations
-
-            try:  # the typed values (checked), else the photo's EXIF: as predict.py --lat/--lon/--date, else EXIF
-                locations = photo_locations([path], inputs.latitude, inputs.longitude, inputs.date, source=TYPED_IN)
-            except InferenceError as err:
-                error = f"{err} Correct the location fields (or empty them to use the photo's EXIF)."
-        elif error is None and inputs.typed_location:
-            error = "this page has no location prior (start it with --geo_prior DIR): the location was not used."
-        if error is None:
-            try:
-                (prediction,) = self.predictor.predict(
-                    [path],
-                    top_k=TOP_K,
-                    num_views=num_views,
-                    batch_size=1,
-                    geo=self.geo,
-                    locations=locations,
-                    backoff=self.predictor.backoff_groups,
-                    backoff_threshold=self.backoff_threshold,
-                )
-            except InferenceError as err:  # e.g. the model produced no usable scores for this image
-                error = str(err)
-            else:
-                error = prediction.error
+        try:
+            self._check_size(path, name)
+            (prediction,) = self.predictor.predict(
+                [path],
+                top_k=TOP_K,
+                num_views=num_views,
+                batch_size=1,
+                geo=self.geo,
+                locations=self._locations(path, inputs),
+                backoff=self.predictor.backoff_groups,
+                backoff_threshold=self.backoff_threshold,
+            )
+            error = prediction.error
+        except InferenceError as err:  # too large, a bad location, or no usable scores for this image
+            error = str(err)
         if error is not None:
             # Uploads live under a temporary path the visitor never saw: name the file as they know it.
             error = error.replace(path, name)
@@ -353,22 +312,26 @@ class ClassifierPage:
             return PageResult(html=render_error(error), error=error, prediction=prediction)
         seconds = time.perf_counter() - start
         taxonomy = self.predictor.taxonomy
+        label = {}  # "scientific (common)": probability, for gr.Label
+        for i, p in zip(prediction.indices, prediction.probs):
+            common = taxonomy.common_names[i]
+            label[f"{taxonomy.labels[i]} ({common})" if common else taxonomy.labels[i]] = float(p)
         return PageResult(
             html=render_result(
                 prediction, taxonomy, num_views=num_views, seconds=seconds, backoff_threshold=self.backoff_threshold
             ),
-            label={_display(taxonomy, i): float(p) for i, p in zip(prediction.indices, prediction.probs)},
+            label=label,
             preview=self._preview(path),
             prediction=prediction,
         )
 
     @staticmethod
     def _preview(path: str):
-        from PIL import Image
+        from torchvision.transforms.functional import to_pil_image
 
         from .data.decode import decode_image
 
-        image = Image.fromarray(decode_image(path).permute(1, 2, 0).numpy())
+        image = to_pil_image(decode_image(path))  # decoded as the model sees it (EXIF orientation applied)
         image.thumbnail((PREVIEW_SIZE, PREVIEW_SIZE))
         return image
 
@@ -376,40 +339,26 @@ class ClassifierPage:
         """The ``gr.Blocks`` page, queue enabled (one prediction at a time; the others wait in line)."""
         gr = import_gradio()
 
-        def request(photo, tta, *where) -> PageInputs:
-            lat, lon, date = where if where else (None, None, None)  # the location fields exist with a prior only
-            return PageInputs(photo=photo, tta=bool(tta), latitude=lat, longitude=lon, date=date)
-
         def on_upload(file_path, tta, *where):
             # Gradio keeps the visitor's file name as the last path component of its upload copy.
-            result = self.classify(request(file_path, tta, *where))
+            lat, lon, date = where or (None, None, None)  # the location fields exist with a prior only
+            result = self.classify(PageInputs(file_path, tta=bool(tta), latitude=lat, longitude=lon, date=date))
             return result.label, result.html, result.preview
 
-        def example(evt, tta, *where):
+        def on_example(evt, tta, *where):
             path = self.examples[evt.index]  # an index into the server's list: the browser names no path
-            result = self.classify(request(path, tta, *where))
-            return path, result.label, result.html, result.preview
+            return path, *on_upload(path, tta, *where)
 
-        # Gradio finds the select payload by a named, annotated parameter (not in *args); the annotation is set
-        # here because `gr` is local (postponed annotations).
-        if self.geo is None:
-
-            def on_example(tta, evt):
-                return example(evt, tta)
-        else:
-
-            def on_example(tta, lat, lon, date, evt):
-                return example(evt, tta, lat, lon, date)
-
+        # Gradio passes the click to the parameter annotated gr.SelectData; set here because `gr` is a local name.
         on_example.__annotations__["evt"] = gr.SelectData
 
         with gr.Blocks(title=self.title, analytics_enabled=False) as demo:
             gr.Markdown(f"# {html.escape(self.title)}\nDrop a photo of an animal to see the model's top {TOP_K}.")
             with gr.Row():
                 with gr.Column(scale=1):
-                    photo = gr.File(label="Photo", file_count="single", type="filepath", elem_id="inat-photo")
+                    photo = gr.File(label="Photo", elem_id="inat-photo")  # a filepath, one file (the defaults)
                     views = f"Test-time augmentation ({self.tta_views} views, slower)"
-                    tta = gr.Checkbox(label=views, value=False, elem_id="inat-tta")
+                    tta = gr.Checkbox(label=views, elem_id="inat-tta")
                     where = []
                     if self.geo is not None:
                         with gr.Group():
@@ -419,30 +368,28 @@ class ClassifierPage:
                             )
                             with gr.Row():
                                 where = [
-                                    gr.Number(label="Latitude", value=None, elem_id="inat-lat"),
-                                    gr.Number(label="Longitude", value=None, elem_id="inat-lon"),
+                                    gr.Number(label="Latitude", elem_id="inat-lat"),
+                                    gr.Number(label="Longitude", elem_id="inat-lon"),
                                     gr.Textbox(label="Date", placeholder="YYYY-MM-DD", elem_id="inat-date"),
                                 ]
                     preview = gr.Image(label="Your photo", interactive=False, height=PREVIEW_SIZE)
                     if self.examples:
                         gallery = gr.Gallery(
-                            value=self.examples,
+                            self.examples,
                             label="Examples (click one)",
                             columns=3,
-                            height=None,
                             allow_preview=False,
                             elem_id="inat-examples",
                         )
                 with gr.Column(scale=2):
                     label = gr.Label(num_top_classes=TOP_K, label="Top predictions", elem_id="inat-label")
                     details = gr.HTML(elem_id="inat-details")
-                    with gr.Accordion("About this model", open=True):
+                    with gr.Accordion("About this model"):
                         gr.Markdown(self.summary, elem_id="inat-model")
-            inputs, outputs = [photo, tta, *where], [label, details, preview]
-            photo.upload(on_upload, inputs=inputs, outputs=outputs)
-            tta.input(on_upload, inputs=inputs, outputs=outputs)  # same photo, new setting
-            for field in where:  # same photo, new location
-                field.submit(on_upload, inputs=inputs, outputs=outputs)
+            outputs = [label, details, preview]
+            # a new photo, or the same photo with a new TTA setting or location
+            triggers = [photo.upload, tta.input, *(field.submit for field in where)]
+            gr.on(triggers, on_upload, inputs=[photo, tta, *where], outputs=outputs)
             photo.clear(lambda: (None, "", None), outputs=outputs)
             if self.examples:
                 gallery.select(on_example, inputs=[tta, *where], outputs=[photo, *outputs])
@@ -465,12 +412,9 @@ class ClassifierPage:
 
 # -- Hugging Face Spaces -----------------------------------------------------------------------------------------------
 
-_SPACE_APP = '''"""Hugging Face Space: the image classifier {model_id!r} as a web page.
-
-Written by `python scripts/app.py --export_space OUT --model_dir {model_id}` (inat_hf). The `inat_hf`
-folder next to this file is the library it was exported from; the page calls the same predictor as its
-predict.py. Set the MODEL_ID variable of the Space to serve another checkpoint.{geo_note}
-"""
+_SPACE_APP = '''"""Hugging Face Space: the image classifier {model_id!r} as a web page, written by inat_hf's
+`scripts/app.py --export_space` (the `inat_hf` folder next to this file is the library it was exported from).
+Set the MODEL_ID variable of the Space to serve another checkpoint."""
 
 import os
 
@@ -486,6 +430,13 @@ demo = page.build()
 if __name__ == "__main__":
     page.launch(demo, host="0.0.0.0", port=int(os.environ.get("PORT", 7860)))
 '''
+_SPACE_GEO_LINES = f"""# The location/date prior: the folder {SPACE_GEO_PRIOR}/ next to this file (GEO_PRIOR: another one).
+GEO_PRIOR = os.environ.get("GEO_PRIOR", os.path.join(os.path.dirname(__file__), {SPACE_GEO_PRIOR!r}))
+"""
+_SPACE_GEO_README = f"""Where and when the photo was taken (typed in, or read from its EXIF) refine the answer through the
+location/date prior in `{SPACE_GEO_PRIOR}/`.
+
+"""
 
 
 def _space_requirements() -> list[str]:
@@ -503,13 +454,12 @@ def _space_requirements() -> list[str]:
             'run `pip install -e ".[app]"` in the checkout first.'
         ) from err
     pins = []
-    for text in declared:
-        req = Requirement(text)
+    for req in map(Requirement, declared):
         if req.marker is not None and not req.marker.evaluate({"extra": ""}):
             continue  # an extra (dev, app, ...): not needed to serve the page
         try:
             pins.append(f"{req.name}=={metadata.version(req.name)}")
-        except metadata.PackageNotFoundError:
+        except metadata.PackageNotFoundError:  # not installed here: as declared
             pins.append(str(req))
     return pins
 
@@ -523,11 +473,9 @@ def export_space(
     geo_prior: str | os.PathLike | None = None,
     backoff_threshold: float = DEFAULT_BACKOFF_THRESHOLD,
 ) -> Path:
-    """Write a Hugging Face Space for ``model_id`` (a Hub id, or a local folder for testing) into ``out_dir``:
-    ``app.py``, ``requirements.txt``, ``README.md`` (front matter ``sdk: gradio``) and a copy of the ``inat_hf``
-    package; with ``geo_prior`` (a local prior folder, a few hundred kB) also a copy of it in ``geo_prior/``, which
-    the Space's page fuses as ``predict.py --geo_prior`` does. ``out_dir`` must not exist or be empty. Returns its
-    path."""
+    """Write a Hugging Face Space for ``model_id`` (a Hub id, or a local folder for testing) into ``out_dir`` (new
+    or empty): ``app.py``, ``requirements.txt``, ``README.md`` (front matter ``sdk: gradio``), a copy of the
+    ``inat_hf`` package and, with ``geo_prior``, a copy of that prior folder, fused as ``predict.py --geo_prior``."""
     from .geo.fusion import GeoFusion
 
     gr = import_gradio()
@@ -551,10 +499,7 @@ def export_space(
         model_id=model_id,
         tta_views=tta_views,
         backoff_threshold=backoff_threshold,
-        geo_note=f"\nThe location/date prior is the folder {SPACE_GEO_PRIOR}/ next to this file (GEO_PRIOR: another one)."
-        * geo,
-        geo_line=f'GEO_PRIOR = os.environ.get("GEO_PRIOR", os.path.join(os.path.dirname(__file__), {SPACE_GEO_PRIOR!r}))\n'
-        * geo,
+        geo_line=_SPACE_GEO_LINES if geo else "",
         geo_arg="GEO_PRIOR" if geo else "None",
     )
     (out / "app.py").write_text(app, encoding="utf-8")
@@ -573,10 +518,6 @@ def export_space(
         "models": [model_id],
         "tags": ["image-classification", "inaturalist", "inat_hf"],
     }
-    geo_text = (
-        "Where and when the photo was taken (typed in, or read from its EXIF) refine the answer through the\n"
-        f"location/date prior in `{SPACE_GEO_PRIOR}/`.\n\n"
-    )
     readme = f"""---
 {yaml.safe_dump(front, sort_keys=False, allow_unicode=True).strip()}
 ---
@@ -587,7 +528,7 @@ Drop a photo and see the top {TOP_K} of [`{model_id}`](https://huggingface.co/{m
 scientific and common names and the taxonomy path. The page calls the same predictor as inat_hf's
 `predict.py` (same preprocessing, test-time augmentation and labels).
 
-{geo_text * geo}Run it locally: `pip install -r requirements.txt gradio=={gr.__version__} && python app.py`.
+{_SPACE_GEO_README if geo else ""}Run it locally: `pip install -r requirements.txt gradio=={gr.__version__} && python app.py`.
 """
     (out / "README.md").write_text(readme, encoding="utf-8")
     return out

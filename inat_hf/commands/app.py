@@ -4,10 +4,8 @@
     python scripts/app.py --model_dir runs/demo/model --geo_prior runs/demo/geo_prior   # + location and date
     python scripts/app.py --model_dir you/inat-model --export_space space/
 
-The page calls the same predictor as ``predict.py`` (see :mod:`inat_hf.app`). Examples: ``--examples`` files,
-folders or globs; by default, for a model trained by ``scripts/demo.sh`` (``RUN/model``), the demo's unlabeled
-photos in ``RUN/inat_root/public_test``. Needs gradio (``pip install -e ".[app]"``); without it the command says
-so and exits with status 2, as it does for a model folder that cannot be loaded.
+The page calls the same predictor as ``predict.py`` (see :mod:`inat_hf.app`). Needs gradio
+(``pip install -e ".[app]"``); without it the command says so and exits with status 2.
 """
 
 from __future__ import annotations
@@ -76,13 +74,6 @@ class AppArguments:
             raise ValueError(f"--backoff_threshold must be in (0, 1], got {self.backoff_threshold}.")
 
 
-def default_examples(model_dir: str) -> list[str]:
-    """The demo's unlabeled photos (``RUN/inat_root/public_test``, as ``scripts/demo.sh`` lays out a run) when
-    ``model_dir`` is ``RUN/model``; otherwise none."""
-    folder = os.path.join(os.path.dirname(os.path.abspath(os.path.expanduser(model_dir))), "inat_root", "public_test")
-    return [folder] if os.path.isdir(folder) else []
-
-
 def run_app(args: AppArguments) -> int:
     """Everything :func:`main` does; raises ``GradioMissingError`` (no gradio) or ``InferenceError`` (bad arguments)."""
     from ..app import ClassifierPage, export_space, import_gradio
@@ -99,7 +90,11 @@ def run_app(args: AppArguments) -> int:
         )
         print(f"Space written to {out}: push it with `huggingface-cli upload --repo-type space YOU/NAME {out}`.")
         return 0
-    sources = args.examples if args.examples is not None else default_examples(args.model_dir)
+    sources = args.examples
+    if sources is None:  # a model trained by scripts/demo.sh (RUN/model): the demo's RUN/inat_root/public_test
+        run = os.path.dirname(os.path.abspath(os.path.expanduser(args.model_dir)))
+        demo_photos = os.path.join(run, "inat_root", "public_test")
+        sources = [demo_photos] if os.path.isdir(demo_photos) else []
     examples = expand_inputs(sources)[:MAX_EXAMPLES] if sources else []
     page = ClassifierPage.from_pretrained(
         args.model_dir,

@@ -25,7 +25,6 @@ from ..inference.errors import InferenceError
 
 FAILED_FILES_EXIT = 1
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
-_GLOB_CHARS = "*?["
 
 
 @dataclasses.dataclass
@@ -125,7 +124,7 @@ def expand_inputs(inputs: list[str]) -> list[str]:
             files.extend(found)
         elif os.path.isfile(path):
             files.append(path)  # an explicit file is always tried, whatever its extension
-        elif any(c in item for c in _GLOB_CHARS):
+        elif any(c in item for c in "*?["):  # a glob pattern
             found = sorted(p for p in glob.glob(path, recursive=True) if os.path.isfile(p))
             if not found:
                 raise InferenceError(f"the pattern {item!r} matched no files.")
@@ -167,18 +166,18 @@ def _describe_location(location: dict) -> str:
     return where + when
 
 
-def _print_table(pred, taxonomy, stream) -> None:
-    print(printable_path(pred.source), file=stream)
+def _print_table(pred, taxonomy) -> None:
+    print(printable_path(pred.source))
     if pred.location is not None:
-        print(f"  [{_describe_location(pred.location)}]", file=stream)
+        print(f"  [{_describe_location(pred.location)}]")
     for rank, (index, prob) in enumerate(zip(pred.indices, pred.probs), start=1):
         info = taxonomy.describe(index)
         common = f" ({info['common_name']})" if info["common_name"] else ""
         lineage = " > ".join(v for r, v in info["taxonomy"].items() if r != taxonomy.rank)
-        print(f"  {rank}. {prob:6.1%}  {info['label']}{common}" + (f"   [{lineage}]" if lineage else ""), file=stream)
+        print(f"  {rank}. {prob:6.1%}  {info['label']}{common}" + (f"   [{lineage}]" if lineage else ""))
     backoff = describe_backoff(pred.backoff)
     if backoff is not None:
-        print(f"  {backoff}", file=stream)
+        print(f"  {backoff}")
 
 
 def _write_output(path: str, predictions, taxonomy) -> None:
@@ -207,16 +206,6 @@ def _write_output(path: str, predictions, taxonomy) -> None:
             frame.to_csv(f, index=False)
 
 
-def _geo_inputs(args: PredictArguments, files: list[str], predictor):
-    """The prior (aligned to the model's labels) and one Location per file: the arguments, else EXIF."""
-    if args.geo_prior is None:
-        return None, None
-    from ..geo.fusion import GeoFusion, photo_locations
-
-    geo = GeoFusion.from_pretrained(args.geo_prior, predictor.taxonomy.labels, device=predictor.device)
-    return geo, photo_locations(files, args.lat, args.lon, args.date, source="arguments")
-
-
 def run_prediction(args: PredictArguments, extra_inputs: list[str] = ()) -> int:
     """Everything :func:`main` does; raises ``InferenceError`` for bad arguments, returns the exit status."""
     import numpy as np
@@ -232,7 +221,12 @@ def run_prediction(args: PredictArguments, extra_inputs: list[str] = ()) -> int:
     predictor = Predictor.from_pretrained(
         args.model_dir, device=args.device, bf16=args.bf16, channels_last=args.channels_last
     )
-    geo, locations = _geo_inputs(args, files, predictor)
+    geo = locations = None
+    if args.geo_prior is not None:  # aligned to the model's labels; one location per file: the arguments, else EXIF
+        from ..geo.fusion import GeoFusion, photo_locations
+
+        geo = GeoFusion.from_pretrained(args.geo_prior, predictor.taxonomy.labels, device=predictor.device)
+        locations = photo_locations(files, args.lat, args.lon, args.date, source="arguments")
     num_views = args.tta_views if args.tta else 1
     top_k = max(args.top_k, 5) if args.submission else args.top_k  # the submission always needs 5
     done, trimmed, failed = [], [], []  # trimmed: the top_k shown and written; done keeps 5 for the submission
@@ -255,7 +249,7 @@ def run_prediction(args: PredictArguments, extra_inputs: list[str] = ()) -> int:
         done.append(pred)
         trimmed.append(dataclasses.replace(pred, indices=pred.indices[: args.top_k], probs=pred.probs[: args.top_k]))
         if not args.quiet:
-            _print_table(trimmed[-1], predictor.taxonomy, sys.stdout)
+            _print_table(trimmed[-1], predictor.taxonomy)
 
     if args.output:
         _write_output(args.output, trimmed, predictor.taxonomy)

@@ -9,7 +9,7 @@ import pytest
 import yaml
 from PIL import ExifTags, Image
 
-from inat_hf.app import ClassifierPage, PageInputs, _model_file, model_summary
+from inat_hf.app import ClassifierPage, PageInputs, _model_yaml, model_summary
 from inat_hf.commands.predict import main as predict_main
 
 
@@ -126,8 +126,12 @@ def test_model_summary(trained_model_dir, tmp_path, page):
     assert "reported on iNaturalist 2021 `val`: top-1 accuracy 0.667, top-5 accuracy 0.98" in summary
 
 
-def test_hub_model_facts_offline_are_absent_not_fatal():
-    assert _model_file("someone/not-cached-anywhere", "README.md") is None
+def test_missing_or_malformed_model_facts_are_absent_not_fatal(page, tmp_path):
+    assert _model_yaml("someone/not-cached-anywhere", "README.md") == {}  # a Hub id, offline
+    (tmp_path / "run_config.yaml").write_text("data: [unclosed")
+    (tmp_path / "README.md").write_text("---\n- a list, not a mapping\n---\n# m\n")
+    summary = model_summary(str(tmp_path), page.predictor.config, page.predictor.taxonomy)
+    assert "labels: **8**" in summary and "training data" not in summary and "reported on" not in summary
 
 
 # --------------------------------------------------------------------------------------------------------------

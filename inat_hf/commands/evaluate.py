@@ -87,13 +87,10 @@ class EvaluateArguments:
             )
         if self.report_both and not self.tta:
             raise ValueError("--report_both compares scores without and with TTA; it cannot be used with --no_tta.")
-        for name in ("batch_size", "calibration_bins", "max_confusion_labels"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"--{name} must be >= 1, got {getattr(self, name)}.")
-        if self.max_samples is not None and self.max_samples < 1:
-            raise ValueError(f"--max_samples must be >= 1, got {self.max_samples}.")
-        if self.num_workers is not None and self.num_workers < 0:
-            raise ValueError(f"--num_workers must be >= 0, got {self.num_workers}.")
+        lowest = dict(batch_size=1, calibration_bins=1, max_confusion_labels=1, max_samples=1, num_workers=0)
+        for name, low in lowest.items():
+            if getattr(self, name) is not None and getattr(self, name) < low:
+                raise ValueError(f"--{name} must be >= {low}, got {getattr(self, name)}.")
         if self.num_workers is None:
             self.num_workers = min(8, os.cpu_count() or 1)
         if not 0 < self.backoff_threshold <= 1:

@@ -84,9 +84,7 @@ class BackoffAccumulator:
 
         conf, best = self.groups.best(scores.float().softmax(-1))
         labels = labels.to(best.device)
-        truth = torch.stack(
-            [torch.as_tensor(g, device=best.device)[labels.clamp_min(0)] for g in self.groups.label_to_group], 1
-        )
+        truth = torch.as_tensor(np.stack(self.groups.label_to_group, 1), device=best.device)[labels.clamp_min(0)]
         self._conf.append(conf.cpu().numpy())
         self._correct.append(((best == truth) & (labels >= 0)[:, None]).cpu().numpy())
 

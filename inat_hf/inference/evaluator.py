@@ -22,6 +22,7 @@ from ..data.collate import ImageClassificationCollator
 from ..data.taxonomy import Taxonomy
 from ..data.torch_dataset import ImageClassificationDataset
 from . import metrics as M
+from .backoff import BackoffAccumulator
 from .errors import InferenceError
 from .predictor import Predictor
 from .tta import top_k
@@ -67,54 +68,43 @@ class TopKAccumulator:
     def __init__(self, k: int = DEFAULT_TOPK, capacity: int | None = None):
         self.k = k
         self._n = 0
-        self._width: int | None = None  # min(k, C), known at the first update
         self._capacity = max(int(capacity or 1024), 1)
-        self._indices: np.ndarray | None = None  # [capacity, k] int64
-        self._probs: np.ndarray | None = None  # [capacity, k] float32
-        self._labels: np.ndarray | None = None  # [capacity] int64
+        self._buffers: list[np.ndarray] = []  # indices [capacity, k] int64, probs [capacity, k] float32, labels
 
-    def _allocate(self, rows: int) -> None:
-        indices = np.empty((rows, self._width), dtype=np.int64)
-        probs = np.empty((rows, self._width), dtype=np.float32)
-        labels = np.empty(rows, dtype=np.int64)
-        if self._indices is not None:
-            indices[: self._n], probs[: self._n], labels[: self._n] = (
-                self._indices[: self._n],
-                self._probs[: self._n],
-                self._labels[: self._n],
-            )
-        self._indices, self._probs, self._labels = indices, probs, labels
+    def _grow(self, rows: int, width: int) -> None:
+        new = [np.empty((rows, width), np.int64), np.empty((rows, width), np.float32), np.empty(rows, np.int64)]
+        for old, buffer in zip(self._buffers, new):
+            buffer[: self._n] = old[: self._n]
+        self._buffers = new
 
     def update(self, scores: torch.Tensor, labels: torch.Tensor | np.ndarray | None = None) -> None:
         if scores.ndim != 2:
             raise ValueError(f"scores must be [B, C], got {tuple(scores.shape)}")
         width = min(self.k, scores.shape[1])
-        if self._width is None:
-            self._width = width
-            self._allocate(self._capacity)
-        elif width != self._width:
-            raise ValueError(f"scores have {scores.shape[1]} classes, earlier batches had more than {self._width}")
-        probs, indices = top_k(scores, width)  # [B, k]
+        if not self._buffers:
+            self._grow(self._capacity, width)
+        elif width != self._buffers[0].shape[1]:
+            raise ValueError(
+                f"scores have {scores.shape[1]} classes, earlier batches had more than {self._buffers[0].shape[1]}"
+            )
         b = len(scores)
-        if self._n + b > len(self._labels):
-            self._allocate(max(2 * len(self._labels), self._n + b))
+        if self._n + b > self._capacity:
+            self._capacity = max(2 * self._capacity, self._n + b)
+            self._grow(self._capacity, width)
+        probs, indices = top_k(scores, width)  # [B, k]
         rows = slice(self._n, self._n + b)
-        self._probs[rows] = probs.cpu().numpy()
-        self._indices[rows] = indices.cpu().numpy()
-        if labels is None:
-            self._labels[rows] = -1
-        else:
-            self._labels[rows] = labels.cpu().numpy() if isinstance(labels, torch.Tensor) else np.asarray(labels)
+        self._buffers[0][rows] = indices.cpu().numpy()
+        self._buffers[1][rows] = probs.cpu().numpy()
+        self._buffers[2][rows] = -1 if labels is None else torch.as_tensor(labels).cpu().numpy()
         self._n += b
 
     def result(self) -> TopKPredictions:
         """The rows so far (views of the buffers: copy them before further updates if you keep them)."""
-        if self._width is None:
+        if not self._buffers:  # no update yet
             return TopKPredictions(
                 np.zeros((0, self.k), np.int64), np.zeros((0, self.k), np.float32), np.zeros(0, np.int64)
             )
-        n = self._n
-        return TopKPredictions(self._indices[:n], self._probs[:n], self._labels[:n])
+        return TopKPredictions(*(buffer[: self._n] for buffer in self._buffers))
 
 
 @dataclasses.dataclass
@@ -125,7 +115,6 @@ class EvaluationRun:
     runs: dict[str, TopKPredictions]
     seconds: float
     num_images: int
-    num_views: int
     # per run: (conf [N, R], correct [N, R]) of the taxonomic back-off (inat_hf.inference.backoff)
     backoff: dict[str, tuple[np.ndarray, np.ndarray]] = dataclasses.field(default_factory=dict)
 
@@ -203,11 +192,8 @@ def evaluate_split(
     run_names = {"image": image_run, "fused": "fused", "prior": "geo_prior"}  # score()'s runs, as reported
     names = ["no_tta"] * (report_both and num_views > 1) + [image_run] + ["geo_prior", "fused"] * (geo is not None)
     accumulators = {name: TopKAccumulator(k, capacity=len(dataset)) for name in names}
-    backoffs = {}
-    if backoff is not None:
-        from .backoff import BackoffAccumulator
-
-        backoffs = {name: BackoffAccumulator(backoff) for name in (image_run, "fused")[: 1 + (geo is not None)]}
+    backoff_runs = (image_run, "fused")[: 1 + (geo is not None)] if backoff is not None else ()
+    backoffs = {name: BackoffAccumulator(backoff) for name in backoff_runs}
     offset = 0  # the loader is sequential: batch rows are split rows offset .. offset + B
     start = time.perf_counter()
     with tqdm(total=len(dataset), unit="img", desc="evaluate", disable=None if progress else True) as bar:
@@ -231,7 +217,6 @@ def evaluate_split(
         runs={name: acc.result() for name, acc in accumulators.items()},
         seconds=seconds,
         num_images=len(dataset),
-        num_views=num_views,
         backoff={name: acc.result() for name, acc in backoffs.items()},
     )
 

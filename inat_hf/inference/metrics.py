@@ -26,16 +26,10 @@ def topk_accuracy(topk_indices: np.ndarray, labels: np.ndarray, ks: Sequence[int
         topk_indices = topk_indices[:, None]
     if topk_indices.ndim != 2 or labels.ndim != 1 or topk_indices.shape[0] != labels.shape[0]:
         raise ValueError(f"expected topk_indices [N, K] and labels [N], got {topk_indices.shape} and {labels.shape}")
-    hits = topk_indices == labels[:, None]  # [N, K]
-    # hits_at[:, j]: the label is within the first j + 1 predictions
-    hits_at = np.cumsum(hits, axis=1) > 0  # [N, K]
-    n, num_cols = hits.shape
-    out = {}
-    for k in ks:
-        if k < 1:
-            raise ValueError(f"k must be >= 1, got {k}")
-        out[f"top{k}"] = float(hits_at[:, min(k, num_cols) - 1].mean()) if n and num_cols else float("nan")
-    return out
+    hits = topk_indices == labels[:, None]  # [N, K]; a row's indices are distinct: at most one hit
+    if min(ks) < 1:
+        raise ValueError(f"k must be >= 1, got {min(ks)}")
+    return {f"top{k}": float(hits[:, :k].any(axis=1).mean()) if hits.size else float("nan") for k in ks}
 
 
 def per_class_metrics(y_true: np.ndarray, y_pred: np.ndarray, num_labels: int) -> dict[str, np.ndarray]:

@@ -168,8 +168,7 @@ class Predictor:
         channels_last: bool = False,
         average: str = "prob",
     ):
-        if average not in tta.AVERAGES:
-            raise ValueError(f"average must be one of {tta.AVERAGES}, got {average!r}")
+        tta.check_average(average)
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.model = model.eval().to(self.device)
         if channels_last:

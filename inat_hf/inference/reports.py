@@ -207,12 +207,9 @@ def write_evaluation_report(
         written.append(name)
         return run_dir / name
 
-    predictions_frame(preds, taxonomy, image_ids=image_ids, files=files).to_csv(out("predictions.csv"), index=False)
-    for name, other in runs.items():
-        if name != primary:
-            predictions_frame(other, taxonomy, image_ids=image_ids, files=files).to_csv(
-                out(f"predictions_{name}.csv"), index=False
-            )
+    for name in sorted(runs, key=lambda name: name != primary):  # the primary run first, as predictions.csv
+        csv_name = "predictions.csv" if name == primary else f"predictions_{name}.csv"
+        predictions_frame(runs[name], taxonomy, image_ids=image_ids, files=files).to_csv(out(csv_name), index=False)
     if submission_lookup is not None:
         write_submission(out("submission.csv"), list(image_ids), preds.indices, submission_lookup)
 

@@ -170,7 +170,7 @@ def run_evaluation(args: EvaluateArguments, data: DataArguments) -> dict:
         },
         "seconds": round(evaluation.seconds, 4),
         "seconds_per_image": evaluation.seconds / max(evaluation.num_images, 1),
-        "images_per_second": evaluation.images_per_second,
+        "images_per_second": evaluation.num_images / evaluation.seconds,
         "timing": "wall time of the whole pass (decoding included); with --report_both one pass serves both runs",
         "device": str(predictor.device),
         **{key: getattr(args, key) for key in ("batch_size", "num_workers", "bf16", "channels_last", "max_samples")},
@@ -204,12 +204,9 @@ def _load_geo(args: EvaluateArguments, split, label_names, device):
 
     geo = GeoFusion.from_pretrained(args.geo_prior, label_names, device=device)
     locations = split_locations(split, f"{args.split} split")
-    info = {"prior": args.geo_prior, **geo.summary(), "counts": locations.counts}
-    info["note"] = (
-        "fused = image run x prior; images without a location keep the image answer (prior-only: the training "
-        "label frequencies)"
-    )
-    return geo, locations, info
+    note = "fused = image run x prior; images without a location keep the image answer (prior-only: the training "
+    note += "label frequencies)"
+    return geo, locations, {"prior": args.geo_prior, **geo.summary(), "counts": locations.counts, "note": note}
 
 
 def _write_backoff(run_dir, backoff: dict, ranks: list[str], threshold: float) -> dict:

@@ -118,10 +118,6 @@ class EvaluationRun:
     # per run: (conf [N, R], correct [N, R]) of the taxonomic back-off (inat_hf.inference.backoff)
     backoff: dict[str, tuple[np.ndarray, np.ndarray]] = dataclasses.field(default_factory=dict)
 
-    @property
-    def images_per_second(self) -> float:
-        return self.num_images / self.seconds if self.seconds > 0 else float("nan")
-
 
 def check_label_sets(model_labels: Sequence[str], dataset_labels: Sequence[str], *, model: str, dataset: str) -> None:
     """Raise :class:`InferenceError` naming the differences unless both label lists are identical (same order)."""
@@ -190,7 +186,8 @@ def evaluate_split(
         raise InferenceError("geo fusion needs the split's locations, one record per image.")
     image_run = "tta" if num_views > 1 else "no_tta"
     run_names = {"image": image_run, "fused": "fused", "prior": "geo_prior"}  # score()'s runs, as reported
-    names = ["no_tta"] * (report_both and num_views > 1) + [image_run] + ["geo_prior", "fused"] * (geo is not None)
+    both = report_both and num_views > 1
+    names = ["no_tta"] * both + [image_run] + ["geo_prior", "fused"] * (geo is not None)
     accumulators = {name: TopKAccumulator(k, capacity=len(dataset)) for name in names}
     backoff_runs = (image_run, "fused")[: 1 + (geo is not None)] if backoff is not None else ()
     backoffs = {name: BackoffAccumulator(backoff) for name in backoff_runs}
@@ -203,7 +200,7 @@ def evaluate_split(
             offset += len(labels)
             logits, runs = predictor.scores(batch["pixel_values"], geo=geo, locations=locations, rows=rows)
             runs = {run_names[name]: scores for name, scores in runs.items()}
-            if report_both and num_views > 1:
+            if both:
                 runs["no_tta"] = logits[:, 0]  # what score() gives for view 0 alone
             for name, scores in runs.items():
                 accumulators[name].update(scores, labels)

@@ -278,11 +278,11 @@ class TopKComputeMetrics:
     macro F1 and (with an ``InatConfig`` taxonomy) accuracy at every rank, as ``acc_<rank>`` keys; for a dict of
     runs, each run's besides the image model's (``"image"``), prefixed with its name (``fused_top1``)."""
 
-    def __init__(self, config: Any = None, *, ks: Sequence[int] = (1, 3, 5), n_bins: int = M.DEFAULT_CALIBRATION_BINS):
+    KEYS = ("top1", "top3", "top5", "ece", "macro_f1")
+
+    def __init__(self, config: Any = None):
         self.num_labels = getattr(config, "num_labels", None)
         self.rank_groups = Taxonomy.from_config(config).rank_groups() if config is not None else {}
-        self.ks = tuple(ks)
-        self.n_bins = n_bins
 
     def __call__(self, eval_pred) -> dict[str, float]:
         runs, labels = eval_pred.predictions, np.asarray(eval_pred.label_ids).reshape(-1)
@@ -291,15 +291,9 @@ class TopKComputeMetrics:
         out = {}
         for name, (indices, probs) in runs.items():  # the image model's metrics unprefixed, "fused_top1", ...
             prefix = "" if name == "image" else f"{name}_"
-            run = self._metrics(TopKPredictions(np.asarray(indices), np.asarray(probs), labels))
-            out.update({prefix + key: value for key, value in run.items()})
-        return out
-
-    def _metrics(self, predictions: TopKPredictions) -> dict[str, float]:
-        num_labels = self.num_labels or int(max(predictions.indices.max(), predictions.labels.max())) + 1
-        result = compute_metrics(
-            predictions, num_labels, rank_groups=self.rank_groups, ks=self.ks, n_bins=self.n_bins
-        ).summary
-        out = {key: result[key] for key in (*(f"top{k}" for k in self.ks), "ece", "macro_f1") if key in result}
-        out.update({f"acc_{rank}": v for rank, v in result.get("hierarchical_accuracy", {}).items()})
+            predictions = TopKPredictions(np.asarray(indices), np.asarray(probs), labels)
+            num_labels = self.num_labels or int(max(predictions.indices.max(), predictions.labels.max())) + 1
+            result = compute_metrics(predictions, num_labels, rank_groups=self.rank_groups).summary
+            out.update({prefix + key: result[key] for key in self.KEYS if key in result})
+            out.update({f"{prefix}acc_{rank}": v for rank, v in result.get("hierarchical_accuracy", {}).items()})
         return out

@@ -15,7 +15,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from ..data.collate import ImageClassificationCollator
@@ -175,13 +174,7 @@ def evaluate_split(
     ``"fused"``; with ``backoff`` (a ``RankGroups``) the back-off statistics of the image and fused runs.
     """
     dataset = ImageClassificationDataset(split, predictor.transform(num_views))
-    loader = DataLoader(
-        dataset,
-        batch_size=batch_size,
-        num_workers=num_workers,
-        collate_fn=ImageClassificationCollator(),
-        pin_memory=predictor.device.type == "cuda",
-    )
+    loader = predictor.loader(dataset, ImageClassificationCollator(), batch_size=batch_size, num_workers=num_workers)
     if geo is not None and (locations is None or len(locations) != len(dataset)):
         raise InferenceError("geo fusion needs the split's locations, one record per image.")
     image_run = "tta" if num_views > 1 else "no_tta"

@@ -46,17 +46,9 @@ def per_class_metrics(y_true: np.ndarray, y_pred: np.ndarray, num_labels: int) -
 
     support, predicted, correct = count(y_true), count(y_pred), count(y_true[y_true == y_pred])
     recall = ratio(correct, support)
-    # f1 = 2PR / (P + R) = 2 correct / (support + predicted)
-    f1 = ratio(2 * correct, support + predicted)
-    return {
-        "support": support,
-        "predicted": predicted,
-        "correct": correct,
-        "accuracy": recall,
-        "precision": ratio(correct, predicted),
-        "recall": recall,
-        "f1": f1,
-    }
+    f1 = ratio(2 * correct, support + predicted)  # 2PR / (P + R) = 2 correct / (support + predicted)
+    stats = dict(support=support, predicted=predicted, correct=correct, accuracy=recall)
+    return {**stats, "precision": ratio(correct, predicted), "recall": recall, "f1": f1}
 
 
 def macro_averages(per_class: Mapping[str, np.ndarray]) -> dict[str, float]:
@@ -75,14 +67,8 @@ def classification_report_text(y_true: np.ndarray, y_pred: np.ndarray, label_nam
     y_true, y_pred = _check_pair(y_true, y_pred)
     if not y_true.size:
         return "no labeled images\n"
-    return classification_report(
-        y_true,
-        y_pred,
-        labels=np.arange(len(label_names)),
-        target_names=[str(n) for n in label_names],
-        digits=4,
-        zero_division=0,
-    )
+    labels, names = np.arange(len(label_names)), [str(n) for n in label_names]
+    return classification_report(y_true, y_pred, labels=labels, target_names=names, digits=4, zero_division=0)
 
 
 def hierarchical_accuracy(

@@ -205,6 +205,11 @@ class Predictor:
             return EvalPreset(**self.preset_kwargs)
         return TTAPreset(num_views=num_views, **self.preset_kwargs)
 
+    def loader(self, dataset: Dataset, collate_fn, *, batch_size: int, num_workers: int) -> DataLoader:
+        """The items in order, in batches (pinned memory when the model is on CUDA)."""
+        pin_memory = self.device.type == "cuda"
+        return DataLoader(dataset, batch_size, collate_fn=collate_fn, num_workers=num_workers, pin_memory=pin_memory)
+
     def scores(self, pixel_values: torch.Tensor, **fusion) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """``[B, V, 3, S, S]`` (or ``[B, 3, S, S]``) -> (per-view logits ``[B, V, C]``, :func:`~.tta.score`'s runs;
         ``fusion``: its ``geo``, ``locations``, ``rows``). Non-finite logits raise :class:`InferenceError` naming the
@@ -250,13 +255,8 @@ class Predictor:
             lat, lon, dates = ([getattr(loc, key) for loc in locations] for key in ("latitude", "longitude", "date"))
             names = [image_name(x) for x in images]
             records = clean_records(lat, lon, dates, [0] * len(images), names, where="photo locations")
-        loader = DataLoader(
-            _ImageList(images, self.transform(num_views)),
-            batch_size=batch_size,
-            num_workers=num_workers,
-            collate_fn=_collate_items,
-            pin_memory=self.device.type == "cuda",
-        )
+        items = _ImageList(images, self.transform(num_views))
+        loader = self.loader(items, _collate_items, batch_size=batch_size, num_workers=num_workers)
         with tqdm(total=len(images), unit="img", desc="predict", disable=None if progress else True) as bar:
             for positions, pixel_values, errors in loader:
                 results = {p: ImagePrediction(p, image_name(images[p]), error=e) for p, e in errors}

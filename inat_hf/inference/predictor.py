@@ -80,13 +80,14 @@ def load_image_processor(model_dir: str | os.PathLike):
     replicate (shortest-edge resize + center crop); :class:`InferenceError` otherwise."""
     from transformers import AutoImageProcessor
 
-    model_dir = _local_path(model_dir) or os.fspath(model_dir)
+    path = _local_path(model_dir)
+    model_dir = path or os.fspath(model_dir)
     hint = (
         "Without it the evaluation preprocessing (resize, crop, normalisation) is unknown. "
         "`InatForImageClassification.save_pretrained` writes it; for an existing folder run "
         "`InatForImageClassification.from_pretrained(dir).create_image_processor().save_pretrained(dir)`."
     )
-    if _local_path(model_dir) is not None and not os.path.isfile(os.path.join(model_dir, PROCESSOR_FILE)):
+    if path is not None and not os.path.isfile(os.path.join(path, PROCESSOR_FILE)):
         raise InferenceError(f"{model_dir!r} has no image processor ({PROCESSOR_FILE} is missing). {hint}")
     try:
         processor = AutoImageProcessor.from_pretrained(model_dir)

@@ -111,12 +111,7 @@ def backoff_table(conf: np.ndarray, correct: np.ndarray, ranks: Sequence[str], t
         }
     answered = stop >= 0
     precision = float(correct[answered, stop[answered]].mean()) if answered.any() else None
-    return {
-        "threshold": threshold,
-        "per_rank": per_rank,
-        "no_answer": int((~answered).sum()),
-        "overall_precision": precision,
-    }
+    return dict(threshold=threshold, per_rank=per_rank, no_answer=int((~answered).sum()), overall_precision=precision)
 
 
 def plot_precision_coverage(

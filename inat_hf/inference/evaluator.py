@@ -242,9 +242,7 @@ def compute_metrics(
     per_class = M.per_class_metrics(labels, y_pred, num_labels)
     summary.update(M.macro_averages(per_class))
     reliability = M.reliability_data(probs[:, 0], y_pred == labels, n_bins)
-    summary["ece"] = reliability.ece
-    summary["calibration_bins"] = n_bins
-    summary["mean_confidence"] = float(probs[:, 0].mean())
+    summary.update(ece=reliability.ece, calibration_bins=n_bins, mean_confidence=float(probs[:, 0].mean()))
     if rank_groups:
         summary["hierarchical_accuracy"] = M.hierarchical_accuracy(labels, y_pred, rank_groups)
     if n_labeled < len(predictions):

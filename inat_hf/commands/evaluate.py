@@ -22,62 +22,42 @@ from ..inference.errors import InferenceError
 from .predict import same_as_predict
 
 
+def _option(default, help: str):
+    return dataclasses.field(default=default, metadata={"help": help})
+
+
 @dataclasses.dataclass
 class EvaluateArguments:
     model_dir: str = same_as_predict("model_dir")
-    split: str = dataclasses.field(default="val", metadata={"help": "Split to evaluate (val, public_test, ...)."})
-    tta: bool = dataclasses.field(
-        default=True, metadata={"help": "Test-time augmentation with --tta_views views (--no_tta: one center view)."}
-    )
+    split: str = _option("val", "Split to evaluate (val, public_test, ...).")
+    tta: bool = _option(True, "Test-time augmentation with --tta_views views (--no_tta: one center view).")
     tta_views: int = same_as_predict("tta_views")
-    tta_average: Literal["prob", "logit"] = dataclasses.field(
-        default="prob", metadata={"help": "Average the views' probabilities (default) or logits."}
-    )
-    report_both: bool = dataclasses.field(
-        default=False,
-        metadata={"help": "Report metrics without and with TTA (same forward pass: view 0 is the no-TTA view)."},
-    )
-    batch_size: int = dataclasses.field(default=32, metadata={"help": "Images per batch (x views with TTA)."})
-    num_workers: int | None = dataclasses.field(
-        default=None, metadata={"help": "DataLoader worker processes decoding images (default: min(8, CPUs))."}
-    )
+    tta_average: Literal["prob", "logit"] = _option("prob", "Average the views' probabilities (default) or logits.")
+    report_both: bool = _option(False, "Metrics without and with TTA (one forward pass: view 0 is the no-TTA view).")
+    batch_size: int = _option(32, "Images per batch (x views with TTA).")
+    num_workers: int | None = _option(None, "DataLoader worker processes decoding images (default: min(8, CPUs)).")
     bf16: bool = same_as_predict("bf16")
     channels_last: bool = same_as_predict("channels_last")
-    max_samples: int | None = dataclasses.field(
-        default=None, metadata={"help": "Evaluate only the first N images of the split (quick checks)."}
-    )
-    output_dir: str = dataclasses.field(
-        default="outputs/evaluate", metadata={"help": "Reports go to OUTPUT_DIR/test_results_<TIMESTAMP>/."}
-    )
-    submission: bool = dataclasses.field(
-        default=False,
-        metadata={"help": "Also write submission.csv (Id,Predicted: top-5 original iNat category ids)."},
-    )
-    calibration_bins: int = dataclasses.field(
-        default=15, metadata={"help": "Equal-width confidence bins for ECE and the reliability diagram."}
-    )
-    max_confusion_labels: int = dataclasses.field(
-        default=50,
-        metadata={
-            "help": "Full confusion matrix up to this many labels; above it most_confused.csv plus the confusion "
-            "at a coarser rank (order, or class)."
-        },
+    max_samples: int | None = _option(None, "Evaluate only the first N images of the split (quick checks).")
+    output_dir: str = _option("outputs/evaluate", "Reports go to OUTPUT_DIR/test_results_<TIMESTAMP>/.")
+    submission: bool = _option(False, "Also write submission.csv (Id,Predicted: top-5 original iNat category ids).")
+    calibration_bins: int = _option(15, "Equal-width confidence bins for ECE and the reliability diagram.")
+    max_confusion_labels: int = _option(
+        50,
+        "Full confusion matrix up to this many labels; above it most_confused.csv plus the confusion at a coarser "
+        "rank (order, or class).",
     )
     device: str | None = same_as_predict("device")
-    progress: bool = dataclasses.field(default=True, metadata={"help": "Progress bar (--no_progress to hide)."})
-    geo_prior: str | None = dataclasses.field(
-        default=None,
-        metadata={
-            "help": "A location/date prior (scripts/train_geo_prior.py): also report prior-only and fused "
-            "(image x prior, weight = the prior's saved fusion_weight) metrics, from the split's coordinates/dates."
-        },
+    progress: bool = _option(True, "Progress bar (--no_progress to hide).")
+    geo_prior: str | None = _option(
+        None,
+        "A location/date prior (scripts/train_geo_prior.py): also report prior-only and fused (image x prior, "
+        "weight = the prior's saved fusion_weight) metrics, from the split's coordinates/dates.",
     )
-    backoff_threshold: float = dataclasses.field(
-        default=DEFAULT_BACKOFF_THRESHOLD,
-        metadata={
-            "help": "Taxonomic back-off: the answer is the finest rank whose best taxon has at least this summed "
-            "probability; the report gives per-rank precision and coverage (backoff.csv, precision_coverage.png)."
-        },
+    backoff_threshold: float = _option(
+        DEFAULT_BACKOFF_THRESHOLD,
+        "Taxonomic back-off: the answer is the finest rank whose best taxon has at least this summed probability; "
+        "the report gives per-rank precision and coverage (backoff.csv, precision_coverage.png).",
     )
 
     def __post_init__(self):
@@ -87,13 +67,10 @@ class EvaluateArguments:
             )
         if self.report_both and not self.tta:
             raise ValueError("--report_both compares scores without and with TTA; it cannot be used with --no_tta.")
-        for name in ("batch_size", "calibration_bins", "max_confusion_labels"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"--{name} must be >= 1, got {getattr(self, name)}.")
-        if self.max_samples is not None and self.max_samples < 1:
-            raise ValueError(f"--max_samples must be >= 1, got {self.max_samples}.")
-        if self.num_workers is not None and self.num_workers < 0:
-            raise ValueError(f"--num_workers must be >= 0, got {self.num_workers}.")
+        lowest = dict(batch_size=1, calibration_bins=1, max_confusion_labels=1, max_samples=1, num_workers=0)
+        for name, low in lowest.items():
+            if getattr(self, name) is not None and getattr(self, name) < low:
+                raise ValueError(f"--{name} must be >= {low}, got {getattr(self, name)}.")
         if self.num_workers is None:
             self.num_workers = min(8, os.cpu_count() or 1)
         if not 0 < self.backoff_threshold <= 1:
@@ -173,7 +150,7 @@ def run_evaluation(args: EvaluateArguments, data: DataArguments) -> dict:
         },
         "seconds": round(evaluation.seconds, 4),
         "seconds_per_image": evaluation.seconds / max(evaluation.num_images, 1),
-        "images_per_second": evaluation.images_per_second,
+        "images_per_second": evaluation.num_images / evaluation.seconds,
         "timing": "wall time of the whole pass (decoding included); with --report_both one pass serves both runs",
         "device": str(predictor.device),
         **{key: getattr(args, key) for key in ("batch_size", "num_workers", "bf16", "channels_last", "max_samples")},
@@ -207,12 +184,9 @@ def _load_geo(args: EvaluateArguments, split, label_names, device):
 
     geo = GeoFusion.from_pretrained(args.geo_prior, label_names, device=device)
     locations = split_locations(split, f"{args.split} split")
-    info = {"prior": args.geo_prior, **geo.summary(), "counts": locations.counts}
-    info["note"] = (
-        "fused = image run x prior; images without a location keep the image answer (prior-only: the training "
-        "label frequencies)"
-    )
-    return geo, locations, info
+    note = "fused = image run x prior; images without a location keep the image answer (prior-only: the training "
+    note += "label frequencies)"
+    return geo, locations, {"prior": args.geo_prior, **geo.summary(), "counts": locations.counts, "note": note}
 
 
 def _write_backoff(run_dir, backoff: dict, ranks: list[str], threshold: float) -> dict:

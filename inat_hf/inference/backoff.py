@@ -84,9 +84,7 @@ class BackoffAccumulator:
 
         conf, best = self.groups.best(scores.float().softmax(-1))
         labels = labels.to(best.device)
-        truth = torch.stack(
-            [torch.as_tensor(g, device=best.device)[labels.clamp_min(0)] for g in self.groups.label_to_group], 1
-        )
+        truth = torch.as_tensor(np.stack(self.groups.label_to_group, 1), device=best.device)[labels.clamp_min(0)]
         self._conf.append(conf.cpu().numpy())
         self._correct.append(((best == truth) & (labels >= 0)[:, None]).cpu().numpy())
 
@@ -113,12 +111,7 @@ def backoff_table(conf: np.ndarray, correct: np.ndarray, ranks: Sequence[str], t
         }
     answered = stop >= 0
     precision = float(correct[answered, stop[answered]].mean()) if answered.any() else None
-    return {
-        "threshold": threshold,
-        "per_rank": per_rank,
-        "no_answer": int((~answered).sum()),
-        "overall_precision": precision,
-    }
+    return dict(threshold=threshold, per_rank=per_rank, no_answer=int((~answered).sum()), overall_precision=precision)
 
 
 def plot_precision_coverage(

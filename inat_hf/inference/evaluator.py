@@ -15,13 +15,13 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from ..data.collate import ImageClassificationCollator
 from ..data.taxonomy import Taxonomy
 from ..data.torch_dataset import ImageClassificationDataset
 from . import metrics as M
+from .backoff import BackoffAccumulator
 from .errors import InferenceError
 from .predictor import Predictor
 from .tta import top_k
@@ -67,54 +67,43 @@ class TopKAccumulator:
     def __init__(self, k: int = DEFAULT_TOPK, capacity: int | None = None):
         self.k = k
         self._n = 0
-        self._width: int | None = None  # min(k, C), known at the first update
         self._capacity = max(int(capacity or 1024), 1)
-        self._indices: np.ndarray | None = None  # [capacity, k] int64
-        self._probs: np.ndarray | None = None  # [capacity, k] float32
-        self._labels: np.ndarray | None = None  # [capacity] int64
+        self._buffers: list[np.ndarray] = []  # indices [capacity, k] int64, probs [capacity, k] float32, labels
 
-    def _allocate(self, rows: int) -> None:
-        indices = np.empty((rows, self._width), dtype=np.int64)
-        probs = np.empty((rows, self._width), dtype=np.float32)
-        labels = np.empty(rows, dtype=np.int64)
-        if self._indices is not None:
-            indices[: self._n], probs[: self._n], labels[: self._n] = (
-                self._indices[: self._n],
-                self._probs[: self._n],
-                self._labels[: self._n],
-            )
-        self._indices, self._probs, self._labels = indices, probs, labels
+    def _grow(self, rows: int, width: int) -> None:
+        new = [np.empty((rows, width), np.int64), np.empty((rows, width), np.float32), np.empty(rows, np.int64)]
+        for old, buffer in zip(self._buffers, new):
+            buffer[: self._n] = old[: self._n]
+        self._buffers = new
 
     def update(self, scores: torch.Tensor, labels: torch.Tensor | np.ndarray | None = None) -> None:
         if scores.ndim != 2:
             raise ValueError(f"scores must be [B, C], got {tuple(scores.shape)}")
         width = min(self.k, scores.shape[1])
-        if self._width is None:
-            self._width = width
-            self._allocate(self._capacity)
-        elif width != self._width:
-            raise ValueError(f"scores have {scores.shape[1]} classes, earlier batches had more than {self._width}")
-        probs, indices = top_k(scores, width)  # [B, k]
+        if not self._buffers:
+            self._grow(self._capacity, width)
+        elif width != self._buffers[0].shape[1]:
+            raise ValueError(
+                f"scores have {scores.shape[1]} classes, earlier batches had more than {self._buffers[0].shape[1]}"
+            )
         b = len(scores)
-        if self._n + b > len(self._labels):
-            self._allocate(max(2 * len(self._labels), self._n + b))
+        if self._n + b > self._capacity:
+            self._capacity = max(2 * self._capacity, self._n + b)
+            self._grow(self._capacity, width)
+        probs, indices = top_k(scores, width)  # [B, k]
         rows = slice(self._n, self._n + b)
-        self._probs[rows] = probs.cpu().numpy()
-        self._indices[rows] = indices.cpu().numpy()
-        if labels is None:
-            self._labels[rows] = -1
-        else:
-            self._labels[rows] = labels.cpu().numpy() if isinstance(labels, torch.Tensor) else np.asarray(labels)
+        self._buffers[0][rows] = indices.cpu().numpy()
+        self._buffers[1][rows] = probs.cpu().numpy()
+        self._buffers[2][rows] = -1 if labels is None else torch.as_tensor(labels).cpu().numpy()
         self._n += b
 
     def result(self) -> TopKPredictions:
         """The rows so far (views of the buffers: copy them before further updates if you keep them)."""
-        if self._width is None:
+        if not self._buffers:  # no update yet
             return TopKPredictions(
                 np.zeros((0, self.k), np.int64), np.zeros((0, self.k), np.float32), np.zeros(0, np.int64)
             )
-        n = self._n
-        return TopKPredictions(self._indices[:n], self._probs[:n], self._labels[:n])
+        return TopKPredictions(*(buffer[: self._n] for buffer in self._buffers))
 
 
 @dataclasses.dataclass
@@ -125,13 +114,8 @@ class EvaluationRun:
     runs: dict[str, TopKPredictions]
     seconds: float
     num_images: int
-    num_views: int
     # per run: (conf [N, R], correct [N, R]) of the taxonomic back-off (inat_hf.inference.backoff)
     backoff: dict[str, tuple[np.ndarray, np.ndarray]] = dataclasses.field(default_factory=dict)
-
-    @property
-    def images_per_second(self) -> float:
-        return self.num_images / self.seconds if self.seconds > 0 else float("nan")
 
 
 def check_label_sets(model_labels: Sequence[str], dataset_labels: Sequence[str], *, model: str, dataset: str) -> None:
@@ -190,24 +174,16 @@ def evaluate_split(
     ``"fused"``; with ``backoff`` (a ``RankGroups``) the back-off statistics of the image and fused runs.
     """
     dataset = ImageClassificationDataset(split, predictor.transform(num_views))
-    loader = DataLoader(
-        dataset,
-        batch_size=batch_size,
-        num_workers=num_workers,
-        collate_fn=ImageClassificationCollator(),
-        pin_memory=predictor.device.type == "cuda",
-    )
+    loader = predictor.loader(dataset, ImageClassificationCollator(), batch_size=batch_size, num_workers=num_workers)
     if geo is not None and (locations is None or len(locations) != len(dataset)):
         raise InferenceError("geo fusion needs the split's locations, one record per image.")
     image_run = "tta" if num_views > 1 else "no_tta"
     run_names = {"image": image_run, "fused": "fused", "prior": "geo_prior"}  # score()'s runs, as reported
-    names = ["no_tta"] * (report_both and num_views > 1) + [image_run] + ["geo_prior", "fused"] * (geo is not None)
+    both = report_both and num_views > 1
+    names = ["no_tta"] * both + [image_run] + ["geo_prior", "fused"] * (geo is not None)
     accumulators = {name: TopKAccumulator(k, capacity=len(dataset)) for name in names}
-    backoffs = {}
-    if backoff is not None:
-        from .backoff import BackoffAccumulator
-
-        backoffs = {name: BackoffAccumulator(backoff) for name in (image_run, "fused")[: 1 + (geo is not None)]}
+    backoff_runs = (image_run, "fused")[: 1 + (geo is not None)] if backoff is not None else ()
+    backoffs = {name: BackoffAccumulator(backoff) for name in backoff_runs}
     offset = 0  # the loader is sequential: batch rows are split rows offset .. offset + B
     start = time.perf_counter()
     with tqdm(total=len(dataset), unit="img", desc="evaluate", disable=None if progress else True) as bar:
@@ -217,7 +193,7 @@ def evaluate_split(
             offset += len(labels)
             logits, runs = predictor.scores(batch["pixel_values"], geo=geo, locations=locations, rows=rows)
             runs = {run_names[name]: scores for name, scores in runs.items()}
-            if report_both and num_views > 1:
+            if both:
                 runs["no_tta"] = logits[:, 0]  # what score() gives for view 0 alone
             for name, scores in runs.items():
                 accumulators[name].update(scores, labels)
@@ -231,7 +207,6 @@ def evaluate_split(
         runs={name: acc.result() for name, acc in accumulators.items()},
         seconds=seconds,
         num_images=len(dataset),
-        num_views=num_views,
         backoff={name: acc.result() for name, acc in backoffs.items()},
     )
 
@@ -267,9 +242,7 @@ def compute_metrics(
     per_class = M.per_class_metrics(labels, y_pred, num_labels)
     summary.update(M.macro_averages(per_class))
     reliability = M.reliability_data(probs[:, 0], y_pred == labels, n_bins)
-    summary["ece"] = reliability.ece
-    summary["calibration_bins"] = n_bins
-    summary["mean_confidence"] = float(probs[:, 0].mean())
+    summary.update(ece=reliability.ece, calibration_bins=n_bins, mean_confidence=float(probs[:, 0].mean()))
     if rank_groups:
         summary["hierarchical_accuracy"] = M.hierarchical_accuracy(labels, y_pred, rank_groups)
     if n_labeled < len(predictions):
@@ -296,11 +269,11 @@ class TopKComputeMetrics:
     macro F1 and (with an ``InatConfig`` taxonomy) accuracy at every rank, as ``acc_<rank>`` keys; for a dict of
     runs, each run's besides the image model's (``"image"``), prefixed with its name (``fused_top1``)."""
 
-    def __init__(self, config: Any = None, *, ks: Sequence[int] = (1, 3, 5), n_bins: int = M.DEFAULT_CALIBRATION_BINS):
+    KEYS = ("top1", "top3", "top5", "ece", "macro_f1")
+
+    def __init__(self, config: Any = None):
         self.num_labels = getattr(config, "num_labels", None)
         self.rank_groups = Taxonomy.from_config(config).rank_groups() if config is not None else {}
-        self.ks = tuple(ks)
-        self.n_bins = n_bins
 
     def __call__(self, eval_pred) -> dict[str, float]:
         runs, labels = eval_pred.predictions, np.asarray(eval_pred.label_ids).reshape(-1)
@@ -309,15 +282,9 @@ class TopKComputeMetrics:
         out = {}
         for name, (indices, probs) in runs.items():  # the image model's metrics unprefixed, "fused_top1", ...
             prefix = "" if name == "image" else f"{name}_"
-            run = self._metrics(TopKPredictions(np.asarray(indices), np.asarray(probs), labels))
-            out.update({prefix + key: value for key, value in run.items()})
-        return out
-
-    def _metrics(self, predictions: TopKPredictions) -> dict[str, float]:
-        num_labels = self.num_labels or int(max(predictions.indices.max(), predictions.labels.max())) + 1
-        result = compute_metrics(
-            predictions, num_labels, rank_groups=self.rank_groups, ks=self.ks, n_bins=self.n_bins
-        ).summary
-        out = {key: result[key] for key in (*(f"top{k}" for k in self.ks), "ece", "macro_f1") if key in result}
-        out.update({f"acc_{rank}": v for rank, v in result.get("hierarchical_accuracy", {}).items()})
+            predictions = TopKPredictions(np.asarray(indices), np.asarray(probs), labels)
+            num_labels = self.num_labels or int(max(predictions.indices.max(), predictions.labels.max())) + 1
+            result = compute_metrics(predictions, num_labels, rank_groups=self.rank_groups).summary
+            out.update({prefix + key: result[key] for key in self.KEYS if key in result})
+            out.update({f"{prefix}acc_{rank}": v for rank, v in result.get("hierarchical_accuracy", {}).items()})
         return out

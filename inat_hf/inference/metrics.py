@@ -26,16 +26,10 @@ def topk_accuracy(topk_indices: np.ndarray, labels: np.ndarray, ks: Sequence[int
         topk_indices = topk_indices[:, None]
     if topk_indices.ndim != 2 or labels.ndim != 1 or topk_indices.shape[0] != labels.shape[0]:
         raise ValueError(f"expected topk_indices [N, K] and labels [N], got {topk_indices.shape} and {labels.shape}")
-    hits = topk_indices == labels[:, None]  # [N, K]
-    # hits_at[:, j]: the label is within the first j + 1 predictions
-    hits_at = np.cumsum(hits, axis=1) > 0  # [N, K]
-    n, num_cols = hits.shape
-    out = {}
-    for k in ks:
-        if k < 1:
-            raise ValueError(f"k must be >= 1, got {k}")
-        out[f"top{k}"] = float(hits_at[:, min(k, num_cols) - 1].mean()) if n and num_cols else float("nan")
-    return out
+    hits = topk_indices == labels[:, None]  # [N, K]; a row's indices are distinct: at most one hit
+    if min(ks) < 1:
+        raise ValueError(f"k must be >= 1, got {min(ks)}")
+    return {f"top{k}": float(hits[:, :k].any(axis=1).mean()) if hits.size else float("nan") for k in ks}
 
 
 def per_class_metrics(y_true: np.ndarray, y_pred: np.ndarray, num_labels: int) -> dict[str, np.ndarray]:
@@ -52,17 +46,9 @@ def per_class_metrics(y_true: np.ndarray, y_pred: np.ndarray, num_labels: int) -
 
     support, predicted, correct = count(y_true), count(y_pred), count(y_true[y_true == y_pred])
     recall = ratio(correct, support)
-    # f1 = 2PR / (P + R) = 2 correct / (support + predicted)
-    f1 = ratio(2 * correct, support + predicted)
-    return {
-        "support": support,
-        "predicted": predicted,
-        "correct": correct,
-        "accuracy": recall,
-        "precision": ratio(correct, predicted),
-        "recall": recall,
-        "f1": f1,
-    }
+    f1 = ratio(2 * correct, support + predicted)  # 2PR / (P + R) = 2 correct / (support + predicted)
+    stats = dict(support=support, predicted=predicted, correct=correct, accuracy=recall)
+    return {**stats, "precision": ratio(correct, predicted), "recall": recall, "f1": f1}
 
 
 def macro_averages(per_class: Mapping[str, np.ndarray]) -> dict[str, float]:
@@ -81,14 +67,8 @@ def classification_report_text(y_true: np.ndarray, y_pred: np.ndarray, label_nam
     y_true, y_pred = _check_pair(y_true, y_pred)
     if not y_true.size:
         return "no labeled images\n"
-    return classification_report(
-        y_true,
-        y_pred,
-        labels=np.arange(len(label_names)),
-        target_names=[str(n) for n in label_names],
-        digits=4,
-        zero_division=0,
-    )
+    labels, names = np.arange(len(label_names)), [str(n) for n in label_names]
+    return classification_report(y_true, y_pred, labels=labels, target_names=names, digits=4, zero_division=0)
 
 
 def hierarchical_accuracy(

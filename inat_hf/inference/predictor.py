@@ -82,13 +82,14 @@ def load_image_processor(model_dir: str | os.PathLike):
     replicate (shortest-edge resize + center crop); :class:`InferenceError` otherwise."""
     from transformers import AutoImageProcessor
 
-    model_dir = _local_path(model_dir) or os.fspath(model_dir)
+    path = _local_path(model_dir)
+    model_dir = path or os.fspath(model_dir)
     hint = (
         "Without it the evaluation preprocessing (resize, crop, normalisation) is unknown. "
         "`InatForImageClassification.save_pretrained` writes it; for an existing folder run "
         "`InatForImageClassification.from_pretrained(dir).create_image_processor().save_pretrained(dir)`."
     )
-    if _local_path(model_dir) is not None and not os.path.isfile(os.path.join(model_dir, PROCESSOR_FILE)):
+    if path is not None and not os.path.isfile(os.path.join(path, PROCESSOR_FILE)):
         raise InferenceError(f"{model_dir!r} has no image processor ({PROCESSOR_FILE} is missing). {hint}")
     try:
         processor = AutoImageProcessor.from_pretrained(model_dir)
@@ -170,8 +171,7 @@ class Predictor:
         channels_last: bool = False,
         average: str = "prob",
     ):
-        if average not in tta.AVERAGES:
-            raise ValueError(f"average must be one of {tta.AVERAGES}, got {average!r}")
+        tta.check_average(average)
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.model = model.eval().to(self.device)
         if channels_last:
@@ -207,6 +207,11 @@ class Predictor:
         if num_views == 1:
             return EvalPreset(**self.preset_kwargs)
         return TTAPreset(num_views=num_views, **self.preset_kwargs)
+
+    def loader(self, dataset: Dataset, collate_fn, *, batch_size: int, num_workers: int) -> DataLoader:
+        """The items in order, in batches (pinned memory when the model is on CUDA)."""
+        pin_memory = self.device.type == "cuda"
+        return DataLoader(dataset, batch_size, collate_fn=collate_fn, num_workers=num_workers, pin_memory=pin_memory)
 
     def scores(self, pixel_values: torch.Tensor, **fusion) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """``[B, V, 3, S, S]`` (or ``[B, 3, S, S]``) -> (per-view logits ``[B, V, C]``, :func:`~.tta.score`'s runs;
@@ -253,13 +258,8 @@ class Predictor:
             lat, lon, dates = ([getattr(loc, key) for loc in locations] for key in ("latitude", "longitude", "date"))
             names = [image_name(x) for x in images]
             records = clean_records(lat, lon, dates, [0] * len(images), names, where="photo locations")
-        loader = DataLoader(
-            _ImageList(images, self.transform(num_views)),
-            batch_size=batch_size,
-            num_workers=num_workers,
-            collate_fn=_collate_items,
-            pin_memory=self.device.type == "cuda",
-        )
+        items = _ImageList(images, self.transform(num_views))
+        loader = self.loader(items, _collate_items, batch_size=batch_size, num_workers=num_workers)
         with tqdm(total=len(images), unit="img", desc="predict", disable=None if progress else True) as bar:
             for positions, pixel_values, errors in loader:
                 results = {p: ImagePrediction(p, image_name(images[p]), error=e) for p, e in errors}

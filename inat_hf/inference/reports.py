@@ -153,10 +153,12 @@ def _json_ready(value: Any) -> Any:
     return value if value is None or isinstance(value, (str, int)) else str(value)
 
 
-def _write_confusion_csv(matrix: np.ndarray, names: Sequence[str], path: Path) -> None:
+def _write_confusion(matrix: np.ndarray, names: Sequence[str], out, stem: str, title: str) -> None:
+    """``<stem>.csv`` (rows true, columns predicted) and its heatmap ``<stem>.png``."""
     frame = pd.DataFrame(matrix, index=list(names), columns=list(names))
     frame.index.name = "true \\ predicted"
-    frame.to_csv(path)
+    frame.to_csv(out(f"{stem}.csv"))
+    plot_confusion(matrix, names, out(f"{stem}.png"), title)
 
 
 def _shared_rank(true: np.ndarray, pred: np.ndarray, taxonomy: Taxonomy) -> np.ndarray:
@@ -207,12 +209,9 @@ def write_evaluation_report(
         written.append(name)
         return run_dir / name
 
-    predictions_frame(preds, taxonomy, image_ids=image_ids, files=files).to_csv(out("predictions.csv"), index=False)
-    for name, other in runs.items():
-        if name != primary:
-            predictions_frame(other, taxonomy, image_ids=image_ids, files=files).to_csv(
-                out(f"predictions_{name}.csv"), index=False
-            )
+    for name in sorted(runs, key=lambda name: name != primary):  # the primary run first, as predictions.csv
+        csv_name = "predictions.csv" if name == primary else f"predictions_{name}.csv"
+        predictions_frame(runs[name], taxonomy, image_ids=image_ids, files=files).to_csv(out(csv_name), index=False)
     if submission_lookup is not None:
         write_submission(out("submission.csv"), list(image_ids), preds.indices, submission_lookup)
 
@@ -233,8 +232,7 @@ def write_evaluation_report(
 
         if taxonomy.num_labels <= max_confusion_labels:
             matrix = M.confusion_matrix(y_true, y_pred, taxonomy.num_labels)
-            _write_confusion_csv(matrix, taxonomy.labels, out("confusion_matrix.csv"))
-            plot_confusion(matrix, taxonomy.labels, out("confusion_matrix.png"), f"confusion ({primary})")
+            _write_confusion(matrix, taxonomy.labels, out, "confusion_matrix", f"confusion ({primary})")
         else:
             # A dense C x C matrix is neither readable nor cheap at C = 10k: the most confused pairs instead ...
             true, pred, count = M.most_confused(
@@ -258,8 +256,7 @@ def write_evaluation_report(
             if rank is not None:
                 group_names, groups = taxonomy.groups(rank)
                 matrix = M.confusion_matrix(groups[y_true], groups[y_pred], len(group_names))
-                _write_confusion_csv(matrix, group_names, out(f"confusion_{rank}.csv"))
-                plot_confusion(matrix, group_names, out(f"confusion_{rank}.png"), f"confusion at {rank} ({primary})")
+                _write_confusion(matrix, group_names, out, f"confusion_{rank}", f"confusion at {rank} ({primary})")
 
         plot_reliability(result.reliability, out("reliability_diagram.png"), f"reliability ({primary})")
 

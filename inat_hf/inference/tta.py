@@ -14,12 +14,12 @@ import math
 
 import torch
 
-__all__ = ["AVERAGES", "average_views", "score", "top_k", "tta_logits", "view_logits"]
+__all__ = ["AVERAGES", "average_views", "check_average", "score", "top_k", "tta_logits", "view_logits"]
 
 AVERAGES = ("prob", "logit")
 
 
-def _check_average(average: str) -> None:
+def check_average(average: str) -> None:
     if average not in AVERAGES:
         raise ValueError(f"average must be one of {AVERAGES}, got {average!r}")
 
@@ -47,7 +47,7 @@ def view_logits(model, pixel_values: torch.Tensor, *, bf16: bool = False, channe
 
 def average_views(logits: torch.Tensor, average: str = "prob") -> torch.Tensor:
     """``[B, V, C]`` per-view logits -> ``[B, C]``: ``log(mean_v softmax)`` (``"prob"``) or ``mean_v`` (``"logit"``)."""
-    _check_average(average)
+    check_average(average)
     if logits.ndim != 3:
         raise ValueError(f"logits must be [B, V, C], got {tuple(logits.shape)}")
     if average == "logit":
@@ -64,7 +64,7 @@ def score(
     location prior ``geo`` (a ``GeoFusion``) and ``locations`` (``GeoRecords``, of which the batch is ``rows``),
     ``"fused"`` (image x prior; an image without a location keeps its image scores) and ``"prior"`` (prior only).
     """
-    _check_average(average)
+    check_average(average)
     image = logits[:, 0] if logits.shape[1] == 1 else average_views(logits, average)
     if geo is None:
         return {"image": image}
@@ -81,5 +81,5 @@ def top_k(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
 def tta_logits(model, pixel_values: torch.Tensor, *, average: str = "prob") -> torch.Tensor:
     """``score(view_logits(model, pixel_values), average=average)["image"]``: TTA scores ``[B, C]`` (an inference
     tensor: ``.clone()`` it before in-place edits outside inference mode)."""
-    _check_average(average)  # before the forward pass, not after it
+    check_average(average)  # before the forward pass, not after it
     return score(view_logits(model, pixel_values), average=average)["image"]

@@ -7,9 +7,7 @@
       -> class embedding (Linear, no bias)                          [B, num_labels]
 
 Mac Aodha, Cole & Perona (ICCV 2019), "Presence-Only Geographical Priors for Fine-Grained Image Classification".
-The latitude wraps like the paper's encoding (sin/cos of π·lat/90), so the poles meet; a missing date is all zeros
-in its two inputs, which no real date produces.
-
+The latitude wraps as in the paper (the poles meet); a missing date encodes as (0, 0), which no real date gives.
 Shipped with checkpoints for ``trust_remote_code``: imports only torch, transformers and its sibling config.
 """
 
@@ -27,12 +25,8 @@ DAYS_PER_YEAR = 365.25
 
 
 def check_locations(latitude: torch.Tensor, longitude: torch.Tensor, *, allow_missing: bool = True) -> torch.Tensor:
-    """Validate coordinates; return the ``[B]`` bool mask of rows that have one (both values not NaN).
-
-    A location is either complete (latitude in [-90, 90], longitude in [-180, 180]) or missing (both NaN):
-    out-of-range values, infinities and half-missing pairs raise ``ValueError`` naming the first bad row, because
-    any of them would silently give a wrong prior.
-    """
+    """The ``[B]`` mask of rows with a location. A location is complete (latitude in [-90, 90], longitude in
+    [-180, 180]) or missing (both NaN); anything else would silently give a wrong prior: a ``ValueError``."""
     if latitude.shape != longitude.shape or latitude.ndim != 1:
         raise ValueError(
             f"latitude and longitude must both be [B]; got {tuple(latitude.shape)} and {tuple(longitude.shape)}."
@@ -46,9 +40,7 @@ def check_locations(latitude: torch.Tensor, longitude: torch.Tensor, *, allow_mi
             "coordinates (or neither, NaN/None for an unknown location)."
         )
     has = ~lat_nan
-    bad = has & (
-        (latitude.abs() > 90) | (longitude.abs() > 180) | ~torch.isfinite(latitude) | ~torch.isfinite(longitude)
-    )
+    bad = has & ((latitude.abs() > 90) | (longitude.abs() > 180))  # infinities too
     if bad.any():
         i = int(bad.nonzero()[0])
         raise ValueError(
@@ -63,8 +55,7 @@ def check_locations(latitude: torch.Tensor, longitude: torch.Tensor, *, allow_mi
 def encode_inputs(
     latitude: torch.Tensor, longitude: torch.Tensor, day_of_year: torch.Tensor | None, use_date: bool
 ) -> torch.Tensor:
-    """Periodic encoding ``[B, 4]`` (location) or ``[B, 6]`` (location + date); missing rows must be filtered or
-    filled before (NaN coordinates propagate)."""
+    """Periodic encoding ``[B, 4]`` (location) or ``[B, 6]`` (+ date); NaN coordinates propagate."""
     lon = longitude.float() * (math.pi / 180.0)
     lat = latitude.float() * (math.pi / 90.0)
     parts = [torch.sin(lon), torch.cos(lon), torch.sin(lat), torch.cos(lat)]
@@ -110,7 +101,7 @@ class GeoPriorModel(GeoPriorPreTrainedModel):
 
     def __init__(self, config: GeoPriorConfig):
         super().__init__(config)
-        self.stem = nn.Sequential(nn.Linear(config.num_inputs, config.hidden_size), nn.ReLU(inplace=True))
+        self.stem = nn.Sequential(nn.Linear(6 if config.use_date else 4, config.hidden_size), nn.ReLU(inplace=True))
         self.blocks = nn.Sequential(
             *[GeoResidualBlock(config.hidden_size, config.drop_rate) for _ in range(config.num_blocks)]
         )
@@ -128,9 +119,9 @@ class GeoPriorModel(GeoPriorPreTrainedModel):
         labels: torch.Tensor | None = None,
         **kwargs,
     ) -> SequenceClassifierOutput:
-        """Scores ``[B, num_labels]``: log-probabilities up to a constant (softmax) or per-label logits (presence),
-        for rows that all have a location. With ``labels [B]``, the loss of ``config.loss``; in training with sampled
-        negatives, the loss only (``logits=None``: not scoring every label is the point of :meth:`sampled_loss`)."""
+        """Scores ``[B, num_labels]`` of rows that all have a location: log-probabilities up to a constant (softmax)
+        or per-label logits (presence). With ``labels``, ``config.loss``; in training with sampled negatives, the
+        loss only (``logits=None``: not scoring every label is the point of :meth:`sampled_loss`)."""
         check_locations(latitude, longitude, allow_missing=False)
         features = self.features(encode_inputs(latitude, longitude, day_of_year, self.config.use_date))
         if labels is not None and self.training and self.config.sampled_negatives is not None:
@@ -187,7 +178,7 @@ class GeoPriorModel(GeoPriorPreTrainedModel):
         return (loss_obs + loss_rand).mean() / k
 
     def _located_logits(self, latitude, longitude, day_of_year) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """(rows with a location [B] bool, float scores of those rows or None when there are none)."""
+        """(rows with a location [B], float scores of those rows or None when there are none)."""
         has = check_locations(latitude, longitude)
         if not has.any():
             return has, None
@@ -203,9 +194,9 @@ class GeoPriorModel(GeoPriorPreTrainedModel):
         *,
         weight: float | None = None,
     ) -> torch.Tensor:
-        """The fusion term ``[B, num_labels]`` to add to an image model's log-probabilities: softmax
-        ``w · (log p(y|l) - log p(y))``, presence ``w · log σ(s_y(l))`` (the paper's product), ``w =
-        config.fusion_weight`` unless ``weight`` is given. Rows without a location (NaN) get zeros."""
+        """The term ``[B, num_labels]`` to add to an image model's log-probabilities: ``w · (log p(y|l) - log p(y))``
+        (softmax) or ``w · log σ(s_y(l))`` (presence), ``w = config.fusion_weight`` by default; zeros without a
+        location."""
         weight = self.config.fusion_weight if weight is None else weight
         out = torch.zeros(latitude.shape[0], self.config.num_labels, device=latitude.device)
         has, logits = self._located_logits(latitude, longitude, day_of_year)
@@ -225,8 +216,7 @@ class GeoPriorModel(GeoPriorPreTrainedModel):
     def probabilities(
         self, latitude: torch.Tensor, longitude: torch.Tensor, day_of_year: torch.Tensor | None = None
     ) -> torch.Tensor:
-        """Prior-only label distribution ``[B, num_labels]``; a missing location gives the training label
-        frequencies (uniform without them)."""
+        """Prior-only ``[B, num_labels]``; without a location, the training label frequencies (or uniform)."""
         c = self.config.num_labels
         base = torch.tensor(self.config.class_prior or [1.0] * c, device=latitude.device, dtype=torch.float32)
         out = (base / base.sum()).expand(latitude.shape[0], c).clone()

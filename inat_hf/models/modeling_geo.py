@@ -120,20 +120,13 @@ class GeoPriorModel(GeoPriorPreTrainedModel):
         **kwargs,
     ) -> SequenceClassifierOutput:
         """Scores ``[B, num_labels]`` of rows that all have a location: log-probabilities up to a constant (softmax)
-        or per-label logits (presence). With ``labels``, ``config.loss``; in training with sampled negatives, the
-        loss only (``logits=None``: not scoring every label is the point of :meth:`sampled_loss`)."""
+        or per-label logits (presence). With ``labels``, the loss (:meth:`objective`); in training with sampled
+        negatives, the loss only (``logits=None``: not scoring every label is the point of sampling)."""
         check_locations(latitude, longitude, allow_missing=False)
         features = self.features(encode_inputs(latitude, longitude, day_of_year, self.config.use_date))
-        if labels is not None and self.training and self.config.sampled_negatives is not None:
-            return SequenceClassifierOutput(loss=self.sampled_loss(features, labels), logits=None)
-        logits = self.classifier(features)
-        loss = None
-        if labels is not None:
-            loss = (
-                self.presence_loss(logits, labels)
-                if self.config.loss == "presence"
-                else nn.functional.cross_entropy(logits, labels)
-            )
+        sampled = labels is not None and self.training and self.config.sampled_negatives is not None
+        logits = None if sampled else self.classifier(features)
+        loss = None if labels is None else self.objective(features, labels)
         return SequenceClassifierOutput(loss=loss, logits=logits)
 
     def random_location_features(self, batch_size: int, device: torch.device) -> torch.Tensor:
@@ -143,38 +136,31 @@ class GeoPriorModel(GeoPriorPreTrainedModel):
         rand_day = torch.rand(batch_size, device=device) * DAYS_PER_YEAR + 1
         return self.features(encode_inputs(rand_lat, rand_lon, rand_day, self.config.use_date))
 
-    def presence_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """The paper's "full" presence-only loss: at the observed location the observed label is a positive
-        (weighted by ``config.pos_weight``), every other label a negative; at a random location, every label."""
-        rand_logits = self.classifier(self.random_location_features(logits.shape[0], logits.device))
-        log_not = nn.functional.logsigmoid(-logits)  # log(1 - σ)
-        positive = nn.functional.logsigmoid(logits.gather(1, labels[:, None]))  # [B, 1]
-        neg_at_label = log_not.gather(1, labels[:, None])
-        loss_obs = -(log_not.sum(1, keepdim=True) - neg_at_label + self.config.pos_weight * positive)
-        loss_rand = -nn.functional.logsigmoid(-rand_logits).sum(1, keepdim=True)
-        return (loss_obs + loss_rand).mean() / self.config.num_labels
-
-    def sampled_loss(self, features: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """``config.loss`` with its sum over the other labels estimated from ``S`` labels drawn uniformly for the
-        step: weighted by ``K / S`` (``log(K / S)`` on a sampled softmax's logits, Jean et al. 2015; a factor on the
-        presence loss's negatives, unbiased). A row's own label drawn as a negative is masked out."""
-        k, s = self.config.num_labels, self.config.sampled_negatives
+    def objective(self, features: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """``config.loss`` of ``features [B, hidden]``. Presence: the paper's "full" loss (the observed label a
+        positive weighted by ``config.pos_weight``, every other label a negative, and every label at a random
+        location). The sum over the other labels scores every label, or in training with ``sampled_negatives`` S of
+        the K labels drawn uniformly for the step, weighted by K / S (``log(K / S)`` on a sampled softmax's logits,
+        Jean et al. 2015; a factor on the presence loss's negatives, unbiased); a row's own label is masked out."""
+        k, device = self.config.num_labels, features.device
+        s = self.config.sampled_negatives if self.training else None
+        negatives = torch.arange(k, device=device) if s is None else torch.randperm(k, device=device)[:s]
+        scale = 1.0 if s is None else k / s
         weight = self.classifier.weight  # [K, hidden]
-        negatives = torch.randperm(k, device=features.device)[:s]
         own = negatives[None, :] == labels[:, None]  # [B, S]
         sampled_weight = weight[negatives]
         positive = (features * weight[labels]).sum(-1, keepdim=True)  # [B, 1]
         negative = features @ sampled_weight.T  # [B, S]
         if self.config.loss == "softmax":
-            logits = torch.cat([positive, (negative + math.log(k / s)).masked_fill(own, float("-inf"))], 1)
+            logits = torch.cat([positive, (negative + math.log(scale)).masked_fill(own, float("-inf"))], 1)
             return nn.functional.cross_entropy(logits, torch.zeros_like(labels))
         rand = self.random_location_features(features.shape[0], features.device)
         rand_positive = (rand * weight[labels]).sum(-1)
         rand_negative = rand @ sampled_weight.T
         others = nn.functional.logsigmoid(-negative).masked_fill(own, 0.0).sum(1)
         rand_others = nn.functional.logsigmoid(-rand_negative).masked_fill(own, 0.0).sum(1)
-        loss_obs = -(others * (k / s) + self.config.pos_weight * nn.functional.logsigmoid(positive[:, 0]))
-        loss_rand = -(nn.functional.logsigmoid(-rand_positive) + rand_others * (k / s))
+        loss_obs = -(others * scale + self.config.pos_weight * nn.functional.logsigmoid(positive[:, 0]))
+        loss_rand = -(nn.functional.logsigmoid(-rand_positive) + rand_others * scale)
         return (loss_obs + loss_rand).mean() / k
 
     def _located_logits(self, latitude, longitude, day_of_year) -> tuple[torch.Tensor, torch.Tensor | None]:

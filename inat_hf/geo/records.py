@@ -87,9 +87,7 @@ def clean_records(
     if len(lon) != n or len(labels) != n or len(ids) != n or (dates is not None and len(dates) != n):
         raise ValueError(f"{where}: location columns have different lengths.")
     lat_nan, lon_nan = np.isnan(lat), np.isnan(lon)
-    half = lat_nan ^ lon_nan
-    out_of_range = ~lat_nan & ~lon_nan & ~((np.abs(lat) <= 90) & (np.abs(lon) <= 180))  # inf is out of range too
-    bad_loc = half | out_of_range
+    bad_loc = (lat_nan ^ lon_nan) | (np.abs(lat) > 90) | (np.abs(lon) > 180)  # half a location, or out of range
     if bad_loc.any() and on_bad_record == "error":
         idx = np.flatnonzero(bad_loc)
         raise InatDataError(

@@ -227,10 +227,10 @@ class InatForImageClassification(InatPreTrainedModel):
     def _check_labels(self, labels: torch.Tensor, logits: torch.Tensor) -> None:
         # Shapes are checked by focal_loss; here the range of class indices, against the config's label set.
         n = logits.shape[1]
-        message = f"Labels must be class indices in [0, {n}) (num_labels={n})"
-        hint = "Check that the dataset's label set matches config.id2label."
         if labels.is_floating_point():
             return
+        message = f"Labels must be class indices in [0, {n}) (num_labels={n})"
+        hint = "Check that the dataset's label set matches config.id2label."
         if labels.device.type != "cpu":
             # No host sync per step on an accelerator: checked on the device, failing at the next sync point (else
             # an out-of-range index surfaces as an opaque device-side assert in the loss).
@@ -441,17 +441,14 @@ class InatForImageClassification(InatPreTrainedModel):
                 f"{type(error).__name__}: {error}"
             ) from error
 
-        loading_info = {
+        model.eval()  # like from_pretrained; the Trainer switches to train mode itself
+        if not output_loading_info:
+            return model
+        return model, {
             "loaded_keys": sorted(f"backbone.{k}" for k in backbone.state_dict()),
             "missing_keys": sorted(k for k in model.state_dict() if not k.startswith("backbone.")),
             "unexpected_keys": dropped,
         }
-        logger.info(
-            f"Backbone weights loaded from {weights!r}: {len(loading_info['loaded_keys'])} tensors; new: "
-            f"{len(loading_info['missing_keys'])} attention/head tensors; ignored: {dropped}."
-        )
-        model.eval()  # like from_pretrained; the Trainer switches to train mode itself
-        return (model, loading_info) if output_loading_info else model
 
 
 class _UnfitWeights(Exception):

@@ -146,11 +146,9 @@ class GeoFusion:
             )
         return cls(AutoModel.from_pretrained(path), label_names, **kwargs)
 
-    def _inputs(self, records: GeoRecords, rows: slice | np.ndarray):
-        def t(a):
-            return torch.from_numpy(np.ascontiguousarray(a[rows], dtype=np.float32)).to(self.device)
-
-        return t(records.latitude), t(records.longitude), t(records.day_of_year)
+    def _inputs(self, records: GeoRecords, rows: slice | np.ndarray) -> list[torch.Tensor]:
+        columns = (records.latitude, records.longitude, records.day_of_year)
+        return [torch.from_numpy(np.ascontiguousarray(c[rows], dtype=np.float32)).to(self.device) for c in columns]
 
     def log_ratio(self, records: GeoRecords, rows: slice | np.ndarray = slice(None)) -> torch.Tensor:
         """The fusion term ``[B, C_image]`` for ``records[rows]`` (zeros where there is no location)."""

@@ -14,7 +14,6 @@ import os
 import sys
 from collections import OrderedDict
 from collections.abc import Iterable
-from itertools import chain
 
 import timm
 import torch
@@ -315,11 +314,8 @@ class InatForImageClassification(InatPreTrainedModel):
         loaded = super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
         model = loaded[0] if isinstance(loaded, tuple) else loaded  # (model, info) with output_loading_info=True
         # A damaged file of the right size loads without complaint and then predicts NaN: check, one sync for all.
-        tensors = [
-            (name, tensor.detach())
-            for name, tensor in chain(model.named_parameters(), model.named_buffers())
-            if tensor.is_floating_point() and tensor.device.type != "meta"
-        ]
+        state = model.state_dict().items()
+        tensors = [(name, t) for name, t in state if t.is_floating_point() and t.device.type != "meta"]
         finite = torch.stack([torch.isfinite(t).all().to(tensors[0][1].device) for _, t in tensors]).tolist()
         damaged = [name for (name, _), ok in zip(tensors, finite, strict=True) if not ok]
         if damaged:

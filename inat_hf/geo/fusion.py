@@ -1,9 +1,8 @@
 """Fusing an image classifier with the location/date prior, and reading where/when a photo was taken from EXIF.
 
-Fusion (Mac Aodha et al. 2019) adds :meth:`GeoPriorModel.log_prior_ratio` (``w·log(p(y|l) / p(y))``, softmax prior;
-``w·log σ(s_y(l))``, presence prior; ``w`` = the prior's saved ``fusion_weight``) to the image model's
-log-probabilities; an image without a location gets zeros there: the image model's answer. Labels are matched by
-name: the prior must cover every label of the image model (it may know more).
+Fusion (Mac Aodha et al. 2019) adds the prior's :meth:`GeoPriorModel.log_prior_ratio` to the image model's
+log-probabilities (zeros for an image without a location: the image model's answer). Labels are matched by name: the
+prior must cover every label of the image model (it may know more).
 """
 
 from __future__ import annotations

@@ -1,9 +1,8 @@
 """Fusing an image classifier with the location/date prior, and reading where/when a photo was taken from EXIF.
 
-Fusion (Mac Aodha et al. 2019) adds :meth:`GeoPriorModel.log_prior_ratio` (``w·log(p(y|l) / p(y))``, softmax prior;
-``w·log σ(s_y(l))``, presence prior; ``w`` = the prior's saved ``fusion_weight``) to the image model's
-log-probabilities; an image without a location gets zeros there: the image model's answer. Labels are matched by
-name: the prior must cover every label of the image model (it may know more).
+Fusion (Mac Aodha et al. 2019) adds the prior's :meth:`GeoPriorModel.log_prior_ratio` to the image model's
+log-probabilities (zeros for an image without a location: the image model's answer). Labels are matched by name: the
+prior must cover every label of the image model (it may know more).
 """
 
 from __future__ import annotations
@@ -47,20 +46,6 @@ class Location:
         }
 
 
-def location_from_values(lat: float | None, lon: float | None, date: str | None, source: str) -> Location:
-    """A :class:`Location` from values a person gave (command-line arguments, fields of the web page), checked:
-    an ``InferenceError`` says what is wrong (a half location, a coordinate out of range, a date that does not
-    parse). ``source`` says where they came from (``"arguments"``, ``"typed in"``)."""
-    if (lat is None) != (lon is None):
-        raise InferenceError("latitude and longitude go together: give both (decimal degrees) or neither.")
-    for name, value, limit in (("latitude", lat, 90), ("longitude", lon, 180)):
-        if value is not None and not (np.isfinite(value) and abs(value) <= limit):
-            raise InferenceError(f"expected {name} in [-{limit}, {limit}] (decimal degrees), got {value}.")
-    if date is not None and day_of_year([date])[1][0]:
-        raise InferenceError(f"the date {date!r} does not parse: expected YYYY-MM-DD (e.g. 2021-06-15).")
-    return Location(lat, lon, date, source if lat is not None else None, source if date is not None else None)
-
-
 def photo_locations(
     images: Sequence[Any],
     lat: float | None = None,
@@ -69,24 +54,23 @@ def photo_locations(
     *,
     source: str = "arguments",
 ) -> list[Location]:
-    """One :class:`Location` per image for fusion with the prior: the given values (any of them given) for every
-    image, checked by :func:`location_from_values`; otherwise each photo's EXIF (:func:`exif_location`). Given
-    values replace EXIF as a whole, so a typed date never pairs with an EXIF location. ``predict.py`` and the web
-    page both call this, so they read the same location for the same photo."""
+    """One :class:`Location` per image: the values a person gave (``source``: ``"arguments"``, ``"typed in"``;
+    checked, an ``InferenceError`` says what is wrong) for every image, else each photo's EXIF. Given values replace
+    EXIF as a whole, so a typed date never pairs with an EXIF location. ``predict.py`` and the web page both call
+    this, so they read the same location for the same photo."""
     if isinstance(date, str) and not date.strip():
         date = None  # an empty field
-    if lat is not None or lon is not None or date is not None:
-        given = location_from_values(lat, lon, date, source)
-        return [given] * len(images)
-    return [exif_location(image) for image in images]
-
-
-def _rational(value) -> float:
-    try:
-        return float(value)
-    except (TypeError, ZeroDivisionError):
-        num, den = value
-        return float(num) / float(den) if den else float("nan")
+    if lat is None and lon is None and date is None:
+        return [exif_location(image) for image in images]
+    if (lat is None) != (lon is None):
+        raise InferenceError("latitude and longitude go together: give both (decimal degrees) or neither.")
+    for name, value, limit in (("latitude", lat, 90), ("longitude", lon, 180)):
+        if value is not None and not (np.isfinite(value) and abs(value) <= limit):
+            raise InferenceError(f"expected {name} in [-{limit}, {limit}] (decimal degrees), got {value}.")
+    if date is not None and day_of_year([date])[1][0]:
+        raise InferenceError(f"the date {date!r} does not parse: expected YYYY-MM-DD (e.g. 2021-06-15).")
+    given = Location(lat, lon, date, source if lat is not None else None, source if date is not None else None)
+    return [given] * len(images)
 
 
 def exif_location(path: str | os.PathLike) -> Location:
@@ -104,8 +88,9 @@ def exif_location(path: str | os.PathLike) -> Location:
     lat = lon = None
     try:
         if gps and all(k in gps for k in (1, 2, 3, 4)):
-            lat = sum(_rational(v) / 60**i for i, v in enumerate(gps[2])) * (-1 if str(gps[1]).upper() == "S" else 1)
-            lon = sum(_rational(v) / 60**i for i, v in enumerate(gps[4])) * (-1 if str(gps[3]).upper() == "W" else 1)
+            # Pillow's IFDRational: float() gives NaN for a zero denominator (then refused below).
+            lat = sum(float(v) / 60**i for i, v in enumerate(gps[2])) * (-1 if str(gps[1]).upper() == "S" else 1)
+            lon = sum(float(v) / 60**i for i, v in enumerate(gps[4])) * (-1 if str(gps[3]).upper() == "W" else 1)
             if not (np.isfinite(lat) and np.isfinite(lon) and abs(lat) <= 90 and abs(lon) <= 180):
                 lat = lon = None
     except (TypeError, ValueError):
@@ -141,8 +126,6 @@ class GeoFusion:
         self.device = torch.device(device or "cpu")
         self.model = model.eval().to(self.device)
         self.index = torch.tensor([position[n] for n in label_names], device=self.device)
-        self.weight = float(model.config.fusion_weight)
-        self.loss = model.config.loss
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike, label_names: Sequence[str], **kwargs) -> GeoFusion:
@@ -162,11 +145,9 @@ class GeoFusion:
             )
         return cls(AutoModel.from_pretrained(path), label_names, **kwargs)
 
-    def _inputs(self, records: GeoRecords, rows: slice | np.ndarray):
-        def t(a):
-            return torch.from_numpy(np.ascontiguousarray(a[rows], dtype=np.float32)).to(self.device)
-
-        return t(records.latitude), t(records.longitude), t(records.day_of_year)
+    def _inputs(self, records: GeoRecords, rows: slice | np.ndarray) -> list[torch.Tensor]:
+        columns = (records.latitude, records.longitude, records.day_of_year)
+        return [torch.from_numpy(np.ascontiguousarray(c[rows], dtype=np.float32)).to(self.device) for c in columns]
 
     def log_ratio(self, records: GeoRecords, rows: slice | np.ndarray = slice(None)) -> torch.Tensor:
         """The fusion term ``[B, C_image]`` for ``records[rows]`` (zeros where there is no location)."""
@@ -182,4 +163,5 @@ class GeoFusion:
         return scores.float().log_softmax(-1) + self.log_ratio(records, rows).to(scores.device)
 
     def summary(self) -> dict[str, Any]:
-        return {"loss": self.loss, "fusion_weight": self.weight, "num_prior_labels": int(self.model.config.num_labels)}
+        c = self.model.config
+        return {"loss": c.loss, "fusion_weight": float(c.fusion_weight), "num_prior_labels": c.num_labels}

@@ -47,12 +47,9 @@ class GeoRecords:
 
 
 def day_of_year(dates: Sequence[Any]) -> tuple[np.ndarray, np.ndarray]:
-    """Day of the year (1..366, float) of each date, and a mask of the dates that are given but do not parse.
-
-    Accepts the iNat format (``2019-04-20 22:35:00+00:00``), ISO dates (``2019-04-20``, ``2019-04-20T22:35``),
-    EXIF's ``2019:04:20 22:35:00`` and ``datetime``/``date`` objects. ``None``/``""``/NaN are unknown (NaN, not
-    flagged). Only the calendar date is read (the local day a photo was taken is what matters for seasons).
-    """
+    """Day of the year (1..366, float; NaN for ``None``/``""``/NaN) of each date, and the mask of given dates that
+    do not parse. iNat's ``2019-04-20 22:35:00+00:00``, ISO and EXIF (``2019:04:20 22:35:00``) dates and
+    ``datetime``/``date`` objects; only the calendar date is read (the local day is what matters for seasons)."""
     import pandas as pd
 
     values = pd.Series(list(dates), dtype=object)
@@ -69,13 +66,6 @@ def _listing(ids: np.ndarray, values: Sequence[str]) -> str:
     return shown + (f", … and {len(ids) - _LISTED} more" if len(ids) > _LISTED else "")
 
 
-def _floats(values: Sequence[Any]) -> np.ndarray:
-    """Float64 copy with None -> NaN (numpy float input: no per-element Python loop, 2.7M records)."""
-    if isinstance(values, np.ndarray) and values.dtype.kind == "f":
-        return values.astype(np.float64, copy=True)
-    return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
-
-
 def clean_records(
     latitude: Sequence[Any],
     longitude: Sequence[Any],
@@ -87,19 +77,17 @@ def clean_records(
     where: str = "records",
     keep_rows: bool = False,
 ) -> GeoRecords:
-    """Validate raw columns into :class:`GeoRecords` (the rules: the module docstring), with ``counts`` of what
-    was found. ``keep_rows``: a skipped bad location becomes a missing one (fusion: one record per image)."""
+    """Validate raw columns into :class:`GeoRecords` (the rules: the module docstring), with ``counts``.
+    ``keep_rows``: a skipped bad location becomes a missing one (fusion: one record per image)."""
     if on_bad_record not in ON_BAD_RECORD:
         raise ValueError(f"on_bad_record={on_bad_record!r}; expected one of {', '.join(ON_BAD_RECORD)}.")
-    lat, lon = _floats(latitude), _floats(longitude)
+    lat, lon = np.array(latitude, dtype=np.float64), np.array(longitude, dtype=np.float64)  # copies; None -> NaN
     ids = np.asarray(ids)
     n = len(lat)
     if len(lon) != n or len(labels) != n or len(ids) != n or (dates is not None and len(dates) != n):
         raise ValueError(f"{where}: location columns have different lengths.")
     lat_nan, lon_nan = np.isnan(lat), np.isnan(lon)
-    half = lat_nan ^ lon_nan
-    out_of_range = ~lat_nan & ~lon_nan & ~((np.abs(lat) <= 90) & (np.abs(lon) <= 180))  # inf is out of range too
-    bad_loc = half | out_of_range
+    bad_loc = (lat_nan ^ lon_nan) | (np.abs(lat) > 90) | (np.abs(lon) > 180)  # half a location, or out of range
     if bad_loc.any() and on_bad_record == "error":
         idx = np.flatnonzero(bad_loc)
         raise InatDataError(
@@ -138,7 +126,7 @@ def clean_records(
 
 def split_records(split, where: str, *, on_bad_record: str = "error", keep_rows: bool = False) -> GeoRecords:
     """The location columns (``latitude``, ``longitude``, optional ``date`` and ``label``) of a dataset split, checked
-    by :func:`clean_records`. Fusion reads them with ``on_bad_record="skip", keep_rows=True``: one record per image."""
+    by :func:`clean_records`."""
     missing = {"latitude", "longitude"} - set(split.column_names)
     if missing:
         raise InatDataError(f"{where} has no column(s) {sorted(missing)}: no location to learn from or fuse with.")

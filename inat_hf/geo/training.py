@@ -85,8 +85,9 @@ def train_geo_prior(model, train: GeoRecords, args: GeoTrainingArguments, *, log
     if n == 0:
         raise InatDataError("no training record has a location: nothing to train the prior on.")
     steps_per_epoch = math.ceil(n / args.batch_size)
-    epochs = max(args.num_epochs, math.ceil(args.min_steps / steps_per_epoch))
-    total_steps = epochs * steps_per_epoch if args.max_steps is None else min(args.max_steps, epochs * steps_per_epoch)
+    total_steps = max(args.num_epochs, math.ceil(args.min_steps / steps_per_epoch)) * steps_per_epoch
+    total_steps = min(total_steps, args.max_steps or total_steps)
+    epochs = math.ceil(total_steps / steps_per_epoch)
     generator = torch.Generator().manual_seed(args.seed)
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=args.learning_rate, weight_decay=args.weight_decay, fused=True
@@ -98,9 +99,7 @@ def train_geo_prior(model, train: GeoRecords, args: GeoTrainingArguments, *, log
     for epoch in range(epochs):
         order = torch.randperm(n, generator=generator)
         total, seen = 0.0, 0
-        for s in range(0, n, args.batch_size):
-            if step == total_steps:
-                break
+        for s in range(0, n, args.batch_size)[: total_steps - step]:  # the last epoch may end early (max_steps)
             idx = order[s : s + args.batch_size]
             loss = model(lat[idx], lon[idx], day[idx], labels=labels[idx]).loss
             optimizer.zero_grad(set_to_none=True)
@@ -108,14 +107,12 @@ def train_geo_prior(model, train: GeoRecords, args: GeoTrainingArguments, *, log
             optimizer.step()
             total += loss.item() * len(idx)
             seen += len(idx)
-            processed += len(idx)
             step += 1
+        processed += seen
         scheduler.step()
-        losses.append(total / max(seen, 1))
+        losses.append(total / seen)
         if log is not None and (step == total_steps or epoch % max(epochs // 10, 1) == 0):
             log(f"epoch {epoch + 1}/{epochs}: loss {losses[-1]:.4f} ({time.perf_counter() - start:.1f} s)")
-        if step == total_steps:
-            break
     model.eval()
     seconds = time.perf_counter() - start
     return {

@@ -1,6 +1,6 @@
 """The iNat classifier: config, model, focal loss; importing registers them with the transformers Auto classes.
 
-After `import inat_hf` (or `import inat_hf.models`), `AutoConfig`, `AutoModelForImageClassification` and
+After `import inat_hf.models`, `AutoConfig`, `AutoModelForImageClassification` and
 `pipeline("image-classification", ...)` resolve `model_type="inat"` checkpoints. Saved checkpoints also carry
 `auto_map` and copies of the code files, so they load with `trust_remote_code=True` where inat_hf is not installed.
 """

@@ -1,7 +1,5 @@
-"""What the model needs to know about a timm backbone before building it: feature layout, widths, stage groups and
-timm's preprocessing, found on the meta device (no memory, no init compute). Shipped with checkpoints for
-``trust_remote_code``: imports only torch and timm.
-"""
+"""What the model needs to know about a timm backbone before building it (feature layout, widths, stage groups,
+timm's preprocessing), found on the meta device. Shipped with checkpoints: imports only torch and timm."""
 
 import dataclasses
 import difflib
@@ -59,8 +57,18 @@ class BackboneInfo:
 
 
 def check_backbone(name: Any, model_args: dict[str, Any] | None = None) -> None:
-    """`check_backbone_name`, and `model_args` must be a dict that leaves the model's own arguments alone."""
-    check_backbone_name(name)
+    """Raise a fix-it ValueError if `name` is not a timm architecture (optionally `arch.tag`; close matches are
+    named) or `model_args` is not a dict that leaves the model's own arguments alone."""
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"backbone={name!r} must be a timm model name such as 'resnet50' or 'convnext_tiny'.")
+    arch = timm.models.get_arch_name(name)
+    if not timm.is_model(arch):
+        hints = difflib.get_close_matches(arch, timm.list_models(), n=5, cutoff=0.6)
+        hint = f" Did you mean {', '.join(repr(h) for h in hints)}?" if hints else ""
+        raise ValueError(
+            f"backbone={name!r} is not a timm model name.{hint} Any name in timm.list_models() works (an optional "
+            "pretrained tag is allowed, e.g. 'resnet50.a1_in1k'); list a family with timm.list_models('convnext*')."
+        )
     if model_args is not None and not isinstance(model_args, dict):
         raise ValueError(f"model_args={model_args!r} must be a dict of timm.create_model keyword arguments.")
     reserved = sorted(set(model_args or {}) & set(_RESERVED_MODEL_ARGS))
@@ -71,31 +79,12 @@ def check_backbone(name: Any, model_args: dict[str, Any] | None = None) -> None:
         )
 
 
-def check_backbone_name(name: Any) -> None:
-    """Raise a ValueError naming close matches if `name` is not a timm architecture (optionally `arch.tag`)."""
-    if not isinstance(name, str) or not name:
-        raise ValueError(f"backbone={name!r} must be a timm model name such as 'resnet50' or 'convnext_tiny'.")
-    arch = timm.models.get_arch_name(name)
-    if timm.is_model(arch):
-        return
-    hints = difflib.get_close_matches(arch, timm.list_models(), n=5, cutoff=0.6)
-    hint = f" Did you mean {', '.join(repr(h) for h in hints)}?" if hints else ""
-    raise ValueError(
-        f"backbone={name!r} is not a timm model name.{hint} Any name in timm.list_models() works (an optional "
-        "pretrained tag is allowed, e.g. 'resnet50.a1_in1k'); list a family with timm.list_models('convnext*')."
-    )
-
-
 def backbone_stage_groups(backbone: nn.Module) -> dict[str, list[str]]:
-    """Parameter and buffer names (relative to `backbone`) of each stage group, input -> output.
-
-    The groups are timm's: `backbone.group_matcher(coarse=True)` grouped by `group_with_matcher`, as
-    `timm.optim.param_groups_layer_decay` does. A group is named by what the matcher's pattern matches (`stem`,
-    `layer1` for ResNets, `stages.0` for ConvNeXt, `blocks.0` for EfficientNet/ViT); what no pattern matches is
-    timm's head side (ConvNeXt's `head.norm`, ViT's `fc_norm`) and is returned as `"head"`. Without a
-    `group_matcher` the backbone is one group, `"backbone"`.
-    """
-    names = [n for n, _ in chain(backbone.named_parameters(), backbone.named_buffers())]
+    """Parameter and buffer names of each stage group, input -> output: timm's `group_matcher(coarse=True)` groups
+    (as `timm.optim.param_groups_layer_decay`), named by what the pattern matches (`stem`, `layer1`, `stages.0`,
+    `blocks.0`). What no pattern matches is timm's head side (ViT's `fc_norm`): `"head"`. Without a matcher: one
+    group, `"backbone"`."""
+    names = tensor_names(backbone)
     try:
         matcher = backbone.group_matcher(coarse=True)
     except (AttributeError, NotImplementedError):
@@ -112,6 +101,10 @@ def backbone_stage_groups(backbone: nn.Module) -> dict[str, list[str]]:
             name = f"{name}_"
         groups[name] = members
     return groups
+
+
+def tensor_names(module: nn.Module) -> list[str]:
+    return [n for n, _ in chain(module.named_parameters(), module.named_buffers())]
 
 
 def _group_name(matcher, members: list[str], index: int) -> str | None:
@@ -180,12 +173,9 @@ def _describe(name: str, kwargs_json: str, image_size: int | None) -> BackboneIn
 def describe_backbone(
     backbone: str, model_args: dict[str, Any] | None = None, image_size: int | None = None
 ) -> BackboneInfo:
-    """Feature layout, widths, stage names and timm preprocessing of a timm backbone, without building it: it is
-    built once per (name, arguments) on the meta device and probed with an `image_size` input (default: timm's).
-
-    Example: `describe_backbone("convnext_atto").stage_names` -> `('stem', 'stages.0', ..., 'stages.3')`.
-    """
-    check_backbone_name(backbone)
+    """Feature layout, widths, stage names and timm preprocessing of a timm backbone, built once per (name,
+    arguments) on the meta device and probed with an `image_size` input (default: timm's)."""
+    check_backbone(backbone)
     return _describe(backbone, json.dumps(model_args or {}, sort_keys=True), image_size)
 
 
@@ -194,6 +184,6 @@ __all__ = [
     "BackboneInfo",
     "backbone_stage_groups",
     "check_backbone",
-    "check_backbone_name",
     "describe_backbone",
+    "tensor_names",
 ]

@@ -1,10 +1,10 @@
 """Configuration of the location/date prior (:mod:`.modeling_geo`): p(label | latitude, longitude[, day of year]).
 
-Its label space and taxonomy are those of an image model (``id2label``, ``label_rank``, ``taxonomy``), so that the
-two can be fused label by label. Shipped with checkpoints for ``trust_remote_code`` with ``configuration_inat.py``
-(its rank order); imports nothing else of ``inat_hf``.
+Its label space and taxonomy are an image model's (``id2label``, ``label_rank``, ``taxonomy``), so that the two fuse
+label by label. Imports nothing of ``inat_hf`` but its sibling ``configuration_inat.py`` (the rank order).
 """
 
+import dataclasses
 from typing import Any
 
 from transformers import PreTrainedConfig
@@ -29,60 +29,44 @@ _RULES = {
 
 class GeoPriorConfig(PreTrainedConfig):
     r"""
-    Configuration for [`GeoPriorModel`].
+    Configuration for [`GeoPriorModel`]; each field's `help` is its `train_geo_prior.py --help` line. Labels use the
+    standard `id2label` / `label2id` / `num_labels` arguments.
 
-    Args:
-        hidden_size (`int`, *optional*, defaults to 256):
-            Width of the network (the paper uses 256).
-        num_blocks (`int`, *optional*, defaults to 4):
-            Residual blocks (Linear -> ReLU -> Dropout -> Linear -> ReLU, plus the skip), as in the paper.
-        drop_rate (`float`, *optional*, defaults to 0.5):
-            Dropout inside each residual block, in [0, 1) (the paper's value).
-        use_date (`bool`, *optional*, defaults to `True`):
-            Also encode the day of the year (a missing date encodes as zeros, which no real date produces, so the
-            network learns a date-free answer for it).
-        loss (`str`, *optional*, defaults to `"softmax"`):
-            `"softmax"`: cross-entropy over the labels, the scores are log p(label | location) up to a constant.
-            `"presence"`: the paper's presence-only loss ("full" loss: sigmoid per label, the observed label as a
-            positive weighted by `presence_pos_weight`, every other label and every label at a uniformly drawn
-            random location/date as negatives). Which one works better is measured in `benchmarks/bench_geo.py`.
-        loss_negatives (`int`, *optional*, defaults to 1024):
-            Labels scored as negatives per training step. Both losses sum over every label; with more labels than
-            this, each step draws `loss_negatives` labels uniformly (shared by the batch; each row keeps its own
-            label) and weights them by `num_labels / loss_negatives`, so the sum is estimated without scoring every
-            label: softmax becomes a sampled softmax (its normaliser estimated from the draw), the presence loss an
-            unbiased estimate of the paper's. `None`, or at least `num_labels - 1`: every label, exactly.
-            Prediction always scores every label.
-        presence_pos_weight (`float`, *optional*):
-            Weight of the positive term of the presence loss. `None`: `num_labels / 4`, the paper's ratio (2048 for
-            its 8,142 classes).
-        fusion_weight (`float`, *optional*, defaults to 1.0):
-            Exponent `w` of the prior in the fusion `p(y|x,l) ∝ p(y|x) · (p(y|l) / p(y))^w` (softmax) or
-            `p(y|x) · σ(s_y(l))^w` (presence, the paper's product). 1 is the Bayes-optimal weighting when both
-            models are calibrated; it is a saved parameter, never tuned on the split being reported.
-        class_prior (`list[float]`, *optional*):
-            p(y): label frequencies of the records the prior was trained on (the softmax fusion divides by it).
-        label_rank (`str`, *optional*, defaults to `"species"`):
-            Taxonomic rank of the labels, one of [`RANKS`].
-        taxonomy (`dict`, *optional*):
-            The label taxonomy, the same dict an image model's `InatConfig.taxonomy` holds.
-
-    Labels use the standard `id2label` / `label2id` / `num_labels` arguments.
+    - `loss="softmax"`: cross-entropy over the labels; the scores are log p(label | location) up to a constant.
+      `"presence"`: the paper's "full" presence-only loss (a sigmoid per label; the observed label a positive weighted
+      by `presence_pos_weight`; every other label, and every label at a uniformly drawn location/date, a negative).
+    - `loss_negatives`: both losses sum over every label; with more labels than this, each step draws this many
+      (shared by the batch, each row keeps its own label) weighted by `num_labels / loss_negatives`: a sampled
+      softmax, or an unbiased estimate of the presence loss. Prediction always scores every label.
+    - `fusion_weight` `w`: `p(y|x,l) ∝ p(y|x) · (p(y|l) / p(y))^w` (softmax) or `p(y|x) · σ(s_y(l))^w` (presence).
+      1 is Bayes-optimal for calibrated models; it is saved with the prior, never tuned on the split reported.
     """
 
     model_type = "inat_geo"
 
-    hidden_size: int = 256
-    num_blocks: int = 4
-    drop_rate: float = 0.5
-    use_date: bool = True
-    loss: str = "softmax"
-    loss_negatives: int | None = 1024
-    presence_pos_weight: float | None = None
-    fusion_weight: float = 1.0
-    class_prior: list[float] | None = None
-    label_rank: str = "species"
-    taxonomy: dict[str, Any] | None = None
+    hidden_size: int = dataclasses.field(default=256, metadata={"help": "Width of the network (the paper's 256)."})
+    num_blocks: int = dataclasses.field(default=4, metadata={"help": "Residual blocks (the paper's 4)."})
+    drop_rate: float = dataclasses.field(default=0.5, metadata={"help": "Dropout in each residual block, in [0, 1)."})
+    use_date: bool = dataclasses.field(
+        default=True, metadata={"help": "Also encode the day of the year (a missing date encodes as zeros)."}
+    )
+    loss: str = dataclasses.field(default="softmax", metadata={"help": "softmax or presence (the paper's)."})
+    loss_negatives: int | None = dataclasses.field(
+        default=1024, metadata={"help": "Labels drawn as negatives per training step; None: every label."}
+    )
+    presence_pos_weight: float | None = dataclasses.field(
+        default=None, metadata={"help": "Weight of the presence loss's positive term; None: num_labels / 4."}
+    )
+    fusion_weight: float = dataclasses.field(
+        default=1.0, metadata={"help": "Exponent w of the prior in the fusion, >= 0 (0: off)."}
+    )
+    class_prior: list[float] | None = dataclasses.field(
+        default=None, metadata={"help": "p(y): label frequencies of the training records."}
+    )
+    label_rank: str = dataclasses.field(default="species", metadata={"help": "Taxonomic rank of the labels."})
+    taxonomy: dict[str, Any] | None = dataclasses.field(
+        default=None, metadata={"help": "The label taxonomy, as an image model's InatConfig.taxonomy."}
+    )
 
     def __post_init__(self, **kwargs):
         if self.class_prior is not None:
@@ -106,10 +90,8 @@ class GeoPriorConfig(PreTrainedConfig):
 
     @property
     def pos_weight(self) -> float:
-        """The presence loss's positive weight (`presence_pos_weight`, default `num_labels / 4`)."""
-        if self.presence_pos_weight is not None:
-            return float(self.presence_pos_weight)
-        return max(self.num_labels / 4, 1.0)
+        """The presence loss's positive weight: `presence_pos_weight`, else the paper's ratio `num_labels / 4`."""
+        return max(self.num_labels / 4, 1.0) if self.presence_pos_weight is None else float(self.presence_pos_weight)
 
     @property
     def sampled_negatives(self) -> int | None:
@@ -117,11 +99,6 @@ class GeoPriorConfig(PreTrainedConfig):
         if self.loss_negatives is None or self.loss_negatives >= self.num_labels - 1:
             return None
         return self.loss_negatives
-
-    @property
-    def num_inputs(self) -> int:
-        """Width of the periodic encoding: sin/cos of latitude and longitude (+ sin/cos of the day of the year)."""
-        return 6 if self.use_date else 4
 
 
 __all__ = ["GeoPriorConfig"]

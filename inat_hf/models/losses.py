@@ -71,11 +71,9 @@ def focal_loss(
             # (1 - eps) * term(y) + eps / C * sum_c term(c), as F.cross_entropy(label_smoothing=eps).
             loss = (1 - label_smoothing) * loss - label_smoothing * weighted.mean(dim=-1)
 
-    if reduction == "mean":
-        return loss.mean()
-    if reduction == "sum":
-        return loss.sum()
-    return loss
+    if reduction == "none":
+        return loss
+    return loss.mean() if reduction == "mean" else loss.sum()
 
 
 __all__ = ["focal_loss"]

@@ -7,9 +7,7 @@
       -> class embedding (Linear, no bias)                          [B, num_labels]
 
 Mac Aodha, Cole & Perona (ICCV 2019), "Presence-Only Geographical Priors for Fine-Grained Image Classification".
-The latitude wraps like the paper's encoding (sin/cos of π·lat/90), so the poles meet; a missing date is all zeros
-in its two inputs, which no real date produces.
-
+The latitude wraps as in the paper (the poles meet); a missing date encodes as (0, 0), which no real date gives.
 Shipped with checkpoints for ``trust_remote_code``: imports only torch, transformers and its sibling config.
 """
 
@@ -27,12 +25,8 @@ DAYS_PER_YEAR = 365.25
 
 
 def check_locations(latitude: torch.Tensor, longitude: torch.Tensor, *, allow_missing: bool = True) -> torch.Tensor:
-    """Validate coordinates; return the ``[B]`` bool mask of rows that have one (both values not NaN).
-
-    A location is either complete (latitude in [-90, 90], longitude in [-180, 180]) or missing (both NaN):
-    out-of-range values, infinities and half-missing pairs raise ``ValueError`` naming the first bad row, because
-    any of them would silently give a wrong prior.
-    """
+    """The ``[B]`` mask of rows with a location. A location is complete (latitude in [-90, 90], longitude in
+    [-180, 180]) or missing (both NaN); anything else would silently give a wrong prior: a ``ValueError``."""
     if latitude.shape != longitude.shape or latitude.ndim != 1:
         raise ValueError(
             f"latitude and longitude must both be [B]; got {tuple(latitude.shape)} and {tuple(longitude.shape)}."
@@ -46,9 +40,7 @@ def check_locations(latitude: torch.Tensor, longitude: torch.Tensor, *, allow_mi
             "coordinates (or neither, NaN/None for an unknown location)."
         )
     has = ~lat_nan
-    bad = has & (
-        (latitude.abs() > 90) | (longitude.abs() > 180) | ~torch.isfinite(latitude) | ~torch.isfinite(longitude)
-    )
+    bad = has & ((latitude.abs() > 90) | (longitude.abs() > 180))  # infinities too
     if bad.any():
         i = int(bad.nonzero()[0])
         raise ValueError(
@@ -63,8 +55,7 @@ def check_locations(latitude: torch.Tensor, longitude: torch.Tensor, *, allow_mi
 def encode_inputs(
     latitude: torch.Tensor, longitude: torch.Tensor, day_of_year: torch.Tensor | None, use_date: bool
 ) -> torch.Tensor:
-    """Periodic encoding ``[B, 4]`` (location) or ``[B, 6]`` (location + date); missing rows must be filtered or
-    filled before (NaN coordinates propagate)."""
+    """Periodic encoding ``[B, 4]`` (location) or ``[B, 6]`` (+ date); NaN coordinates propagate."""
     lon = longitude.float() * (math.pi / 180.0)
     lat = latitude.float() * (math.pi / 90.0)
     parts = [torch.sin(lon), torch.cos(lon), torch.sin(lat), torch.cos(lat)]
@@ -110,7 +101,7 @@ class GeoPriorModel(GeoPriorPreTrainedModel):
 
     def __init__(self, config: GeoPriorConfig):
         super().__init__(config)
-        self.stem = nn.Sequential(nn.Linear(config.num_inputs, config.hidden_size), nn.ReLU(inplace=True))
+        self.stem = nn.Sequential(nn.Linear(6 if config.use_date else 4, config.hidden_size), nn.ReLU(inplace=True))
         self.blocks = nn.Sequential(
             *[GeoResidualBlock(config.hidden_size, config.drop_rate) for _ in range(config.num_blocks)]
         )
@@ -128,21 +119,14 @@ class GeoPriorModel(GeoPriorPreTrainedModel):
         labels: torch.Tensor | None = None,
         **kwargs,
     ) -> SequenceClassifierOutput:
-        """Scores ``[B, num_labels]``: log-probabilities up to a constant (softmax) or per-label logits (presence),
-        for rows that all have a location. With ``labels [B]``, the loss of ``config.loss``; in training with sampled
-        negatives, the loss only (``logits=None``: not scoring every label is the point of :meth:`sampled_loss`)."""
+        """Scores ``[B, num_labels]`` of rows that all have a location: log-probabilities up to a constant (softmax)
+        or per-label logits (presence). With ``labels``, the loss (:meth:`objective`); in training with sampled
+        negatives, the loss only (``logits=None``: not scoring every label is the point of sampling)."""
         check_locations(latitude, longitude, allow_missing=False)
         features = self.features(encode_inputs(latitude, longitude, day_of_year, self.config.use_date))
-        if labels is not None and self.training and self.config.sampled_negatives is not None:
-            return SequenceClassifierOutput(loss=self.sampled_loss(features, labels), logits=None)
-        logits = self.classifier(features)
-        loss = None
-        if labels is not None:
-            loss = (
-                self.presence_loss(logits, labels)
-                if self.config.loss == "presence"
-                else nn.functional.cross_entropy(logits, labels)
-            )
+        sampled = labels is not None and self.training and self.config.sampled_negatives is not None
+        logits = None if sampled else self.classifier(features)
+        loss = None if labels is None else self.objective(features, labels)
         return SequenceClassifierOutput(loss=loss, logits=logits)
 
     def random_location_features(self, batch_size: int, device: torch.device) -> torch.Tensor:
@@ -152,42 +136,35 @@ class GeoPriorModel(GeoPriorPreTrainedModel):
         rand_day = torch.rand(batch_size, device=device) * DAYS_PER_YEAR + 1
         return self.features(encode_inputs(rand_lat, rand_lon, rand_day, self.config.use_date))
 
-    def presence_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """The paper's "full" presence-only loss: at the observed location the observed label is a positive
-        (weighted by ``config.pos_weight``), every other label a negative; at a random location, every label."""
-        rand_logits = self.classifier(self.random_location_features(logits.shape[0], logits.device))
-        log_not = nn.functional.logsigmoid(-logits)  # log(1 - σ)
-        positive = nn.functional.logsigmoid(logits.gather(1, labels[:, None]))  # [B, 1]
-        neg_at_label = log_not.gather(1, labels[:, None])
-        loss_obs = -(log_not.sum(1, keepdim=True) - neg_at_label + self.config.pos_weight * positive)
-        loss_rand = -nn.functional.logsigmoid(-rand_logits).sum(1, keepdim=True)
-        return (loss_obs + loss_rand).mean() / self.config.num_labels
-
-    def sampled_loss(self, features: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """``config.loss`` with its sum over the other labels estimated from ``S`` labels drawn uniformly for the
-        step: weighted by ``K / S`` (``log(K / S)`` on a sampled softmax's logits, Jean et al. 2015; a factor on the
-        presence loss's negatives, unbiased). A row's own label drawn as a negative is masked out."""
-        k, s = self.config.num_labels, self.config.sampled_negatives
+    def objective(self, features: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """``config.loss`` of ``features [B, hidden]``. Presence: the paper's "full" loss (the observed label a
+        positive weighted by ``config.pos_weight``, every other label a negative, and every label at a random
+        location). The sum over the other labels scores every label, or in training with ``sampled_negatives`` S of
+        the K labels drawn uniformly for the step, weighted by K / S (``log(K / S)`` on a sampled softmax's logits,
+        Jean et al. 2015; a factor on the presence loss's negatives, unbiased); a row's own label is masked out."""
+        k, device = self.config.num_labels, features.device
+        s = self.config.sampled_negatives if self.training else None
+        negatives = torch.arange(k, device=device) if s is None else torch.randperm(k, device=device)[:s]
+        scale = 1.0 if s is None else k / s
         weight = self.classifier.weight  # [K, hidden]
-        negatives = torch.randperm(k, device=features.device)[:s]
         own = negatives[None, :] == labels[:, None]  # [B, S]
         sampled_weight = weight[negatives]
         positive = (features * weight[labels]).sum(-1, keepdim=True)  # [B, 1]
         negative = features @ sampled_weight.T  # [B, S]
         if self.config.loss == "softmax":
-            logits = torch.cat([positive, (negative + math.log(k / s)).masked_fill(own, float("-inf"))], 1)
+            logits = torch.cat([positive, (negative + math.log(scale)).masked_fill(own, float("-inf"))], 1)
             return nn.functional.cross_entropy(logits, torch.zeros_like(labels))
         rand = self.random_location_features(features.shape[0], features.device)
         rand_positive = (rand * weight[labels]).sum(-1)
         rand_negative = rand @ sampled_weight.T
         others = nn.functional.logsigmoid(-negative).masked_fill(own, 0.0).sum(1)
         rand_others = nn.functional.logsigmoid(-rand_negative).masked_fill(own, 0.0).sum(1)
-        loss_obs = -(others * (k / s) + self.config.pos_weight * nn.functional.logsigmoid(positive[:, 0]))
-        loss_rand = -(nn.functional.logsigmoid(-rand_positive) + rand_others * (k / s))
+        loss_obs = -(others * scale + self.config.pos_weight * nn.functional.logsigmoid(positive[:, 0]))
+        loss_rand = -(nn.functional.logsigmoid(-rand_positive) + rand_others * scale)
         return (loss_obs + loss_rand).mean() / k
 
     def _located_logits(self, latitude, longitude, day_of_year) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """(rows with a location [B] bool, float scores of those rows or None when there are none)."""
+        """(rows with a location [B], float scores of those rows or None when there are none)."""
         has = check_locations(latitude, longitude)
         if not has.any():
             return has, None
@@ -203,9 +180,9 @@ class GeoPriorModel(GeoPriorPreTrainedModel):
         *,
         weight: float | None = None,
     ) -> torch.Tensor:
-        """The fusion term ``[B, num_labels]`` to add to an image model's log-probabilities: softmax
-        ``w · (log p(y|l) - log p(y))``, presence ``w · log σ(s_y(l))`` (the paper's product), ``w =
-        config.fusion_weight`` unless ``weight`` is given. Rows without a location (NaN) get zeros."""
+        """The term ``[B, num_labels]`` to add to an image model's log-probabilities: ``w · (log p(y|l) - log p(y))``
+        (softmax) or ``w · log σ(s_y(l))`` (presence), ``w = config.fusion_weight`` by default; zeros without a
+        location."""
         weight = self.config.fusion_weight if weight is None else weight
         out = torch.zeros(latitude.shape[0], self.config.num_labels, device=latitude.device)
         has, logits = self._located_logits(latitude, longitude, day_of_year)
@@ -225,8 +202,7 @@ class GeoPriorModel(GeoPriorPreTrainedModel):
     def probabilities(
         self, latitude: torch.Tensor, longitude: torch.Tensor, day_of_year: torch.Tensor | None = None
     ) -> torch.Tensor:
-        """Prior-only label distribution ``[B, num_labels]``; a missing location gives the training label
-        frequencies (uniform without them)."""
+        """Prior-only ``[B, num_labels]``; without a location, the training label frequencies (or uniform)."""
         c = self.config.num_labels
         base = torch.tensor(self.config.class_prior or [1.0] * c, device=latitude.device, dtype=torch.float32)
         out = (base / base.sum()).expand(latitude.shape[0], c).clone()

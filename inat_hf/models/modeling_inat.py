@@ -14,7 +14,6 @@ import os
 import sys
 from collections import OrderedDict
 from collections.abc import Iterable
-from itertools import chain
 
 import timm
 import torch
@@ -26,7 +25,7 @@ from transformers.modeling_outputs import ImageClassifierOutput
 from transformers.utils import logging
 from transformers.utils.hub import is_offline_mode
 
-from .backbone import CLASSIFIER_STAGES, backbone_stage_groups
+from .backbone import CLASSIFIER_STAGES, backbone_stage_groups, tensor_names
 from .configuration_inat import InatConfig
 from .image_processing_inat import image_processor_from_config
 from .losses import focal_loss
@@ -74,12 +73,8 @@ class InatPreTrainedModel(PreTrainedModel):
     _timm_initialised: frozenset[int] = frozenset()  # ids of modules `_init_weights` leaves alone
 
     def _init_weights(self, module: nn.Module) -> None:
-        """Initialise new tensors, leaving the backbone timm has just initialised alone.
-
-        transformers calls this for every module after `__init__` and, in `from_pretrained` (built on the meta
-        device, where timm initialised nothing), for modules with tensors missing from the checkpoint (the
-        `transformers.initialization` helpers skip loaded ones). New tensors get timm's CNN scheme.
-        """
+        """timm's CNN init for new tensors; the backbone timm has just initialised is left alone. (`from_pretrained`
+        builds on the meta device and calls this for tensors missing from the checkpoint only.)"""
         if id(module) in self._timm_initialised:
             return
         is_norm = isinstance(module, nn.GroupNorm | nn.LayerNorm) or hasattr(module, "running_mean")  # + batch norms
@@ -141,9 +136,9 @@ class InatForImageClassification(InatPreTrainedModel):
         # {stage: parameter/buffer names relative to the model}, input -> output; timm's head side joins the head.
         groups = backbone_stage_groups(self.backbone)
         self._stage_tensors = {s: [f"backbone.{n}" for n in names] for s, names in groups.items() if s != "head"}
-        self._stage_tensors["attention"] = [f"attention.{n}" for n in _tensor_names(self.attention)]
+        self._stage_tensors["attention"] = [f"attention.{n}" for n in tensor_names(self.attention)]
         self._stage_tensors["head"] = [f"backbone.{n}" for n in groups.get("head", [])]
-        self._stage_tensors["head"] += [f"head.{n}" for n in _tensor_names(self.head)]
+        self._stage_tensors["head"] += [f"head.{n}" for n in tensor_names(self.head)]
         # device_map="auto" never splits a block: the blocks of a Sequential stage (ResNet layerN), else the stage.
         blocks = [
             block
@@ -167,10 +162,9 @@ class InatForImageClassification(InatPreTrainedModel):
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
     ) -> ImageClassifierOutput | tuple[torch.Tensor, ...]:
-        """`pixel_values` [B, 3, H, W] normalised images (`create_image_processor`); `labels`: class indices [B] or
-        soft targets [B, num_labels] (mixup; not smoothed), giving the focal loss. `output_hidden_states`: timm's
-        `forward_intermediates` (ResNet stem, layer1..4; ViT blocks as NCHW maps) and the features after attention.
-        """
+        """`pixel_values` [B, 3, H, W] (`create_image_processor`); `labels`: class indices [B] or soft targets
+        [B, num_labels] (mixup), giving the focal loss. `output_hidden_states`: timm's `forward_intermediates` and
+        the features after attention."""
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         output_hidden_states = (
             output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
@@ -232,10 +226,10 @@ class InatForImageClassification(InatPreTrainedModel):
     def _check_labels(self, labels: torch.Tensor, logits: torch.Tensor) -> None:
         # Shapes are checked by focal_loss; here the range of class indices, against the config's label set.
         n = logits.shape[1]
-        message = f"Labels must be class indices in [0, {n}) (num_labels={n})"
-        hint = "Check that the dataset's label set matches config.id2label."
         if labels.is_floating_point():
             return
+        message = f"Labels must be class indices in [0, {n}) (num_labels={n})"
+        hint = "Check that the dataset's label set matches config.id2label."
         if labels.device.type != "cpu":
             # No host sync per step on an accelerator: checked on the device, failing at the next sync point (else
             # an out-of-range index surfaces as an opaque device-side assert in the loss).
@@ -280,7 +274,7 @@ class InatForImageClassification(InatPreTrainedModel):
         for name, module in self.named_modules():
             if not name or any(name.startswith(f"{p}.") for p in taken):
                 continue
-            stages_here = {stage_of.get(f"{name}.{n}") for n in _tensor_names(module)}
+            stages_here = {stage_of.get(f"{name}.{n}") for n in tensor_names(module)}
             if len(stages_here) == 1:
                 taken.append(name)
                 owned.get(stages_here.pop(), []).append(module)
@@ -322,11 +316,8 @@ class InatForImageClassification(InatPreTrainedModel):
         loaded = super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
         model = loaded[0] if isinstance(loaded, tuple) else loaded  # (model, info) with output_loading_info=True
         # A damaged file of the right size loads without complaint and then predicts NaN: check, one sync for all.
-        tensors = [
-            (name, tensor.detach())
-            for name, tensor in chain(model.named_parameters(), model.named_buffers())
-            if tensor.is_floating_point() and tensor.device.type != "meta"
-        ]
+        state = model.state_dict().items()
+        tensors = [(name, t) for name, t in state if t.is_floating_point() and t.device.type != "meta"]
         finite = torch.stack([torch.isfinite(t).all().to(tensors[0][1].device) for _, t in tensors]).tolist()
         damaged = [name for (name, _), ok in zip(tensors, finite, strict=True) if not ok]
         if damaged:
@@ -381,13 +372,11 @@ class InatForImageClassification(InatPreTrainedModel):
         """A new model (from `config` or `config_kwargs`) whose backbone starts from timm weights; attention and
         head are new. (`from_pretrained` builds on the meta device, so timm weights cannot load in `__init__`.)
 
-        `weights`: a local `.safetensors` / `.pth` / `.pt` / `.bin` timm state dict (read without unpickling
-        arbitrary objects), or a timm / Hub name (`"resnet50.a1_in1k"`, `"hf-hub:timm/resnet50.a1_in1k"`; default
-        `config.backbone`; with `HF_HUB_OFFLINE=1` only cached weights). timm loads them (`load_pretrained`: its
-        reader, Hub cache, and the architecture's checkpoint filter, e.g. a ViT's position embeddings resampled for
-        another `img_size`). `output_loading_info`: also return `loaded_keys` (backbone), `missing_keys` (attention,
-        head) and `unexpected_keys` (the source's classifier, dropped). Raises FileNotFoundError (no such file),
-        ValueError (unknown name, unreadable file, weights that do not fit the backbone) or OSError (download).
+        `weights` (default `config.backbone`): a local timm state dict (`.safetensors`/`.pth`/`.pt`/`.bin`, read
+        without unpickling) or a timm / Hub name (`"resnet50.a1_in1k"`, `"hf-hub:timm/resnet50.a1_in1k"`), loaded
+        by timm's `load_pretrained` with the architecture's checkpoint filter (e.g. a ViT resampled to another
+        `img_size`). `output_loading_info`: also return `loaded_keys`, `missing_keys` (attention, head) and
+        `unexpected_keys` (the source's classifier, dropped).
         """
         if config is None:
             config = InatConfig(**config_kwargs)
@@ -450,21 +439,18 @@ class InatForImageClassification(InatPreTrainedModel):
                 f"{type(error).__name__}: {error}"
             ) from error
 
-        loading_info = {
+        model.eval()  # like from_pretrained; the Trainer switches to train mode itself
+        if not output_loading_info:
+            return model
+        return model, {
             "loaded_keys": sorted(f"backbone.{k}" for k in backbone.state_dict()),
             "missing_keys": sorted(k for k in model.state_dict() if not k.startswith("backbone.")),
             "unexpected_keys": dropped,
         }
-        logger.info(
-            f"Backbone weights loaded from {weights!r}: {len(loading_info['loaded_keys'])} tensors; new: "
-            f"{len(loading_info['missing_keys'])} attention/head tensors; ignored: {dropped}."
-        )
-        model.eval()  # like from_pretrained; the Trainer switches to train mode itself
-        return (model, loading_info) if output_loading_info else model
 
 
 class _UnfitWeights(Exception):
-    """Raised inside timm's loader (which catches TypeError from a filter) and re-raised as a ValueError."""
+    """The fit check's error, told apart from timm's reader failing on a file that is not weights."""
 
 
 def _pretrained_cfg(weights: str, backbone_cfg: dict) -> dict:
@@ -486,10 +472,6 @@ def _pretrained_cfg(weights: str, backbone_cfg: dict) -> dict:
             "a path to a .safetensors/.pth file or a name such as 'resnet50.a1_in1k' (see timm.list_pretrained())."
         )
     return pretrained_cfg.to_dict()
-
-
-def _tensor_names(module: nn.Module) -> list[str]:
-    return [n for n, _ in chain(module.named_parameters(), module.named_buffers())]
 
 
 __all__ = ["InatForImageClassification", "InatPreTrainedModel"]

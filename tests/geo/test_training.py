@@ -133,6 +133,13 @@ def test_config_options_on_the_command_line(prepared_demo, tmp_path):
     assert config.loss_negatives is None and config.sampled_negatives is None  # 0 on the command line: every label
 
 
+def test_help_documents_the_config_options(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = " ".join(capsys.readouterr().out.split())  # argparse wraps the help text
+    assert "--loss_negatives" in out and "Labels drawn as negatives per training step" in out
+
+
 def test_bad_records_in_json(tmp_path, capsys):
     folder = "train/00007_Animalia_Arthropoda_Arachnida_Araneae_Araneidae_Agalenatea_redii"
     images = [

@@ -22,6 +22,14 @@ ERROR_EXIT = 2
 _BOOL_WORDS = {"true", "false", "yes", "no", "t", "f", "y", "n", "1", "0"}
 
 
+def option(default, help: str, **metadata):
+    """A dataclass field with its ``--help`` text (HfArgumentParser reads ``metadata``); a list default is copied
+    for each instance."""
+    if isinstance(default, list):
+        return dataclasses.field(default_factory=lambda: list(default), metadata={"help": help, **metadata})
+    return dataclasses.field(default=default, metadata={"help": help, **metadata})
+
+
 class CommandParser(HfArgumentParser):
     def __init__(self, dataclass_types, *, prog=None, description=None, error_class=None, debug_flag=None, **kwargs):
         self.error_class = error_class

@@ -14,7 +14,7 @@ import os
 import sys
 from typing import Literal
 
-from ..cli import CommandParser, run_command, summary_line
+from ..cli import CommandParser, option, run_command, summary_line
 from ..data.source import DataArguments
 from ..data.tta_views import TTA_VIEWS
 from ..inference.backoff import DEFAULT_BACKOFF_THRESHOLD
@@ -22,39 +22,35 @@ from ..inference.errors import InferenceError
 from .predict import same_as_predict
 
 
-def _option(default, help: str):
-    return dataclasses.field(default=default, metadata={"help": help})
-
-
 @dataclasses.dataclass
 class EvaluateArguments:
     model_dir: str = same_as_predict("model_dir")
-    split: str = _option("val", "Split to evaluate (val, public_test, ...).")
-    tta: bool = _option(True, "Test-time augmentation with --tta_views views (--no_tta: one center view).")
+    split: str = option("val", "Split to evaluate (val, public_test, ...).")
+    tta: bool = option(True, "Test-time augmentation with --tta_views views (--no_tta: one center view).")
     tta_views: int = same_as_predict("tta_views")
-    tta_average: Literal["prob", "logit"] = _option("prob", "Average the views' probabilities (default) or logits.")
-    report_both: bool = _option(False, "Metrics without and with TTA (one forward pass: view 0 is the no-TTA view).")
-    batch_size: int = _option(32, "Images per batch (x views with TTA).")
-    num_workers: int | None = _option(None, "DataLoader worker processes decoding images (default: min(8, CPUs)).")
+    tta_average: Literal["prob", "logit"] = option("prob", "Average the views' probabilities (default) or logits.")
+    report_both: bool = option(False, "Metrics without and with TTA (one forward pass: view 0 is the no-TTA view).")
+    batch_size: int = option(32, "Images per batch (x views with TTA).")
+    num_workers: int | None = option(None, "DataLoader worker processes decoding images (default: min(8, CPUs)).")
     bf16: bool = same_as_predict("bf16")
     channels_last: bool = same_as_predict("channels_last")
-    max_samples: int | None = _option(None, "Evaluate only the first N images of the split (quick checks).")
-    output_dir: str = _option("outputs/evaluate", "Reports go to OUTPUT_DIR/test_results_<TIMESTAMP>/.")
-    submission: bool = _option(False, "Also write submission.csv (Id,Predicted: top-5 original iNat category ids).")
-    calibration_bins: int = _option(15, "Equal-width confidence bins for ECE and the reliability diagram.")
-    max_confusion_labels: int = _option(
+    max_samples: int | None = option(None, "Evaluate only the first N images of the split (quick checks).")
+    output_dir: str = option("outputs/evaluate", "Reports go to OUTPUT_DIR/test_results_<TIMESTAMP>/.")
+    submission: bool = option(False, "Also write submission.csv (Id,Predicted: top-5 original iNat category ids).")
+    calibration_bins: int = option(15, "Equal-width confidence bins for ECE and the reliability diagram.")
+    max_confusion_labels: int = option(
         50,
         "Full confusion matrix up to this many labels; above it most_confused.csv plus the confusion at a coarser "
         "rank (order, or class).",
     )
     device: str | None = same_as_predict("device")
-    progress: bool = _option(True, "Progress bar (--no_progress to hide).")
-    geo_prior: str | None = _option(
+    progress: bool = option(True, "Progress bar (--no_progress to hide).")
+    geo_prior: str | None = option(
         None,
         "A location/date prior (scripts/train_geo_prior.py): also report prior-only and fused (image x prior, "
         "weight = the prior's saved fusion_weight) metrics, from the split's coordinates/dates.",
     )
-    backoff_threshold: float = _option(
+    backoff_threshold: float = option(
         DEFAULT_BACKOFF_THRESHOLD,
         "Taxonomic back-off: the answer is the finest rank whose best taxon has at least this summed probability; "
         "the report gives per-rank precision and coverage (backoff.csv, precision_coverage.png).",

@@ -5,8 +5,8 @@ from __future__ import annotations
 import dataclasses
 import sys
 
-from ..cli import CommandParser, run_command, summary_line
-from ..data.source import DataArguments, option
+from ..cli import CommandParser, option, run_command, summary_line
+from ..data.source import DataArguments
 
 
 @dataclasses.dataclass
@@ -14,15 +14,15 @@ class PrepareArguments:
     """Where the prepared dataset goes (what is prepared: :class:`DataArguments`)."""
 
     output_dir: str | None = option(
-        "Write the DatasetDict here (datasets.load_from_disk) with taxonomy.json and prepare_report.json."
+        None, "Write the DatasetDict here (datasets.load_from_disk) with taxonomy.json and prepare_report.json."
     )
     overwrite: bool = option(
+        False,
         "Allow --output_dir to be a non-empty folder that is not a prepared dataset. Only what prepare wrote is "
         "ever replaced; other files are kept (a clash with them is an error).",
-        False,
     )
-    demo: bool = option("First write the synthetic demo dataset into --data_dir.", False)
-    demo_seed: int = option("Seed of the demo dataset.", 0)
+    demo: bool = option(False, "First write the synthetic demo dataset into --data_dir.")
+    demo_seed: int = option(0, "Seed of the demo dataset.")
 
 
 def main(argv: list[str] | None = None) -> int:

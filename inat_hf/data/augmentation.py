@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 
+from ..cli import option
+
 __all__ = ["IMAGENET_DEFAULT_MEAN", "IMAGENET_DEFAULT_STD", "INTERPOLATIONS", "AugmentationConfig"]
 
 # Same values as timm.data.IMAGENET_DEFAULT_MEAN / _STD (timm's ResNet-50 weights), kept here to avoid importing
@@ -16,13 +18,6 @@ IMAGENET_DEFAULT_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_DEFAULT_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 # Resize interpolations by name (torchvision's InterpolationMode values).
 INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "lanczos")
-
-
-def _help(default, text: str):
-    factory = (lambda: list(default)) if isinstance(default, list) else None  # a list default needs a factory
-    return dataclasses.field(
-        metadata={"help": text}, **({"default_factory": factory} if factory else {"default": default})
-    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,32 +30,34 @@ class AugmentationConfig:
     serve transforms built by hand.
     """
 
-    image_size: int = _help(224, "Output side S (square S x S).")
-    scale: list[float] = _help([0.08, 1.0], "RandomResizedCrop area fraction range (min max).")
-    ratio: list[float] = _help([3.0 / 4.0, 4.0 / 3.0], "RandomResizedCrop aspect-ratio range (min max).")
-    train_interpolation: str = _help(
+    image_size: int = option(224, "Output side S (square S x S).")
+    scale: list[float] = option([0.08, 1.0], "RandomResizedCrop area fraction range (min max).")
+    ratio: list[float] = option([3.0 / 4.0, 4.0 / 3.0], "RandomResizedCrop aspect-ratio range (min max).")
+    train_interpolation: str = option(
         "bilinear", f"Resize interpolation of the training crop: {', '.join(INTERPOLATIONS)}."
     )
-    hflip: float = _help(0.5, "Horizontal flip probability; 0 disables.")
-    color_jitter: list[float] = _help(
+    hflip: float = option(0.5, "Horizontal flip probability; 0 disables.")
+    color_jitter: list[float] = option(
         [0.4],
         "Colour jitter: one strength for brightness, contrast and saturation, or three; a fourth sets the hue "
         "(overriding hue). 0 disables colour jitter entirely, hue included.",
     )
-    hue: float = _help(0.1, "Hue jitter amplitude in [0, 0.5] while colour jitter is on; 0 disables hue only.")
-    color_jitter_impl: str = _help(
+    hue: float = option(0.1, "Hue jitter amplitude in [0, 0.5] while colour jitter is on; 0 disables hue only.")
+    color_jitter_impl: str = option(
         "fused", "'fused' (FusedColorJitter, faster) or 'torchvision' (v2.ColorJitter: exact clamping, HSV hue)."
     )
-    rotation: float = _help(15.0, "Maximum rotation in degrees (uniform in [-r, r], nearest, black fill); 0 disables.")
-    blur_prob: float = _help(0.1, "Probability of a Gaussian blur; 0 disables.")
-    blur_sigma: list[float] = _help([0.1, 2.0], "Blur sigma range (min max), sampled uniformly.")
-    blur_kernel_size: int | None = _help(None, "Odd blur kernel size; None: 2 * ceil(3 * max sigma) + 1.")
-    re_prob: float = _help(0.25, "Random-erasing probability; 0 disables.")
-    re_scale: list[float] = _help([0.02, 1.0 / 3.0], "Erased area fraction range (min max).")
-    re_ratio: list[float] = _help([0.3, 3.3], "Erased aspect-ratio range (min max).")
-    mean: tuple[float, float, float] = _help(IMAGENET_DEFAULT_MEAN, "Normalisation mean (RGB, in [0, 1] units).")
-    std: tuple[float, float, float] = _help(IMAGENET_DEFAULT_STD, "Normalisation std.")
-    auto_augment: str | None = _help(
+    rotation: float = option(
+        15.0, "Maximum rotation in degrees (uniform in [-r, r], nearest, black fill); 0 disables."
+    )
+    blur_prob: float = option(0.1, "Probability of a Gaussian blur; 0 disables.")
+    blur_sigma: list[float] = option([0.1, 2.0], "Blur sigma range (min max), sampled uniformly.")
+    blur_kernel_size: int | None = option(None, "Odd blur kernel size; None: 2 * ceil(3 * max sigma) + 1.")
+    re_prob: float = option(0.25, "Random-erasing probability; 0 disables.")
+    re_scale: list[float] = option([0.02, 1.0 / 3.0], "Erased area fraction range (min max).")
+    re_ratio: list[float] = option([0.3, 3.3], "Erased aspect-ratio range (min max).")
+    mean: tuple[float, float, float] = option(IMAGENET_DEFAULT_MEAN, "Normalisation mean (RGB, in [0, 1] units).")
+    std: tuple[float, float, float] = option(IMAGENET_DEFAULT_STD, "Normalisation std.")
+    auto_augment: str | None = option(
         None,
         "A timm auto-augment string, after the flip as in timm: RandAugment ('rand-m9-mstd0.5-inc1'), AugMix "
         "('augmix-m5-w3-d2') or AutoAugment ('v0'). It replaces colour jitter, as in timm: set color_jitter 0.",

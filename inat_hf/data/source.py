@@ -14,6 +14,7 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Literal
 
+from ..cli import option
 from .inat_json import InatDataError
 from .taxonomy import RANKS, check_rank, parse_taxon_filter
 
@@ -21,40 +22,36 @@ if TYPE_CHECKING:
     from .prepare import PreparedInat
 
 
-def option(text: str, default=None, **metadata):
-    """A dataclass field with its ``--help`` text (HfArgumentParser reads ``metadata``)."""
-    return dataclasses.field(default=default, metadata={"help": text, **metadata})
-
-
 @dataclasses.dataclass
 class DataArguments:
     """A prepared folder (``dataset_dir``) XOR a raw iNat 2021 root (``data_dir``) and how to prepare it."""
 
-    dataset_dir: str | None = option("A folder written by prepare_data.py --output_dir.")
-    data_dir: str | None = option("Raw iNat 2021 root, prepared on the fly (cached).")
+    dataset_dir: str | None = option(None, "A folder written by prepare_data.py --output_dir.")
+    data_dir: str | None = option(None, "Raw iNat 2021 root, prepared on the fly (cached).")
     splits: str | None = option(
+        None,
         "With --data_dir: 'name' (name.json) or 'name=file.json', comma-separated (default: those the command uses; "
-        "prepare_data.py: every standard file present)."
+        "prepare_data.py: every standard file present).",
     )
-    rank: str = option("With --data_dir: label rank (evaluate.py: the model's).", "species", choices=RANKS)
+    rank: str = option("species", "With --data_dir: label rank (evaluate.py: the model's).", choices=RANKS)
     taxon: str = option(
-        "With --data_dir: category filter 'rank=value[|value…][,rank=value…]', e.g. class=Aves; 'none' keeps all.",
         "kingdom=Animalia",
+        "With --data_dir: category filter 'rank=value[|value…][,rank=value…]', e.g. class=Aves; 'none' keeps all.",
     )
     image_storage: Literal["path", "bytes"] | None = option(
-        "'path' stores file references (default), 'bytes' embeds JPEGs (default with --resize_shorter)."
+        None, "'path' stores file references (default), 'bytes' embeds JPEGs (default with --resize_shorter)."
     )
-    resize_shorter: int | None = option("Embed images re-encoded to this shorter side (px).")
-    jpeg_quality: int = option("Quality of re-encoded JPEGs.", 90)
+    resize_shorter: int | None = option(None, "Embed images re-encoded to this shorter side (px).")
+    jpeg_quality: int = option(90, "Quality of re-encoded JPEGs.")
     on_bad_image: Literal["error", "skip"] = option(
-        "'error' stops at the first bad image; 'skip' leaves it out and lists it in the report.", "error"
+        "error", "'error' stops at the first bad image; 'skip' leaves it out and lists it in the report."
     )
-    verify_files: bool = option("Decode every image first (finds bad files).", True)
-    follow_symlinks: bool = option("Accept images linked from outside --data_dir.", False)
-    max_image_pixels: int | None = option("Decompression-bomb pixel limit (default: PIL's).")
-    preprocessing_num_workers: int | None = option("Image-checking processes (default: cores, ≤ 8).")
-    cache_dir: str | None = option("datasets cache root (default: HF_DATASETS_CACHE).")
-    force_rebuild: bool = option("Rebuild even if the cache has these inputs.", False)
+    verify_files: bool = option(True, "Decode every image first (finds bad files).")
+    follow_symlinks: bool = option(False, "Accept images linked from outside --data_dir.")
+    max_image_pixels: int | None = option(None, "Decompression-bomb pixel limit (default: PIL's).")
+    preprocessing_num_workers: int | None = option(None, "Image-checking processes (default: cores, ≤ 8).")
+    cache_dir: str | None = option(None, "datasets cache root (default: HF_DATASETS_CACHE).")
+    force_rebuild: bool = option(False, "Rebuild even if the cache has these inputs.")
 
     def __post_init__(self):
         if (self.data_dir is None) == (self.dataset_dir is None):

@@ -7,12 +7,10 @@ from __future__ import annotations
 import dataclasses
 from typing import Literal
 
+from ..cli import option
+
 # Set from the training records (label space, taxonomy, label frequencies), never on the command line.
 CONFIG_FROM_DATA = ("class_prior", "label_rank", "taxonomy")
-
-
-def _help(text: str, default=dataclasses.MISSING):
-    return dataclasses.field(default=default, metadata={"help": text})
 
 
 @dataclasses.dataclass
@@ -20,23 +18,23 @@ class GeoTrainingArguments:
     """The run: splits, output and optimisation (the paper's Adam, lr 5e-4 decayed ×0.98 per epoch, batch 1024;
     ``min_steps`` gives a small set as many epochs as it needs)."""
 
-    output_dir: str = _help("Where the prior and geo_report.json are written.")
-    train_split: str = _help("Split the prior is trained on.", "train")
-    eval_split: str | None = _help("Split scored in geo_report.json ('none': no evaluation).", "val")
-    on_bad_record: Literal["error", "skip"] = _help(
+    output_dir: str = dataclasses.field(metadata={"help": "Where the prior and geo_report.json are written."})
+    train_split: str = option("train", "Split the prior is trained on.")
+    eval_split: str | None = option("val", "Split scored in geo_report.json ('none': no evaluation).")
+    on_bad_record: Literal["error", "skip"] = option(
+        "error",
         "Invalid coordinates or unparsable dates: stop with the record ids (error) or leave them out and count them "
         "in geo_report.json (skip; a bad date only loses the date).",
-        "error",
     )
-    num_epochs: int = _help("Passes over the training records.", 2)
-    min_steps: int = _help("Train at least this many steps (more epochs on small data).", 1000)
-    max_steps: int | None = _help("Stop after this many steps (a time-boxed run; default: the epochs).", None)
-    batch_size: int = _help("Records per step.", 1024)
-    learning_rate: float = _help("Adam learning rate.", 5e-4)
-    lr_decay: float = _help("Learning-rate factor per epoch.", 0.98)
-    weight_decay: float = _help("AdamW weight decay.", 0.0)
-    seed: int = _help("Initialisation and shuffling seed.", 0)
-    num_threads: int | None = _help("torch CPU threads (default: all).", None)
+    num_epochs: int = option(2, "Passes over the training records.")
+    min_steps: int = option(1000, "Train at least this many steps (more epochs on small data).")
+    max_steps: int | None = option(None, "Stop after this many steps (a time-boxed run; default: the epochs).")
+    batch_size: int = option(1024, "Records per step.")
+    learning_rate: float = option(5e-4, "Adam learning rate.")
+    lr_decay: float = option(0.98, "Learning-rate factor per epoch.")
+    weight_decay: float = option(0.0, "AdamW weight decay.")
+    seed: int = option(0, "Initialisation and shuffling seed.")
+    num_threads: int | None = option(None, "torch CPU threads (default: all).")
 
     def __post_init__(self):
         if self.eval_split is not None and self.eval_split.strip().lower() in ("", "none"):

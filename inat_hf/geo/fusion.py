@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from ..inference.errors import InferenceError
-from .records import GeoRecords, day_of_year, split_records
+from .records import GeoRecords, clean_records, day_of_year, split_records
 
 
 @dataclasses.dataclass
@@ -144,6 +144,13 @@ class GeoFusion:
                 f"--geo_prior {path!r} holds a {config.model_type!r} model, not a location prior (inat_geo)."
             )
         return cls(AutoModel.from_pretrained(path), label_names, **kwargs)
+
+    @staticmethod
+    def photo_records(locations: Sequence[Location | None], names: Sequence[str]) -> tuple[GeoRecords, list[Location]]:
+        """One record per photo, checked as training records are (no location: the prior is neutral for it)."""
+        locations = [loc or Location() for loc in locations]
+        lat, lon, dates = ([getattr(loc, key) for loc in locations] for key in ("latitude", "longitude", "date"))
+        return clean_records(lat, lon, dates, [0] * len(locations), list(names), where="photo locations"), locations
 
     def _inputs(self, records: GeoRecords, rows: slice | np.ndarray) -> list[torch.Tensor]:
         columns = (records.latitude, records.longitude, records.day_of_year)

@@ -249,15 +249,9 @@ class Predictor:
         """
         records = None
         if geo is not None:
-            from ..geo.fusion import Location
-            from ..geo.records import clean_records
-
             if locations is None or len(locations) != len(images):
                 raise InferenceError("fusion with a location prior needs one location (or None) per image.")
-            locations = [loc or Location() for loc in locations]
-            lat, lon, dates = ([getattr(loc, key) for loc in locations] for key in ("latitude", "longitude", "date"))
-            names = [image_name(x) for x in images]
-            records = clean_records(lat, lon, dates, [0] * len(images), names, where="photo locations")
+            records, locations = geo.photo_records(locations, [image_name(x) for x in images])
         items = _ImageList(images, self.transform(num_views))
         loader = self.loader(items, _collate_items, batch_size=batch_size, num_workers=num_workers)
         with tqdm(total=len(images), unit="img", desc="predict", disable=None if progress else True) as bar:

@@ -8,6 +8,7 @@ from typing import Literal
 
 from transformers import TrainingArguments
 
+from ..cli import option
 from ..data.source import DataArguments
 from .unfreezing import LIST_STAGES_HINT, parse_unfreeze_schedule
 
@@ -17,21 +18,16 @@ MODEL_FIELDS_FROM_DATA = ("label_rank", "taxonomy", "focal_alpha")
 AUGMENTATION_FROM_MODEL = {"image_size": "image_size", "mean": "image_mean", "std": "image_std"}
 
 
-def _help(default, text: str):
-    value = {"default_factory": lambda: list(default)} if isinstance(default, list) else {"default": default}
-    return dataclasses.field(metadata={"help": text}, **value)
-
-
 @dataclasses.dataclass
 class ModelRunArguments:
     """The ``model`` section's keys that are not part of the saved model config: where the weights start from."""
 
-    pretrained_weights: str | None = _help(
+    pretrained_weights: str | None = option(
         None, "Backbone weights: a .safetensors/.pth file or a timm/Hub name; None: random."
     )
-    init_checkpoint: str | None = _help(None, "Start from this inat_hf checkpoint (dir or Hub id), not a fresh head.")
-    ignore_mismatched_sizes: bool = _help(False, "With --init_checkpoint: a new classifier for another label set.")
-    class_weights: Literal["none", "inverse_sqrt_frequency", "inverse_frequency"] = _help(
+    init_checkpoint: str | None = option(None, "Start from this inat_hf checkpoint (dir or Hub id), not a fresh head.")
+    ignore_mismatched_sizes: bool = option(False, "With --init_checkpoint: a new classifier for another label set.")
+    class_weights: Literal["none", "inverse_sqrt_frequency", "inverse_frequency"] = option(
         "none", "Focal-loss alpha (InatConfig.focal_alpha) from the training label counts, normalised to mean 1."
     )
 
@@ -40,11 +36,13 @@ class ModelRunArguments:
 class TrainDataArguments(DataArguments):
     """The recipe's ``data`` section: the data source, and what training takes from it."""
 
-    train_split: str = _help("train", "Split to train on.")
-    eval_split: str | None = _help("val", "Split to evaluate on ('none': no evaluation).")
-    max_train_samples: int | None = _help(None, "Use only the first N training images (quick runs).")
-    max_eval_samples: int | None = _help(None, "Use only the first N evaluation images.")
-    dataset_name: str | None = _help(None, "What the data is, for the model card, e.g. 'iNaturalist 2021 (Animalia)'.")
+    train_split: str = option("train", "Split to train on.")
+    eval_split: str | None = option("val", "Split to evaluate on ('none': no evaluation).")
+    max_train_samples: int | None = option(None, "Use only the first N training images (quick runs).")
+    max_eval_samples: int | None = option(None, "Use only the first N evaluation images.")
+    dataset_name: str | None = option(
+        None, "What the data is, for the model card, e.g. 'iNaturalist 2021 (Animalia)'."
+    )
 
     def __post_init__(self):
         super().__post_init__()
@@ -59,15 +57,15 @@ class TrainDataArguments(DataArguments):
 class MixingConfig:
     """Mixup / CutMix (timm ``Mixup``, on the device inside the Trainer) with a scheduled probability."""
 
-    mixup_alpha: float = _help(0.2, "Mixup beta(α, α); 0 = no mixup.")
-    cutmix_alpha: float = _help(1.0, "CutMix beta(α, α); 0 = no cutmix.")
-    mix_prob: float = _help(1.0, "Probability that a batch is mixed at the start of training.")
-    mix_switch_prob: float = _help(0.5, "Probability of cutmix rather than mixup when both are on.")
-    mix_schedule: Literal["constant", "linear", "cosine"] = _help(
+    mixup_alpha: float = option(0.2, "Mixup beta(α, α); 0 = no mixup.")
+    cutmix_alpha: float = option(1.0, "CutMix beta(α, α); 0 = no cutmix.")
+    mix_prob: float = option(1.0, "Probability that a batch is mixed at the start of training.")
+    mix_switch_prob: float = option(0.5, "Probability of cutmix rather than mixup when both are on.")
+    mix_schedule: Literal["constant", "linear", "cosine"] = option(
         "linear", "How the mix probability moves from mix_prob to mix_prob_final over training."
     )
-    mix_prob_final: float = _help(0.3, "Mix probability at the end of the schedule.")
-    mix_off_epochs: int = _help(2, "Turn mixing off for the last N epochs (clean fine-tuning).")
+    mix_prob_final: float = option(0.3, "Mix probability at the end of the schedule.")
+    mix_off_epochs: int = option(2, "Turn mixing off for the last N epochs (clean fine-tuning).")
 
     def __post_init__(self):
         for name in ("mix_prob", "mix_prob_final", "mix_switch_prob"):
@@ -90,36 +88,36 @@ class InatTrainingArguments(TrainingArguments):
     """The ``training`` section: ``TrainingArguments``, this project's defaults (evaluation and checkpoints once per
     epoch, the best one restored at the end), and its own options (the fields below)."""
 
-    learning_rate: float = _help(1e-4, "Learning rate of the head and attention (the classifier LR).")
-    backbone_learning_rate: float = _help(1e-5, "Learning rate of the deepest backbone stage (layer4 of a ResNet).")
-    layer_decay: float = _help(1.0, "Stage k below the deepest trains at backbone_learning_rate × layer_decay^k.")
-    weight_decay: float = _help(0.05, "AdamW weight decay (never on norm weights and biases).")
-    frozen_stages: list[str] = _help(
+    learning_rate: float = option(1e-4, "Learning rate of the head and attention (the classifier LR).")
+    backbone_learning_rate: float = option(1e-5, "Learning rate of the deepest backbone stage (layer4 of a ResNet).")
+    layer_decay: float = option(1.0, "Stage k below the deepest trains at backbone_learning_rate × layer_decay^k.")
+    weight_decay: float = option(0.05, "AdamW weight decay (never on norm weights and biases).")
+    frozen_stages: list[str] = option(
         ["backbone"],
         "Stages frozen at the start: stage names (" + LIST_STAGES_HINT + "), 'backbone' (all its stages) or an "
         "index into the backbone stages (-1 = deepest). Those not in unfreeze_schedule stay frozen.",
     )
-    unfreeze_schedule: str = _help(
+    unfreeze_schedule: str = option(
         "-1:1,-2:2,-3:3", "Progressive unfreezing 'stage:epoch,…' (epochs from 0; stages as in frozen_stages)."
     )
-    channels_last: bool = _help(False, "Use channels_last memory format (faster convs with bf16/AMP).")
-    early_stopping_patience: int | None = _help(None, "Stop after N evaluations without improvement (None = off).")
-    early_stopping_threshold: float = _help(0.0, "Minimum improvement that counts for early stopping.")
-    ema_decay: float = _help(0.0, "EMA of weights (timm ModelEmaV3) with this decay; 0 = off.")
-    eval_tta_views: int = _help(1, "Views of test-time augmentation during evaluation (1 = plain).")
-    augmentation_seed: int | None = _help(None, "Seed of per-image augmentation (exact resumes); None = seed.")
-    geo_prior: str | None = _help(None, "A location prior (train_geo_prior.py): evaluations also log fused metrics.")
+    channels_last: bool = option(False, "Use channels_last memory format (faster convs with bf16/AMP).")
+    early_stopping_patience: int | None = option(None, "Stop after N evaluations without improvement (None = off).")
+    early_stopping_threshold: float = option(0.0, "Minimum improvement that counts for early stopping.")
+    ema_decay: float = option(0.0, "EMA of weights (timm ModelEmaV3) with this decay; 0 = off.")
+    eval_tta_views: int = option(1, "Views of test-time augmentation during evaluation (1 = plain).")
+    augmentation_seed: int | None = option(None, "Seed of per-image augmentation (exact resumes); None = seed.")
+    geo_prior: str | None = option(None, "A location prior (train_geo_prior.py): evaluations also log fused metrics.")
     # this project's defaults of TrainingArguments' own options
-    eval_strategy: str = _help("epoch", "When to evaluate.")
-    save_strategy: str = _help("epoch", "When to save checkpoints.")
-    logging_steps: float = _help(10, "Log every N steps.")
-    save_total_limit: int | None = _help(2, "Keep at most N checkpoints (the best is always kept).")
-    load_best_model_at_end: bool = _help(True, "Restore the best checkpoint at the end.")
-    metric_for_best_model: str | None = _help("top1", "Metric that picks the best checkpoint.")
-    dataloader_drop_last: bool = _help(True, "Drop the last incomplete batch (mixup: even batches; BatchNorm: > 1).")
-    dataloader_num_workers: int = _help(2, "Data loading processes.")
-    lr_scheduler_type: str = _help("cosine_with_restarts", "LR schedule (transformers names).")
-    logging_nan_inf_filter: bool = _help(False, "Hide NaN/Inf losses in logs (a sync per step; InatTrainer stops).")
+    eval_strategy: str = option("epoch", "When to evaluate.")
+    save_strategy: str = option("epoch", "When to save checkpoints.")
+    logging_steps: float = option(10, "Log every N steps.")
+    save_total_limit: int | None = option(2, "Keep at most N checkpoints (the best is always kept).")
+    load_best_model_at_end: bool = option(True, "Restore the best checkpoint at the end.")
+    metric_for_best_model: str | None = option("top1", "Metric that picks the best checkpoint.")
+    dataloader_drop_last: bool = option(True, "Drop the last incomplete batch (mixup: even batches; BatchNorm: > 1).")
+    dataloader_num_workers: int = option(2, "Data loading processes.")
+    lr_scheduler_type: str = option("cosine_with_restarts", "LR schedule (transformers names).")
+    logging_nan_inf_filter: bool = option(False, "Hide NaN/Inf losses in logs (a sync per step; InatTrainer stops).")
 
     def __post_init__(self):
         super().__post_init__()

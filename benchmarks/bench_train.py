@@ -39,8 +39,7 @@ from transformers import TrainerCallback
 
 from benchmarks.common import print_table, write_results
 from inat_hf import InatConfig, InatForImageClassification
-from inat_hf.training.arguments import MixingConfig
-from inat_hf.training.mixing import AdaptiveMixup
+from inat_hf.training.mixing import AdaptiveMixup, MixingConfig
 from inat_hf.training.optim import build_param_groups
 from inat_hf.training.recipe import InatTrainingArguments
 from inat_hf.training.trainer import InatTrainer

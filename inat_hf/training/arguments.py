@@ -1,4 +1,5 @@
-"""The train recipe's sections (configs/*.yaml) besides the config classes (``InatConfig``, ``AugmentationConfig``),
+"""The train recipe's sections (configs/*.yaml) besides the config classes (``InatConfig``,
+``AugmentationConfig``, ``MixingConfig`` beside the code that reads it),
 and which fields of those the data or the model set. How the recipe is read: :mod:`inat_hf.training.recipe`."""
 
 from __future__ import annotations
@@ -51,36 +52,6 @@ class TrainDataArguments(DataArguments):
         for name in ("max_train_samples", "max_eval_samples"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"--{name} must be a positive number of images, got {getattr(self, name)}.")
-
-
-@dataclasses.dataclass
-class MixingConfig:
-    """Mixup / CutMix (timm ``Mixup``, on the device inside the Trainer) with a scheduled probability."""
-
-    mixup_alpha: float = option(0.2, "Mixup beta(α, α); 0 = no mixup.")
-    cutmix_alpha: float = option(1.0, "CutMix beta(α, α); 0 = no cutmix.")
-    mix_prob: float = option(1.0, "Probability that a batch is mixed at the start of training.")
-    mix_switch_prob: float = option(0.5, "Probability of cutmix rather than mixup when both are on.")
-    mix_schedule: Literal["constant", "linear", "cosine"] = option(
-        "linear", "How the mix probability moves from mix_prob to mix_prob_final over training."
-    )
-    mix_prob_final: float = option(0.3, "Mix probability at the end of the schedule.")
-    mix_off_epochs: int = option(2, "Turn mixing off for the last N epochs (clean fine-tuning).")
-
-    def __post_init__(self):
-        for name in ("mix_prob", "mix_prob_final", "mix_switch_prob"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"--{name} is a probability in [0, 1], got {getattr(self, name)}.")
-        if min(self.mixup_alpha, self.cutmix_alpha, self.mix_off_epochs) < 0:
-            raise ValueError(
-                f"mixup_alpha, cutmix_alpha, mix_off_epochs must be >= 0, got {dataclasses.astuple(self)}"
-            )
-        if self.mix_schedule not in ("constant", "linear", "cosine"):
-            raise ValueError(f"mix_schedule must be constant, linear or cosine, got {self.mix_schedule!r}.")
-
-    @property
-    def enabled(self) -> bool:
-        return (self.mixup_alpha > 0 or self.cutmix_alpha > 0) and max(self.mix_prob, self.mix_prob_final) > 0
 
 
 @dataclasses.dataclass

@@ -26,10 +26,10 @@ from .arguments import (
     AUGMENTATION_FROM_MODEL,
     MODEL_FIELDS_FROM_DATA,
     InatTrainingArguments,
-    MixingConfig,
     ModelRunArguments,
     TrainDataArguments,
 )
+from .mixing import MixingConfig
 from .unfreezing import unfreezing_plan
 
 RECIPE_FILE = "run_config.yaml"

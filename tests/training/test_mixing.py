@@ -4,8 +4,7 @@ import pytest
 import torch
 
 from inat_hf import InatConfig, InatForImageClassification
-from inat_hf.training.arguments import MixingConfig
-from inat_hf.training.mixing import AdaptiveMixup
+from inat_hf.training.mixing import AdaptiveMixup, MixingConfig
 
 
 def mixer(num_labels=6, label_smoothing=0.1, **kwargs):

@@ -357,7 +357,8 @@ def test_every_recipe_key_has_help():
     """``--help`` shows each key's ``metadata["help"]``: the config classes' fields carry one."""
     from inat_hf.data.augmentation import AugmentationConfig
     from inat_hf.models import InatConfig
-    from inat_hf.training.arguments import MixingConfig, ModelRunArguments, TrainDataArguments
+    from inat_hf.training.arguments import ModelRunArguments, TrainDataArguments
+    from inat_hf.training.mixing import MixingConfig
 
     own = inspect.get_annotations(InatConfig)
     for cls in (InatConfig, AugmentationConfig, MixingConfig, ModelRunArguments, TrainDataArguments):

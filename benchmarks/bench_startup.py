@@ -8,8 +8,10 @@ best wall time of the runs and that run's peak RSS. Baselines measured in the sa
 ``python -c "import torch"``, and timm's own ``train.py --help`` (the anchor: it imports torch, torchvision and timm
 before parsing). timm's train.py is not part of the timm package: give a checkout's ``train.py`` with
 ``--timm_train`` or ``$TIMM_TRAIN_PY`` (it is looked for next to this repository too, at
-``../pytorch-image-models/train.py``), run with the installed timm; without one the row says so. The target (≤ 1.5 s
-on the 2-core reference machine) lives here, not in tests; ``tests/test_package.py`` checks what is imported.
+``../pytorch-image-models/train.py``), run with the installed timm; without one the row says so. The targets live
+here, not in tests (``tests/test_package.py`` checks what is imported): ≤ 1.5 s on the 2-core reference machine, except
+for the commands whose help lists ``InatConfig``'s and ``TrainingArguments``' fields (both classes import torch; the
+model package imports timm), which are held to the anchor's ``train.py --help`` of the same run.
 
 Also: the project's metrics through the ``evaluate`` module against the numpy functions underneath.
 """
@@ -35,6 +37,8 @@ COMMANDS = {
 }
 BASELINES = {"python -c pass": ["-c", "pass"], "import torch": ["-c", "import torch"]}
 TIMM_TRAIN = "timm train.py --help"
+ANCHORED = {"train.py --help", "train_geo_prior.py --help"}  # their help needs torch, timm and transformers
+FAST_S = 1.5
 
 
 def find_timm_train(path: str | None = None) -> Path | None:
@@ -86,11 +90,19 @@ def run(quick: bool = False, timm_train: str | None = None) -> dict:
             "peak_rss_mb": round(rss, 1),
             "script": str(timm_script),
         }
+    commands = {name: _best(args, repeats) for name, args in COMMANDS.items()}
+    for name, run in commands.items():
+        if name not in ANCHORED:
+            run.update(target=f"≤ {FAST_S} s", met=run["seconds"] <= FAST_S)
+        elif TIMM_TRAIN in baselines:
+            run.update(target=f"≤ {TIMM_TRAIN}", met=run["seconds"] <= baselines[TIMM_TRAIN]["seconds"])
+        else:
+            run.update(target=f"≤ {TIMM_TRAIN} (not measured)", met=None)
     return {
         "repeats": repeats,
         "baselines": baselines,
         "timm_train": str(timm_script) if timm_script else "not found: pass --timm_train PATH (see the docstring)",
-        "commands": {name: _best(args, repeats) for name, args in COMMANDS.items()},
+        "commands": commands,
         "metrics_module": _metrics_module(10_000 if quick else 100_000),
     }
 

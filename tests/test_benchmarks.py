@@ -30,7 +30,7 @@ def test_every_benchmark_has_its_tables():
 STARTUP = {
     "repeats": 1,
     "baselines": {"python -c pass": {"seconds": 0.05, "peak_rss_mb": 16.3}, "import torch": {"seconds": 2.5, "peak_rss_mb": 600}},
-    "commands": {"train.py --help": {"seconds": 1.7, "peak_rss_mb": 62.4}},
+    "commands": {"train.py --help": {"seconds": 1.7, "peak_rss_mb": 62.4, "target": "≤ 1.5 s", "met": False}},
     "metrics_module": {"num_images": 10000, "numpy_s": 0.01, "evaluate_s": 0.2},
 }  # fmt: skip
 

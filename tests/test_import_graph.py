@@ -121,4 +121,6 @@ def test_packages_import_only_the_layers_below(graph, package):
         if target.count(".") >= 2  # a subpackage's module; top-level helpers (inat_hf.files) are for everyone
         and target.split(".")[1] not in ALLOWED[package] | {package}
     }
-    assert not wrong, f"inat_hf.{package} may import only {sorted(ALLOWED[package]) or 'nothing else'}: {sorted(wrong)}"
+    assert not wrong, (
+        f"inat_hf.{package} may import only {sorted(ALLOWED[package]) or 'nothing else'}: {sorted(wrong)}"
+    )

@@ -142,21 +142,30 @@ class GeoPriorModel(GeoPriorPreTrainedModel):
         location). The sum over the other labels scores every label, or in training with ``sampled_negatives`` S of
         the K labels drawn uniformly for the step, weighted by K / S (``log(K / S)`` on a sampled softmax's logits,
         Jean et al. 2015; a factor on the presence loss's negatives, unbiased); a row's own label is masked out."""
-        k, device = self.config.num_labels, features.device
-        s = self.config.sampled_negatives if self.training else None
-        negatives = torch.arange(k, device=device) if s is None else torch.randperm(k, device=device)[:s]
-        scale = 1.0 if s is None else k / s
-        weight = self.classifier.weight  # [K, hidden]
-        own = negatives[None, :] == labels[:, None]  # [B, S]
-        sampled_weight = weight[negatives]
-        positive = (features * weight[labels]).sum(-1, keepdim=True)  # [B, 1]
-        negative = features @ sampled_weight.T  # [B, S]
-        if self.config.loss == "softmax":
-            logits = torch.cat([positive, (negative + math.log(scale)).masked_fill(own, float("-inf"))], 1)
-            return nn.functional.cross_entropy(logits, torch.zeros_like(labels))
-        rand = self.random_location_features(features.shape[0], features.device)
-        rand_positive = (rand * weight[labels]).sum(-1)
-        rand_negative = rand @ sampled_weight.T
+        k, s = self.config.num_labels, self.config.sampled_negatives if self.training else None
+        # Drawn before the random locations, as the seed's sampled loss did: the same seed gives the same run.
+        negatives = None if s is None else torch.randperm(k, device=features.device)[:s]
+        presence = self.config.loss == "presence"
+        rand = self.random_location_features(features.shape[0], features.device) if presence else None
+        if negatives is None:
+            # Every label: the classifier's own scores (the sampled branch's products would give the same loss).
+            logits = self.classifier(features)
+            if not presence:
+                return nn.functional.cross_entropy(logits, labels)
+            positive, own, scale = logits.gather(1, labels[:, None]), nn.functional.one_hot(labels, k).bool(), 1.0
+            negative, rand_negative = logits, self.classifier(rand)
+            rand_positive = rand_negative.gather(1, labels[:, None])[:, 0]
+        else:
+            # index_select, not weight[labels]: the gradient of advanced indexing with repeated labels is summed
+            # in a thread-dependent order on CPU, so two runs with one seed would not give the same prior.
+            label_w, negative_w = (self.classifier.weight.index_select(0, i) for i in (labels, negatives))
+            scale, own = k / s, negatives[None, :] == labels[:, None]  # own: [B, S]
+            positive = (features * label_w).sum(-1, keepdim=True)  # [B, 1]
+            negative = features @ negative_w.T  # [B, S]
+            if not presence:
+                logits = torch.cat([positive, (negative + math.log(scale)).masked_fill(own, float("-inf"))], 1)
+                return nn.functional.cross_entropy(logits, torch.zeros_like(labels))
+            rand_positive, rand_negative = (rand * label_w).sum(-1), rand @ negative_w.T
         others = nn.functional.logsigmoid(-negative).masked_fill(own, 0.0).sum(1)
         rand_others = nn.functional.logsigmoid(-rand_negative).masked_fill(own, 0.0).sum(1)
         loss_obs = -(others * scale + self.config.pos_weight * nn.functional.logsigmoid(positive[:, 0]))

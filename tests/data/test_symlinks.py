@@ -52,7 +52,12 @@ def test_link_to_a_file_outside_the_root_is_a_bad_image(demo_copy, tmp_path, out
     assert victim["id"] not in prepared.dataset["train"]["image_id"]
     # --follow_symlinks: the link is followed (and with bytes storage its picture embedded)
     followed = prep(
-        demo_copy, tmp_path / "f", splits="train", image_storage=storage, follow_symlinks=True, preprocessing_num_workers=1
+        demo_copy,
+        tmp_path / "f",
+        splits="train",
+        image_storage=storage,
+        follow_symlinks=True,
+        preprocessing_num_workers=1,
     )
     train = followed.dataset["train"]
     assert train[train["image_id"].index(victim["id"])]["image"].getpixel((5, 5))[1] > 150

@@ -103,6 +103,33 @@ def test_sampled_negatives_score_only_the_drawn_labels():
 
 
 @pytest.mark.parametrize("loss", ["softmax", "presence"])
+@pytest.mark.parametrize("loss_negatives", [None, 8])
+def test_one_seed_gives_one_prior(loss, loss_negatives):
+    """Two trainings with the same seed end with bit-identical weights, sampled negatives included: labels repeat
+    within a batch, and the gradient of ``weight[labels]`` sums them in a thread-dependent order on CPU."""
+    labels = {i: str(i) for i in range(40)}
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)  # the order only varies with more than one thread
+    try:
+        runs = []
+        for _ in range(2):
+            torch.manual_seed(0)
+            config = GeoPriorConfig(id2label=labels, hidden_size=64, num_blocks=1, loss=loss)
+            config.loss_negatives = loss_negatives
+            model = GeoPriorModel(config).train()
+            optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+            for _ in range(5):
+                lat, lon = torch.rand(512) * 180 - 90, torch.rand(512) * 360 - 180
+                model(lat, lon, labels=torch.randint(0, 40, (512,))).loss.backward()
+                optimizer.step()
+                optimizer.zero_grad()
+            runs.append(model.classifier.weight.detach().clone())
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(runs[0], runs[1])
+
+
+@pytest.mark.parametrize("loss", ["softmax", "presence"])
 def test_sampled_loss_estimates_the_full_loss(loss):
     """softmax: exp(loss) of one row is its normaliser estimate over exp(s_y), unbiased; presence: the loss itself
     is unbiased. Monte Carlo means over draws against the exact loss (mean over draws of the random location)."""

@@ -157,8 +157,10 @@ class GeoPriorModel(GeoPriorPreTrainedModel):
             rand_positive = rand_negative.gather(1, labels[:, None])[:, 0]
         else:
             # index_select, not weight[labels]: the gradient of advanced indexing with repeated labels is summed
-            # in a thread-dependent order on CPU, so two runs with one seed would not give the same prior.
-            label_w, negative_w = (self.classifier.weight.index_select(0, i) for i in (labels, negatives))
+            # in a thread-dependent order on CPU, so two runs with one seed would not give the same prior (the
+            # negatives are distinct: their rows get one term each).
+            weight = self.classifier.weight  # [K, hidden]
+            label_w, negative_w = weight.index_select(0, labels), weight[negatives]
             scale, own = k / s, negatives[None, :] == labels[:, None]  # own: [B, S]
             positive = (features * label_w).sum(-1, keepdim=True)  # [B, 1]
             negative = features @ negative_w.T  # [B, S]

@@ -59,6 +59,7 @@ def write_model_card(
         eval_results=results or None,
     )
     head = "→".join(map(str, model["head_hidden_sizes"])) or "linear"
+    start = _starting_point(recipe.model_run)
     resolved = recipe_to_dict(recipe)
     resolved["training"] = {k: v for k, v in resolved["training"].items() if k in _CARD_TRAINING_KEYS}
     result = (
@@ -72,8 +73,8 @@ def write_model_card(
 
 # {name}
 
-A `{model["backbone"]}` (timm) with `{model["attn_layer"]}` channel attention and a {head} head, fine-tuned with \
-focal loss (γ={model["focal_gamma"]}, label smoothing {model["label_smoothing"]}) by inat_hf on {dataset}.
+A `{model["backbone"]}` (timm) with `{model["attn_layer"]}` channel attention and a {head} head, {start}, \
+trained with focal loss (γ={model["focal_gamma"]}, label smoothing {model["label_smoothing"]}) by inat_hf on {dataset}.
 
 - labels: {taxonomy.num_labels} at rank **{taxonomy.rank}** (the config's `taxonomy` gives \
 {", ".join(taxonomy.available_ranks)} for every label)
@@ -109,6 +110,15 @@ The resolved recipe is `{RECIPE_FILE}` in this repository; reproduce with `pytho
     with open(path, "w", encoding="utf-8") as f:
         f.write(card)
     return path
+
+
+def _starting_point(run) -> str:
+    """Where the weights started: "fine-tuned" only when they were trained before (say which)."""
+    if run.init_checkpoint:
+        return f"fine-tuned from the inat_hf checkpoint `{run.init_checkpoint}`"
+    if run.pretrained_weights:
+        return f"fine-tuned from the backbone weights `{run.pretrained_weights}`"
+    return "trained from random initialisation (no pretrained weights)"
 
 
 # the training arguments the card shows (the whole recipe is run_config.yaml)

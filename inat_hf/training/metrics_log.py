@@ -63,6 +63,8 @@ class TrainingMetricsCallback(TrainerCallback):
         kind = "train" if "loss" in logs else ("final_eval" if self._training_done else "eval")
         row = {k: logs.get(k) for k in ("eval_loss", "eval_top1", "eval_top3", "eval_top5", "grad_norm")}
         row |= {"epoch": round(state.epoch or 0.0, 4), "step": state.global_step, "kind": kind}
+        if kind == "final_eval":  # the saved model: the restored best checkpoint, drawn where it was evaluated
+            row["epoch"] = _saved_epoch(args, state, row["epoch"])
         row |= {"train_loss": logs.get("loss")} | {k: v for k, v in logs.items() if k.startswith("lr_")}
         if kind == "train":
             seconds, steps = self._window
@@ -88,15 +90,27 @@ class TrainingMetricsCallback(TrainerCallback):
             plot_training_curves(self.path, self.curves_path)
 
 
+def _saved_epoch(args, state, last_epoch: float) -> float:
+    """The epoch of the weights that were saved: the best checkpoint's with ``load_best_model_at_end``, else the
+    last one."""
+    best = state.best_global_step if args.load_best_model_at_end else None
+    epochs = [e["epoch"] for e in state.log_history if e.get("step") == best and "epoch" in e]
+    return round(epochs[0], 4) if epochs else last_epoch
+
+
 def truncate_metrics(path: str, global_step: int) -> None:
-    """Keep the header and the rows of ``path`` up to ``global_step`` (atomically)."""
+    """Keep the header and the rows of ``path`` up to ``global_step`` (atomically); a final evaluation's row goes
+    too (the resumed run has not finished)."""
     with open(path, newline="") as f:
         rows = list(csv.reader(f))
     if not rows:
         return
     header, body = rows[0], rows[1:]
     step = header.index("step")
-    kept = [r for r in body if len(r) > step and r[step] and int(float(r[step])) <= global_step]
+    kind = header.index("kind")
+    kept = [
+        r for r in body if len(r) > kind and r[step] and int(float(r[step])) <= global_step and r[kind] != "final_eval"
+    ]
     with atomic_write(path, newline="") as f:
         csv.writer(f).writerows([header, *kept])
 
@@ -117,11 +131,11 @@ def plot_training_curves(csv_path: str, png_path: str) -> None:
     fig, (loss, accuracy, lr) = plt.subplots(1, 3, figsize=(15, 4))
     loss.plot(train["epoch"], train["train_loss"], label="train")
     loss.plot(evals["epoch"], evals["eval_loss"], "o-", label="eval")
-    loss.plot(finals["epoch"], finals["eval_loss"], **star, label="final (saved model)")
+    loss.plot(finals["epoch"], finals["eval_loss"], **star, label="saved model")
     for col in (f"eval_top{k}" for k in (1, 3, 5)):
         if col in evals and evals[col].notna().any():
             (line,) = accuracy.plot(evals["epoch"], evals[col], "o-", label=f"top-{col[-1]}")
-            final_label = f"top-{col[-1]}, final (saved model)" if len(finals) else None
+            final_label = f"top-{col[-1]}, saved model" if len(finals) else None
             accuracy.plot(finals["epoch"], finals[col], **star, color=line.get_color(), label=final_label)
     lr_columns = [c for c in df.columns if c.startswith("lr_")]
     for col in lr_columns:

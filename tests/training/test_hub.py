@@ -78,3 +78,12 @@ def test_card_names_the_data_it_was_trained_on(write_recipe, prepared_demo, tmp_
     inat = parse_recipe([str(write_recipe()), "--dataset_name", "iNaturalist 2021 (Animalia, train_mini)"])
     card = _card(inat, tmp_path, prepared_demo, hub_id="me/inat-r50").read_text()
     assert "datasets:\n- inaturalist-2021" in card and "\n# me/inat-r50\n" in card and 'model="me/inat-r50"' in card
+
+
+def test_card_says_where_the_weights_started(write_recipe, prepared_demo, tmp_path):
+    (tmp_path / "run").mkdir()
+    scratch = _card(parse_recipe([str(write_recipe())]), tmp_path, prepared_demo).read_text()
+    assert "trained from random initialisation" in scratch and "fine-tuned" not in scratch
+    weights = parse_recipe([str(write_recipe()), "--pretrained_weights", "backbone.safetensors"])
+    card = _card(weights, tmp_path, prepared_demo).read_text()
+    assert "fine-tuned from the backbone weights `backbone.safetensors`" in card

@@ -118,25 +118,30 @@ def plot_precision_coverage(
     runs: Mapping[str, tuple[np.ndarray, np.ndarray]], ranks: Sequence[str], threshold: float, path
 ) -> None:
     """Per rank, precision vs coverage of "answer at this rank when its best taxon reaches t" over t in [0, 1];
-    the marker is the configured threshold. One panel per run (image-only, fused)."""
+    the marker is the configured threshold. One panel per run (image-only, fused).
+
+    Ranks often share a curve (a genus with one species per label set): coarser ranks are drawn first and wider, so
+    a curve hidden under a finer one still shows as the band around it, and every colour of the legend is visible."""
     from matplotlib.figure import Figure  # no pyplot: no global backend or figure state
 
     thresholds = np.linspace(0, 1, 101)
     fig = Figure(figsize=(5.5 * len(runs), 4.5), layout="tight")
     axes = fig.subplots(1, len(runs), squeeze=False)
     for ax, (name, (conf, correct)) in zip(axes[0], runs.items()):
-        for r, rank in enumerate(ranks):
+        for r in reversed(range(len(ranks))):  # coarsest first, widest; colour C<r> as the legend lists them
             above = conf[:, r, None] >= thresholds  # [N, T]
             with np.errstate(invalid="ignore", divide="ignore"):  # no image above t: no precision (nan)
                 prec = (above & correct[:, r, None]).sum(0) / above.sum(0)
-            (line,) = ax.plot(above.mean(0), prec, label=rank)
+            width = 1.5 + 2.0 * r
+            ax.plot(above.mean(0), prec, color=f"C{r}", linewidth=width, label=ranks[r], solid_capstyle="butt")
             at = conf[:, r] >= threshold
             if at.any():
-                ax.plot([at.mean()], [correct[at, r].mean()], "o", color=line.get_color())
+                ax.plot([at.mean()], [correct[at, r].mean()], "o", color=f"C{r}", markersize=4 + width)
         ax.set(xlabel="coverage (fraction whose best taxon at this rank reaches t)", ylabel="precision")
         ax.set(
             title=f"back-off precision–coverage ({name}); ● threshold {threshold:g}", xlim=(0, 1.02), ylim=(0, 1.02)
         )
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        handles, labels = ax.get_legend_handles_labels()
+        ax.legend(handles[::-1], labels[::-1], fontsize=8)  # finest first
     fig.savefig(path, dpi=100)

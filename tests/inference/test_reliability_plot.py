@@ -54,3 +54,23 @@ def test_reliability_in_summary_json_is_valid_json_with_null_for_empty_bins():
     )
     text = json.dumps(_json_ready(dataclasses.asdict(data)), allow_nan=False)
     assert json.loads(text)["accuracy"] == [None, 0.5] and json.loads(text)["counts"] == [0, 2]
+
+
+def test_every_rank_shows_in_the_precision_coverage_plot_when_their_curves_coincide(tmp_path):
+    """Ranks with the same accuracy draw the same curve: each rank's colour must still be visible."""
+    from PIL import Image
+
+    from inat_hf.inference.backoff import plot_precision_coverage
+
+    rng = np.random.default_rng(0)
+    ranks = ["species", "genus", "family", "order"]
+    conf = np.repeat(rng.uniform(size=(200, 1)), len(ranks), axis=1)
+    correct = np.repeat(rng.uniform(size=(200, 1)) < conf[:, :1], len(ranks), axis=1)
+    plot_precision_coverage({"image": (conf, correct)}, ranks, 0.8, tmp_path / "pc.png")
+    pixels = np.asarray(Image.open(tmp_path / "pc.png").convert("RGB"), dtype=float).reshape(-1, 3)
+    from matplotlib.colors import to_rgb
+
+    for r in range(len(ranks)):
+        colour = np.array(to_rgb(f"C{r}")) * 255
+        # the legend's line alone is ~30 pixels: a rank drawn only there would stay under this count
+        assert (np.abs(pixels - colour).max(axis=1) < 8).sum() > 300, f"{ranks[r]} (C{r}) does not show"

@@ -112,7 +112,8 @@ def train_geo_prior(model, train: GeoRecords, args: GeoTrainingArguments, *, log
         scheduler.step()
         losses.append(total / seen)
         if log is not None and (step == total_steps or epoch % max(epochs // 10, 1) == 0):
-            log(f"epoch {epoch + 1}/{epochs}: loss {losses[-1]:.4f} ({time.perf_counter() - start:.1f} s)")
+            seconds = time.perf_counter() - start  # steps first: the README and --min_steps count steps
+            log(f"step {step}/{total_steps} (epoch {epoch + 1}/{epochs}): loss {losses[-1]:.4f} ({seconds:.1f} s)")
     model.eval()
     seconds = time.perf_counter() - start
     return {

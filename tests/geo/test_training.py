@@ -102,7 +102,9 @@ def test_train_command_from_json_and_prepared_folder(demo_root, prepared_demo, t
     common = ["--min_steps", "20", "--batch_size", "16", "--hidden_size", "16", "--num_blocks", "1"]
     out_json = tmp_path / "from_json"
     code = main(["--data_dir", str(demo_root), "--splits", "train,val", "--output_dir", str(out_json), *common])
-    assert code == 0, capsys.readouterr().err
+    printed = capsys.readouterr()
+    assert code == 0, printed.err
+    assert "step 20/20 (epoch " in printed.out  # the log counts steps, as --min_steps does
     report = json.loads((out_json / "geo_report.json").read_text())
     assert report["num_labels"] == 8  # kingdom=Animalia, as prepare_data.py: the same labels as an image model
     train_counts = report["counts"]["train"]

@@ -206,6 +206,10 @@ def _write_output(path: str, predictions, taxonomy) -> None:
             frame.to_csv(f, index=False)
 
 
+# With --output/--submission the file holds every prediction: the console shows the first few, not hundreds of lines.
+SHOWN_WITH_FILE = 5
+
+
 def run_prediction(args: PredictArguments, extra_inputs: list[str] = ()) -> int:
     """Everything :func:`main` does; raises ``InferenceError`` for bad arguments, returns the exit status."""
     import numpy as np
@@ -248,8 +252,13 @@ def run_prediction(args: PredictArguments, extra_inputs: list[str] = ()) -> int:
             continue
         done.append(pred)
         trimmed.append(dataclasses.replace(pred, indices=pred.indices[: args.top_k], probs=pred.probs[: args.top_k]))
-        if not args.quiet:
+        if not args.quiet and (len(trimmed) <= SHOWN_WITH_FILE or not (args.output or args.submission)):
             _print_table(trimmed[-1], predictor.taxonomy)
+
+    if not args.quiet and len(trimmed) > SHOWN_WITH_FILE and (args.output or args.submission):
+        print(
+            f"... {len(trimmed) - SHOWN_WITH_FILE} more not shown: all {len(trimmed)} are in {args.output or args.submission}"
+        )
 
     if args.output:
         _write_output(args.output, trimmed, predictor.taxonomy)

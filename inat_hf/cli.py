@@ -117,8 +117,22 @@ def summary_line(doc: str) -> str:
     return " ".join(doc.strip().split("\n\n")[0].split()).replace("``", "")
 
 
+def quiet_weight_loading() -> None:
+    """transformers draws a "Loading weights" bar per ``from_pretrained``: a one-second bar that tells a command's
+    user nothing. Every other bar (downloads, datasets, training) is left as it is."""
+    from transformers.utils import logging as transformers_logging
+
+    def hook(factory, args, kwargs):
+        if kwargs.get("desc") == "Loading weights":
+            kwargs = {**kwargs, "disable": True}
+        return factory(*args, **kwargs)
+
+    transformers_logging.set_tqdm_hook(hook)
+
+
 def run_command(body: Callable[[], int], *, user_errors: tuple[type[BaseException], ...], debug: bool) -> int:
     """``body()``; a user error (bad data, missing file, unreadable checkpoint) → one ``error:`` line, exit 2."""
+    quiet_weight_loading()
     try:
         return body()
     except user_errors as err:

@@ -9,12 +9,15 @@ import logging
 import os
 import sys
 
+from ..cli import quiet_weight_loading
+
 
 def _setup_logging() -> None:
     # The project's own messages (resume point, unfreezing, backbone loading) at INFO on the main process only.
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     main_process = os.environ.get("RANK", "0") == "0"
     logging.getLogger("inat_hf").setLevel(logging.INFO if main_process else logging.WARNING)
+    quiet_weight_loading()  # --init_checkpoint, the best checkpoint at the end
 
 
 def _error(message: str) -> int:

@@ -161,3 +161,9 @@ def test_script_help_runs(monkeypatch, capsys):
     stdout = capsys.readouterr().out
     for flag in ("--model_dir", "--top_k", "--tta", "--output", "--submission", "--batch_size"):
         assert flag in stdout
+
+
+def test_no_weight_loading_bar(trained_model_dir, images, capsys):
+    """transformers' per-from_pretrained "Loading weights" bar says nothing to a command's user."""
+    assert main(["--model_dir", str(trained_model_dir), str(images), "--quiet"]) == 0
+    assert "Loading weights" not in capsys.readouterr().err

@@ -7,11 +7,13 @@ the traceback. :meth:`CommandParser.add_config` makes a config class's keyword a
 
 from __future__ import annotations
 
+import argparse
 import copy
 import dataclasses
 import difflib
 import inspect
 import re
+import shutil
 import sys
 import typing
 from collections.abc import Callable
@@ -28,6 +30,26 @@ def option(default, help: str, **metadata):
     if isinstance(default, list):
         return dataclasses.field(default_factory=lambda: list(default), metadata={"help": help, **metadata})
     return dataclasses.field(default=default, metadata={"help": help, **metadata})
+
+
+class OneLineHelp(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """``--help`` as one line per option where the terminal allows: the option's one spelling (no ``--dash-form``
+    alias, no metavar, no separate ``--no_flag`` line), then its help and its default unless that is None. The
+    description is printed as written (its lines are laid out by hand)."""
+
+    def __init__(self, prog):
+        super().__init__(prog, max_help_position=32, width=min(max(shutil.get_terminal_size().columns, 100), 140))
+
+    def _format_action_invocation(self, action):
+        return action.option_strings[0] if action.option_strings else super()._format_action_invocation(action)
+
+    def _get_help_string(self, action):
+        return action.help if action.default is None else super()._get_help_string(action)
+
+    def _format_action(self, action):
+        if action.option_strings and action.option_strings[0].startswith("--no_"):
+            return ""  # the flag's own line says it all: --head_batch_norm false
+        return super()._format_action(action)
 
 
 class CommandParser(HfArgumentParser):
@@ -61,12 +83,14 @@ class CommandParser(HfArgumentParser):
         )
         self.dataclass_types.append(dtype)
 
-    def add_config(self, cls: type, title: str, description: str | None = None, skip=()) -> None:
-        """The fields ``cls`` declares in its own body (less ``skip``) as options in group ``title``: a config class's
-        keyword arguments, read back with :meth:`config_kwargs`. A ``PreTrainedConfig`` cannot be a dataclass of
-        ``HfArgumentParser``: its generic fields (id2label, dtype, ...) are not options, and their annotations name
-        torch, which transformers imports for type checkers only."""
+    def add_config(self, cls: type, title: str, description: str | None = None, skip=(), also=()) -> None:
+        """The fields ``cls`` declares in its own body (less ``skip``, plus the inherited ones named in ``also``) as
+        options in group ``title``: a config class's keyword arguments, read back with :meth:`config_kwargs`. A
+        ``PreTrainedConfig`` cannot be a dataclass of ``HfArgumentParser``: its generic fields (id2label, dtype, ...)
+        are not options, and their annotations name torch, which transformers imports for type checkers only."""
         own = inspect.get_annotations(cls, eval_str=True)
+        if also:
+            own |= {name: typing.get_type_hints(cls)[name] for name in also}
         fields = [f for f in dataclasses.fields(cls) if f.name in own and f.name not in skip]
         self._add_fields(title, description, fields, own)
         self.configs[cls] = [f.name for f in fields]

@@ -18,7 +18,7 @@ import typing
 import yaml
 from transformers.hf_argparser import string_to_bool
 
-from ..cli import CommandParser
+from ..cli import CommandParser, OneLineHelp
 from ..data.augmentation import AugmentationConfig
 from ..models.backbone import CLASSIFIER_STAGES, describe_backbone
 from ..models.configuration_inat import InatConfig
@@ -54,20 +54,35 @@ class Recipe:
     overrides: list[str] = dataclasses.field(default_factory=list)  # the command-line arguments after it
 
 
+# The first screen of `train.py --help`: what a user changes most, and a command that runs.
+MOST_CHANGED = ("--dataset_dir", "--output_dir", "--backbone", "--pretrained_weights", "--image_size")
+MOST_CHANGED += ("--num_train_epochs", "--learning_rate", "--per_device_train_batch_size", "--resume_from_checkpoint")
+# (inherited TrainingArguments fields of MOST_CHANGED: the short help lists them too)
+TRAINING_MOST = ("output_dir", "num_train_epochs", "per_device_train_batch_size", "resume_from_checkpoint")
+EXAMPLE = "train.py configs/demo.yaml --dataset_dir runs/demo/prepared --output_dir runs/my_model --num_train_epochs 4"
+
+
 def recipe_parser(help_all: bool = True) -> CommandParser:
     """``train.py``'s parser; ``help_all=False``: of ``TrainingArguments`` only the options this project declares or
     sets (``train.py --help``; ``--help_all`` shows all ~150)."""
     usage = "train.py [RECIPE.yaml] [--key value ...] [--help_all] [--traceback] | --list_stages BACKBONE"
     about = "Fine-tune on iNat 2021: RECIPE.yaml holds the sections below (configs/*.yaml), --key value wins over it."
+    if not help_all:
+        about = f"{about}\n\nMost changed:\n  {' '.join(MOST_CHANGED[:5])}\n  {' '.join(MOST_CHANGED[5:])}"
+        about += f"\nExample:\n  {EXAMPLE}"
     parser = CommandParser([], prog="train.py", usage=usage, description=about, add_help=False,
-                           error_class=RecipeError, debug_flag="--traceback")  # fmt: skip
+                           error_class=RecipeError, debug_flag="--traceback",
+                           formatter_class=argparse.ArgumentDefaultsHelpFormatter if help_all else OneLineHelp)  # fmt: skip
     parser.add_config(InatConfig, "model", "InatConfig's keyword arguments, then the weights", MODEL_FIELDS_FROM_DATA)
     parser.add_dataclass(ModelRunArguments, "model")
     parser.add_dataclass(TrainDataArguments, "data", "--data_dir or --dataset_dir replaces the recipe's source")
     parser.add_config(AugmentationConfig, "augmentation", "image_size/mean/std: the model's", AUGMENTATION_FROM_MODEL)
     parser.add_dataclass(MixingConfig, "mixing", "Mixup / CutMix")
-    add = parser.add_dataclass if help_all else parser.add_config  # add_config: the fields the project declares
-    add(InatTrainingArguments, "training", "TrainingArguments and the project's options (all ~150: --help_all)")
+    training = ("training", "TrainingArguments and the project's options (all ~150: --help_all)")
+    if help_all:
+        parser.add_dataclass(InatTrainingArguments, *training)
+    else:  # the fields the project declares, and the TrainingArguments a user changes most
+        parser.add_config(InatTrainingArguments, *training, also=TRAINING_MOST)
     return parser
 
 

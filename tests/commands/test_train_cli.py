@@ -1,5 +1,7 @@
 """train.py's command line: short help by recipe section, user mistakes as one error line (exit 2)."""
 
+import re
+
 import pytest
 
 from inat_hf.commands.train import main
@@ -15,6 +17,22 @@ def test_help_shows_project_options_by_section_first(capsys):
     assert "--train_interpolation" in text and "--eval_strategy" in text  # a project default of TrainingArguments
     assert "--adam_beta1" not in text and "--help_all" in text and "``" not in text
     assert "--id2label" not in text and "--dtype" not in text  # PreTrainedConfig's generic fields are not keys
+
+
+def test_short_help_fits_one_line_per_option_and_starts_with_what_users_change(capsys, monkeypatch):
+    from inat_hf.training.recipe import MOST_CHANGED
+
+    monkeypatch.setenv("COLUMNS", "140")
+    assert main(["--help"]) == 0
+    text = capsys.readouterr().out
+    first_screen = "\n".join(text.splitlines()[:12])
+    assert all(option in first_screen for option in MOST_CHANGED) and "Example:" in first_screen
+    options = text.split("\noptions:\n", 1)[1]
+    listed = re.findall(r"^  (--\w+)(?: {2,}|$)", options, flags=re.MULTILINE)
+    assert set(MOST_CHANGED) <= set(listed)  # each is also listed with its help
+    assert len(listed) == len(set(listed)) and not any(o.startswith("--no_") for o in listed)  # one line, one spelling
+    assert "--drop-path-rate" not in text and "DROP_PATH_RATE" not in text  # no alias, no metavar
+    assert len(options.splitlines()) < 1.2 * len(listed) + 20  # one line each, but a few, and the group headings
 
 
 def test_help_all_lists_every_training_argument(capsys):

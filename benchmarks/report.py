@@ -10,12 +10,14 @@ figure beside it) and one section per benchmark, whose tables are written from t
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
+from benchmarks.bench_quickstart import DEMO, INSTALL, TESTS
 from benchmarks.bench_startup import TIMM_TRAIN
 
 # Benchmarks in the order they run and appear; train_families only holds a separate `bench_train --families` run.
-ORDER = ("prepare", "data", "train", "train_families", "infer", "learning", "geo", "startup")
+ORDER = ("quickstart", "prepare", "data", "train", "train_families", "infer", "learning", "geo", "startup")
 
 
 def _cell(v) -> str:
@@ -284,7 +286,28 @@ def _learning_rows(learning: dict, _: dict) -> list[dict]:
     ]
 
 
+def _minutes(seconds: float) -> str:
+    return f"{int(seconds // 60)} min {round(seconds % 60):02d} s"
+
+
+def _quickstart_rows(q: dict, _: dict) -> list[dict]:
+    tests = ", ".join(f"{n} {kind}" for kind, n in q["tests"].items())
+    return [
+        _row(
+            "Quick start from a fresh clone: install + demo, wall",
+            f"install {_minutes(q['install_s'])}",
+            f"demo {_minutes(q['demo_s'])}; together {_minutes(q['install_s'] + q['demo_s'])}",
+            None,
+            "≤ 15 min",
+            q["install_s"] + q["demo_s"] <= 15 * 60,
+        ),
+        _row("the README's test command, same clone", "", f"{tests} in {_minutes(q['tests_s'])}", None, "≤ 10 min",
+             q["tests_s"] <= 10 * 60),
+    ]  # fmt: skip
+
+
 SUMMARY: dict[str, Callable[[dict, dict], list[dict]]] = {
+    "quickstart": _quickstart_rows,
     "prepare": _prepare_rows,
     "data": _data_rows,
     "train": _train_rows,
@@ -528,7 +551,31 @@ def _startup_section(r: dict) -> list[str]:
     ]  # fmt: skip
 
 
+def _quickstart_section(q: dict) -> list[str]:
+    return [
+        f"Commit {q['commit']}; `.venv` {q['venv_gb']} GB.",
+        "",
+        *table(
+            ["step", "command", "wall"],
+            [
+                ["install", f"`{q['commands']['install']}`", _minutes(q["install_s"])],
+                ["demo", f"`{q['commands']['demo']}`", _minutes(q["demo_s"])],
+                ["tests", f"`{q['commands']['tests']}`", _minutes(q["tests_s"])],
+            ],
+        ),
+        "",
+        "The demo's table (its evaluation's `results.md`):",
+        "",
+        *q["demo_table"],
+    ]
+
+
 SECTIONS: dict[str, tuple[str, str, Callable[[dict], list[str]]]] = {
+    "quickstart": (
+        "Quick start",
+        "The README's commands in a fresh clone of the repository, as a newcomer runs them (pip's wheel cache warm).",
+        _quickstart_section,
+    ),
     # name: (title, intro without figures, the tables)
     "prepare": (
         "Preparing an iNat-size train.json",
@@ -638,3 +685,62 @@ def render(doc: dict) -> str:
                 *table(extra["header"], extra["rows"]),
             ]
     return "\n".join(line.rstrip() for line in lines).rstrip() + "\n"
+
+
+# ---- the README's generated blocks ------------------------------------------------------------------------------
+
+README_MARK = "<!-- generated:{name}: `python -m benchmarks --render` writes this block from benchmarks/results.json -->"
+README_END = "<!-- /generated:{name} -->"
+README_RESULTS = ("learning", "geo", "infer")  # the benchmarks whose summary rows the README repeats
+
+
+def _readme_quickstart(doc: dict) -> list[str]:
+    """The Quick-start commands (bench_quickstart's, the ones it times) and what its last run measured."""
+    entry = doc["benchmarks"].get("quickstart")
+    lines = ["```bash", f"{INSTALL} && {DEMO}", "```", ""]
+    if not entry or entry["results"]["commands"] != {"install": INSTALL, "demo": DEMO, "tests": TESTS}:
+        lines.append("(Not timed since these commands last changed: `python -m benchmarks --only quickstart`.)")
+    else:
+        q, m = entry["results"], entry.get("machine") or {}
+        tests = ", ".join(f"{n} {kind}" for kind, n in q["tests"].items())
+        lines.append(
+            f"Timed from a fresh clone (commit {q['commit']}, {entry['created'][:10]}, {m.get('cpu_count', '?')} "
+            f"cores, load average {m.get('load_avg_1m', '?')} at the end, pip's wheel cache warm): install "
+            f"{_minutes(q['install_s'])}, demo {_minutes(q['demo_s'])}; the `.venv` took {q['venv_gb']} GB; the "
+            f"tests below: {tests} in {_minutes(q['tests_s'])}."
+        )
+    return lines + ["", "Then the tests (offline):", "", "```bash", f". .venv/bin/activate && {TESTS}", "```"]
+
+
+def _readme_demo(doc: dict) -> list[str]:
+    entry = doc["benchmarks"].get("quickstart")
+    return entry["results"]["demo_table"] if entry else ["(not measured yet)"]
+
+
+def _readme_results(doc: dict) -> list[str]:
+    entries = {name: doc["benchmarks"][name] for name in README_RESULTS if doc["benchmarks"].get(name)}
+    rows = summary_rows({name: e["results"] for name, e in entries.items()})
+    return table(
+        ["measure", "baseline (same run)", "ours", "target", "met", "run"],
+        [[r["measure"], r["baseline"], r["ours"], r["target"], r["met"], f"{r['bench']} {entries[r['bench']]['created'][:10]}"]
+         for r in rows],
+    )  # fmt: skip
+
+
+README_BLOCKS: dict[str, Callable[[dict], list[str]]] = {
+    "quickstart": _readme_quickstart,
+    "demo": _readme_demo,
+    "results": _readme_results,
+}
+
+
+def render_readme(readme: str, doc: dict) -> str:
+    """``readme`` with every generated block rewritten from ``doc`` (the text between a block's two markers)."""
+    for name, block in README_BLOCKS.items():
+        start, end = README_MARK.format(name=name), README_END.format(name=name)
+        pattern = re.compile(re.escape(start) + r"\n.*?" + re.escape(end), flags=re.S)
+        if not pattern.search(readme):
+            raise ValueError(f"README.md lacks the generated block {name!r}: put {start!r} and {end!r} where it goes")
+        text = "\n".join(block(doc))
+        readme = pattern.sub(lambda _: f"{start}\n{text}\n{end}", readme)
+    return readme

@@ -1,7 +1,7 @@
 """Run the benchmarks, merge their figures into ``benchmarks/results.json`` and write ``results.md`` from it.
 
     python -m benchmarks                 # = python -m benchmarks.run_all (full sizes)
-    python -m benchmarks --quick         # < 5 minutes (skips `learning`); writes results_quick.md/.json beside
+    python -m benchmarks --quick         # < 5 minutes (skips `learning`, `quickstart`); writes results_quick.md/.json beside
                                          # the full results, never over them
     python -m benchmarks --only data,infer   # re-measure some; the others' entries stay as they were
     python -m benchmarks --render        # rewrite results.md from results.json, measuring nothing
@@ -27,11 +27,12 @@ if __package__ in (None, ""):
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from benchmarks.common import REPO_ROOT, RESULTS_DIR, machine_info
-from benchmarks.report import render
+from benchmarks.report import render, render_readme
 
-BENCHMARKS = ("prepare", "data", "train", "infer", "learning", "geo", "startup")
-# Not run by --quick: it trains two models to the end on real photos (minutes, not seconds).
-FULL_ONLY = ("learning",)
+BENCHMARKS = ("quickstart", "prepare", "data", "train", "infer", "learning", "geo", "startup")
+# Not run by --quick: `learning` trains two models to the end on real photos (minutes, not seconds); `quickstart`
+# installs a fresh clone and runs the demo and the test suite in it (a quarter of an hour).
+FULL_ONLY = ("quickstart", "learning")
 
 
 def output_paths(quick: bool) -> tuple[Path, Path, Path]:
@@ -70,6 +71,9 @@ def _children_cpu_seconds() -> float:
 def write_report(results_md: Path, results_json: Path, doc: dict) -> None:
     results_json.write_text(json.dumps(doc, indent=2, ensure_ascii=False, default=str) + "\n")
     results_md.write_text(render(doc))
+    if not (doc.get("meta") or {}).get("quick"):  # the README quotes the full-size results only
+        readme = REPO_ROOT / "README.md"
+        readme.write_text(render_readme(readme.read_text(), doc))
 
 
 def main(argv=None) -> int:

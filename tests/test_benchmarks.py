@@ -21,6 +21,23 @@ def test_committed_results_md_is_generated_from_results_json():
     assert set(doc["benchmarks"]) <= set(report.ORDER)
 
 
+def test_readme_figures_are_generated_from_results_json():
+    # Fails on a hand edit of a generated README block, and on results.json moving on without the README.
+    doc = json.loads((REPO_ROOT / "benchmarks" / "results.json").read_text())
+    readme = (REPO_ROOT / "README.md").read_text()
+    assert readme == report.render_readme(readme, doc)
+
+
+def test_the_readme_shows_the_quickstart_commands_that_were_timed():
+    from benchmarks.bench_quickstart import DEMO, INSTALL, TESTS
+
+    readme = (REPO_ROOT / "README.md").read_text()
+    assert f"{INSTALL} && {DEMO}" in readme and TESTS in readme
+    doc = {"benchmarks": {"quickstart": {"created": "2026-12-07 15:00", "results": {
+        "commands": {"install": INSTALL, "demo": "bash other.sh", "tests": TESTS}}}}}  # fmt: skip
+    assert "Not timed since these commands last changed" in "\n".join(report.README_BLOCKS["quickstart"](doc))
+
+
 def test_every_benchmark_has_its_tables():
     for name in BENCHMARKS:
         assert name in report.SUMMARY and name in report.SECTIONS, name

@@ -244,7 +244,7 @@ def run_prediction(args: PredictArguments, extra_inputs: list[str] = ()) -> int:
     ):
         if pred.error is not None:
             failed.append(pred)
-            print(f"error: {printable_path(pred.error)}", file=sys.stderr)
+            print(f"error: {pred.error}", file=sys.stderr)  # names in it went through printable_path
             continue
         done.append(pred)
         trimmed.append(dataclasses.replace(pred, indices=pred.indices[: args.top_k], probs=pred.probs[: args.top_k]))

@@ -119,8 +119,17 @@ class EvaluationRun:
     backoff: dict[str, tuple[np.ndarray, np.ndarray]] = dataclasses.field(default_factory=dict)
 
 
-def check_label_sets(model_labels: Sequence[str], dataset_labels: Sequence[str], *, model: str, dataset: str) -> None:
-    """Raise :class:`InferenceError` naming the differences unless both label lists are identical (same order)."""
+def check_label_sets(
+    model_labels: Sequence[str],
+    dataset_labels: Sequence[str],
+    *,
+    model: str,
+    dataset: str,
+    fix: str = "Evaluate on data prepared with the model's label set (same --rank and --taxon as for training), or "
+    "the model trained on this dataset.",
+) -> None:
+    """Raise :class:`InferenceError` (one line: the first differing label, what only one side has, then ``fix``)
+    unless both label lists are identical (same order)."""
     model_labels, dataset_labels = [str(x) for x in model_labels], [str(x) for x in dataset_labels]
     if model_labels == dataset_labels:
         return
@@ -148,10 +157,7 @@ def check_label_sets(model_labels: Sequence[str], dataset_labels: Sequence[str],
     if not only_model and not only_data:
         moved = sum(a != b for a, b in zip(model_labels, dataset_labels))
         parts.append(f"same labels, different order: {moved} indices differ")
-    raise InferenceError(
-        "; ".join(parts) + ". Evaluate on data prepared with the model's label set (same --rank and --taxon as for "
-        "training), or the model trained on this dataset."
-    )
+    raise InferenceError("; ".join(parts) + ". " + fix)
 
 
 def evaluate_split(

@@ -96,6 +96,8 @@ def describe_location(location: dict[str, Any] | None) -> str:
     if location is None:
         return ""
     if not location["location_used"]:
+        if location.get("location_problem"):
+            return f"image only: invalid location ({location['location_problem']}); type one in"
         return "image only: no location (type one in, or upload a photo with GPS in its EXIF)"
     source = {k: "from EXIF" if v == "exif" else v or "" for k, v in location.items() if k.endswith("_source")}
     where = f"location {location['latitude']:.4f}, {location['longitude']:.4f} ({source['location_source']})"

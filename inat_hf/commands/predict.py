@@ -184,7 +184,8 @@ def _rows(predictions, taxonomy):
 
 def _describe_location(location: dict) -> str:
     if not location["location_used"]:
-        return "image only (no location)"
+        problem = location.get("location_problem")
+        return f"image only (invalid location: {problem})" if problem else "image only (no location)"
     where = f"location {location['latitude']:.4f}, {location['longitude']:.4f} from {location['location_source']}"
     when = f", date {location['date']} from {location['date_source']}" if location["date_used"] else ", no date"
     return where + when

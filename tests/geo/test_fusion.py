@@ -154,7 +154,9 @@ def test_photo_locations_given_values_replace_exif_and_are_checked(tmp_path):
         photo_locations([photo], 10.0, 20.0, "2019-02-30")
 
 
-def test_evaluate_reports_image_prior_and_fused_side_by_side(trained_model_dir, prepared_demo, demo_prior, tmp_path):
+def test_evaluate_reports_image_prior_and_fused_side_by_side(
+    trained_model_dir, prepared_demo, demo_prior, tmp_path, capsys
+):
     out = tmp_path / "eval"
     args = ["--model_dir", str(trained_model_dir), "--dataset_dir", str(prepared_demo), "--split", "val"]
     code = evaluate_main(
@@ -167,7 +169,10 @@ def test_evaluate_reports_image_prior_and_fused_side_by_side(trained_model_dir, 
     for run in summary["runs"].values():
         assert {"top1", "top3", "top5", "hierarchical_accuracy"} <= set(run)
     assert summary["geo"]["fusion_weight"] == 1.0 and summary["geo"]["loss"] == "softmax"
-    assert summary["geo"]["counts"]["records"] == 16
+    counts = summary["geo"]["counts"]
+    assert counts["records"] == 16
+    unusable = 16 - counts["with_location"]
+    assert f"location prior: {unusable} of 16 images had no usable location (missing " in capsys.readouterr().out
     hier = pd.read_csv(run_dir / "hierarchical_accuracy.csv")
     assert {"no_tta", "geo_prior", "fused"} <= set(hier.columns)
     backoff = summary["backoff"]

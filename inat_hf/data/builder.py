@@ -25,6 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import xxhash
 
+from ..files import printable_path
 from .image_check import DEFAULT_MAX_IMAGE_PIXELS, check_images
 from .inat_json import (
     METADATA_FIELDS,
@@ -339,9 +340,9 @@ class InatBuilder(datasets.ArrowBasedBuilder):
                         continue
                     if cfg.on_bad_image == "error":
                         raise InatDataError(
-                            f"Bad image in split {split!r}: {row['file_name']} (image id {row['image_id']}): "
-                            f"{result.reason}. Fix or remove the file, or pass --on_bad_image skip to leave bad "
-                            "images out and list them in the report."
+                            f"Bad image in split {split!r}: {printable_path(row['file_name'])} (image id "
+                            f"{row['image_id']}): {result.reason}. Fix or remove the file, or pass --on_bad_image "
+                            "skip to leave bad images out and list them in the report."
                         )
                     skipped.append(dict(split=split, **row, kind=result.kind, reason=result.reason))
                 chunk = chunk.filter(pa.array([r.ok for r in results]))
@@ -353,8 +354,8 @@ class InatBuilder(datasets.ArrowBasedBuilder):
             kinds = sorted({item["kind"] for item in skipped})
             raise InatDataError(
                 f"Split {split!r}: all {len(skipped)} images were skipped as bad ({', '.join(kinds)}; first: "
-                f"{skipped[0]['file_name']}: {skipped[0]['reason']}). Is --data_dir the folder the file_names "
-                "are relative to?"
+                f"{printable_path(skipped[0]['file_name'])}: {skipped[0]['reason']}). Is --data_dir the folder the "
+                "file_names are relative to?"
             )
         report = dict(stats, written=written, skipped=len(skipped), repaired=fixed, skipped_images=skipped)
         # Nothing is lost silently: every image of the JSON is written, filtered out (taxon) or skipped (reported).

@@ -40,9 +40,9 @@ _BAD_VALUE = (ValueError, TypeError, argparse.ArgumentTypeError)
 
 
 class _RecipeLoader(yaml.SafeLoader):
-    """YAML 1.2's booleans (``true``/``false`` only): PyYAML follows YAML 1.1, where ``on``/``off``/``yes``/``no``
-    /``y``/``n`` are booleans too, so ``use_cpu: off`` would be false without a word. Now such a word is text, read as the
-    command line reads it (``yes``/``no`` are booleans there, ``on``/``off`` are refused)."""
+    """YAML 1.2's booleans (``true``/``false`` only). PyYAML follows YAML 1.1, where ``on``, ``off``, ``yes``,
+    ``no``, ``y`` and ``n`` are booleans too, so ``use_cpu: off`` would be false without a word. Here such a word is
+    text, read as the command line reads it (``yes``/``no`` are booleans there, ``on``/``off`` are refused)."""
 
 
 _RecipeLoader.yaml_implicit_resolvers = {

@@ -38,6 +38,10 @@ TOP_K = 5
 PREVIEW_SIZE = 384  # px, longer side of the photo shown back on the page
 RECIPE_FILE = "run_config.yaml"  # the run's resolved recipe, saved next to the model by training
 SPACE_GEO_PRIOR = "geo_prior"  # the prior's folder inside an exported Space
+# Gradio keeps every upload (and every preview it serves) unless told otherwise: every 5 minutes, the files of this
+# page older than 15 minutes are deleted (gr.Blocks' delete_cache: frequency, age in seconds). A visitor's photo is
+# classified at once; toggling TTA or typing a location re-reads it, so it is kept a while, not for ever.
+DELETE_CACHE = (300, 900)
 
 CSS = """
 #inat-result table { width: 100%; border-collapse: collapse; }
@@ -96,6 +100,8 @@ def describe_location(location: dict[str, Any] | None) -> str:
     if location is None:
         return ""
     if not location["location_used"]:
+        if location.get("location_problem"):
+            return f"image only: invalid location ({location['location_problem']}); type one in"
         return "image only: no location (type one in, or upload a photo with GPS in its EXIF)"
     source = {k: "from EXIF" if v == "exif" else v or "" for k, v in location.items() if k.endswith("_source")}
     where = f"location {location['latitude']:.4f}, {location['longitude']:.4f} ({source['location_source']})"
@@ -352,7 +358,7 @@ class ClassifierPage:
         # Gradio passes the click to the parameter annotated gr.SelectData; set here because `gr` is a local name.
         on_example.__annotations__["evt"] = gr.SelectData
 
-        with gr.Blocks(title=self.title, analytics_enabled=False) as demo:
+        with gr.Blocks(title=self.title, analytics_enabled=False, delete_cache=DELETE_CACHE) as demo:
             gr.Markdown(f"# {html.escape(self.title)}\nDrop a photo of an animal to see the model's top {TOP_K}.")
             with gr.Row():
                 with gr.Column(scale=1):

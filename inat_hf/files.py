@@ -1,7 +1,8 @@
 """Writing output files safely (training and inference): atomically, and with every file name representable as text.
 
-On Linux a file name is bytes; the ones that are not valid UTF-8 reach Python as lone surrogates (``os.fsdecode``'s
-``surrogateescape``), which no UTF-8 writer accepts: :func:`printable_path` writes them as ``\\xNN`` escapes.
+On Linux a file name is any bytes but ``/`` and NUL: not valid UTF-8 (Python holds those bytes as lone surrogates,
+which no UTF-8 writer accepts), or with a newline or a terminal escape in it. :func:`printable_path` writes every
+name as one line of text that no other name shares.
 """
 
 from __future__ import annotations
@@ -42,20 +43,33 @@ def atomic_write(
         raise
 
 
-def printable_path(name: str | os.PathLike) -> str:
-    """``name`` as text any UTF-8 writer accepts: undecodable bytes of a file name become ``\\xNN`` escapes."""
+def printable_path(name: str | bytes | os.PathLike) -> str:
+    """``name`` (a file name or path) as one line of text that any UTF-8 writer accepts and that no other name
+    shares: every text output (the console, CSV, JSON, submission ids, error lines) writes names through it.
+
+    - a backslash is written ``\\\\`` (so that an escape never collides with a name that spells one out);
+    - a control or other non-printable character (``str.isprintable``: newline, tab, ESC, DEL, C1 controls, Unicode
+      line separators and format characters) is written ``\\xNN`` below U+0080, else ``\\uNNNN`` /
+      ``\\UNNNNNNNN``: it can neither break a line nor send a terminal escape sequence;
+    - a byte that is not UTF-8 (Linux names are bytes; Python holds such a byte as ``os.fsdecode``'s lone
+      surrogate) is written ``\\xNN``, always 80-FF;
+    - everything else (any printable character of any script) is written as it is.
+
+    Reversible: ``\\xNN`` below 80 and ``\\u``/``\\U`` are characters, ``\\xNN`` from 80 up is a raw byte."""
     name = os.fspath(name)
     if isinstance(name, bytes):
-        return name.decode("utf-8", "backslashreplace")
-    try:
-        name.encode("utf-8")
-        return name
-    except UnicodeEncodeError:
-        return name.encode("utf-8", "surrogateescape" if _only_escapes(name) else "backslashreplace").decode(
-            "utf-8", "backslashreplace"
-        )
+        name = name.decode("utf-8", "surrogateescape")
+    if name.isprintable() and "\\" not in name:
+        return name  # the common case
+    return "".join(_escape(c) for c in name)
 
 
-def _only_escapes(name: str) -> bool:
-    """Every surrogate in ``name`` is one of ``surrogateescape``'s (an undecodable byte 0x80-0xFF)."""
-    return all(not 0xD800 <= ord(c) <= 0xDFFF or 0xDC80 <= ord(c) <= 0xDCFF for c in name)
+def _escape(c: str) -> str:
+    code = ord(c)
+    if c == "\\":
+        return "\\\\"
+    if 0xDC80 <= code <= 0xDCFF:  # surrogateescape's stand-in for the undecodable byte code - 0xDC00
+        return f"\\x{code - 0xDC00:02x}"
+    if c.isprintable():
+        return c
+    return f"\\x{code:02x}" if code < 0x80 else f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"

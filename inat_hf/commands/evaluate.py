@@ -226,6 +226,13 @@ def format_summary(summary: dict) -> str:
             if s["images"]
         )
         lines.append(f"  back-off ≥ {table['threshold']:g} [{name}]: stops at {stops}")
+    counts = summary.get("geo", {}).get("counts")
+    if counts:  # fused runs score these images from the image alone: say how many
+        unusable = counts["records"] - counts["with_location"]
+        lines.append(
+            f"  location prior: {unusable} of {counts['records']} images had no usable location (missing "
+            f"{counts['without_location']}, invalid {counts['bad_location_skipped']}): scored from the image alone"
+        )
     lines.append(f"report: {summary['run_dir']}")
     return "\n".join(lines)
 

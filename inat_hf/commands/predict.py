@@ -11,10 +11,12 @@ unmatched glob, model without an image processor) fail with status 2 before any 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import glob
 import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from ..cli import CommandParser, run_command, summary_line
@@ -24,7 +26,6 @@ from ..inference.backoff import DEFAULT_BACKOFF_THRESHOLD, describe_backoff
 from ..inference.errors import InferenceError
 
 FAILED_FILES_EXIT = 1
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 
 
 @dataclasses.dataclass
@@ -103,23 +104,46 @@ def same_as_predict(name: str):
     return dataclasses.field(default=f.default, metadata=dict(f.metadata))
 
 
-def expand_inputs(inputs: list[str]) -> list[str]:
-    """Files as given; folders -> their image files (recursive, sorted); globs -> matches (``**`` recursive).
-    :class:`InferenceError` for a missing path, an empty folder, a glob without match, or nothing at all."""
+@functools.cache
+def image_extensions() -> frozenset[str]:
+    """The file suffixes of every format the installed Pillow (and its plugins) can open; not the save-only ones."""
+    import PIL.Image
+
+    PIL.Image.init()  # load every format plugin, so that the registry is complete
+    return frozenset(ext for ext, fmt in PIL.Image.registered_extensions().items() if fmt in PIL.Image.OPEN)
+
+
+def _skip_reason(path: Path) -> str | None:
+    """Why a file found in a folder is not an input (None: it is one)."""
+    if path.name.startswith("."):
+        return "hidden file"
+    if path.suffix.lower() not in image_extensions():
+        return f"not a format the installed Pillow opens ({path.suffix or 'no suffix'})"
+    return None
+
+
+def expand_inputs(inputs: list[str], on_skip: Callable[[str, str], None] | None = None) -> list[str]:
+    """Files as given; folders -> their files of a format Pillow opens (:func:`image_extensions`, recursive, sorted;
+    ``on_skip(path, reason)`` hears of every other file); globs -> matches (``**`` recursive). :class:`InferenceError`
+    for a missing path, a folder without images, a glob without match, or nothing at all."""
     if not inputs:
         raise InferenceError("no input images: give image files, folders or glob patterns.")
     files: list[str] = []
     for item in inputs:
         path = os.path.expanduser(item)
         if os.path.isdir(path):
-            found = sorted(
-                str(p)
-                for p in Path(path).rglob("*")
-                if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")
-            )
+            found = []
+            for p in sorted(Path(path).rglob("*"), key=str):
+                if not p.is_file():
+                    continue
+                reason = _skip_reason(p)
+                if reason is None:
+                    found.append(str(p))
+                elif on_skip is not None:
+                    on_skip(str(p), reason)
             if not found:
                 raise InferenceError(
-                    f"folder {item!r} contains no image files (searched recursively for {', '.join(IMAGE_EXTENSIONS)})."
+                    f"folder {item!r} contains no image files (of a format the installed Pillow opens)."
                 )
             files.extend(found)
         elif os.path.isfile(path):
@@ -160,7 +184,8 @@ def _rows(predictions, taxonomy):
 
 def _describe_location(location: dict) -> str:
     if not location["location_used"]:
-        return "image only (no location)"
+        problem = location.get("location_problem")
+        return f"image only (invalid location: {problem})" if problem else "image only (no location)"
     where = f"location {location['latitude']:.4f}, {location['longitude']:.4f} from {location['location_source']}"
     when = f", date {location['date']} from {location['date_source']}" if location["date_used"] else ", no date"
     return where + when
@@ -218,7 +243,10 @@ def run_prediction(args: PredictArguments, extra_inputs: list[str] = ()) -> int:
     from ..inference.predictor import Predictor, load_config
     from ..inference.submission import category_id_lookup, write_submission
 
-    files = expand_inputs([*extra_inputs, *args.inputs])
+    files = expand_inputs(
+        [*extra_inputs, *args.inputs],
+        on_skip=lambda path, reason: print(f"skipped: {printable_path(path)} ({reason})", file=sys.stderr),
+    )
     config = load_config(args.model_dir)  # clear errors before loading weights (from_pretrained checks the rest)
     lookup = category_id_lookup(Taxonomy.from_config(config)) if args.submission else None
 
@@ -248,7 +276,7 @@ def run_prediction(args: PredictArguments, extra_inputs: list[str] = ()) -> int:
     ):
         if pred.error is not None:
             failed.append(pred)
-            print(f"error: {printable_path(pred.error)}", file=sys.stderr)
+            print(f"error: {pred.error}", file=sys.stderr)  # names in it went through printable_path
             continue
         done.append(pred)
         trimmed.append(dataclasses.replace(pred, indices=pred.indices[: args.top_k], probs=pred.probs[: args.top_k]))

@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from ..data import InatDataError
     from ..inference.errors import InferenceError
-    from ..training.checkpoints import CheckpointDiskFullError
+    from ..training.checkpoints import CheckpointDiskFullError, CheckpointError
     from ..training.recipe import RecipeError, parse_recipe
     from ..training.run import check_recipe, run_training
 
@@ -72,7 +72,11 @@ def main(argv: list[str] | None = None) -> int:
             return _error(str(e))
         try:
             run = run_training(recipe)
-        except (InatDataError, InferenceError) as e:  # bad data, or a --geo_prior that does not fit it
+        except (
+            InatDataError,
+            InferenceError,
+            CheckpointError,
+        ) as e:  # bad data; a prior or checkpoint that does not fit
             if debug:
                 raise
             return _error(str(e))

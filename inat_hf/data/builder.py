@@ -25,14 +25,17 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import xxhash
 
+from ..files import printable_path
 from .image_check import DEFAULT_MAX_IMAGE_PIXELS, check_images
 from .inat_json import (
     METADATA_FIELDS,
     InatDataError,
     InatJson,
+    _listing,
     categories_from_dir_names,
     categories_per_image,
     categories_to_records,
+    invalid_locations,
     read_inat_json,
 )
 from .taxonomy import RANKS, Taxonomy, format_taxon_filter, parse_taxon_filter
@@ -96,6 +99,7 @@ class InatBuilderConfig(datasets.BuilderConfig):
     resize_shorter: int | None
     jpeg_quality: int
     on_bad_image: str
+    on_bad_record: str
     verify_files: bool
     follow_symlinks: bool
     max_image_pixels: int
@@ -126,7 +130,7 @@ class InatBuilder(datasets.ArrowBasedBuilder):
 
     BUILDER_CONFIG_CLASS = InatBuilderConfig
     # Bump when the generated rows change for identical inputs: it is part of the cache path.
-    VERSION = datasets.Version("1.1.0")
+    VERSION = datasets.Version("1.2.0")
 
     def __init__(self, args, splits: str | None = None):
         """``args``: a :class:`~inat_hf.data.source.DataArguments` with ``data_dir`` (not imported: source imports
@@ -264,6 +268,7 @@ class InatBuilder(datasets.ArrowBasedBuilder):
             images, position = images.filter(pc.is_valid(position)), position.drop_null()
         stats = {"file": data.path, "images_in_json": n_json, "labeled": category_ids is not None}
         stats["filtered_out"] = n_json - len(images)
+        images, stats["bad_locations"], stats["bad_location_records"] = self._check_locations(split, data, images)
         joined = category_table.take(position)
         label = pc.index_in(joined.column(taxonomy.rank), value_set=pa.array(taxonomy.labels, type=pa.string()))
         rows = pa.table(
@@ -278,6 +283,34 @@ class InatBuilder(datasets.ArrowBasedBuilder):
             }
         )
         return rows, stats
+
+    def _check_locations(self, split: str, data: InatJson, images: pa.Table) -> tuple[pa.Table, int, list[dict]]:
+        """Invalid coordinates (:func:`~.inat_json.invalid_locations`) stop the preparation naming the image ids, or
+        with ``on_bad_record="skip"`` become missing ones (the image is kept) and are listed in the report."""
+        lat, lon = images.column("latitude"), images.column("longitude")
+        bad = invalid_locations(
+            lat.to_numpy(), lon.to_numpy(), pc.is_null(lat).to_numpy(), pc.is_null(lon).to_numpy()
+        )  # to_numpy: null -> NaN, told apart by the masks
+        if not bad.any():
+            return images, 0, []
+        records = [
+            {"split": split, "image_id": i, "latitude": str(a), "longitude": str(b)}  # str: NaN is not JSON
+            for i, a, b in zip(*(images.column(c).filter(bad).to_pylist() for c in ("id", "latitude", "longitude")))
+        ]
+        if self.config.on_bad_record == "error":
+            shown = [f"{r['image_id']} (lat={r['latitude']}, lon={r['longitude']})" for r in records]
+            raise InatDataError(
+                f"{data.path}: {len(records)} image record(s) have an invalid location (expected latitude in "
+                f"[-90, 90] and longitude in [-180, 180], finite decimal degrees, both or neither): image ids "
+                f"{_listing(shown)}. Fix the JSON, or pass --on_bad_record skip to keep these images without a "
+                "location (listed in prepare_report.json)."
+            )
+        keep = pa.array(~bad)
+        missing = pa.nulls(len(images), pa.float64())
+        for name in ("latitude", "longitude"):
+            column = pc.if_else(keep, images.column(name), missing)
+            images = images.set_column(images.schema.get_field_index(name), name, column)
+        return images, len(records), records
 
     def _to_table(self, rows: pa.Table, data: list[bytes | None] | None) -> pa.Table:
         """``rows`` with the image column: ``data`` are the bytes to store per row (None: none)."""
@@ -307,9 +340,9 @@ class InatBuilder(datasets.ArrowBasedBuilder):
                         continue
                     if cfg.on_bad_image == "error":
                         raise InatDataError(
-                            f"Bad image in split {split!r}: {row['file_name']} (image id {row['image_id']}): "
-                            f"{result.reason}. Fix or remove the file, or pass --on_bad_image skip to leave bad "
-                            "images out and list them in the report."
+                            f"Bad image in split {split!r}: {printable_path(row['file_name'])} (image id "
+                            f"{row['image_id']}): {result.reason}. Fix or remove the file, or pass --on_bad_image "
+                            "skip to leave bad images out and list them in the report."
                         )
                     skipped.append(dict(split=split, **row, kind=result.kind, reason=result.reason))
                 chunk = chunk.filter(pa.array([r.ok for r in results]))
@@ -321,8 +354,8 @@ class InatBuilder(datasets.ArrowBasedBuilder):
             kinds = sorted({item["kind"] for item in skipped})
             raise InatDataError(
                 f"Split {split!r}: all {len(skipped)} images were skipped as bad ({', '.join(kinds)}; first: "
-                f"{skipped[0]['file_name']}: {skipped[0]['reason']}). Is --data_dir the folder the file_names "
-                "are relative to?"
+                f"{printable_path(skipped[0]['file_name'])}: {skipped[0]['reason']}). Is --data_dir the folder the "
+                "file_names are relative to?"
             )
         report = dict(stats, written=written, skipped=len(skipped), repaired=fixed, skipped_images=skipped)
         # Nothing is lost silently: every image of the JSON is written, filtered out (taxon) or skipped (reported).
@@ -352,11 +385,12 @@ class InatBuilder(datasets.ArrowBasedBuilder):
         cache = self.cache_dir
         with open(os.path.join(cache, _SUMMARY)) as f:
             summary = json.load(f)
-        splits, skipped = {}, []
+        splits, skipped, bad_locations = {}, [], []
         for split in self.split_files:
             with open(os.path.join(cache, _SPLIT_REPORT.format(split=split))) as f:
                 report = json.load(f)
             skipped.extend(report.pop("skipped_images"))
+            bad_locations.extend(report.pop("bad_location_records"))
             splits[split] = report
         cfg = self.config
         return {
@@ -368,6 +402,7 @@ class InatBuilder(datasets.ArrowBasedBuilder):
             "splits": splits,
             "skipped_by_reason": dict(collections.Counter(item["kind"] for item in skipped)),
             "skipped": skipped,
+            "bad_locations": bad_locations,  # with on_bad_record=skip: kept without their location
         }
 
     def read_taxonomy(self) -> Taxonomy:

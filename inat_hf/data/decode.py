@@ -22,6 +22,7 @@ import PIL.Image
 import PIL.ImageOps
 import torch
 
+from ..files import printable_path
 from .rgb import to_rgb
 
 ImageInput = Any
@@ -35,7 +36,8 @@ class ImageDecodeError(ValueError):
 
 
 def image_name(image: ImageInput) -> str:
-    """A short human-readable name for ``image``, for error messages (its path when it has one)."""
+    """A short name for ``image`` (its path when it has one, as given); in a message it goes through
+    :func:`~inat_hf.files.printable_path`."""
     if isinstance(image, Mapping):
         if image.get("path"):
             return str(image["path"])
@@ -101,10 +103,10 @@ def decode_image(image: ImageInput) -> torch.Tensor:
     [3, H, W]``. Raises :class:`ImageDecodeError` (a ``ValueError`` naming the image, what was expected and what was
     found) when it cannot be read or decoded, ``TypeError`` for an unsupported input type."""
     if isinstance(image, torch.Tensor):
-        return _tensor_to_rgb(image, image_name(image))
+        return _tensor_to_rgb(image, printable_path(image_name(image)))
     if isinstance(image, np.ndarray):
         t = torch.from_numpy(np.array(image))  # copy: numpy inputs may be read-only
-        return _tensor_to_rgb(t.permute(2, 0, 1) if t.ndim == 3 else t, image_name(image))
+        return _tensor_to_rgb(t.permute(2, 0, 1) if t.ndim == 3 else t, printable_path(image_name(image)))
     if isinstance(image, PIL.Image.Image):
         return _pil_to_rgb_tensor(PIL.ImageOps.exif_transpose(image))
     if not isinstance(image, (Mapping, str, os.PathLike, bytes, bytearray, memoryview)):
@@ -112,7 +114,7 @@ def decode_image(image: ImageInput) -> torch.Tensor:
             "decode_image expected a datasets Image dict, a path, bytes, a PIL image, a numpy array or a tensor, "
             f"found {type(image).__name__}"
         )
-    name = image_name(image)
+    name = printable_path(image_name(image))  # for messages: one line, whatever the file is called
     data = _as_bytes(image, name)
     decode_jpeg = _tv_decode_jpeg() if bytes(data[:3]) == _JPEG_MAGIC else None
     if decode_jpeg:

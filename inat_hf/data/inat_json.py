@@ -96,20 +96,52 @@ def _read(path: str) -> pa.Table:
         try:  # the struct type picks the fields it names from each record
             columns[field.name] = pa.array([data.get(field.name)], type=field.type)
         except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError) as err:
-            raise InatDataError(f"{path}: a record in '{field.name}' has a value of the wrong type: {err}") from None
+            raise _wrong_type(path, data) or InatDataError(
+                f"{path}: a record in '{field.name}' has a value of the wrong type: {err}"
+            ) from None
     return pa.table(columns)
+
+
+_JSON_TYPES = {_INT: (int,), _FLOAT: (int, float), _STR: (str,)}
+_EXPECTED = {_INT: "an integer", _FLOAT: "a number", _STR: "text"}
+
+
+def _wrong_type(path: str, data: Any) -> InatDataError | None:
+    """The first record whose value for a known field is not of that field's JSON type (pyarrow's reader names
+    neither the record nor the value), or None."""
+    for field in _SCHEMA:
+        records = data.get(field.name) if isinstance(data, dict) else None
+        for record in records if isinstance(records, list) else ():
+            if not isinstance(record, dict):
+                continue
+            for sub in field.type.value_type:
+                value = record.get(sub.name)
+                if value is None or (isinstance(value, _JSON_TYPES[sub.type]) and not isinstance(value, bool)):
+                    continue
+                what = field.name.removesuffix("s")
+                expected = _EXPECTED[sub.type] + (
+                    " in decimal degrees" if sub.name in ("latitude", "longitude") else ""
+                )
+                found = {str: "text", bool: "a boolean", list: "an array", dict: "an object"}.get(
+                    type(value), "a number"
+                )
+                return InatDataError(
+                    f"{path}: {what} id {record.get('id')!r} has {sub.name} {json.dumps(value)} ({found}); expected "
+                    f"{expected} or null. Fix that record (and any like it) in the JSON file."
+                )
+    return None
 
 
 def _explain_parse_error(path: str, err: Exception) -> InatDataError:
     """Turn pyarrow's terse parse error into one that says where the JSON is broken."""
     try:
         with open(path, encoding="utf-8") as f:
-            json.load(f)
+            data = json.load(f)
     except json.JSONDecodeError as json_err:
         return InatDataError(f"{path} is not valid JSON: {json_err}.")
     except UnicodeDecodeError as uerr:
         return InatDataError(f"{path} is not UTF-8 JSON: {uerr}.")
-    return InatDataError(
+    return _wrong_type(path, data) or InatDataError(
         f"{path}: unexpected JSON structure ({err}). Expected an object with 'images' (and optionally "
         f"'annotations', 'categories') lists of records as in the iNat 2021 release."
     )
@@ -206,6 +238,20 @@ def read_inat_json(path: str | os.PathLike) -> InatJson:
         _check_text(categories, "category", path)
         _check_unique(categories.column("id"), "category ids", path)
     return InatJson(path=path, images=images, annotations=annotations, categories=categories)
+
+
+def invalid_locations(
+    latitude: np.ndarray, longitude: np.ndarray, lat_missing: np.ndarray | None = None, lon_missing=None
+) -> np.ndarray:
+    """Mask of the records whose location is given but unusable: half of one, not finite (NaN, ±Infinity), or
+    outside [-90, 90] x [-180, 180] degrees. Missing (null) is not invalid; ``*_missing`` default: NaN."""
+    lat, lon = np.asarray(latitude, dtype=np.float64), np.asarray(longitude, dtype=np.float64)
+    lat_missing = np.isnan(lat) if lat_missing is None else np.asarray(lat_missing)
+    lon_missing = np.isnan(lon) if lon_missing is None else np.asarray(lon_missing)
+    with np.errstate(invalid="ignore"):
+        bad_lat = ~lat_missing & ~(np.isfinite(lat) & (np.abs(lat) <= 90))
+        bad_lon = ~lon_missing & ~(np.isfinite(lon) & (np.abs(lon) <= 180))
+    return (lat_missing != lon_missing) | bad_lat | bad_lon
 
 
 def categories_to_records(categories: pa.Table) -> list[dict[str, Any]]:

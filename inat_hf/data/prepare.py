@@ -317,6 +317,12 @@ def format_summary(report: dict[str, Any]) -> str:
         lines += [f"  {count:>8,}  {reason}" for reason, count in sorted(reasons.items(), key=lambda kv: -kv[1])]
     else:
         lines.append("Skipped images: none")
+    bad_locations = sum(s.get("bad_locations", 0) for s in splits.values())
+    if bad_locations:
+        lines.append(
+            f"Invalid locations removed (--on_bad_record skip; images kept without one): {bad_locations:,}, listed "
+            "in prepare_report.json"
+        )
     repaired = collections.Counter()
     for s in splits.values():
         repaired.update(s.get("repaired", {}))

@@ -46,6 +46,12 @@ class DataArguments:
     on_bad_image: Literal["error", "skip"] = option(
         "error", "'error' stops at the first bad image; 'skip' leaves it out and lists it in the report."
     )
+    on_bad_record: Literal["error", "skip"] = option(
+        "error",
+        "A record with an invalid location (NaN, infinite, out of range, only one of the two) or, for the location "
+        "prior, a date that does not parse: 'error' stops naming the image ids; 'skip' keeps the image without that "
+        "location (or date) and lists it in the report.",
+    )
     verify_files: bool = option(True, "Decode every image first (finds bad files).")
     follow_symlinks: bool = option(False, "Accept images linked from outside --data_dir.")
     max_image_pixels: int | None = option(None, "Decompression-bomb pixel limit (default: PIL's).")
@@ -63,7 +69,11 @@ class DataArguments:
         parse_taxon_filter(self.taxon)  # a bad filter fails here, before any work
         if self.image_storage is None:
             self.image_storage = "bytes" if self.resize_shorter else "path"
-        for name, allowed in (("image_storage", ("path", "bytes")), ("on_bad_image", ("error", "skip"))):
+        for name, allowed in (
+            ("image_storage", ("path", "bytes")),
+            ("on_bad_image", ("error", "skip")),
+            ("on_bad_record", ("error", "skip")),
+        ):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"--{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}.")
         if self.resize_shorter is not None and self.resize_shorter < 1:

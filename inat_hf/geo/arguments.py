@@ -5,7 +5,6 @@ arguments (``CommandParser.add_config``), less :data:`CONFIG_FROM_DATA`; where t
 from __future__ import annotations
 
 import dataclasses
-from typing import Literal
 
 from ..cli import option
 
@@ -21,11 +20,6 @@ class GeoTrainingArguments:
     output_dir: str = dataclasses.field(metadata={"help": "Where the prior and geo_report.json are written."})
     train_split: str = option("train", "Split the prior is trained on.")
     eval_split: str | None = option("val", "Split scored in geo_report.json ('none': no evaluation).")
-    on_bad_record: Literal["error", "skip"] = option(
-        "error",
-        "Invalid coordinates or unparsable dates: stop with the record ids (error) or leave them out and count them "
-        "in geo_report.json (skip; a bad date only loses the date).",
-    )
     num_epochs: int = option(2, "Passes over the training records.")
     min_steps: int = option(1000, "Train at least this many steps (more epochs on small data).")
     max_steps: int | None = option(None, "Stop after this many steps (a time-boxed run; default: the epochs).")

@@ -29,6 +29,7 @@ class Location:
     date: str | None = None
     location_source: str | None = None
     date_source: str | None = None
+    location_problem: str | None = None  # why a location found (in EXIF) was not used
 
     @property
     def has_location(self) -> bool:
@@ -40,6 +41,7 @@ class Location:
             "latitude": self.latitude,
             "longitude": self.longitude,
             "location_source": self.location_source if self.has_location else None,
+            "location_problem": self.location_problem,
             "date_used": self.date is not None,
             "date": self.date,
             "date_source": self.date_source if self.date is not None else None,
@@ -74,8 +76,9 @@ def photo_locations(
 
 
 def exif_location(path: str | os.PathLike) -> Location:
-    """GPS coordinates and ``DateTimeOriginal`` from a photo's EXIF (Pillow); missing or broken tags give ``None``
-    fields (the image is then predicted without them), never an exception."""
+    """Where and when a photo was taken, from its EXIF (Pillow); never an exception. The GPS position is used only
+    when it is valid (:func:`_exif_gps`; else ``location_problem`` says why). The date: ``DateTimeOriginal``, else
+    ``DateTimeDigitized``, else the GPS date stamp (UTC); never ``DateTime``, the time the file was last edited."""
     from PIL import ExifTags, Image
 
     try:
@@ -85,23 +88,49 @@ def exif_location(path: str | os.PathLike) -> Location:
             sub = exif.get_ifd(ExifTags.IFD.Exif)
     except Exception:  # unreadable files are reported by the prediction itself
         return Location()
-    lat = lon = None
-    try:
-        if gps and all(k in gps for k in (1, 2, 3, 4)):
-            # Pillow's IFDRational: float() gives NaN for a zero denominator (then refused below).
-            lat = sum(float(v) / 60**i for i, v in enumerate(gps[2])) * (-1 if str(gps[1]).upper() == "S" else 1)
-            lon = sum(float(v) / 60**i for i, v in enumerate(gps[4])) * (-1 if str(gps[3]).upper() == "W" else 1)
-            if not (np.isfinite(lat) and np.isfinite(lon) and abs(lat) <= 90 and abs(lon) <= 180):
-                lat = lon = None
-    except (TypeError, ValueError):
-        lat = lon = None
-    date = sub.get(ExifTags.Base.DateTimeOriginal) or exif.get(ExifTags.Base.DateTime)
-    if date is not None:
+    lat, lon, problem = _exif_gps(gps)
+    date = None
+    for value in (sub.get(ExifTags.Base.DateTimeOriginal), sub.get(ExifTags.Base.DateTimeDigitized),
+                  gps.get(ExifTags.GPS.GPSDateStamp)):  # fmt: skip
         try:
-            date = datetime.datetime.strptime(str(date).strip()[:10], "%Y:%m:%d").date().isoformat()
+            date = datetime.datetime.strptime(str(value).strip()[:10], "%Y:%m:%d").date().isoformat()
+            break
         except ValueError:
-            date = None
-    return Location(lat, lon, date, "exif" if lat is not None else None, "exif" if date is not None else None)
+            continue  # absent (None) or not a date: the next tag
+    return Location(lat, lon, date, "exif" if lat is not None else None, "exif" if date is not None else None, problem)
+
+
+def _exif_gps(gps) -> tuple[float | None, float | None, str | None]:
+    """``(latitude, longitude, None)`` from a GPS IFD, or ``(None, None, why it is not used)``; no GPS position at all
+    is ``(None, None, None)``. Refused: a reference other than N/S and E/W, a zero denominator, minutes or seconds
+    outside [0, 60), a position outside [-90, 90] x [-180, 180], and (0, 0), which many cameras write without a fix."""
+    if not any(key in gps for key in (1, 2, 3, 4)):
+        return None, None, None
+    missing = [name for key, name in ((1, "GPSLatitudeRef"), (2, "GPSLatitude"), (3, "GPSLongitudeRef"),
+                                      (4, "GPSLongitude")) if key not in gps]  # fmt: skip
+    if missing:
+        return None, None, f"incomplete EXIF GPS (no {', '.join(missing)})"
+    position = []
+    for axis, ref_key, value_key, refs, limit in (("latitude", 1, 2, "NS", 90), ("longitude", 3, 4, "EW", 180)):
+        ref = str(gps[ref_key]).strip().upper()
+        if ref not in refs:
+            return None, None, f"EXIF GPS {axis} reference {gps[ref_key]!r} (expected {' or '.join(refs)})"
+        try:
+            parts = [float(v) for v in gps[value_key]]  # Pillow's IFDRational: NaN for a zero denominator
+        except (TypeError, ValueError):
+            return None, None, f"EXIF GPS {axis} {gps[value_key]!r} is not degrees, minutes, seconds"
+        if len(parts) != 3 or not np.isfinite(parts).all():
+            return None, None, f"EXIF GPS {axis} {tuple(parts)} (expected 3 finite numbers; a zero denominator?)"
+        degrees, minutes, seconds = parts
+        if degrees < 0 or not (0 <= minutes < 60 and 0 <= seconds < 60):
+            return None, None, f"EXIF GPS {axis} {degrees:g}° {minutes:g}' {seconds:g}\" (minutes, seconds in [0, 60))"
+        value = (degrees + minutes / 60 + seconds / 3600) * (-1 if ref == refs[1] else 1)
+        if abs(value) > limit:
+            return None, None, f"EXIF GPS {axis} {value:g} outside [-{limit}, {limit}]"
+        position.append(value)
+    if position == [0.0, 0.0]:
+        return None, None, "EXIF GPS position (0, 0): what cameras write without a GPS fix"
+    return position[0], position[1], None
 
 
 def split_locations(split, where: str) -> GeoRecords:

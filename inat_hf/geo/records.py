@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from ..data.inat_json import InatDataError
+from ..data.inat_json import InatDataError, invalid_locations
 
 ON_BAD_RECORD = ("error", "skip")
 _LISTED = 10
@@ -87,7 +87,7 @@ def clean_records(
     if len(lon) != n or len(labels) != n or len(ids) != n or (dates is not None and len(dates) != n):
         raise ValueError(f"{where}: location columns have different lengths.")
     lat_nan, lon_nan = np.isnan(lat), np.isnan(lon)
-    bad_loc = (lat_nan ^ lon_nan) | (np.abs(lat) > 90) | (np.abs(lon) > 180)  # half a location, or out of range
+    bad_loc = invalid_locations(lat, lon)  # the preparation's rule (None and NaN: missing)
     if bad_loc.any() and on_bad_record == "error":
         idx = np.flatnonzero(bad_loc)
         raise InatDataError(

@@ -150,13 +150,15 @@ def train_prior(data: DataArguments, args: GeoTrainingArguments, **config_kwargs
     where = data.dataset_dir or data.data_dir
     splits = {}
     for name in wanted:
-        records = split_records(prepared.dataset[name], f"{where} [{name}]", on_bad_record=args.on_bad_record)
+        records = split_records(prepared.dataset[name], f"{where} [{name}]", on_bad_record=data.on_bad_record)
         if (records.labels < 0).any():
             raise InatDataError(
                 f"split {name!r} of {where} is unlabeled (label -1, e.g. public_test): the prior trains and is "
                 "scored on labeled records. Choose another --train_split / --eval_split."
             )
-        records.counts["filtered_by_taxon"] = prepared.report.get("splits", {}).get(name, {}).get("filtered_out", 0)
+        split_report = prepared.report.get("splits", {}).get(name, {})
+        records.counts["filtered_by_taxon"] = split_report.get("filtered_out", 0)
+        records.counts["bad_location_skipped"] += split_report.get("bad_locations", 0)  # dropped by the preparation
         splits[name] = records
     train, taxonomy = splits[args.train_split], prepared.taxonomy
     num_labels = taxonomy.num_labels

@@ -9,6 +9,7 @@ those arrays (:func:`compute_metrics`). The Trainer gets the same reduction thro
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -118,8 +119,17 @@ class EvaluationRun:
     backoff: dict[str, tuple[np.ndarray, np.ndarray]] = dataclasses.field(default_factory=dict)
 
 
-def check_label_sets(model_labels: Sequence[str], dataset_labels: Sequence[str], *, model: str, dataset: str) -> None:
-    """Raise :class:`InferenceError` naming the differences unless both label lists are identical (same order)."""
+def check_label_sets(
+    model_labels: Sequence[str],
+    dataset_labels: Sequence[str],
+    *,
+    model: str,
+    dataset: str,
+    fix: str = "Evaluate on data prepared with the model's label set (same --rank and --taxon as for training), or "
+    "the model trained on this dataset.",
+) -> None:
+    """Raise :class:`InferenceError` (one line: the first differing label, what only one side has, then ``fix``)
+    unless both label lists are identical (same order)."""
     model_labels, dataset_labels = [str(x) for x in model_labels], [str(x) for x in dataset_labels]
     if model_labels == dataset_labels:
         return
@@ -130,26 +140,24 @@ def check_label_sets(model_labels: Sequence[str], dataset_labels: Sequence[str],
 
     only_model = set(model_labels) - set(dataset_labels)
     only_data = set(dataset_labels) - set(model_labels)
-    lines = [
-        f"the model's label set differs from the dataset's: {model} has {len(model_labels)} labels, "
-        f"{dataset} has {len(dataset_labels)}."
+    i = next(i for i, (a, b) in enumerate(itertools.zip_longest(model_labels, dataset_labels)) if a != b)
+
+    def at(names):
+        return repr(names[i]) if i < len(names) else "none (no such index)"
+
+    parts = [
+        f"the model's labels differ from the dataset's: {model} has {len(model_labels)} labels, {dataset} has "
+        f"{len(dataset_labels)}; the first difference is at index {i}: model {at(model_labels)}, dataset "
+        f"{at(dataset_labels)}"
     ]
     if only_model:
-        lines.append(f"  only in the model: {show(only_model)}")
+        parts.append(f"only in the model: {show(only_model)}")
     if only_data:
-        lines.append(f"  only in the dataset: {show(only_data)}")
+        parts.append(f"only in the dataset: {show(only_data)}")
     if not only_model and not only_data:
-        moved = [i for i, (a, b) in enumerate(zip(model_labels, dataset_labels)) if a != b]
-        i = moved[0]
-        lines.append(
-            f"  same labels, different order: {len(moved)} indices differ, first at index {i} "
-            f"(model {model_labels[i]!r}, dataset {dataset_labels[i]!r})."
-        )
-    lines.append(
-        "Evaluate on data prepared with the model's label set (same --rank and --taxon as for training), or "
-        "the model trained on this dataset."
-    )
-    raise InferenceError("\n".join(lines))
+        moved = sum(a != b for a, b in zip(model_labels, dataset_labels))
+        parts.append(f"same labels, different order: {moved} indices differ")
+    raise InferenceError("; ".join(parts) + ". " + fix)
 
 
 def evaluate_split(

@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 from ..data.decode import ImageInput, image_name
 from ..data.taxonomy import Taxonomy
 from ..data.transforms import EvalPreset, TTAPreset, eval_kwargs_from_image_processor
+from ..files import printable_path
 from . import tta
 from .backoff import DEFAULT_BACKOFF_THRESHOLD, RankGroups, backoff_answer
 from .errors import InferenceError
@@ -146,7 +147,7 @@ class _ImageList(Dataset):
         try:
             return index, self.transform(self.images[index]), None
         except Exception as err:  # any per-file failure (corrupt, missing, unreadable) is reported per file
-            name = image_name(self.images[index])
+            name = printable_path(image_name(self.images[index]))
             return index, None, str(err) if name in str(err) else f"{name}: {err}"
 
 

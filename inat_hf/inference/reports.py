@@ -35,6 +35,7 @@ import numpy as np
 import pandas as pd
 
 from ..data.taxonomy import RANKS, Taxonomy
+from ..files import printable_path
 from . import metrics as M
 from .evaluator import MetricsResult, TopKPredictions
 
@@ -65,7 +66,7 @@ def predictions_frame(
     correct = np.where(labeled, (preds.predictions == preds.labels).astype(object), "")
     columns: dict[str, Any] = {
         "image_id": list(image_ids),
-        "file": list(files),
+        "file": [printable_path(f) for f in files],
         "true_index": preds.labels,
         "true_label": true_names,
         "pred_index": preds.predictions,

@@ -97,10 +97,21 @@ class InatTrainingArguments(TrainingArguments):
                 "Set label smoothing with the model's label_smoothing (the focal loss applies it); "
                 f"label_smoothing_factor={self.label_smoothing_factor} would smooth the targets a second time."
             )
-        ranges = self.backbone_learning_rate >= 0 and 0 < self.layer_decay <= 1 and 0 <= self.ema_decay < 1
-        if not ranges or self.eval_tta_views < 1:
-            raise ValueError(
-                "Need backbone_learning_rate >= 0, 0 < layer_decay <= 1, 0 <= ema_decay < 1 and eval_tta_views >= 1; "
-                f"got {self.backbone_learning_rate}, {self.layer_decay}, {self.ema_decay}, {self.eval_tta_views}."
-            )
+        # Checked here, when the recipe is parsed: torch would refuse them only after run_config.yaml is written.
+        rules = {
+            "learning_rate": (self.learning_rate > 0, "> 0"),
+            "backbone_learning_rate": (self.backbone_learning_rate >= 0, ">= 0 (0: the backbone does not learn)"),
+            "layer_decay": (0 < self.layer_decay <= 1, "in (0, 1]"),
+            "weight_decay": (self.weight_decay >= 0, ">= 0"),
+            "ema_decay": (0 <= self.ema_decay < 1, "in [0, 1) (0: off)"),
+            "eval_tta_views": (self.eval_tta_views >= 1, ">= 1"),
+            "per_device_train_batch_size": (self.per_device_train_batch_size >= 1, ">= 1"),
+            "per_device_eval_batch_size": (self.per_device_eval_batch_size >= 1, ">= 1"),
+            "gradient_accumulation_steps": (self.gradient_accumulation_steps >= 1, ">= 1"),
+            "dataloader_num_workers": (self.dataloader_num_workers >= 0, ">= 0"),
+            "num_train_epochs": (self.num_train_epochs > 0 or self.max_steps > 0, "> 0 (or max_steps > 0)"),
+        }
+        for name, (ok, rule) in rules.items():
+            if not ok:
+                raise ValueError(f"{name} must be {rule}, got {getattr(self, name)!r}.")
         parse_unfreeze_schedule(self.unfreeze_schedule)  # syntax; the stages are checked against the model

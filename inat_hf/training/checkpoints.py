@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 
+from transformers.trainer import TRAINER_STATE_NAME
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from transformers.utils import logging
 
@@ -76,8 +77,13 @@ def rotate_checkpoints(output_dir: str, save_total_limit: int | None, best_model
     return doomed
 
 
+class CheckpointError(ValueError):
+    """``resume_from_checkpoint`` names something that cannot be resumed from (the message says what and why)."""
+
+
 def resolve_resume(value: str | None, output_dir: str) -> str | None:
-    """``latest``/``true`` → the newest *complete* checkpoint in ``output_dir``; a path is used as given."""
+    """``latest``/``true`` → the newest *complete* checkpoint in ``output_dir`` (none: start from scratch); a path must
+    be a checkpoint folder (``trainer_state.json``), else :class:`CheckpointError` saying what it is instead."""
     if value is None or str(value).lower() in ("", "false", "none"):
         return None
     if str(value).lower() in ("latest", "true"):
@@ -87,8 +93,20 @@ def resolve_resume(value: str | None, output_dir: str) -> str | None:
         else:
             logger.info(f"Resuming from {found}")
         return found
+    expected = "expected a checkpoint-N folder written by train.py (with trainer_state.json), or 'latest'"
+    if not os.path.exists(value):
+        raise CheckpointError(f"resume_from_checkpoint: no such checkpoint directory: {value}; {expected}.")
     if not os.path.isdir(value):
-        raise FileNotFoundError(f"resume_from_checkpoint: no such checkpoint directory: {value}")
+        raise CheckpointError(f"resume_from_checkpoint: {value} is a file, not a folder; {expected}.")
+    if not os.path.isfile(os.path.join(value, TRAINER_STATE_NAME)):
+        newest = latest_complete_checkpoint(value)
+        if newest:  # a run's output folder
+            found = f"a run folder, not a checkpoint: its newest complete checkpoint is {newest}"
+        elif os.listdir(value):
+            found = f"not a checkpoint: it has no {TRAINER_STATE_NAME}"
+        else:
+            found = "an empty folder"
+        raise CheckpointError(f"resume_from_checkpoint: {value} is {found}; {expected}.")
     return value
 
 

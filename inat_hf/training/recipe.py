@@ -12,6 +12,7 @@ import dataclasses
 import difflib
 import json
 import os
+import re
 import types
 import typing
 
@@ -36,6 +37,21 @@ RECIPE_FILE = "run_config.yaml"
 _SECRET_FIELDS = ("hub_token", "push_to_hub_token")  # never written to disk
 DATA_SOURCES = ("data_dir", "dataset_dir")  # one named on the command line replaces the recipe's (either kind)
 _BAD_VALUE = (ValueError, TypeError, argparse.ArgumentTypeError)
+
+
+class _RecipeLoader(yaml.SafeLoader):
+    """YAML 1.2's booleans (``true``/``false`` only). PyYAML follows YAML 1.1, where ``on``, ``off``, ``yes``,
+    ``no``, ``y`` and ``n`` are booleans too, so ``use_cpu: off`` would be false without a word. Here such a word is
+    text, read as the command line reads it (``yes``/``no`` are booleans there, ``on``/``off`` are refused)."""
+
+
+_RecipeLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_RecipeLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
 
 
 class RecipeError(ValueError):
@@ -131,7 +147,7 @@ def load_recipe_file(path: str, parser: CommandParser | None = None) -> dict[str
     if not os.path.isfile(path):
         raise FileNotFoundError(f"Recipe file not found: {path}")
     with open(path, encoding="utf-8") as f:
-        raw = yaml.safe_load(f) or {}
+        raw = yaml.load(f, Loader=_RecipeLoader) or {}
     if not isinstance(raw, dict):
         raise RecipeError(f"{path}: a recipe maps sections {list(parser.sections)} to keys, not a list or text.")
     values: dict[str, typing.Any] = {}

@@ -20,9 +20,10 @@ from ..data.collate import ImageClassificationCollator
 from ..data.source import load_data
 from ..data.torch_dataset import ImageClassificationDataset
 from ..data.transforms import EvalPreset, TrainPreset, TTAPreset, eval_kwargs_from_image_processor
+from ..inference.evaluator import check_label_sets
 from ..models import InatConfig, InatForImageClassification
 from .arguments import AUGMENTATION_FROM_MODEL
-from .checkpoints import resolve_resume
+from .checkpoints import CheckpointError, resolve_resume
 from .metrics_log import TrainingMetricsCallback
 from .mixing import AdaptiveMixup
 from .recipe import Recipe, save_recipe
@@ -30,6 +31,9 @@ from .trainer import InatTrainer
 from .unfreezing import ProgressiveUnfreezingCallback, unfreezing_plan
 
 logger = logging.get_logger(__name__)
+
+# The InatConfig fields that shape the weights: a checkpoint's decide them (init_checkpoint) or must match (resume).
+ARCHITECTURE = ("backbone", "model_args", "attn_layer", "rd_ratio", "head_hidden_sizes", "head_batch_norm")
 
 
 @dataclasses.dataclass
@@ -91,10 +95,9 @@ def build_model(recipe: Recipe, taxonomy: Taxonomy, train_labels: np.ndarray) ->
             )
         # Architecture comes from the checkpoint; labels, taxonomy, loss and preprocessing from this recipe
         # (preprocessing and drop_path_rate the recipe leaves unset stay the checkpoint's).
-        architecture = ("backbone", "model_args", "attn_layer", "rd_ratio", "head_hidden_sizes", "head_batch_norm")
         keep_if_unset = ("image_size", "crop_pct", "interpolation", "image_mean", "image_std", "drop_path_rate")
         overrides = {
-            k: v for k, v in config_kwargs.items() if k not in architecture and not (k in keep_if_unset and v is None)
+            k: v for k, v in config_kwargs.items() if k not in ARCHITECTURE and not (k in keep_if_unset and v is None)
         }
         return InatForImageClassification.from_pretrained(
             run.init_checkpoint,
@@ -150,6 +153,28 @@ def check_recipe(recipe: Recipe) -> None:
         raise ValueError(f"metric_for_best_model {metric!r} is a fused metric: it needs geo_prior (a prior folder).")
 
 
+def check_resume_fits(checkpoint: str, config: InatConfig, data: str) -> None:
+    """The run resumed from ``checkpoint`` builds the model it holds: same architecture, same labels in the same
+    order. Checked before anything is written; else the Trainer fails deep in ``load_state_dict``, or (labels of
+    the same count) silently trains on wrong names."""
+    try:
+        saved = InatConfig.from_pretrained(checkpoint)
+    except (OSError, ValueError) as err:
+        raise CheckpointError(f"resume_from_checkpoint: {checkpoint} holds no readable model config: {err}") from err
+    for key in ARCHITECTURE:
+        if getattr(saved, key) != getattr(config, key):
+            raise CheckpointError(
+                f"resume_from_checkpoint: {checkpoint} holds a model with {key}={getattr(saved, key)!r}, this "
+                f"recipe builds {key}={getattr(config, key)!r}. Resume with the recipe of that run (its "
+                "run_config.yaml), or train from scratch into a new output_dir."
+            )
+    labels = [saved.id2label[i] for i in range(saved.num_labels)]
+    check_label_sets(
+        labels, [config.id2label[i] for i in range(config.num_labels)], model=checkpoint, dataset=data,
+        fix="Resume on the data that run was trained on (same --rank and --taxon), or train from scratch.",
+    )  # fmt: skip
+
+
 def _check_patience_covers_a_cycle(args) -> None:
     """Early stopping must not end a run inside a restart cycle of ``cosine_with_restarts``: after a restart top-1
     drops and beats the previous best only towards the end of the next cycle, so a patience shorter than a cycle
@@ -194,6 +219,7 @@ def _drop_unavailable_loggers(args) -> None:
 def run_training(recipe: Recipe) -> TrainingRun:
     data_args, args = recipe.data, recipe.training
     check_recipe(recipe)
+    resume = resolve_resume(args.resume_from_checkpoint, args.output_dir)  # a bad path fails before the data
     _drop_unavailable_loggers(args)
     set_seed(args.seed)
 
@@ -215,6 +241,8 @@ def run_training(recipe: Recipe) -> TrainingRun:
 
     # ---- model + the image processor it ships with
     model = build_model(recipe, taxonomy, np.asarray(train_split["label"]))
+    if resume is not None:
+        check_resume_fits(resume, model.config, data_args.dataset_dir or data_args.data_dir)
     processor = model.create_image_processor()
     config = model.config
     # Preprocessing the recipe left to the backbone (timm's pretrained config): the saved recipe holds the values.
@@ -273,7 +301,7 @@ def run_training(recipe: Recipe) -> TrainingRun:
         save_recipe(recipe, args.output_dir)
 
     # ---- train (or resume); the final model is the best checkpoint (load_best_model_at_end) or the EMA
-    train_result = trainer.train(resume_from_checkpoint=resolve_resume(args.resume_from_checkpoint, args.output_dir))
+    train_result = trainer.train(resume_from_checkpoint=resume)
     checksums = trainer.verify_replicas()
     trainer.save_model(args.output_dir)  # model + config + processor + code
     metrics = dict(train_result.metrics)

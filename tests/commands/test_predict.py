@@ -94,6 +94,30 @@ def test_bad_files_are_reported_and_the_others_predicted(trained_model_dir, imag
     assert captured.out.count("  1. ") == 6  # every good image still predicted
 
 
+def test_a_folder_takes_every_format_pillow_opens_and_lists_what_it_skips(
+    trained_model_dir, demo_root, tmp_path, capsys
+):
+    from PIL import Image
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    photo = Image.open(sorted((demo_root / "val").rglob("*.jpg"))[0])
+    photo.save(folder / "netpbm.ppm")
+    photo.save(folder / "tga.tga")
+    (folder / "phone.heic").write_bytes(b"\x00\x00\x00\x18ftypheic")  # no HEIF plugin installed
+    (folder / "notes.txt").write_text("not an image")
+    (folder / "._netpbm.ppm").write_bytes(b"AppleDouble junk")
+    (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    code = main(["--model_dir", str(trained_model_dir), str(folder), "--top_k", "1"])
+    out, err = capsys.readouterr()
+    assert code == 1 and out.count("  1. ") == 2  # the .ppm and the .tga are predicted
+    assert f"skipped: {folder / 'phone.heic'} (not a format the installed Pillow opens (.heic))" in err
+    assert f"skipped: {folder / 'notes.txt'} (not a format the installed Pillow opens (.txt))" in err
+    assert f"skipped: {folder / '._netpbm.ppm'} (hidden file)" in err
+    assert "broken.png" in err and "could not decode image" in err  # a file Pillow should open but cannot
+    assert "error: 1 of 3 images could not be predicted" in err
+
+
 @pytest.mark.parametrize(
     "make_input, message",
     [

@@ -63,3 +63,77 @@ def test_printable_path_round_trips_through_the_escape():
     assert text == "dir/caf\\xe9.jpg" and text.encode("utf-8")
     assert printable_path("dir/café.jpg") == "dir/café.jpg"  # valid names are left alone
     assert printable_path("lone \ud800 surrogate").encode("utf-8")
+
+
+def _unescape(text: str) -> bytes:
+    """printable_path's inverse (its docstring's rule), to show that no two names print alike."""
+    out, i = bytearray(), 0
+    while i < len(text):
+        if text[i] != "\\":
+            out += text[i].encode("utf-8")
+            i += 1
+            continue
+        kind = text[i + 1]
+        if kind == "\\":
+            out += b"\\"
+            i += 2
+            continue
+        width = {"x": 2, "u": 4, "U": 8}[kind]
+        code = int(text[i + 2 : i + 2 + width], 16)
+        out += bytes([code]) if kind == "x" and code >= 0x80 else chr(code).encode("utf-8", "surrogatepass")
+        i += 2 + width
+    return bytes(out)
+
+
+TRICKY_NAMES = [
+    b"plain.jpg",
+    b"a\xffb.jpg",  # an undecodable byte
+    b"a\\xffb.jpg",  # a name that spells out that byte's escape
+    b"a\\\\xffb.jpg",
+    b"two\nlines.jpg",
+    b"\x1b[31mred\x1b[0m.jpg",  # an ANSI escape sequence
+    b"tab\there.jpg",
+    "nel\x85.jpg".encode(),  # a C1 control (valid UTF-8)
+    b"nel\x85.jpg",  # the same code as a raw byte
+    "caf\u00e9 \u5c71.jpg".encode(),  # printable text of any script is kept
+    "rtl\u202eoverride.jpg".encode(),
+]
+
+
+def test_printable_path_is_one_line_and_reversible():
+    shown = [printable_path(os.fsdecode(name)) for name in TRICKY_NAMES]
+    assert len(set(shown)) == len(shown)  # no two names print alike
+    for name, text in zip(TRICKY_NAMES, shown):
+        assert text.isprintable() and text.encode("utf-8") and _unescape(text) == name, (name, text)
+    assert shown[1] == "a\\xffb.jpg" and shown[2] == "a\\\\xffb.jpg" and shown[4] == "two\\x0alines.jpg"
+    assert shown[9] == "café 山.jpg" and printable_path(b"a\xffb.jpg") == shown[1]
+
+
+def test_file_names_cannot_forge_lines_in_any_output(trained_model_dir, demo_root, tmp_path, capsys):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    image = sorted((demo_root / "val").rglob("*.jpg"))[0].read_bytes()
+    names = [b"a\xffb.jpg", b"a\\xffb.jpg", b"two\nlines.jpg", b"\x1b[2J\x1b[31mred.jpg", b"ok.jpg"]
+    for name in names:
+        with open(os.path.join(os.fsencode(folder), name), "wb") as f:
+            f.write(image)
+    with open(os.path.join(os.fsencode(folder), b"bad\nfile.jpg"), "wb") as f:
+        f.write(b"not an image")
+    csv, js, sub = tmp_path / "p.csv", tmp_path / "p.json", tmp_path / "sub.csv"
+    argv = ["--model_dir", str(trained_model_dir), str(folder), "--top_k", "1", "--output", str(csv)]
+    assert main([*argv, "--submission", str(sub)]) == 1  # bad\nfile.jpg fails, the others are predicted
+    out, err = capsys.readouterr()
+    assert "\x1b" not in out + err
+    headers = [line for line in out.splitlines() if line.startswith(str(folder))]
+    expected = {printable_path(os.path.join(os.fsencode(folder), name)) for name in names}
+    assert set(headers) == expected and len(expected) == len(names)  # one header line per photo, all different
+    error_lines = [line for line in err.splitlines() if "bad" in line]
+    assert len(error_lines) == 1 and "bad\\x0afile.jpg" in error_lines[0]
+    files = pd.read_csv(csv)["file"]
+    assert set(files) == expected and len(csv.read_text(encoding="utf-8").splitlines()) == 1 + len(names)
+    assert main([*argv[:-1], str(js), "--quiet"]) == 1
+    assert {entry["file"] for entry in json.loads(js.read_text(encoding="utf-8"))} == expected
+    lines = sub.read_text(encoding="utf-8").splitlines()
+    assert len(lines) == 1 + len(names)  # header + one line per photo: no id spans two lines
+    ids = {line.rsplit(",", 1)[0] for line in lines[1:]}
+    assert ids == {printable_path(os.fsdecode(name[:-4])) for name in names}

@@ -54,6 +54,7 @@ def test_options_reach_the_builder(demo_root, tmp_path, capsys):
         "resize_shorter": 24,
         "jpeg_quality": 90,
         "on_bad_image": "error",
+        "on_bad_record": "error",
         "verify_files": False,
         "follow_symlinks": False,
         "max_image_pixels": report["options"]["max_image_pixels"],

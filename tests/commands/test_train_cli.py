@@ -74,6 +74,9 @@ def test_user_mistakes_are_one_line(argv, message, capsys):
         ("training:\n  lerning_rate: 0.1\n", "did you mean 'learning_rate'?"),
         ("training:\n  seed: null\n", "training.seed: null is not a value of this key"),
         ("training:\n  learning_rate: null\n", "training.learning_rate: null is not a value of this key"),
+        # YAML 1.1 (PyYAML) would read these as false/true: a recipe takes the command line's boolean words
+        ("training:\n  use_cpu: off\n", "training.use_cpu: invalid bool value: 'off'"),
+        ("training:\n  use_cpu: On\n", "training.use_cpu: invalid bool value: 'On'"),
     ],
 )
 def test_yaml_mistakes_are_one_line(tmp_path, capsys, yaml_text, message):
@@ -82,6 +85,38 @@ def test_yaml_mistakes_are_one_line(tmp_path, capsys, yaml_text, message):
     assert main([str(path)]) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 2
+
+
+@pytest.mark.parametrize("word, value", [("true", True), ("False", False), ("yes", True), ("no", False)])
+def test_yaml_booleans_are_the_command_lines(tmp_path, word, value):
+    from inat_hf.training.recipe import parse_recipe
+
+    path = tmp_path / "r.yaml"
+    path.write_text(f"training:\n  use_cpu: {word}\ndata:\n  dataset_dir: x\n  dataset_name: no\n")
+    recipe = parse_recipe([str(path)])
+    assert recipe.training.use_cpu is value and recipe.data.dataset_name == "no"  # text stays text
+
+
+@pytest.mark.parametrize(
+    "option, value, message",
+    [
+        ("--learning_rate", "-0.1", "learning_rate must be > 0, got -0.1."),
+        ("--learning_rate", "nan", "learning_rate must be > 0, got nan."),
+        ("--per_device_train_batch_size", "0", "per_device_train_batch_size must be >= 1, got 0."),
+        ("--per_device_eval_batch_size", "0", "per_device_eval_batch_size must be >= 1, got 0."),
+        ("--gradient_accumulation_steps", "0", "gradient_accumulation_steps must be >= 1, got 0."),
+        ("--weight_decay", "-1", "weight_decay must be >= 0, got -1.0."),
+        ("--num_train_epochs", "0", "num_train_epochs must be > 0 (or max_steps > 0), got 0.0."),
+        ("--dataloader_num_workers", "-1", "dataloader_num_workers must be >= 0, got -1."),
+        ("--backbone_learning_rate", "-1", "backbone_learning_rate must be >= 0"),
+    ],
+)
+def test_bad_numbers_are_refused_before_anything_is_written(prepared_demo, tmp_path, capsys, option, value, message):
+    out = tmp_path / "run"
+    assert main(["--dataset_dir", str(prepared_demo), "--output_dir", str(out), option, value]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 2, err
+    assert not out.exists()  # not even run_config.yaml
 
 
 def test_list_stages(capsys):

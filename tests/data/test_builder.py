@@ -61,6 +61,7 @@ def test_default_prepare_all_splits(demo_root, tmp_path):
         "written": 32,
         "skipped": 0,
         "repaired": {},
+        "bad_locations": 0,
     }
     assert report["classes_per_rank"] == {
         "kingdom": 1,

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 import torch
 from PIL import ExifTags, Image
+from PIL.TiffImagePlugin import IFDRational
 
 from inat_hf.commands.evaluate import main as evaluate_main
 from inat_hf.commands.predict import main as predict_main
@@ -101,6 +102,42 @@ def test_exif_location(tmp_path):
     assert exif_location(tmp_path / "missing.jpg").to_dict()["location_used"] is False
 
 
+@pytest.mark.parametrize(
+    "gps, problem",
+    [
+        ({1: "N", 2: (95.0, 0.0, 0.0), 3: "E", 4: (1.0, 0, 0)}, "EXIF GPS latitude 95 outside [-90, 90]"),
+        ({1: "N", 2: (10.0, IFDRational(30, 0), 0.0), 3: "E", 4: (1.0, 0, 0)}, "a zero denominator?"),
+        ({1: "X", 2: (10.0, 0.0, 0.0), 3: "E", 4: (1.0, 0, 0)}, "EXIF GPS latitude reference 'X' (expected N or S)"),
+        ({1: "N", 2: (10.0, 0.0, 0.0), 3: "E", 4: (1.0, 99.0, 0)}, "EXIF GPS longitude 1° 99' 0\" (minutes, seconds"),
+        ({1: "N", 2: (0.0, 0.0, 0.0), 3: "E", 4: (0.0, 0, 0)}, "EXIF GPS position (0, 0): what cameras write without"),
+        ({1: "N", 2: (10.0, 0.0, 0.0)}, "incomplete EXIF GPS (no GPSLongitudeRef, GPSLongitude)"),
+    ],
+)
+def test_invalid_exif_gps_is_refused_with_the_reason(tmp_path, gps, problem):
+    loc = exif_location(exif_photo(tmp_path / "a.jpg", gps, "2020:07:15 10:00:00"))
+    assert not loc.has_location and loc.location_problem is not None and problem in loc.location_problem
+    assert loc.to_dict()["location_problem"] == loc.location_problem and loc.date == "2020-07-15"
+
+
+def test_exif_date_is_when_the_photo_was_taken_never_the_edit_time(tmp_path):
+    def photo(name, **tags):
+        image, exif = Image.new("RGB", (8, 8)), Image.Exif()
+        exif[ExifTags.Base.DateTime] = "2024:01:02 03:04:05"  # the last edit: never the date
+        for tag, value in tags.items():
+            if tag == "GPSDateStamp":
+                exif.get_ifd(ExifTags.IFD.GPSInfo)[ExifTags.GPS.GPSDateStamp] = value
+            else:
+                exif.get_ifd(ExifTags.IFD.Exif)[getattr(ExifTags.Base, tag)] = value
+        image.save(tmp_path / name, exif=exif)
+        return exif_location(tmp_path / name).date
+
+    assert photo("edited.jpg") is None
+    assert photo("digitized.jpg", DateTimeDigitized="2019:05:06 07:08:09") == "2019-05-06"
+    assert photo("gps.jpg", GPSDateStamp="2018:03:04") == "2018-03-04"
+    both = dict(DateTimeOriginal="2017:01:01 00:00:00", DateTimeDigitized="2019:05:06 07:08:09")
+    assert photo("original.jpg", GPSDateStamp="2018:03:04", **both) == "2017-01-01"
+
+
 def test_photo_locations_given_values_replace_exif_and_are_checked(tmp_path):
     photo = exif_photo(tmp_path / "a.jpg", {1: "N", 2: (42.0, 0.0, 0.0), 3: "W", 4: (95.0, 0.0, 0.0)}, "2020:07:15")
     assert photo_locations([photo, photo]) == [exif_location(photo)] * 2
@@ -117,7 +154,9 @@ def test_photo_locations_given_values_replace_exif_and_are_checked(tmp_path):
         photo_locations([photo], 10.0, 20.0, "2019-02-30")
 
 
-def test_evaluate_reports_image_prior_and_fused_side_by_side(trained_model_dir, prepared_demo, demo_prior, tmp_path):
+def test_evaluate_reports_image_prior_and_fused_side_by_side(
+    trained_model_dir, prepared_demo, demo_prior, tmp_path, capsys
+):
     out = tmp_path / "eval"
     args = ["--model_dir", str(trained_model_dir), "--dataset_dir", str(prepared_demo), "--split", "val"]
     code = evaluate_main(
@@ -130,7 +169,10 @@ def test_evaluate_reports_image_prior_and_fused_side_by_side(trained_model_dir, 
     for run in summary["runs"].values():
         assert {"top1", "top3", "top5", "hierarchical_accuracy"} <= set(run)
     assert summary["geo"]["fusion_weight"] == 1.0 and summary["geo"]["loss"] == "softmax"
-    assert summary["geo"]["counts"]["records"] == 16
+    counts = summary["geo"]["counts"]
+    assert counts["records"] == 16
+    unusable = 16 - counts["with_location"]
+    assert f"location prior: {unusable} of 16 images had no usable location (missing " in capsys.readouterr().out
     hier = pd.read_csv(run_dir / "hierarchical_accuracy.csv")
     assert {"no_tta", "geo_prior", "fused"} <= set(hier.columns)
     backoff = summary["backoff"]
@@ -158,12 +200,15 @@ def test_predict_with_location_from_exif_and_arguments(trained_model_dir, demo_r
         exif[ExifTags.IFD.GPSInfo] = {1: "N", 2: (42.0, 0.0, 0.0), 3: "W", 4: (95.0, 0.0, 0.0)}
         exif.get_ifd(ExifTags.IFD.Exif)[ExifTags.Base.DateTimeOriginal] = "2019:06:01 12:00:00"
         im.save(photos / "b_gps.jpg", exif=exif, quality=95)
+        exif[ExifTags.IFD.GPSInfo] = {1: "N", 2: (0.0, 0.0, 0.0), 3: "E", 4: (0.0, 0.0, 0.0)}
+        im.save(photos / "c_no_fix.jpg", exif=exif, quality=95)
     base = ["--model_dir", str(trained_model_dir), str(photos), "--top_k", "8"]
     assert predict_main([*base, "--output", str(tmp_path / "image.json")]) == 0
     out = tmp_path / "fused.json"
     assert predict_main([*base, "--geo_prior", str(demo_prior), "--output", str(out)]) == 0
     stdout = capsys.readouterr().out
     assert "image only (no location)" in stdout and "from exif" in stdout and "pretty sure:" in stdout
+    assert "image only (invalid location: EXIF GPS position (0, 0): what cameras write without a GPS fix)" in stdout
     image_only = {p["file"]: p for p in json.loads((tmp_path / "image.json").read_text())}
     fused = {p["file"]: p for p in json.loads(out.read_text())}
     a, b = fused[str(plain)], fused[str(photos / "b_gps.jpg")]
@@ -173,6 +218,7 @@ def test_predict_with_location_from_exif_and_arguments(trained_model_dir, demo_r
         "latitude": 42.0,
         "longitude": -95.0,
         "location_source": "exif",
+        "location_problem": None,
         "date_used": True,
         "date": "2019-06-01",
         "date_source": "exif",

@@ -130,8 +130,13 @@ def test_check_label_sets_says_which_labels_differ():
         check_label_sets(["Apis", "Bombus", "Vespa"], ["Apis", "Bombus", "Formica"], model="m", dataset="d")
     message = str(info.value)
     assert "only in the model: 'Vespa'" in message and "only in the dataset: 'Formica'" in message
-    with pytest.raises(InferenceError, match="same labels, different order: 2 indices differ, first at index 0"):
+    assert "first difference is at index 2: model 'Vespa', dataset 'Formica'" in message and "\n" not in message
+    with pytest.raises(
+        InferenceError, match="index 0: model 'a', dataset 'b'; same labels, different order: 2 indices"
+    ):
         check_label_sets(["a", "b"], ["b", "a"], model="m", dataset="d")
+    with pytest.raises(InferenceError, match="index 1: model 'b', dataset none"):
+        check_label_sets(["a", "b"], ["a"], model="m", dataset="d")
 
 
 def test_trainer_glue_reduces_logits_and_computes_metrics(trained_model_dir):

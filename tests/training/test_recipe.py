@@ -4,10 +4,12 @@ import dataclasses
 import inspect
 import json
 import re
+import shutil
 
 import pytest
 import yaml
 
+from inat_hf.training.checkpoints import CheckpointError, mark_checkpoint_complete
 from inat_hf.training.recipe import (
     RECIPE_FILE,
     RecipeError,
@@ -222,8 +224,48 @@ def test_resume_argument(tmp_path):
 
     assert resolve_resume(None, str(tmp_path)) is None and resolve_resume("false", str(tmp_path)) is None
     assert resolve_resume("latest", str(tmp_path)) is None  # nothing to resume: start from scratch (warned)
-    with pytest.raises(FileNotFoundError, match=r"resume_from_checkpoint: no such checkpoint directory: .*nope"):
+    with pytest.raises(CheckpointError, match=r"resume_from_checkpoint: no such checkpoint directory: .*nope"):
         resolve_resume(str(tmp_path / "nope"), str(tmp_path))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(CheckpointError, match=r"empty is an empty folder; expected a checkpoint-N folder"):
+        resolve_resume(str(tmp_path / "empty"), str(tmp_path))
+    (tmp_path / "run" / "checkpoint-4").mkdir(parents=True)
+    mark_checkpoint_complete(str(tmp_path / "run" / "checkpoint-4"), 4, 1.0)
+    with pytest.raises(CheckpointError, match=r"run is a run folder, not a checkpoint: .* is .*run/checkpoint-4"):
+        resolve_resume(str(tmp_path / "run"), str(tmp_path))
+
+
+@pytest.mark.parametrize(
+    "change, model, message",
+    [
+        ({}, {}, "holds a model with attn_layer='none', this recipe builds attn_layer='se'"),
+        ({"backbone": "resnet18"}, {"attn_layer": "none", "head_hidden_sizes": []}, "backbone='resnet18'"),
+        (
+            {"id2label": "7"},
+            {"attn_layer": "none", "head_hidden_sizes": []},
+            "first difference is at index 7: model 'Formica rufa', dataset 'Coccinella septempunctata'",
+        ),
+    ],
+)
+def test_resuming_a_checkpoint_of_another_model_fails_before_anything_is_written(
+    trained_model_dir, write_recipe, tmp_path, capsys, change, model, message
+):
+    from inat_hf.commands.train import main
+
+    checkpoint = tmp_path / "checkpoint-9"
+    shutil.copytree(trained_model_dir, checkpoint)
+    (checkpoint / "trainer_state.json").write_text("{}")
+    config = json.loads((checkpoint / "config.json").read_text())
+    if "id2label" in change:
+        config["id2label"][change["id2label"]] = "Formica rufa"
+        config["label2id"] = {v: int(k) for k, v in config["id2label"].items()}
+    config.update({k: v for k, v in change.items() if k != "id2label"})
+    (checkpoint / "config.json").write_text(json.dumps(config))
+    recipe = write_recipe(model=model, training={"resume_from_checkpoint": str(checkpoint)})
+    assert main([str(recipe)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 2 and "Traceback" not in err, err
+    assert not (tmp_path / "out").exists()
 
 
 # A value other than the default for every key the `model` and `augmentation` sections take from InatConfig and

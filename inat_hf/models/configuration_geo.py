@@ -55,7 +55,7 @@ class GeoPriorConfig(PreTrainedConfig):
         default=True, metadata={"help": "Also encode the day of the year (a missing date encodes as zeros)."}
     )
     date_drop_rate: float = dataclasses.field(
-        default=0.2,
+        default=0.5,
         metadata={"help": "Share of training records whose date is dropped, in [0, 1]: the date-less answer."},
     )
     loss: str = dataclasses.field(default="softmax", metadata={"help": "softmax or presence (the paper's)."})

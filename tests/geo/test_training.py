@@ -196,6 +196,10 @@ def test_config_options_on_the_command_line(prepared_demo, tmp_path):
     config = GeoPriorModel.from_pretrained(out).config
     assert (config.hidden_size, config.use_date, config.loss) == (8, False, "presence")
     assert config.loss_negatives is None and config.sampled_negatives is None  # 0 on the command line: every label
+    # --max_per_class: the prior learns capped frequencies, so its p(y) is capped too (every demo label is seen).
+    assert main([*args, "--max_per_class", "1", "--output_dir", str(tmp_path / "capped")]) == 0
+    capped = GeoPriorModel.from_pretrained(tmp_path / "capped").config.class_prior
+    assert capped == pytest.approx([1 / 8] * 8) and config.class_prior != pytest.approx(capped)
 
 
 def test_help_documents_the_config_options(capsys):

@@ -53,7 +53,7 @@ def render_range_map(
     from PIL import Image
 
     _, _, values = range_grid(model, label, month=month, resolution=resolution)
-    figure = Figure(figsize=(8, 4.6), dpi=100, layout="constrained")
+    figure = Figure(figsize=(8.4, 3.9), dpi=100, layout="constrained")
     ax = figure.add_subplot()
     image = ax.imshow(values, extent=(-180, 180, -90, 90), origin="upper", cmap="magma", interpolation="nearest")
     ax.set_xticks(range(-180, 181, 30))

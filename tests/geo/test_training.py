@@ -55,51 +55,48 @@ def test_clean_records_errors_name_the_records_and_skips_are_counted():
     assert len(kept) == 6 and np.isnan(kept.latitude[[1, 3, 5]]).all()  # evaluation keeps rows aligned
 
 
-def synthetic_ranges(n_per_class, seed):
-    """4 species: two on different continents, two at one place in different seasons."""
+# (latitude, longitude, peak day of the year or None: all year, records per n) of each species.
+# Two species on different continents, two at one place in different seasons.
+TWO_SEASONS = [(50, 10, None, 1), (40, -100, None, 1), (-20, 130, 30, 1), (-20, 130, 210, 1)]
+# At the third place a year-round species (twice as many records) and a winter-only one: without a date the answer
+# there is about 2:1.
+COMMON_AND_WINTER = [(50, 10, None, 1), (40, -100, None, 1), (-20, 130, None, 2), (-20, 130, 20, 1)]
+
+
+def synthetic_ranges(n, seed, species=TWO_SEASONS):
     rng = np.random.default_rng(seed)
-    centres = [(50, 10, None), (40, -100, None), (-20, 130, 30), (-20, 130, 210)]
     lat, lon, day, labels = [], [], [], []
-    for label, (la, lo, peak) in enumerate(centres):
-        lat.append(rng.normal(la, 4, n_per_class))
-        lon.append(rng.normal(lo, 4, n_per_class))
-        day.append(rng.normal(peak, 15, n_per_class) % 365 + 1 if peak else rng.uniform(1, 366, n_per_class))
-        labels.append(np.full(n_per_class, label))
-    cat = np.concatenate
-    return GeoRecords(cat(lat), cat(lon), cat(day), cat(labels), np.arange(4 * n_per_class))
-
-
-@pytest.mark.parametrize("loss", ["softmax", "presence"])
-def test_prior_learns_ranges_and_uses_the_season(loss):
-    train, val = synthetic_ranges(60, 0), synthetic_ranges(20, 1)
-    args = GeoTrainingArguments(output_dir="unused", num_epochs=1, min_steps=150, batch_size=64, learning_rate=5e-3)
-    results = {}
-    for use_date in (True, False):
-        torch.manual_seed(0)
-        config = GeoPriorConfig(id2label={i: str(i) for i in range(4)}, hidden_size=32, num_blocks=1, loss=loss)
-        config.use_date = use_date
-        model = GeoPriorModel(config)
-        train_geo_prior(model, train, args, log=None)
-        results[use_date] = evaluate_prior(model, val)
-    # Location alone separates species 0, 1 and {2, 3}: at most 75 % top-1; the season separates 2 from 3.
-    assert results[False]["top1"] < 0.8
-    assert results[True]["top1"] > 0.9
-    assert results[True]["num_scored"] == 80
-
-
-def one_place_two_seasons(n, seed):
-    """Species 0 and 1 at their own places all year; at a third place species 2 all year (twice as many records) and
-    species 3 in winter only: without a date the answer there is 2 vs 3 at about 2:1."""
-    rng = np.random.default_rng(seed)
-    spec = [(50, 10, None, n), (40, -100, None, n), (-20, 130, None, 2 * n), (-20, 130, 20, n)]
-    lat, lon, day, labels = [], [], [], []
-    for label, (la, lo, peak, m) in enumerate(spec):
+    for label, (la, lo, peak, share) in enumerate(species):
+        m = n * share
         lat.append(rng.normal(la, 4, m))
         lon.append(rng.normal(lo, 4, m))
         day.append(rng.normal(peak, 15, m) % 365 + 1 if peak else rng.uniform(1, 366, m))
         labels.append(np.full(m, label))
     cat = np.concatenate
-    return GeoRecords(cat(lat), cat(lon), cat(day), cat(labels), np.arange(5 * n))
+    return GeoRecords(cat(lat), cat(lon), cat(day), cat(labels), np.arange(len(cat(labels))))
+
+
+def small_prior(train, **config):
+    """A 4-label prior trained for 150 steps on ``train``."""
+    torch.manual_seed(0)
+    model = GeoPriorModel(
+        GeoPriorConfig(id2label={i: str(i) for i in range(4)}, hidden_size=32, num_blocks=1, **config)
+    )
+    args = GeoTrainingArguments(output_dir="unused", num_epochs=1, min_steps=150, batch_size=64, learning_rate=5e-3)
+    train_geo_prior(model, train, args, log=None)
+    return model
+
+
+@pytest.mark.parametrize("loss", ["softmax", "presence"])
+def test_prior_learns_ranges_and_uses_the_season(loss):
+    train, val = synthetic_ranges(60, 0), synthetic_ranges(20, 1)
+    results = {
+        use_date: evaluate_prior(small_prior(train, loss=loss, use_date=use_date), val) for use_date in (True, False)
+    }
+    # Location alone separates species 0, 1 and {2, 3}: at most 75 % top-1; the season separates 2 from 3.
+    assert results[False]["top1"] < 0.8
+    assert results[True]["top1"] > 0.9
+    assert results[True]["num_scored"] == 80
 
 
 @pytest.mark.parametrize("loss", ["softmax", "presence"])
@@ -107,18 +104,12 @@ def test_date_less_answer_matches_a_location_only_prior(loss):
     # Every training record has a date, so the "no date" input is only ever seen through the default date dropout;
     # without it the date-less answer is an extrapolation (total variation ~0.2-0.26 from the place-only answer on
     # this data, against <= 0.06 with it).
-    train, val = one_place_two_seasons(60, 0), one_place_two_seasons(20, 1)
-    args = GeoTrainingArguments(output_dir="unused", num_epochs=1, min_steps=150, batch_size=64, learning_rate=5e-3)
-    probs = {}
-    for use_date in (True, False):
-        torch.manual_seed(0)
-        config = GeoPriorConfig(
-            id2label={i: str(i) for i in range(4)}, hidden_size=32, num_blocks=1, loss=loss, use_date=use_date
-        )
-        model = GeoPriorModel(config)
-        train_geo_prior(model, train, args, log=None)
-        lat, lon = (torch.tensor(c, dtype=torch.float32) for c in (val.latitude, val.longitude))
-        probs[use_date] = model.probabilities(lat, lon, day_of_year=None)
+    train, val = synthetic_ranges(60, 0, COMMON_AND_WINTER), synthetic_ranges(20, 1, COMMON_AND_WINTER)
+    lat, lon = (torch.tensor(c, dtype=torch.float32) for c in (val.latitude, val.longitude))
+    probs = {
+        use_date: small_prior(train, loss=loss, use_date=use_date).probabilities(lat, lon, day_of_year=None)
+        for use_date in (True, False)
+    }
     total_variation = 0.5 * (probs[True] - probs[False]).abs().sum(1)
     assert total_variation.mean() < 0.1
 
@@ -149,14 +140,18 @@ def test_knn_baseline_votes_by_great_circle_distance():
 
 def test_place_and_date_knn_separates_seasons_with_k_and_weight_chosen_on_another_split():
     train, select, report = synthetic_ranges(60, 0), synthetic_ranges(20, 1), synthetic_ranges(20, 2)
-    place = knn_baseline(train, report, 4, select=select)
-    both = knn_baseline(train, report, 4, select=select, date_weights=KNN_DATE_WEIGHTS)
+    ks, weights = (1, 10, 25), KNN_DATE_WEIGHTS
+    place = knn_baseline(train, report, 4, select=select, ks=ks)
+    both = knn_baseline(train, report, 4, select=select, date_weights=weights, ks=ks)
     assert place["date_weight"] == 0 and place["top1"] < 0.8  # species 2 and 3 share a place
     assert both["date_weight"] > 0 and both["top1"] > 0.9  # their seasons differ
     assert both["num_scored"] == 80 and both["selection"]["num_scored"] == 80
-    # The choice is made on `select`: a report split of other records does not change it.
-    assert knn_baseline(train, select, 4, select=select, date_weights=KNN_DATE_WEIGHTS)["k"] == both["k"]
-    held_out = knn_baseline(train, report, 4, date_weights=KNN_DATE_WEIGHTS)  # no select: a fifth of train
+    # Chosen on `select`, whatever the reported split says: where the seasons of 2 and 3 are swapped, the date
+    # misleads, the smallest weight wins, and the reported split pays for it.
+    swapped = [TWO_SEASONS[0], TWO_SEASONS[1], TWO_SEASONS[3], TWO_SEASONS[2]]
+    misled = knn_baseline(train, report, 4, select=synthetic_ranges(20, 1, swapped), date_weights=weights, ks=ks)
+    assert misled["date_weight"] == min(weights) and misled["top1"] < 0.8
+    held_out = knn_baseline(train, report, 4, date_weights=weights, ks=ks)  # no select: a fifth of train
     assert held_out["selection"]["num_scored"] < 0.3 * len(train) and held_out["top1"] > 0.9
 
 

@@ -94,6 +94,7 @@ def knn_baseline(
     train, report = (r.subset(r.has_location & (r.labels >= 0)) for r in (train, report))
     if select is None:
         held = np.random.default_rng(seed).random(len(train)) < KNN_HELD_OUT
+        held[0] &= not held.all()  # a tiny set: keep one record to vote
         reference, select = train.subset(~held), train.subset(held)
     else:
         reference, select = train, select.subset(select.has_location & (select.labels >= 0))

@@ -11,6 +11,7 @@ figure beside it) and one section per benchmark, whose tables are written from t
 from __future__ import annotations
 
 import re
+import statistics
 from collections.abc import Callable
 
 from benchmarks.bench_quickstart import DEMO, INSTALL, TESTS
@@ -194,32 +195,55 @@ def _infer_rows(infer: dict, _: dict) -> list[dict]:
     return rows
 
 
+def _mean_sd(v: dict, key: str) -> str:
+    m = v[key]
+    return f"{m['mean']:.3f}" + (f" ± {m['sd']:.3f}" if m.get("sd") is not None else "")
+
+
+def _seeds(v: dict) -> str:
+    return f"{len(v['runs'])} seed{'s' if len(v['runs']) > 1 else ''}"
+
+
 def _geo_rows(geo: dict, _: dict) -> list[dict]:
     rows, real = [], geo.get("real") or {}
     if real and "skipped" not in real:
-        knn = real[real["best_loss"]]["knn"]
-        for loss in ("softmax", "presence"):
-            prior = real[loss]["prior"]
-            rows.append(
-                _row(
-                    f"location prior ({loss} loss), real iNat 2021 records train_60 → val_20 ({prior['num_scored']:,} "
-                    "scored): top-1 / top-5",
-                    f"k-NN (great circle, best k={knn['best_k_by_top5']}): {knn['best_top1']:.3f} / "
-                    f"{knn['best_top5']:.3f}; chance {real['chance_top1']:.2f} / {real['chance_top5']:.2f}",
-                    f"{prior['top1']:.3f} / {prior['top5']:.3f}",
-                    None,
-                    "top-5 ≥ best k-NN top-5",
-                    prior["top5"] >= knn["best_top5"],
-                )
+        prior, place_only = real["variants"]["prior"], real["variants"]["place-only prior"]
+        knn = real["knn"]
+        where = f"real iNat 2021 records {real['train']} → {real['scored']} ({real['num_scored']:,} scored)"
+        rows.append(
+            _row(
+                f"location prior, {where}, {_seeds(prior)}: mean top-1 / top-5",
+                f"k-NN over place + date (k={knn['place_date']['k']}, α={knn['place_date']['date_weight']:g}, chosen on "
+                f"{real['select']}): {knn['place_date']['top1']:.3f} / {knn['place_date']['top5']:.3f}; over place "
+                f"only: {knn['place']['top1']:.3f} / {knn['place']['top5']:.3f}",
+                f"{prior['top1']['mean']:.3f} / {prior['top5']['mean']:.3f}",
+                None,
+                "top-5 ≥ place+date k-NN top-5",
+                prior["top5"]["mean"] >= knn["place_date"]["top5"],
             )
+        )
+        rows.append(
+            _row(
+                f"location prior without the date, {where}, {_seeds(prior)}: mean top-1 / top-5",
+                f"place-only prior ({_seeds(place_only)}): {place_only['top1']['mean']:.3f} / "
+                f"{place_only['top5']['mean']:.3f}",
+                f"{prior['without_date_top1']['mean']:.3f} / {prior['without_date_top5']['mean']:.3f}",
+                None,
+                "top-5 ≥ place-only prior top-5",
+                prior["without_date_top5"]["mean"] >= place_only["top5"]["mean"],
+            )
+        )
     cost = geo.get("training_cost")
     if cost:
+        carried = (
+            f" (carried over from the run of {cost['carried_over_from']})" if cost.get("carried_over_from") else ""
+        )
         rows.append(
             _row(
                 f"location prior training, {cost['records']:,} records × {cost['species']:,} species, "
                 f"{cost['epochs']} epoch(s) = {cost['steps']:,} steps of {cost['batch_size']:,} (one CPU thread): "
-                "wall, peak RSS",
-                f"val k-NN top-5 {cost['knn']['best_top5']:.4f}",
+                f"wall, peak RSS{carried}",
+                None,
                 f"{cost['wall_s']} s ({cost['train_loop_s']} s training, {cost['records_per_second']:,.0f} "
                 f"records/s), {cost['peak_rss_mb']:,} MB; val top-5 {cost['prior']['top5']:.4f}",
                 None,
@@ -503,33 +527,41 @@ def _geo_section(r: dict) -> list[str]:
     if "skipped" in real:
         out += [f"Real records skipped: {real['skipped']}", ""]
     elif real:
-        knn = real[real["best_loss"]]["knn"]
         rows = [
-            [f"prior, {loss} loss", f"{real[loss]['prior']['top1']:.3f}", f"{real[loss]['prior']['top5']:.3f}",
-             _n(real[loss].get("training", {}).get("seconds")), _steps(real[loss].get("training", {}))]
-            for loss in ("softmax", "presence")
+            [f"{name} ({_seeds(v)})", _mean_sd(v, "top1"), _mean_sd(v, "top5"), _mean_sd(v, "without_date_top1"),
+             _mean_sd(v, "without_date_top5"), _n(statistics.fmean(x["seconds"] for x in v["runs"]), ".1f"),
+             _steps(v["runs"][0])]
+            for name, v in real["variants"].items()
         ]  # fmt: skip
-        rows += [
-            [f"great-circle k-NN, best k={knn['best_k_by_top5']}", f"{knn['best_top1']:.3f}", f"{knn['best_top5']:.3f}", "", ""],
-            ["chance", f"{real['chance_top1']:.3f}", f"{real['chance_top5']:.3f}", "", ""],
-        ]  # fmt: skip
-        n = real["softmax"]["prior"]["num_scored"]
-        out += [f"Real iNat 2021 records, train_60 → val_20 ({n:,} scored):", ""]
-        out += table(["model", "top-1", "top-5", "training s", "steps × batch"], rows) + [""]
+        for key, what in (("place", "place"), ("place_date", "place + date")):
+            m = real["knn"][key]
+            rows.append([f"k-NN over {what}, k={m['k']}, α={m['date_weight']:g}", f"{m['top1']:.3f}",
+                         f"{m['top5']:.3f}", "", "", "", ""])  # fmt: skip
+        rows.append(["chance", f"{real['chance_top1']:.3f}", f"{real['chance_top5']:.3f}", "", "", "", ""])
+        out += [
+            f"Real iNat 2021 records, {real['train']} → {real['scored']} ({real['num_scored']:,} scored); mean ± sd "
+            f'over seeds; the k-NNs\' k and date weight α chosen on {real["select"]}; "without date": the same '
+            "records with their dates removed:",
+            "",
+        ]
+        out += table(
+            ["model", "top-1", "top-5", "top-1 without date", "top-5 without date", "training s", "steps × batch"],
+            rows,
+        ) + [""]
     c = r.get("training_cost")
     if c:
+        carried = f" Carried over from the run of {c['carried_over_from']}." if c.get("carried_over_from") else ""
         out += [
             f"Default `inat-train-geo` run on {c['records']:,} synthetic records × {c['species']:,} species "
-            f"(+ {c.get('val_records', 0):,} val records), one torch thread, whole process:",
+            f"(+ {c.get('val_records', 0):,} val records), one torch thread, whole process.{carried}",
             "",
         ]
         out += table(
             ["epochs", "steps × batch", "sampled negatives", "wall s", "training s", "records/s", "peak RSS MB",
-             "val prior top-1 / top-5", f"val k-NN (best k={c['knn'].get('best_k_by_top5', '–')}) top-1 / top-5"],
+             "val prior top-1 / top-5"],
             [[c["epochs"], f"{c['steps']:,} × {c['batch_size']:,}", _n(c.get("sampled_negatives"), ","), c["wall_s"],
               c["train_loop_s"], f"{c['records_per_second']:,.0f}", f"{c['peak_rss_mb']:,}",
-              f"{c['prior']['top1']:.4f} / {c['prior']['top5']:.4f}",
-              f"{c['knn']['best_top1']:.4f} / {c['knn']['best_top5']:.4f}"]],
+              f"{c['prior']['top1']:.4f} / {c['prior']['top5']:.4f}"]],
         )  # fmt: skip
     return out
 
@@ -614,8 +646,8 @@ SECTIONS: dict[str, tuple[str, str, Callable[[dict], list[str]]]] = {
     ),
     "geo": (
         "Location/date prior",
-        "The prior against a great-circle k-NN and chance on real records, and the cost of a default training run "
-        "at iNat size.",
+        "The prior against k-NNs over place and over place and date, a place-only prior and chance on real records "
+        "(also without the date), and the cost of a default training run at iNat size.",
         _geo_section,
     ),
     "startup": (

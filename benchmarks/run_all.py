@@ -5,6 +5,7 @@
                                          # the full results, never over them
     python -m benchmarks --only data,infer   # re-measure some; the others' entries stay as they were
     python -m benchmarks --render        # rewrite results.md from results.json, measuring nothing
+    python -m benchmarks --only geo --geo_real_only   # the prior on real records; iNat-size figures kept
 
 Each benchmark runs in its own process (thread settings and imports of one cannot skew another) and writes its raw
 figures to ``benchmarks/_work/results/<name>.json``; this runner copies them, with their date, mode, wall time and
@@ -81,6 +82,11 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="small sizes: the whole suite in under 5 minutes")
     parser.add_argument("--only", default=",".join(BENCHMARKS), help=f"comma-separated subset of {BENCHMARKS}")
     parser.add_argument("--render", action="store_true", help="only rewrite results.md from results.json")
+    parser.add_argument(
+        "--geo_real_only",
+        action="store_true",
+        help="bench_geo --real_only: keep its iNat-size figures, re-measure the rest",
+    )
     args = parser.parse_args(argv)
     selected = [b.strip() for b in args.only.split(",") if b.strip()]
     if args.quick:
@@ -100,6 +106,7 @@ def main(argv=None) -> int:
     for name in selected:
         (results_dir / f"{name}.json").unlink(missing_ok=True)  # a failed run must not pass off an old file
         cmd = [sys.executable, "-m", f"benchmarks.bench_{name}"] + (["--quick"] if args.quick else [])
+        cmd += ["--real_only"] if name == "geo" and args.geo_real_only else []
         print(f"\n######## {' '.join(cmd[1:])}", flush=True)
         t, cpu = time.perf_counter(), _children_cpu_seconds()
         if subprocess.run(cmd, cwd=REPO_ROOT, env=env).returncode != 0:

@@ -86,13 +86,15 @@ class PageInputs:
 @dataclasses.dataclass
 class PageResult:
     """What the page shows: the result table or error box (``html``), ``{name: probability}`` for ``gr.Label``, a
-    thumbnail of the photo as decoded, the error message (``None`` on success) and the predictor's answer."""
+    thumbnail of the photo as decoded, the error message (``None`` on success), the predictor's answer and, with a
+    location prior, the top answer's predicted range (a PIL image, the photo's location marked)."""
 
     html: str
     label: dict[str, float] | None = None
     preview: Any = None
     error: str | None = None
     prediction: ImagePrediction | None = None
+    range_map: Any = None
 
 
 def describe_location(location: dict[str, Any] | None) -> str:
@@ -329,6 +331,22 @@ class ClassifierPage:
             label=label,
             preview=self._preview(path),
             prediction=prediction,
+            range_map=self._range_map(prediction),
+        )
+
+    def _range_map(self, prediction: ImagePrediction):
+        """The prior's range of the top answer (the month of the photo's date, if used), the photo's place marked."""
+        if self.geo is None:
+            return None
+        from .geo.range_map import render_range_map
+
+        where = prediction.location or {}
+        mark = (where["latitude"], where["longitude"]) if where.get("location_used") else None
+        month = int(where["date"].replace(":", "-")[5:7]) if where.get("date_used") else None  # checked YYYY-MM-DD…
+        top = prediction.indices[0]
+        label = int(self.geo.index[top])
+        return render_range_map(
+            self.geo.model, label, month=month, resolution=2.0, mark=mark, title=self.predictor.taxonomy.labels[top]
         )
 
     @staticmethod
@@ -349,7 +367,7 @@ class ClassifierPage:
             # Gradio keeps the visitor's file name as the last path component of its upload copy.
             lat, lon, date = where or (None, None, None)  # the location fields exist with a prior only
             result = self.classify(PageInputs(file_path, tta=bool(tta), latitude=lat, longitude=lon, date=date))
-            return result.label, result.html, result.preview
+            return result.label, result.html, result.preview, *([result.range_map] if self.geo is not None else [])
 
         def on_example(evt, tta, *where):
             path = self.examples[evt.index]  # an index into the server's list: the browser names no path
@@ -390,13 +408,16 @@ class ClassifierPage:
                 with gr.Column(scale=2):
                     label = gr.Label(num_top_classes=TOP_K, label="Top predictions", elem_id="inat-label")
                     details = gr.HTML(elem_id="inat-details")
+                    ranges = []
+                    if self.geo is not None:
+                        ranges = [gr.Image(label="Predicted range of the top answer", elem_id="inat-range")]
                     with gr.Accordion("About this model"):
                         gr.Markdown(self.summary, elem_id="inat-model")
-            outputs = [label, details, preview]
+            outputs = [label, details, preview, *ranges]
             # a new photo, or the same photo with a new TTA setting or location
             triggers = [photo.upload, tta.input, *(field.submit for field in where)]
             gr.on(triggers, on_upload, inputs=[photo, tta, *where], outputs=outputs)
-            photo.clear(lambda: (None, "", None), outputs=outputs)
+            photo.clear(lambda: (None, "", None, *(None for _ in ranges)), outputs=outputs)
             if self.examples:
                 gallery.select(on_example, inputs=[tta, *where], outputs=[photo, *outputs])
         demo.queue(default_concurrency_limit=1, max_size=64)

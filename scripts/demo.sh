@@ -17,7 +17,7 @@ step python scripts/prepare_data.py --demo --data_dir "$RUN/inat_root" --output_
 step python scripts/train.py configs/demo.yaml --dataset_dir "$RUN/prepared" --output_dir "$RUN/model"
 
 # 3. Train the location/date prior on the training records' coordinates and dates (no pixels; geo_report.json
-#    compares it with a great-circle k-NN baseline on the val split).
+#    compares it with k-NN baselines over place and over place and date on the val split).
 step python scripts/train_geo_prior.py --dataset_dir "$RUN/prepared" --output_dir "$RUN/geo_prior"
 
 # 4. Evaluate the best checkpoint on the validation split, without and with 5-view test-time augmentation, and

@@ -2,12 +2,14 @@
 
     python scripts/train_geo_prior.py --dataset_dir runs/demo/prepared --output_dir runs/demo/geo_prior
     python scripts/train_geo_prior.py --data_dir /data/inat2021 --splits train=train.json,val=val.json \\
-        --output_dir runs/geo_prior [--loss softmax|presence] [--taxon none]
+        --output_dir runs/geo_prior [--loss softmax|presence] [--taxon none] [--max_per_class 100]
 
 Reads latitude/longitude/date/label of ``--train_split``/``--eval_split`` from a prepared folder or a raw root
 (images-only JSON accepted: no image file is opened). Writes ``OUTPUT_DIR``: the prior
 (``GeoPriorModel.save_pretrained``, with its code for ``trust_remote_code``) and ``geo_report.json``: record counts,
-prior-only top-1/top-5 on the evaluation split beside a great-circle k-NN baseline and chance on the same records.
+prior-only top-1/top-5 on the evaluation split, with and without the records' dates, beside two k-NN baselines (over
+place, and over place and date; k and the date weight chosen on ``--select_split`` or a held-out part of the training
+records) and chance on the same records.
 """
 
 from __future__ import annotations

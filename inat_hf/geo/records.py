@@ -41,6 +41,9 @@ class GeoRecords:
     def has_location(self) -> np.ndarray:
         return ~np.isnan(self.latitude)
 
+    def without_dates(self) -> GeoRecords:
+        return dataclasses.replace(self, day_of_year=np.full_like(self.day_of_year, np.nan))
+
     def subset(self, mask: np.ndarray) -> GeoRecords:
         columns = (self.latitude, self.longitude, self.day_of_year, self.labels, self.ids)
         return GeoRecords(*(c[mask] for c in columns), dict(self.counts))

@@ -32,40 +32,85 @@ def topk_hits(scores: np.ndarray, labels: np.ndarray, ks: Sequence[int] = (1, 5)
     return {f"top{k}": float((rank < k).mean()) for k in ks}
 
 
-def knn_baseline(
-    train: GeoRecords, val: GeoRecords, num_labels: int, ks: Sequence[int] = KNN_KS, batch_size: int = 4096
-) -> dict[str, Any]:
-    """For each k, top-1/top-5 of the label counts among the k nearest training records by great-circle distance
-    (equal counts go to the label seen nearer)."""
-    from sklearn.neighbors import BallTree
+# The place+date k-NN's date weights α: the date is a point on a unit circle beside the place on the unit sphere,
+# so with α = 0.01 half a year apart counts as far as 0.02 Earth radii (~127 km). α = 0 is the place-only k-NN.
+KNN_DATE_WEIGHTS = (0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2)
+# Without a selection split, the k-NN's k and α are chosen on this share of the training records (held out).
+KNN_HELD_OUT = 0.2
 
-    t_mask, v_mask = train.has_location, val.has_location
-    start = time.perf_counter()
-    tree = BallTree(np.radians(np.stack([train.latitude[t_mask], train.longitude[t_mask]], 1)), metric="haversine")
-    train_labels = train.labels[t_mask]
-    query = np.radians(np.stack([val.latitude[v_mask], val.longitude[v_mask]], 1))
-    labels = val.labels[v_mask]
-    ks = [k for k in ks if k <= len(train_labels)]
-    per_k = {k: {"top1": 0.0, "top5": 0.0} for k in ks}
-    for s in range(0, len(query), batch_size):
-        _, nn_idx = tree.query(query[s : s + batch_size], k=max(ks))  # sorted nearest first
-        nn_labels = train_labels[nn_idx]  # [b, kmax]
+
+def _knn_points(records: GeoRecords, date_weight: float) -> np.ndarray:
+    """``[N, 3]`` points on the unit sphere (their chord orders neighbours as the great-circle distance does), plus
+    ``α·(cos, sin)`` of the day of the year; an unknown date sits at the circle's centre, equally far from every date
+    (as the prior's zero encoding), so it ranks neighbours by place alone."""
+    lat, lon = np.radians(records.latitude), np.radians(records.longitude)
+    columns = [np.cos(lat) * np.cos(lon), np.cos(lat) * np.sin(lon), np.sin(lat)]
+    if date_weight:
+        angle = np.nan_to_num((records.day_of_year - 1.0) * (2 * np.pi / 365.25), nan=0.0)
+        known = ~np.isnan(records.day_of_year)
+        columns += [date_weight * np.cos(angle) * known, date_weight * np.sin(angle) * known]
+    return np.stack(columns, 1)
+
+
+def knn_scores(
+    train: GeoRecords, query: GeoRecords, num_labels: int, ks: Sequence[int], date_weight: float = 0.0
+) -> dict[int, dict[str, float]]:
+    """For each k, top-1/top-5 of the label counts among the k nearest training records (equal counts go to the
+    label seen nearer). Both sets must hold only located, labeled records."""
+    from sklearn.neighbors import KDTree
+
+    tree = KDTree(_knn_points(train, date_weight))
+    points = _knn_points(query, date_weight)
+    ks = [k for k in ks if k <= len(train)]
+    hits = {k: {"top1": 0.0, "top5": 0.0} for k in ks}
+    for s in range(0, len(points), 4096):
+        _, nn_idx = tree.query(points[s : s + 4096], k=max(ks))  # sorted nearest first
+        nn_labels = train.labels[nn_idx]  # [b, kmax]
         rows = np.arange(len(nn_labels))[:, None]
         for k in ks:
             votes = np.zeros((len(nn_labels), num_labels), dtype=np.float64)
             # +1 per neighbour, minus a rank-dependent epsilon: equal counts go to the class seen nearer.
             np.add.at(votes, (np.broadcast_to(rows, (len(rows), k)), nn_labels[:, :k]), 1.0 - np.arange(k) * 1e-6)
-            for key, value in topk_hits(votes, labels[s : s + batch_size]).items():
-                per_k[k][key] += value * len(nn_labels)
-    per_k = {k: {key: v / max(len(query), 1) for key, v in m.items()} for k, m in per_k.items()}
-    best = max(per_k, key=lambda k: (per_k[k]["top5"], per_k[k]["top1"]))
+            for key, value in topk_hits(votes, query.labels[s : s + 4096]).items():
+                hits[k][key] += value * len(nn_labels)
+    return {k: {key: v / max(len(points), 1) for key, v in m.items()} for k, m in hits.items()}
+
+
+def knn_baseline(
+    train: GeoRecords,
+    report: GeoRecords,
+    num_labels: int,
+    *,
+    select: GeoRecords | None = None,
+    date_weights: Sequence[float] = (0.0,),
+    ks: Sequence[int] = KNN_KS,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """A k-nearest-neighbour vote over place (``date_weights=(0,)``: great-circle order) or place and date, with k
+    and the date weight α chosen by top-5 (then top-1) on ``select``, then scored on ``report``. Without ``select``,
+    :data:`KNN_HELD_OUT` of the training records (drawn with ``seed``) are scored against the rest to choose; the
+    chosen k-NN then votes over every training record. Never chosen on the split it reports."""
+    start = time.perf_counter()
+    train, report = (r.subset(r.has_location & (r.labels >= 0)) for r in (train, report))
+    if select is None:
+        held = np.random.default_rng(seed).random(len(train)) < KNN_HELD_OUT
+        held[0] &= not held.all()  # a tiny set: keep one record to vote
+        reference, select = train.subset(~held), train.subset(held)
+    else:
+        reference, select = train, select.subset(select.has_location & (select.labels >= 0))
+    grid = {
+        (alpha, k): m
+        for alpha in date_weights
+        for k, m in knn_scores(reference, select, num_labels, ks, alpha).items()
+    }
+    alpha, k = max(grid, key=lambda key: (grid[key]["top5"], grid[key]["top1"]))
     return {
-        "metric": "great-circle (haversine) distance",
-        "per_k": {str(k): m for k, m in per_k.items()},
-        "best_k_by_top5": best,
-        "best_top1": max(m["top1"] for m in per_k.values()),
-        "best_top5": per_k[best]["top5"],
-        "num_scored": int(v_mask.sum()),
+        "metric": "great-circle distance" + (" and day of the year (weight date_weight)" if alpha else ""),
+        "k": k,
+        "date_weight": alpha,
+        **knn_scores(train, report, num_labels, [k], alpha)[k],
+        "num_scored": len(report),
+        "selection": {"num_scored": len(select), "top5": {f"{a:g},{kk}": m["top5"] for (a, kk), m in grid.items()}},
         "seconds": round(time.perf_counter() - start, 3),
     }
 
@@ -76,6 +121,20 @@ def _tensors(records: GeoRecords, mask: np.ndarray | None = None):
     return *(torch.from_numpy(c[mask].astype(np.float32)) for c in columns), torch.from_numpy(records.labels[mask])
 
 
+def epoch_order(labels: torch.Tensor, generator: torch.Generator, max_per_class: int | None) -> torch.Tensor:
+    """One epoch's record order: every record shuffled, or at most ``max_per_class`` records of each label drawn
+    without replacement (geo_prior's ``BalancedSampler``), shuffled."""
+    order = torch.randperm(len(labels), generator=generator)
+    if max_per_class is None:
+        return order
+    by_label = order[torch.sort(labels[order], stable=True).indices]  # grouped by label, shuffled within
+    grouped = labels[by_label]
+    counts = torch.bincount(grouped)
+    rank = torch.arange(len(labels)) - (counts.cumsum(0) - counts)[grouped]  # position within its label
+    kept = by_label[rank < max_per_class]
+    return kept[torch.randperm(len(kept), generator=generator)]
+
+
 def train_geo_prior(model, train: GeoRecords, args: GeoTrainingArguments, *, log=print) -> dict[str, Any]:
     """Train ``model`` (a :class:`GeoPriorModel`) in place on the records with a location; returns statistics."""
     if args.num_threads:
@@ -84,7 +143,8 @@ def train_geo_prior(model, train: GeoRecords, args: GeoTrainingArguments, *, log
     n = len(labels)
     if n == 0:
         raise InatDataError("no training record has a location: nothing to train the prior on.")
-    steps_per_epoch = math.ceil(n / args.batch_size)
+    per_epoch = n if args.max_per_class is None else int(torch.bincount(labels).clamp(max=args.max_per_class).sum())
+    steps_per_epoch = math.ceil(per_epoch / args.batch_size)
     total_steps = max(args.num_epochs, math.ceil(args.min_steps / steps_per_epoch)) * steps_per_epoch
     total_steps = min(total_steps, args.max_steps or total_steps)
     epochs = math.ceil(total_steps / steps_per_epoch)
@@ -97,9 +157,11 @@ def train_geo_prior(model, train: GeoRecords, args: GeoTrainingArguments, *, log
     start = time.perf_counter()
     losses, step, processed = [], 0, 0
     for epoch in range(epochs):
-        order = torch.randperm(n, generator=generator)
+        order = epoch_order(labels, generator, args.max_per_class)
         total, seen = 0.0, 0
-        for s in range(0, n, args.batch_size)[: total_steps - step]:  # the last epoch may end early (max_steps)
+        for s in range(0, per_epoch, args.batch_size)[
+            : total_steps - step
+        ]:  # the last epoch may end early (max_steps)
             idx = order[s : s + args.batch_size]
             loss = model(lat[idx], lon[idx], day[idx], labels=labels[idx]).loss
             optimizer.zero_grad(set_to_none=True)
@@ -143,7 +205,7 @@ def train_prior(data: DataArguments, args: GeoTrainingArguments, **config_kwargs
     """Records of ``args.train_split`` (and ``eval_split``) from ``data`` → a trained prior saved to
     ``args.output_dir`` with ``geo_report.json`` (counts, prior vs k-NN vs chance); returns the report.
     ``config_kwargs``: :class:`GeoPriorConfig`'s options (``loss_negatives=0``: every label)."""
-    wanted = [s for s in (args.train_split, args.eval_split) if s is not None]
+    wanted = [s for s in (args.train_split, args.eval_split, args.select_split) if s is not None]
     if data.data_dir is not None:  # the prior reads location columns only: no image file is opened
         data = dataclasses.replace(data, verify_files=False, image_storage="path", resize_shorter=None)
     prepared = load_data(data, wanted)
@@ -164,7 +226,8 @@ def train_prior(data: DataArguments, args: GeoTrainingArguments, **config_kwargs
     num_labels = taxonomy.num_labels
     # p(y) of the training records, add-one smoothed: the fusion divides by it (a label never seen keeps a finite
     # ratio instead of an infinite one).
-    counts = np.bincount(train.labels[train.has_location], minlength=num_labels) + 1.0
+    # With --max_per_class the prior learns the capped frequencies, so p(y) is capped the same way.
+    counts = np.bincount(train.labels[train.has_location], minlength=num_labels).clip(max=args.max_per_class) + 1.0
     if config_kwargs.get("loss_negatives") == 0:  # the command line's spelling of None: the exact loss
         config_kwargs["loss_negatives"] = None
     torch.manual_seed(args.seed)
@@ -186,7 +249,10 @@ def train_prior(data: DataArguments, args: GeoTrainingArguments, **config_kwargs
         "chance_top1": 1 / num_labels,
         "chance_top5": min(5, num_labels) / num_labels,
         "counts": {name: records.counts for name, records in splits.items()},
-        "config": {k: getattr(config, k) for k in ("loss", "hidden_size", "num_blocks", "drop_rate", "use_date")}
+        "config": {
+            k: getattr(config, k)
+            for k in ("loss", "hidden_size", "num_blocks", "drop_rate", "use_date", "date_drop_rate")
+        }
         | {
             "fusion_weight": config.fusion_weight,
             "presence_pos_weight": config.pos_weight,
@@ -198,8 +264,17 @@ def train_prior(data: DataArguments, args: GeoTrainingArguments, **config_kwargs
         val = splits[args.eval_split]
         report["eval_split"] = args.eval_split
         report["prior"] = evaluate_prior(model, val)
-        report["knn"] = knn_baseline(train, val, num_labels)
-        report["prior_top5_minus_best_knn_top5"] = report["prior"]["top5"] - report["knn"]["best_top5"]
+        # The same records with their dates removed: what a photo without a date gets.
+        report["prior_without_date"] = evaluate_prior(model, val.without_dates())
+        select = splits.get(args.select_split)
+        report["knn_chosen_on"] = args.select_split or f"a held-out {KNN_HELD_OUT:.0%} of {args.train_split}"
+        report["knn"] = {
+            "place": knn_baseline(train, val, num_labels, select=select, seed=args.seed),
+            "place_date": knn_baseline(
+                train, val, num_labels, select=select, date_weights=KNN_DATE_WEIGHTS, seed=args.seed
+            ),
+        }
+        report["prior_top5_minus_place_date_knn_top5"] = report["prior"]["top5"] - report["knn"]["place_date"]["top5"]
     with atomic_write(os.path.join(args.output_dir, GEO_REPORT_FILE)) as f:
         json.dump(report, f, indent=2, ensure_ascii=False, default=float)
         f.write("\n")
@@ -214,11 +289,16 @@ def format_report(report: dict, output_dir: str) -> str:
             f"without, {c['bad_location_skipped']} bad locations skipped, {c['bad_date_skipped']} bad dates dropped"
         )
     if "prior" in report:
-        p, k = report["prior"], report["knn"]
+        p, q, k = report["prior"], report["prior_without_date"], report["knn"]
         lines.append(
-            f"  [{report['eval_split']}] prior top-1 {p['top1']:.4f} top-5 {p['top5']:.4f} | k-NN (best k="
-            f"{k['best_k_by_top5']}) top-1 {k['best_top1']:.4f} top-5 {k['best_top5']:.4f} | chance top-1 "
-            f"{report['chance_top1']:.4f} ({p['num_scored']} records scored)"
+            f"  [{report['eval_split']}, {p['num_scored']} records] top-1 / top-5: prior {p['top1']:.4f} / "
+            f"{p['top5']:.4f}, without the date {q['top1']:.4f} / {q['top5']:.4f}; chance {report['chance_top1']:.4f}"
         )
+        for name, what in (("place", "place"), ("place_date", "place + date")):
+            m = k[name]
+            lines.append(
+                f"  k-NN over {what} (k={m['k']}, date weight {m['date_weight']:g}, chosen on "
+                f"{report['knn_chosen_on']}): {m['top1']:.4f} / {m['top5']:.4f}"
+            )
     lines.append(f"  report: {os.path.join(output_dir, GEO_REPORT_FILE)}")
     return "\n".join(lines)

@@ -20,7 +20,8 @@ _RULES = {
     "use_date": (lambda v: isinstance(v, bool), "must be True or False"),
     "loss": choice(LOSSES),
     "loss_negatives": (lambda v: v is None or isinstance(v, int) and v > 0, "must be a positive integer or None"),
-    "presence_pos_weight": (lambda v: v is None or v > 0, "must be a positive number or None (num_labels / 4)"),
+    "date_drop_rate": (lambda v: 0 <= v <= 1, "must be in [0, 1]"),
+    "presence_pos_weight": (lambda v: v is None or v > 0, "must be a positive number or None (num_labels)"),
     "fusion_weight": (lambda v: v >= 0, "must be a number >= 0 (0 switches the prior off)"),
     "label_rank": choice(RANKS, "is not a rank"),
     "class_prior": (lambda v: v is None or all(p > 0 for p in v), "must hold positive frequencies (smooth zeros)"),
@@ -34,7 +35,10 @@ class GeoPriorConfig(PreTrainedConfig):
 
     - `loss="softmax"`: cross-entropy over the labels; the scores are log p(label | location) up to a constant.
       `"presence"`: the paper's "full" presence-only loss (a sigmoid per label; the observed label a positive weighted
-      by `presence_pos_weight`; every other label, and every label at a uniformly drawn location/date, a negative).
+      by `presence_pos_weight`, `num_labels` by default as in `geo_prior`'s code, SINR fixes 2048; every other
+      label, and every label at a uniformly drawn location/date, a negative).
+    - `date_drop_rate`: in training, this share of the records (and of the presence loss's random negatives) lose
+      their date, so that the "no date" input (zeros) learns the place-only answer a photo without a date needs.
     - `loss_negatives`: both losses sum over every label; with more labels than this, each step draws this many
       (shared by the batch, each row keeps its own label) weighted by `num_labels / loss_negatives`: a sampled
       softmax, or an unbiased estimate of the presence loss. Prediction always scores every label.
@@ -50,12 +54,17 @@ class GeoPriorConfig(PreTrainedConfig):
     use_date: bool = dataclasses.field(
         default=True, metadata={"help": "Also encode the day of the year (a missing date encodes as zeros)."}
     )
+    date_drop_rate: float = dataclasses.field(
+        default=0.5,
+        metadata={"help": "Share of training records whose date is dropped, in [0, 1]: the date-less answer."},
+    )
     loss: str = dataclasses.field(default="softmax", metadata={"help": "softmax or presence (the paper's)."})
     loss_negatives: int | None = dataclasses.field(
         default=1024, metadata={"help": "Labels drawn as negatives per training step; None: every label."}
     )
     presence_pos_weight: float | None = dataclasses.field(
-        default=None, metadata={"help": "Weight of the presence loss's positive term; None: num_labels / 4."}
+        default=None,
+        metadata={"help": "Weight of the presence loss's positive term; None: num_labels (geo_prior's rule)."},
     )
     fusion_weight: float = dataclasses.field(
         default=1.0, metadata={"help": "Exponent w of the prior in the fusion, >= 0 (0: off)."}
@@ -90,8 +99,9 @@ class GeoPriorConfig(PreTrainedConfig):
 
     @property
     def pos_weight(self) -> float:
-        """The presence loss's positive weight: `presence_pos_weight`, else the paper's ratio `num_labels / 4`."""
-        return max(self.num_labels / 4, 1.0) if self.presence_pos_weight is None else float(self.presence_pos_weight)
+        """The presence loss's positive weight: `presence_pos_weight`, else `num_labels` (`geo_prior`'s
+        `pos_weight = num_classes`: the positive counts as much as all the negatives of its row together)."""
+        return float(self.num_labels) if self.presence_pos_weight is None else float(self.presence_pos_weight)
 
     @property
     def sampled_negatives(self) -> int | None:

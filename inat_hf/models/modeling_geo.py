@@ -7,7 +7,9 @@
       -> class embedding (Linear, no bias)                          [B, num_labels]
 
 Mac Aodha, Cole & Perona (ICCV 2019), "Presence-Only Geographical Priors for Fine-Grained Image Classification".
-The latitude wraps as in the paper (the poles meet); a missing date encodes as (0, 0), which no real date gives.
+The latitude wraps as in the paper (the poles meet); a missing date encodes as (0, 0), which no real date gives. The
+network only learns what (0, 0) means from records that have it: training drops the date of a share
+(``date_drop_rate``) of the records, so a photo without a date gets a place-only answer (neither anchor does this).
 Shipped with checkpoints for ``trust_remote_code``: imports only torch, transformers and its sibling config.
 """
 
@@ -123,17 +125,27 @@ class GeoPriorModel(GeoPriorPreTrainedModel):
         or per-label logits (presence). With ``labels``, the loss (:meth:`objective`); in training with sampled
         negatives, the loss only (``logits=None``: not scoring every label is the point of sampling)."""
         check_locations(latitude, longitude, allow_missing=False)
+        if day_of_year is not None:
+            day_of_year = self.drop_dates(day_of_year)
         features = self.features(encode_inputs(latitude, longitude, day_of_year, self.config.use_date))
         sampled = labels is not None and self.training and self.config.sampled_negatives is not None
         logits = None if sampled else self.classifier(features)
         loss = None if labels is None else self.objective(features, labels)
         return SequenceClassifierOutput(loss=loss, logits=logits)
 
+    def drop_dates(self, day_of_year: torch.Tensor) -> torch.Tensor:
+        """In training, ``config.date_drop_rate`` of the days, drawn at random, made unknown (NaN)."""
+        if not (self.training and self.config.use_date and self.config.date_drop_rate):
+            return day_of_year
+        dropped = torch.rand(day_of_year.shape, device=day_of_year.device) < self.config.date_drop_rate
+        return day_of_year.float().masked_fill(dropped, float("nan"))
+
     def random_location_features(self, batch_size: int, device: torch.device) -> torch.Tensor:
-        """Features at uniformly drawn locations (on the sphere) and dates: the presence loss's negatives."""
+        """Features at uniformly drawn locations (on the sphere) and dates, dates dropped as the records' are: the
+        presence loss's negatives."""
         rand_lat = torch.rad2deg(torch.asin(torch.rand(batch_size, device=device) * 2 - 1))
         rand_lon = torch.rand(batch_size, device=device) * 360 - 180
-        rand_day = torch.rand(batch_size, device=device) * DAYS_PER_YEAR + 1
+        rand_day = self.drop_dates(torch.rand(batch_size, device=device) * DAYS_PER_YEAR + 1)
         return self.features(encode_inputs(rand_lat, rand_lon, rand_day, self.config.use_date))
 
     def objective(self, features: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

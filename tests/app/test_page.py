@@ -198,6 +198,23 @@ def test_page_with_location_prior_equals_predict_py(
     assert list(result.label.values()) != pytest.approx(list(image_only.label.values()), abs=1e-6)
 
 
+def test_page_shows_the_top_answers_range_with_the_photo_marked(geo_page, page, photos, monkeypatch):
+    import inat_hf.geo.range_map as range_map
+
+    drawn = []
+    render = range_map.render_range_map
+    monkeypatch.setattr(range_map, "render_range_map", lambda *a, **k: drawn.append((a, k)) or render(*a, **k))
+    result = geo_page.classify(PageInputs(photo=str(photos[0]), **WHERE))
+    (model, label), kwargs = drawn[0]
+    top = result.prediction.indices[0]
+    assert model.config.id2label[label] == geo_page.predictor.taxonomy.labels[top]  # the prior's own index
+    assert kwargs["mark"] == (WHERE["latitude"], WHERE["longitude"]) and kwargs["month"] == 6
+    assert result.range_map.format == "PNG" and result.range_map.width > 300
+    no_location = geo_page.classify(PageInputs(photo=str(photos[0])))
+    assert drawn[-1][1]["mark"] is None and drawn[-1][1]["month"] is None and no_location.range_map is not None
+    assert page.classify(PageInputs(photo=str(photos[0]))).range_map is None  # no prior, no map
+
+
 def test_model_facts_name_the_prior(geo_page, page, demo_prior):
     assert f"location/date prior: `{demo_prior}` (softmax loss, 8 labels, fusion weight 1)" in geo_page.summary
     assert "location/date prior" not in page.summary

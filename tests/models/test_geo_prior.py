@@ -158,6 +158,7 @@ def test_sampled_loss_estimates_the_full_loss(loss):
     [
         ({"loss": "focal"}, "loss='focal'"),
         ({"drop_rate": 1.0}, "drop_rate"),
+        ({"date_drop_rate": 1.5}, "date_drop_rate"),
         ({"class_prior": [1.0, 2.0]}, "class_prior has 2 entries"),
         ({"class_prior": [0.0] * 6}, "positive"),
         ({"fusion_weight": -1.0}, "fusion_weight"),
@@ -168,6 +169,15 @@ def test_sampled_loss_estimates_the_full_loss(loss):
 def test_config_rejects_bad_values(kwargs, message):
     with pytest.raises(ValueError, match=message):
         tiny(**kwargs)
+
+
+def test_dates_are_dropped_in_training_only_and_pos_weight_follows_geo_prior():
+    model = GeoPriorModel(tiny(date_drop_rate=0.5))
+    day = torch.full((10_000,), 100.0)
+    assert 0.45 < model.train().drop_dates(day).isnan().float().mean() < 0.55
+    assert not model.eval().drop_dates(day).isnan().any()
+    assert model.config.pos_weight == model.config.num_labels  # geo_prior's pos_weight = num_classes
+    assert tiny(presence_pos_weight=2048.0).pos_weight == 2048.0  # SINR's
 
 
 def test_save_and_auto_load(tmp_path):

@@ -773,6 +773,6 @@ def render_readme(readme: str, doc: dict) -> str:
         pattern = re.compile(re.escape(start) + r"\n.*?" + re.escape(end), flags=re.S)
         if not pattern.search(readme):
             raise ValueError(f"README.md lacks the generated block {name!r}: put {start!r} and {end!r} where it goes")
-        text = "\n".join(block(doc))
-        readme = pattern.sub(lambda _: f"{start}\n{text}\n{end}", readme)
+        new = f"{start}\n" + "\n".join(block(doc)) + f"\n{end}"
+        readme = pattern.sub(lambda _, new=new: new, readme)  # (a function: no backslash escapes in `new`)
     return readme

@@ -185,7 +185,16 @@ def _check_file_names(images: pa.Table, path: str) -> None:
 
 def check_unique_file_names(parsed: dict[str, InatJson]) -> None:
     """Every photo is one record of one split: a ``file_name`` given to two image ids (in one file: one photo with
-    two labels; in two splits: evaluation on training photos) is an error naming both ids."""
+    two labels; in two splits: evaluation on training photos) is an error naming both ids. Only ``train_mini`` may
+    share files with ``train``: iNat 2021 defines it as a subset of ``train``, an alternative to train on."""
+    groups = [parsed]
+    if {"train", "train_mini"} <= set(parsed):
+        groups = [{k: v for k, v in parsed.items() if k != leave_out} for leave_out in ("train_mini", "train")]
+    for group in groups:
+        _check_shared_files(group)
+
+
+def _check_shared_files(parsed: dict[str, InatJson]) -> None:
     # ``train/x/./a.jpg`` and ``train//x/a.jpg`` name the same file as ``train/x/a.jpg``
     names = [d.images.column("file_name") for d in parsed.values()]
     names = [
@@ -198,17 +207,16 @@ def check_unique_file_names(parsed: dict[str, InatJson]) -> None:
         return
     splits = np.repeat(list(parsed), [len(d.images) for d in parsed.values()])
     ids = np.concatenate([d.images.column("id").to_numpy() for d in parsed.values()])
-    paths = {split: d.path for split, d in parsed.items()}
     shared = []
     for code in np.flatnonzero(counts > 1)[:_MAX_LISTED].tolist():
-        where = np.flatnonzero(indices == code)
-        owners = " and ".join(f"image {ids[i]} of {paths[splits[i]]}" for i in where)
+        owners = " and ".join(f"{splits[i]} image {ids[i]}" for i in np.flatnonzero(indices == code))
         shared.append(f"{codes.dictionary[code].as_py()!r} ({owners})")
     total = int((counts > 1).sum())
+    files = ", ".join(f"{split}: {d.path}" for split, d in parsed.items())
     raise InatDataError(
         f"{total} file_name(s) belong to several image records: {_listing(shared, total)}. A photo listed twice "
-        "carries two labels, or is scored in one split after being trained on in another; each file must be one "
-        "image record of one split."
+        "carries two labels, or is scored in one split after being trained on in another: each file must be one "
+        f"image record of one split. Fix the JSON ({files})."
     )
 
 

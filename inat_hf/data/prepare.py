@@ -76,11 +76,20 @@ def check_output_dir(
     *,
     overwrite: bool = False,
     entries: list[str] | None = None,
+    cache_dir: str | os.PathLike | None = None,
 ) -> list[str]:
-    """Refuse (:class:`InatDataError`) an output folder that is, holds or lies in the data root, is not a folder,
-    is a non-empty foreign folder without ``overwrite``, or holds a foreign file one of our ``entries`` would
-    replace. Returns the existing entries that are not ours (kept across the replacement)."""
+    """Refuse (:class:`InatDataError`) an output folder that is, holds or lies in the data root, holds the
+    datasets ``cache_dir``, is not a folder, is a non-empty foreign folder without ``overwrite``, or holds a foreign
+    file one of our ``entries`` would replace. Returns the existing entries that are not ours (kept across the
+    replacement)."""
     out = _real(output_dir)
+    if cache_dir is not None and os.path.commonpath([out, _real(cache_dir)]) == out:
+        relation = "is" if _real(cache_dir) == out else "lies inside"
+        raise InatDataError(
+            f"the datasets cache {os.fspath(cache_dir)} {relation} the output folder {os.fspath(output_dir)}: the "
+            "cache would be built into the folder the prepared dataset replaces. Choose a --cache_dir outside the "
+            "output folder (or leave it out: HF_DATASETS_CACHE)."
+        )
     if data_dir is not None:
         root = _real(data_dir)
         common = os.path.commonpath([out, root])

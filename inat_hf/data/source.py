@@ -135,8 +135,11 @@ def prepare_inat(
     args = data if isinstance(data, DataArguments) else DataArguments(data_dir=os.fspath(data), **options)
     if args.data_dir is None:
         raise InatDataError(f"{args.dataset_dir} is prepared already; preparing reads a raw root (--data_dir).")
-    if output_dir is not None:
-        check_output_dir(output_dir, args.data_dir, overwrite=overwrite)
+    if output_dir is not None:  # before the (long) build
+        import datasets
+
+        cache_dir = args.cache_dir or datasets.config.HF_DATASETS_CACHE
+        check_output_dir(output_dir, args.data_dir, overwrite=overwrite, cache_dir=cache_dir)
     prepared = load_data(args)
     if output_dir is not None:
         save_prepared(prepared, output_dir, overwrite=overwrite)

@@ -80,6 +80,19 @@ def test_load_prepared_refuses_taxonomy_that_does_not_match_the_splits(demo_root
         load_prepared(out)
 
 
+@pytest.mark.parametrize("where", ["same", "inside"])
+def test_a_cache_dir_in_the_output_folder_is_refused_before_building(demo_root, tmp_path, capsys, where):
+    from inat_hf.commands.prepare import main
+
+    out = tmp_path / "out"
+    cache = out if where == "same" else out / "cache"
+    code = main(["--data_dir", str(demo_root), "--output_dir", str(out), "--cache_dir", str(cache)])
+    assert code == 2
+    relation = "is" if where == "same" else "lies inside"
+    assert f"the datasets cache {cache} {relation} the output folder {out}" in capsys.readouterr().err
+    assert not out.exists()  # nothing was built
+
+
 # ------------------------------------------------------------------ item 2: a kill at any write step
 class _Killed(BaseException):
     """Stands for kill -9: not an Exception, so no cleanup handler of the code under test runs."""

@@ -7,12 +7,14 @@ On Linux a file name is bytes; the ones that are not valid UTF-8 reach Python as
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from typing import IO
 
-__all__ = ["atomic_write", "printable_path"]
+__all__ = ["atomic_write", "disk_full_text", "explain_storage_errors", "is_disk_full", "printable_path"]
 
 
 @contextlib.contextmanager
@@ -59,3 +61,58 @@ def printable_path(name: str | os.PathLike) -> str:
 def _only_escapes(name: str) -> bool:
     """Every surrogate in ``name`` is one of ``surrogateescape``'s (an undecodable byte 0x80-0xFF)."""
     return all(not 0xD800 <= ord(c) <= 0xDFFF or 0xDC80 <= ord(c) <= 0xDCFF for c in name)
+
+
+def is_disk_full(exc: BaseException | None) -> bool:
+    """``exc`` or one of its causes says the disk (or the user's quota) is full."""
+    while exc is not None:
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        # torch.save reports a full disk as a RuntimeError from its zip writer, pyarrow as an OSError without errno
+        if isinstance(exc, (RuntimeError, OSError)) and any(
+            s in str(exc) for s in ("unexpected pos", "file write failed", "No space left on device")
+        ):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def disk_full_text(folder: str | os.PathLike) -> str:
+    """The first words of every "disk full" error: where, and how much space is free now."""
+    try:
+        free = f"{shutil.disk_usage(folder).free / 2**20:.1f} MiB"
+    except OSError:
+        free = "unknown"
+    return f"Disk full: no space left on the device holding {os.fspath(folder)} ({free} free now)"
+
+
+def _storage_error(exc: BaseException, folder: str | os.PathLike) -> str | None:
+    """One line for a write into ``folder`` that failed for a reason of the storage (full, read-only, no
+    permission); None for any other error."""
+    if is_disk_full(exc):
+        return f"{disk_full_text(folder)}. Nothing was changed there; free some space or choose another folder."
+    while exc is not None:
+        if isinstance(exc, OSError) and exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+            what = (
+                "is on a read-only file system" if exc.errno == errno.EROFS else "is not writable (permission denied)"
+            )
+            where = os.fspath(exc.filename) if exc.filename is not None else os.fspath(folder)
+            return (
+                f"cannot write {os.fspath(folder)}: {printable_path(where)} {what}. Nothing was changed there; choose "
+                "a folder you can write to."
+            )
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+@contextlib.contextmanager
+def explain_storage_errors(folder: str | os.PathLike, error: type[Exception]) -> Iterator[None]:
+    """Inside the block, a write that fails for a reason of the storage under ``folder`` (disk full, read-only,
+    permission denied) raises ``error`` with one line saying what and where (the OSError is its cause)."""
+    try:
+        yield
+    except Exception as exc:
+        message = _storage_error(exc, folder)
+        if message is None:
+            raise
+        raise error(message) from exc

@@ -18,7 +18,7 @@ from typing import Any
 
 import datasets
 
-from ..files import explain_storage_errors
+from ..files import PREPARED_MANIFEST, explain_storage_errors
 from .builder import REPORT_FILE, TAXONOMY_FILE
 from .inat_json import InatDataError
 from .taxonomy import RANKS, Taxonomy
@@ -28,7 +28,6 @@ logger = logging.getLogger(__name__)
 # Marks a folder written by save_prepared and lists every entry and every file it wrote there: the only ones a later
 # run may remove. Anything else in the folder or inside its split folders (a user's notes, a model trained into
 # P/train) is never deleted: prepare refuses to replace a split folder that holds a file it did not write.
-PREPARED_MANIFEST = "inat_prepared.json"
 _MANIFEST_FILES = {PREPARED_MANIFEST, PREPARED_MANIFEST + ".tmp"}  # the manifest and its temporary rewrite
 _MANIFEST_FORMAT = 2  # 1: top-level entries only (files inferred with _LAYOUT)
 # What save_prepared writes besides one folder per split.

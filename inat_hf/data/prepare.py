@@ -64,8 +64,11 @@ class _Owned:
         """Paths inside the entry folders that prepare did not write (e.g. 'val/notes.txt')."""
         if self.files is None:
             return []
-        owned_dirs = {os.path.dirname(f) for f in self.files} - {""}
-        owned_dirs |= {os.path.dirname(d) for d in owned_dirs} - {""}  # (split folders are one level deep)
+        owned_dirs = set()  # every folder above an owned file
+        for path in self.files:
+            while os.path.dirname(path):
+                path = os.path.dirname(path)
+                owned_dirs.add(path)
         found = []
         for entry in sorted(self.entries):
             path = os.path.join(folder, entry)
@@ -255,6 +258,8 @@ def _remove_owned(folder: str) -> list[str]:
             if os.path.lexists(path) and not (os.path.isdir(path) and not os.path.islink(path)):
                 os.unlink(path)
         for entry in sorted(owned.entries - _MANIFEST_FILES):  # the folders of those files, once empty
+            if os.path.islink(os.path.join(folder, entry)):
+                continue
             for root, _, _ in os.walk(os.path.join(folder, entry), topdown=False):
                 if not os.listdir(root):
                     os.rmdir(root)

@@ -97,8 +97,11 @@ def is_disk_full(exc: BaseException | None) -> bool:
 
 def disk_full_text(folder: str | os.PathLike) -> str:
     """The first words of every "disk full" error: where, and how much space is free now."""
+    existing = os.path.abspath(folder)
+    while not os.path.exists(existing) and os.path.dirname(existing) != existing:
+        existing = os.path.dirname(existing)  # (a folder removed after the failed write: its device)
     try:
-        free = f"{shutil.disk_usage(folder).free / 2**20:.1f} MiB"
+        free = f"{shutil.disk_usage(existing).free / 2**20:.1f} MiB"
     except OSError:
         free = "unknown"
     return f"Disk full: no space left on the device holding {os.fspath(folder)} ({free} free now)"

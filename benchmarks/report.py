@@ -721,7 +721,9 @@ def render(doc: dict) -> str:
 
 # ---- the README's generated blocks ------------------------------------------------------------------------------
 
-README_MARK = "<!-- generated:{name}: `python -m benchmarks --render` writes this block from benchmarks/results.json -->"
+README_MARK = (
+    "<!-- generated:{name}: `python -m benchmarks --render` writes this block from benchmarks/results.json -->"
+)
 README_END = "<!-- /generated:{name} -->"
 README_RESULTS = ("learning", "geo", "infer")  # the benchmarks whose summary rows the README repeats
 

@@ -92,6 +92,8 @@ class PredictArguments:
             raise ValueError("--batch_size must be >= 1 and --num_workers >= 0.")
         if self.output is not None and Path(self.output).suffix.lower() not in (".csv", ".json"):
             raise ValueError(f"--output must end in .csv or .json, got {self.output!r}.")
+        if self.submission is not None and Path(self.submission).suffix.lower() != ".csv":
+            raise ValueError(f"--submission must end in .csv, got {self.submission!r}.")
         if not 0 < self.backoff_threshold <= 1:
             raise ValueError(f"--backoff_threshold must be in (0, 1], got {self.backoff_threshold}.")
         if (self.lat is not None or self.lon is not None or self.date is not None) and self.geo_prior is None:
@@ -157,6 +159,54 @@ def expand_inputs(inputs: list[str], on_skip: Callable[[str, str], None] | None 
             raise InferenceError(f"no such file or folder: {item!r}.")
     # the same file named twice (a folder and a glob over it) is predicted once
     return list(dict.fromkeys(files))
+
+
+def check_output_files(args: PredictArguments, files: list[str]) -> None:
+    """No input is ever an output: ``--output``/``--submission`` may not name an input image, each other, or an
+    existing file that is not a previous output of the same kind (an empty file is fine: nothing to lose)."""
+    inputs = {os.path.realpath(f) for f in files}
+    seen = set()
+    for option, path, kind in (
+        ("--output", args.output, "predictions"),
+        ("--submission", args.submission, "submission"),
+    ):
+        if path is None:
+            continue
+        real = os.path.realpath(path)
+        if real in inputs:
+            raise InferenceError(
+                f"{option} {path!r} is one of the input images: writing it would replace the photo. Give the "
+                f"{kind} a file name of its own (a shell glob such as photos/*.jpg expands into every name after "
+                f"{option}; put the option after the images or quote the pattern)."
+            )
+        if real in seen:
+            raise InferenceError(f"--output and --submission name the same file {path!r}: give each its own name.")
+        seen.add(real)
+        if os.path.lexists(path) and not _previous_output(path, kind):
+            raise InferenceError(
+                f"{option} {path!r} exists and is not a {kind} file written by predict.py: it is never replaced. "
+                "Choose another file name, or move the file away."
+            )
+
+
+def _previous_output(path: str, kind: str) -> bool:
+    """``path`` is an empty file or one that predict.py wrote as ``kind`` (the only files it replaces)."""
+    from ..inference.submission import SUBMISSION_HEADER
+
+    if not os.path.isfile(path):
+        return False
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            if kind == "predictions" and path.lower().endswith(".json"):
+                text = f.read()
+                entries = json.loads(text) if text.strip() else []
+                return isinstance(entries, list) and all(isinstance(e, dict) and "predictions" in e for e in entries)
+            first = f.readline().strip()
+    except (OSError, ValueError):
+        return False
+    if kind == "submission":
+        return first in ("", ",".join(SUBMISSION_HEADER))
+    return first == "" or first.startswith("file,rank,")  # _rows' first columns
 
 
 def _rows(predictions, taxonomy):
@@ -247,6 +297,7 @@ def run_prediction(args: PredictArguments, extra_inputs: list[str] = ()) -> int:
         [*extra_inputs, *args.inputs],
         on_skip=lambda path, reason: print(f"skipped: {printable_path(path)} ({reason})", file=sys.stderr),
     )
+    check_output_files(args, files)
     config = load_config(args.model_dir)  # clear errors before loading weights (from_pretrained checks the rest)
     lookup = category_id_lookup(Taxonomy.from_config(config)) if args.submission else None
 

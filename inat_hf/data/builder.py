@@ -35,6 +35,7 @@ from .inat_json import (
     categories_from_dir_names,
     categories_per_image,
     categories_to_records,
+    check_unique_file_names,
     invalid_locations,
     read_inat_json,
 )
@@ -228,6 +229,7 @@ class InatBuilder(datasets.ArrowBasedBuilder):
     def _split_generators(self, dl_manager):
         cfg = self.config
         parsed = {split: read_inat_json(path) for split, path in self.split_files.items()}
+        check_unique_file_names(parsed)
         categories, per_image = self._merge_categories(parsed)
         kept = self._filter_categories(categories)
         taxonomy = Taxonomy.from_categories(kept, cfg.rank)

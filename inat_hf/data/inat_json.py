@@ -215,6 +215,43 @@ def _check_file_names(images: pa.Table, path: str) -> None:
         )
 
 
+def check_unique_file_names(parsed: dict[str, InatJson]) -> None:
+    """Every photo is one record of one split: a ``file_name`` given to two image ids (in one file: one photo with
+    two labels; in two splits: evaluation on training photos) is an error naming both ids. Only ``train_mini`` may
+    share files with ``train``: iNat 2021 defines it as a subset of ``train``, an alternative to train on."""
+    groups = [parsed]
+    if {"train", "train_mini"} <= set(parsed):
+        groups = [{k: v for k, v in parsed.items() if k != leave_out} for leave_out in ("train_mini", "train")]
+    for group in groups:
+        _check_shared_files(group)
+
+
+def _check_shared_files(parsed: dict[str, InatJson]) -> None:
+    # ``train/x/./a.jpg`` and ``train//x/a.jpg`` name the same file as ``train/x/a.jpg``
+    names = [d.images.column("file_name") for d in parsed.values()]
+    names = [
+        pc.replace_substring_regex(pc.replace_substring_regex(n, "/+", "/"), r"(^|/)(\./)+", r"\1") for n in names
+    ]
+    codes = pa.chunked_array([c for n in names for c in n.chunks], pa.string()).combine_chunks().dictionary_encode()
+    indices = codes.indices.to_numpy(zero_copy_only=False)
+    counts = np.bincount(indices, minlength=len(codes.dictionary))
+    if counts.max(initial=0) < 2:
+        return
+    splits = np.repeat(list(parsed), [len(d.images) for d in parsed.values()])
+    ids = np.concatenate([d.images.column("id").to_numpy() for d in parsed.values()])
+    shared = []
+    for code in np.flatnonzero(counts > 1)[:_MAX_LISTED].tolist():
+        owners = " and ".join(f"{splits[i]} image {ids[i]}" for i in np.flatnonzero(indices == code))
+        shared.append(f"{codes.dictionary[code].as_py()!r} ({owners})")
+    total = int((counts > 1).sum())
+    files = ", ".join(f"{split}: {d.path}" for split, d in parsed.items())
+    raise InatDataError(
+        f"{total} file_name(s) belong to several image records: {_listing(shared, total)}. A photo listed twice "
+        "carries two labels, or is scored in one split after being trained on in another: each file must be one "
+        f"image record of one split. Fix the JSON ({files})."
+    )
+
+
 def read_inat_json(path: str | os.PathLike) -> InatJson:
     """Parse and structurally validate one iNat 2021 JSON file."""
     path = os.fspath(path)

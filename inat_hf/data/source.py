@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Literal
 
 from ..cli import option
+from ..files import explain_storage_errors
 from .inat_json import InatDataError
 from .taxonomy import RANKS, check_rank, parse_taxon_filter
 
@@ -113,13 +114,16 @@ def _prepare(args: DataArguments, splits: str | None) -> PreparedInat:
     from .prepare import PreparedInat
 
     start = time.perf_counter()
-    builder = InatBuilder(args, splits)
+    cache = args.cache_dir or datasets.config.HF_DATASETS_CACHE
+    with explain_storage_errors(cache, InatDataError):  # a full or read-only cache disk: one line saying so
+        builder = InatBuilder(args, splits)
     reused = os.path.isfile(os.path.join(builder.cache_dir, datasets.config.DATASET_INFO_FILENAME))
     reused = reused and not args.force_rebuild
     # A forced rebuild: datasets re-verifies split sizes against the old cache's info unless told not to.
     rebuild = dict(download_mode="force_redownload", verification_mode="no_checks") if args.force_rebuild else {}
     try:
-        builder.download_and_prepare(**rebuild)
+        with explain_storage_errors(cache, InatDataError):
+            builder.download_and_prepare(**rebuild)
     except datasets.exceptions.DatasetGenerationError as err:
         # The builder's own errors are the informative ones: surface them instead of datasets' wrapper.
         cause = err.__cause__
@@ -145,8 +149,11 @@ def prepare_inat(
     args = data if isinstance(data, DataArguments) else DataArguments(data_dir=os.fspath(data), **options)
     if args.data_dir is None:
         raise InatDataError(f"{args.dataset_dir} is prepared already; preparing reads a raw root (--data_dir).")
-    if output_dir is not None:
-        check_output_dir(output_dir, args.data_dir, overwrite=overwrite)
+    if output_dir is not None:  # before the (long) build
+        import datasets
+
+        cache_dir = args.cache_dir or datasets.config.HF_DATASETS_CACHE
+        check_output_dir(output_dir, args.data_dir, overwrite=overwrite, cache_dir=cache_dir)
     prepared = load_data(args)
     if output_dir is not None:
         save_prepared(prepared, output_dir, overwrite=overwrite)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 
 from ..cli import option
+from ..files import overwrite_option
 
 # Set from the training records (label space, taxonomy, label frequencies), never on the command line.
 CONFIG_FROM_DATA = ("class_prior", "label_rank", "taxonomy")
@@ -37,6 +38,7 @@ class GeoTrainingArguments:
     learning_rate: float = option(5e-4, "Adam learning rate.")
     lr_decay: float = option(0.98, "Learning-rate factor per epoch.")
     weight_decay: float = option(0.0, "AdamW weight decay.")
+    overwrite: bool = overwrite_option()
     seed: int = option(0, "Initialisation and shuffling seed.")
     num_threads: int | None = option(None, "torch CPU threads (default: all).")
 

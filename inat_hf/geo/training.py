@@ -17,7 +17,7 @@ import torch
 
 from ..data.inat_json import InatDataError
 from ..data.source import DataArguments, load_data
-from ..files import atomic_write
+from ..files import atomic_write, check_model_output_dir
 from ..models import GeoPriorConfig, GeoPriorModel
 from .arguments import GeoTrainingArguments
 from .records import GeoRecords, split_records
@@ -205,6 +205,12 @@ def train_prior(data: DataArguments, args: GeoTrainingArguments, **config_kwargs
     """Records of ``args.train_split`` (and ``eval_split``) from ``data`` → a trained prior saved to
     ``args.output_dir`` with ``geo_report.json`` (counts, prior vs k-NN vs chance); returns the report.
     ``config_kwargs``: :class:`GeoPriorConfig`'s options (``loss_negatives=0``: every label)."""
+    check_model_output_dir(  # before the (long) read and training
+        args.output_dir,
+        model_type=GeoPriorConfig.model_type,
+        overwrite=args.overwrite,
+        inputs=(data.dataset_dir, data.data_dir),
+    )
     wanted = [s for s in (args.train_split, args.eval_split, args.select_split) if s is not None]
     if data.data_dir is not None:  # the prior reads location columns only: no image file is opened
         data = dataclasses.replace(data, verify_files=False, image_storage="path", resize_shorter=None)

@@ -11,6 +11,7 @@ from transformers import TrainingArguments
 
 from ..cli import option
 from ..data.source import DataArguments
+from ..files import overwrite_option
 from .unfreezing import LIST_STAGES_HINT, parse_unfreeze_schedule
 
 # Set from the prepared dataset (label set, rank, class frequencies), never from the recipe.
@@ -78,6 +79,7 @@ class InatTrainingArguments(TrainingArguments):
     eval_tta_views: int = option(1, "Views of test-time augmentation during evaluation (1 = plain).")
     augmentation_seed: int | None = option(None, "Seed of per-image augmentation (exact resumes); None = seed.")
     geo_prior: str | None = option(None, "A location prior (train_geo_prior.py): evaluations also log fused metrics.")
+    overwrite: bool = overwrite_option()
     # this project's defaults of TrainingArguments' own options
     eval_strategy: str = option("epoch", "When to evaluate.")
     save_strategy: str = option("epoch", "When to save checkpoints.")

@@ -17,6 +17,8 @@ from transformers.trainer import TRAINER_STATE_NAME
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from transformers.utils import logging
 
+from ..files import disk_full_text
+
 logger = logging.get_logger(__name__)
 
 COMPLETE_MARKER = "inat_hf_checkpoint_complete.json"
@@ -114,30 +116,13 @@ class CheckpointDiskFullError(OSError):
     """The disk filled up while a checkpoint was being written."""
 
 
-def is_disk_full(exc: BaseException | None) -> bool:
-    while exc is not None:
-        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
-            return True
-        # torch.save reports a full disk as a RuntimeError from its zip writer, without the errno
-        if isinstance(exc, RuntimeError) and any(
-            s in str(exc) for s in ("unexpected pos", "file write failed", "No space left on device")
-        ):
-            return True
-        exc = exc.__cause__ or exc.__context__
-    return False
-
-
 def disk_full_error(run_dir: str, folder: str) -> CheckpointDiskFullError:
     """What the user reads when ``folder`` (already removed) could not be written: where, what is kept, what next."""
-    try:
-        free = f"{shutil.disk_usage(run_dir).free / 2**20:.1f} MiB"
-    except OSError:
-        free = "unknown"
     kept = latest_complete_checkpoint(run_dir)
     kept = f"the last complete checkpoint {kept} is kept" if kept else "no complete checkpoint exists yet"
     return CheckpointDiskFullError(
         errno.ENOSPC,
-        f"Disk full: no space left on the device holding {run_dir} while writing checkpoint {folder} ({free} free "
-        f"now). The incomplete checkpoint was removed; {kept}. Free some space (or lower save_total_limit, or choose "
-        "another output_dir) and rerun with --resume_from_checkpoint latest.",
+        f"{disk_full_text(run_dir)} while writing checkpoint {folder}. The incomplete checkpoint was removed; "
+        f"{kept}. Free some space (or lower save_total_limit, or choose another output_dir) and rerun with "
+        "--resume_from_checkpoint latest.",
     )

@@ -20,13 +20,14 @@ from ..data.collate import ImageClassificationCollator
 from ..data.source import load_data
 from ..data.torch_dataset import ImageClassificationDataset
 from ..data.transforms import EvalPreset, TrainPreset, TTAPreset, eval_kwargs_from_image_processor
+from ..files import check_model_output_dir
 from ..inference.evaluator import check_label_sets
 from ..models import InatConfig, InatForImageClassification
 from .arguments import AUGMENTATION_FROM_MODEL
 from .checkpoints import CheckpointError, resolve_resume
 from .metrics_log import TrainingMetricsCallback
 from .mixing import AdaptiveMixup
-from .recipe import Recipe, save_recipe
+from .recipe import RECIPE_FILE, Recipe, save_recipe
 from .trainer import InatTrainer
 from .unfreezing import ProgressiveUnfreezingCallback, unfreezing_plan
 
@@ -151,6 +152,10 @@ def check_recipe(recipe: Recipe) -> None:
         )
     if args.load_best_model_at_end and metric in fused and not args.geo_prior:
         raise ValueError(f"metric_for_best_model {metric!r} is a fused metric: it needs geo_prior (a prior folder).")
+    inputs = (recipe.model_run.init_checkpoint, args.geo_prior, recipe.data.dataset_dir, recipe.data.data_dir)
+    check_model_output_dir(
+        args.output_dir, model_type=InatConfig.model_type, marker=RECIPE_FILE, overwrite=args.overwrite, inputs=inputs
+    )
 
 
 def check_resume_fits(checkpoint: str, config: InatConfig, data: str) -> None:

@@ -25,9 +25,10 @@ from torch import nn
 from transformers import Trainer, TrainerCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
+from ..files import is_disk_full
 from ..inference.evaluator import TopKComputeMetrics, preprocess_logits_for_metrics
 from ..inference.tta import score, view_logits
-from .checkpoints import disk_full_error, is_disk_full, mark_checkpoint_complete, rotate_checkpoints
+from .checkpoints import disk_full_error, mark_checkpoint_complete, rotate_checkpoints
 from .ema import EmaCallback
 from .hub import write_model_card
 from .mixing import AdaptiveMixup

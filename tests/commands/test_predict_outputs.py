@@ -28,7 +28,7 @@ def test_undecodable_file_name_is_written_escaped_and_the_old_output_replaced(
     trained_model_dir, odd_names, tmp_path, suffix, capsys
 ):
     out = tmp_path / f"preds{suffix}"
-    out.write_text("previous predictions\n")
+    out.write_text("[]\n" if suffix == ".json" else "file,rank,label_index\nold.jpg,1,0\n")  # a previous output
     assert main(["--model_dir", str(trained_model_dir), str(odd_names), "--output", str(out)]) == 0
     if suffix == ".json":
         files = [entry["file"] for entry in json.loads(out.read_text(encoding="utf-8"))]
@@ -137,3 +137,43 @@ def test_file_names_cannot_forge_lines_in_any_output(trained_model_dir, demo_roo
     assert len(lines) == 1 + len(names)  # header + one line per photo: no id spans two lines
     ids = {line.rsplit(",", 1)[0] for line in lines[1:]}
     assert ids == {printable_path(os.fsdecode(name[:-4])) for name in names}
+
+
+# ------------------------------------------------------------------ no input is ever an output
+def test_a_glob_expanded_after_submission_never_replaces_a_photo(trained_model_dir, odd_names, capsys):
+    """``predict.py --submission photos/*.jpg``: the shell makes the first photo the submission path."""
+    photos = sorted(odd_names.glob("*.jpg"))
+    before = [p.read_bytes() for p in photos]
+    with pytest.raises(SystemExit) as exit_:
+        main(["--model_dir", str(trained_model_dir), "--submission", *map(str, photos)])
+    assert exit_.value.code == 2
+    assert "--submission must end in .csv" in capsys.readouterr().err
+    assert [p.read_bytes() for p in photos] == before
+
+
+@pytest.mark.parametrize("option", ["--submission", "--output"])
+def test_outputs_never_replace_an_input_or_a_file_predict_did_not_write(
+    trained_model_dir, odd_names, tmp_path, option, capsys
+):
+    model = ["--model_dir", str(trained_model_dir), "--quiet"]
+    photo = odd_names / "shot.csv"  # a photo whose name has an output's suffix, given as an input
+    shutil.copy(odd_names / "plain.jpg", photo)
+    assert main([*model, str(photo), option, str(photo)]) == 2
+    assert "is one of the input images" in capsys.readouterr().err
+    assert photo.read_bytes() == (odd_names / "plain.jpg").read_bytes()
+
+    config = trained_model_dir / "config.json"  # an existing file of another kind: the model's own config
+    notes = tmp_path / "notes.csv"
+    notes.write_text("species,count\nParus major,3\n")
+    config_text = config.read_text()
+    for target in (notes, config) if option == "--output" else (notes,):  # (a submission must end in .csv)
+        assert main([*model, str(odd_names), option, str(target)]) == 2
+        assert f"{option} '{target}' exists and is not a" in capsys.readouterr().err
+    assert notes.read_text() == "species,count\nParus major,3\n" and config.read_text() == config_text
+
+    out = tmp_path / "out.csv"
+    assert main([*model, str(odd_names), "--output", str(out), "--submission", str(out)]) == 2
+    assert "name the same file" in capsys.readouterr().err
+    # a previous output of the same kind is replaced (reruns work)
+    assert main([*model, str(odd_names), option, str(out)]) == 0
+    assert main([*model, str(odd_names), option, str(out)]) == 0

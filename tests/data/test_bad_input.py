@@ -83,6 +83,32 @@ def test_structural_errors(demo_copy, tmp_path, edit, message):
         prep(demo_copy, tmp_path)
 
 
+@pytest.mark.parametrize("other_species", [False, True])
+def test_a_file_name_given_to_two_image_ids_is_an_error_naming_both(demo_copy, tmp_path, other_species):
+    data = read_json(demo_copy, "train")
+    first = data["images"][0]
+    folder = os.path.dirname(first["file_name"])
+    twin = next(i for i in data["images"][1:] if (os.path.dirname(i["file_name"]) != folder) == other_species)
+    twin["file_name"] = first["file_name"].replace("train/", "train//./", 1)  # the same file, spelled differently
+    write_json(demo_copy, "train", data)
+    both = rf"train image {first['id']} and train image {twin['id']}"
+    with pytest.raises(InatDataError, match=rf"'{first['file_name']}' \({both}\)"):
+        prep(demo_copy, tmp_path)
+
+
+def test_a_file_in_two_splits_is_an_error_naming_both(demo_copy, tmp_path):
+    train, val = read_json(demo_copy, "train"), read_json(demo_copy, "val")
+    leaked = val["images"][0]
+    leaked["file_name"] = train["images"][3]["file_name"]
+    write_json(demo_copy, "val", val)
+    write_json(demo_copy, "train_mini", train)  # iNat's train_mini is a subset of train: sharing is fine there
+    with pytest.raises(
+        InatDataError,
+        match=rf"\(train image {train['images'][3]['id']} and val image {leaked['id']}\)",
+    ):
+        prep(demo_copy, tmp_path, splits="train,train_mini,val")
+
+
 def test_invalid_json_names_the_position(demo_copy, tmp_path):
     (demo_copy / "train.json").write_text('{"images": [{"id": 1, "file_name": "a.jpg"},]}')
     with pytest.raises(InatDataError, match=r"train.json is not valid JSON: Expecting value: line 1 column 45"):

@@ -241,7 +241,7 @@ class ClassifierPage:
         if geo_prior is not None:
             from .geo.fusion import GeoFusion
 
-            geo = GeoFusion.from_pretrained(geo_prior, predictor.taxonomy.labels, device=predictor.device)
+            geo = GeoFusion.for_predictor(geo_prior, predictor)
         return cls(predictor, model_id=model_dir, geo=geo, **kwargs)
 
     def _check_size(self, path: str, name: str) -> None:
@@ -327,11 +327,11 @@ class ClassifierPage:
 
     @staticmethod
     def _preview(path: str):
-        from torchvision.transforms.functional import to_pil_image
+        import PIL.Image
 
-        from .data.decode import decode_image
+        from .data.decode import decode_array
 
-        image = to_pil_image(decode_image(path))  # decoded as the model sees it (EXIF orientation applied)
+        image = PIL.Image.fromarray(decode_array(path))  # decoded as the model sees it (EXIF orientation applied)
         image.thumbnail((PREVIEW_SIZE, PREVIEW_SIZE))
         return image
 

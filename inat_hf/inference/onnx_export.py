@@ -72,7 +72,7 @@ def export_onnx(model, path: str, *, image_size: int, opset: int = DEFAULT_OPSET
             )
     except Exception as err:  # noqa: BLE001 - the exporter raises several types; the op name is what matters
         op = re.search(r"operator '?([\w:.]+)'?", str(err)) or re.search(r"(aten::\w+)", str(err))
-        backbone = getattr(model.config, "backbone", type(model).__name__)
+        backbone = getattr(getattr(model, "config", None), "backbone", type(model).__name__)
         what = f"the operator {op.group(1)}" if op else "an operation"
         raise InferenceError(
             f"the backbone {backbone!r} cannot be exported to ONNX opset {opset}: {what} is not supported "

@@ -29,7 +29,7 @@ if __package__ in (None, ""):
 from benchmarks.common import REPO_ROOT, RESULTS_DIR, machine_info
 from benchmarks.report import render
 
-BENCHMARKS = ("prepare", "data", "train", "infer", "learning", "geo", "startup")
+BENCHMARKS = ("prepare", "data", "train", "infer", "deploy", "learning", "geo", "startup")
 # Not run by --quick: it trains two models to the end on real photos (minutes, not seconds).
 FULL_ONLY = ("learning",)
 

@@ -187,3 +187,28 @@ def test_predict_backend_onnx_imports_no_torch(exported, trained_model_dir, phot
     assert predict_main([*args, *photos]) == 0
     for a, b in zip(json.loads(expected.read_text()), json.loads(out.read_text()), strict=True):
         assert [p["label"] for p in a["predictions"]] == [p["label"] for p in b["predictions"]]
+
+
+def test_onnx_space_runs_without_torch(exported, trained_model_dir, photos, tmp_path, capsys):
+    pytest.importorskip("gradio")
+    from inat_hf.commands.app import main as app_main
+    from tests.app.test_command import _run_in_space
+
+    args = ["--backend", "onnx", "--model_dir", str(exported), "--export_space"]
+    assert app_main([*args, str(tmp_path / "geo"), "--geo_prior", str(exported)]) == 2  # the prior needs torch
+    assert "the location prior is a PyTorch model" in capsys.readouterr().err
+    space = tmp_path / "space"
+    assert app_main([*args, str(space)]) == 0
+    names = {r.split("==")[0].lower() for r in (space / "requirements.txt").read_text().split()}
+    assert "onnxruntime" in names and not names & {"torch", "torchvision", "timm", "transformers", "datasets"}
+    assert (space / "model" / "model.onnx").is_file()
+    code = (
+        "import json, sys, app; from inat_hf.app import PageInputs; "
+        "r = app.page.classify(PageInputs(photo=sys.argv[1])); "
+        "print(json.dumps({'top1': next(iter(r.label)), 'torch': 'torch' in sys.modules, "
+        "'transformers': 'transformers.configuration_utils' in sys.modules}))"
+    )
+    shown = _run_in_space(space, code, photos[0])
+    (expected,) = Predictor.from_pretrained(trained_model_dir, device="cpu").predict([photos[0]], top_k=1)
+    label = json.loads((exported / "config.json").read_text())["id2label"][str(expected.indices[0])]
+    assert shown["top1"].startswith(label) and not shown["torch"] and not shown["transformers"]

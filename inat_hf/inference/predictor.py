@@ -163,9 +163,12 @@ class _ImageList:
 def _collate_items(items):
     ok = [(i, t) for i, t, e in items if e is None]
     pixel_values = None
-    if ok:  # arrays (the ONNX backend's presets) or tensors
-        stack = np.stack if isinstance(ok[0][1], np.ndarray) else __import__("torch").stack
-        pixel_values = stack([t for _, t in ok])
+    if ok and isinstance(ok[0][1], np.ndarray):  # the ONNX backend's presets
+        pixel_values = np.stack([t for _, t in ok])
+    elif ok:
+        import torch
+
+        pixel_values = torch.stack([t for _, t in ok])
     return [i for i, _ in ok], pixel_values, [(i, e) for i, _, e in items if e is not None]
 
 

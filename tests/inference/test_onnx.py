@@ -212,3 +212,16 @@ def test_onnx_space_runs_without_torch(exported, trained_model_dir, photos, tmp_
     (expected,) = Predictor.from_pretrained(trained_model_dir, device="cpu").predict([photos[0]], top_k=1)
     label = json.loads((exported / "config.json").read_text())["id2label"][str(expected.indices[0])]
     assert shown["top1"].startswith(label) and not shown["torch"] and not shown["transformers"]
+
+
+def test_onnx_backend_fuses_the_location_prior(exported, trained_model_dir, demo_prior, photos):
+    from inat_hf.geo.fusion import GeoFusion, photo_locations
+
+    runs = []
+    for predictor in (Predictor.from_pretrained(trained_model_dir, device="cpu"), Predictor.from_pretrained(exported, backend="onnx")):  # fmt: skip
+        geo = GeoFusion.for_predictor(demo_prior, predictor)
+        locations = photo_locations(photos, 45.0, 5.0, "2021-06-01")
+        runs.append(list(predictor.predict(photos, top_k=3, geo=geo, locations=locations)))
+    _same_predictions(*runs, atol=0.02)
+    image_only = list(Predictor.from_pretrained(exported, backend="onnx").predict(photos, top_k=3))
+    assert any(not np.allclose(a.probs, b.probs, atol=0.02) for a, b in zip(runs[1], image_only))  # the prior counted

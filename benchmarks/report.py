@@ -18,7 +18,7 @@ from benchmarks.bench_quickstart import DEMO, INSTALL, TESTS
 from benchmarks.bench_startup import TIMM_TRAIN
 
 # Benchmarks in the order they run and appear; train_families only holds a separate `bench_train --families` run.
-ORDER = ("quickstart", "prepare", "data", "train", "train_families", "infer", "learning", "geo", "startup")
+ORDER = ("quickstart", "prepare", "data", "train", "train_families", "infer", "deploy", "learning", "geo", "startup")
 
 
 def _cell(v) -> str:
@@ -204,6 +204,25 @@ def _seeds(v: dict) -> str:
     return f"{len(v['runs'])} seed{'s' if len(v['runs']) > 1 else ''}"
 
 
+def _deploy_rows(deploy: dict, _: dict) -> list[dict]:
+    s = deploy["speed"]
+    eager = s["paths"]["eager fp32"]
+    where = f"{s['backbone']} @ {s['image_size']} px, {s['threads']} threads"
+    baselines = {
+        "ONNX fp32 vs eager, single image": f"eager {eager['single_p50_ms']} ms ({where})",
+        "ONNX int8 vs eager, single image": f"eager {eager['single_p50_ms']} ms ({where})",
+        "5-view TTA with int8, ms per image": f"eager {eager['tta5_p50_ms']} ms",
+        "ONNX int8 top-1 change on held-out photos (points)": "eager top-1 "
+        + (f"{deploy['accuracy']['paths']['eager fp32']['top1']:.1%}" if deploy.get("accuracy") else "–"),
+    }
+    rows = []
+    for t in deploy["targets"]:
+        ratio = t["value"] if t["target"].endswith("×") else None
+        ours = "–" if t["value"] is None else (f"{t['value']}×" if ratio is not None else str(t["value"]))
+        rows.append(_row(t["measure"], baselines[t["measure"]], ours, None, t["target"], t["met"]))
+    return rows
+
+
 def _geo_rows(geo: dict, _: dict) -> list[dict]:
     rows, real = [], geo.get("real") or {}
     if real and "skipped" not in real:
@@ -336,6 +355,7 @@ SUMMARY: dict[str, Callable[[dict, dict], list[dict]]] = {
     "data": _data_rows,
     "train": _train_rows,
     "infer": _infer_rows,
+    "deploy": _deploy_rows,
     "learning": _learning_rows,
     "geo": _geo_rows,
     "startup": _startup_rows,
@@ -500,6 +520,30 @@ def _infer_section(r: dict) -> list[str]:
     return out + ["", *(f"Note: {n}" for n in r.get("notes", []))]
 
 
+def _deploy_section(r: dict) -> list[str]:
+    s = r["speed"]
+    out = [
+        f"{s['backbone']} @ {s['image_size']} px, {s['num_labels']:,} labels, {s['threads']} threads, model side:",
+        "",
+    ]
+    out += table(
+        ["path", "1 image p50 ms", "p95 ms", "× eager", "5-view TTA ms/image", "batch 32 img/s", "× eager", "graph MB"],
+        [[p, v["single_p50_ms"], v["single_p95_ms"], v["speedup_single"], v["tta5_p50_ms"], v["batch32_img_s"],
+          v["speedup_batch32"], s["graph_mb"].get(p, "")] for p, v in s["paths"].items()],
+    )  # fmt: skip
+    a = r.get("accuracy")
+    if a:
+        out += ["", f"Accuracy, end to end through `Predictor`: {a['model']}; int8 calibrated on "
+                f"{a['calibration_images']} other photos; {a['test_images']} held-out photos:", ""]  # fmt: skip
+        out += table(
+            ["path", "top-1", "top-1 agreement with eager", "top-1 change (points)"],
+            [[p, f"{v['top1']:.1%}", f"{v['agreement_with_eager']:.1%}", v["top1_change_points"]] for p, v in a["paths"].items()],
+        )  # fmt: skip
+    elif r.get("skipped_accuracy"):
+        out += ["", f"Accuracy skipped: {r['skipped_accuracy']}"]
+    return out
+
+
 def _learning_section(r: dict) -> list[str]:
     if "skipped" in r:
         return [f"Skipped: {r['skipped']}"]
@@ -637,6 +681,12 @@ SECTIONS: dict[str, tuple[str, str, Callable[[dict], list[str]]]] = {
         "Model-side throughput on ready tensors (random weights, 10,000 labels), modes of one (dtype, batch) "
         "interleaved; then the streaming evaluator's memory.",
         _infer_section,
+    ),
+    "deploy": (
+        "Deployment: PyTorch eager vs ONNX fp32 vs static int8",
+        "The three paths interleaved round by round in one process (random weights for speed); accuracy from a "
+        "small model trained on real photos, scored end to end on held-out ones.",
+        _deploy_section,
     ),
     "learning": (
         "Learning on real photos",

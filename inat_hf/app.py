@@ -249,7 +249,7 @@ class ClassifierPage:
         if geo_prior is not None:
             from .geo.fusion import GeoFusion
 
-            geo = GeoFusion.from_pretrained(geo_prior, predictor.taxonomy.labels, device=predictor.device)
+            geo = GeoFusion.for_predictor(geo_prior, predictor)
         return cls(predictor, model_id=model_dir, geo=geo, **kwargs)
 
     def _check_size(self, path: str, name: str) -> None:
@@ -351,11 +351,11 @@ class ClassifierPage:
 
     @staticmethod
     def _preview(path: str):
-        from torchvision.transforms.functional import to_pil_image
+        import PIL.Image
 
-        from .data.decode import decode_image
+        from .data.decode import decode_array
 
-        image = to_pil_image(decode_image(path))  # decoded as the model sees it (EXIF orientation applied)
+        image = PIL.Image.fromarray(decode_array(path))  # decoded as the model sees it (EXIF orientation applied)
         image.thumbnail((PREVIEW_SIZE, PREVIEW_SIZE))
         return image
 
@@ -447,10 +447,14 @@ import os
 
 from inat_hf.app import ClassifierPage
 
-MODEL_ID = os.environ.get("MODEL_ID", {model_id!r})
+MODEL_ID = os.environ.get("MODEL_ID", {model_line})
 {geo_line}
 page = ClassifierPage.from_pretrained(
-    MODEL_ID, tta_views={tta_views}, geo_prior={geo_arg}, backoff_threshold={backoff_threshold!r}
+    MODEL_ID,
+    tta_views={tta_views},
+    geo_prior={geo_arg},
+    backoff_threshold={backoff_threshold!r},
+    predictor_kwargs={{"backend": {backend!r}}},
 )
 demo = page.build()
 
@@ -466,9 +470,15 @@ location/date prior in `{SPACE_GEO_PRIOR}/`.
 """
 
 
-def _space_requirements() -> list[str]:
-    """The runtime dependencies of inat_hf, pinned to the versions installed here (what the page was tested with).
-    gradio itself is installed by Spaces from ``sdk_version``."""
+SPACE_ONNX_MODEL = "model"  # the exported ONNX folder inside a Space
+# What the page imports with the ONNX backend (no torch, transformers, timm, datasets): a small Space.
+ONNX_RUNTIME_REQUIREMENTS = ("numpy", "pillow", "onnxruntime", "huggingface_hub", "pyyaml", "tqdm")
+
+
+def _space_requirements(backend: str = "torch") -> list[str]:
+    """The runtime dependencies of inat_hf (``backend="onnx"``: :data:`ONNX_RUNTIME_REQUIREMENTS` only), pinned to
+    the versions installed here (what the page was tested with). gradio itself is installed by Spaces from
+    ``sdk_version``."""
     from importlib import metadata
 
     from packaging.requirements import Requirement
@@ -480,6 +490,8 @@ def _space_requirements() -> list[str]:
             "inat_hf is not installed (no package metadata), so the Space's requirements are unknown: "
             'run `pip install -e ".[app]"` in the checkout first.'
         ) from err
+    if backend == "onnx":
+        declared = [*ONNX_RUNTIME_REQUIREMENTS]
     pins = []
     for req in map(Requirement, declared):
         if req.marker is not None and not req.marker.evaluate({"extra": ""}):
@@ -499,10 +511,14 @@ def export_space(
     title: str | None = None,
     geo_prior: str | os.PathLike | None = None,
     backoff_threshold: float = DEFAULT_BACKOFF_THRESHOLD,
+    backend: str = "torch",
 ) -> Path:
     """Write a Hugging Face Space for ``model_id`` (a Hub id, or a local folder for testing) into ``out_dir`` (new
     or empty): ``app.py``, ``requirements.txt``, ``README.md`` (front matter ``sdk: gradio``), a copy of the
-    ``inat_hf`` package and, with ``geo_prior``, a copy of that prior folder, fused as ``predict.py --geo_prior``."""
+    ``inat_hf`` package and, with ``geo_prior``, a copy of that prior folder, fused as ``predict.py --geo_prior``.
+    ``backend="onnx"``: ``model_id`` is a folder written by ``inat-export``, copied into the Space
+    (:data:`SPACE_ONNX_MODEL`), which then needs neither torch nor transformers (:data:`ONNX_RUNTIME_REQUIREMENTS`).
+    """
     from .geo.fusion import GeoFusion
 
     gr = import_gradio()
@@ -510,24 +526,36 @@ def export_space(
     if out.exists() and any(out.iterdir()):
         raise InferenceError(f"--export_space folder {os.fspath(out)!r} is not empty: give a new or empty folder.")
     labels = []  # a Hub id: the prior's labels are checked when the Space starts
-    if os.path.isdir(os.path.expanduser(model_id)):  # a local folder (testing): it must be a loadable model
+    if backend == "onnx":
+        if geo_prior is not None:
+            raise InferenceError(
+                "an ONNX Space serves without torch, and the location prior is a PyTorch model: export the Space "
+                "without --geo_prior, or with --backend torch."
+            )
+        Predictor.from_pretrained(model_id, backend="onnx")  # an exported folder that loads, or a clear error
+    elif os.path.isdir(os.path.expanduser(model_id)):  # a local folder (testing): it must be a loadable model
         labels = Taxonomy.from_config(load_config(model_id)).labels
         load_image_processor(model_id)
     if geo_prior is not None:  # a saved prior that covers the model's labels, or the Space would fail at start
         GeoFusion.from_pretrained(geo_prior, labels)
-    requirements = _space_requirements()
+    requirements = _space_requirements(backend)
     out.mkdir(parents=True, exist_ok=True)
     package = Path(__file__).resolve().parent
     shutil.copytree(package, out / "inat_hf", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    if backend == "onnx":
+        shutil.copytree(os.path.expanduser(model_id), out / SPACE_ONNX_MODEL)
     geo = geo_prior is not None
     if geo:
         shutil.copytree(os.path.expanduser(os.fspath(geo_prior)), out / SPACE_GEO_PRIOR)
+    here = f"os.path.join(os.path.dirname(__file__), {SPACE_ONNX_MODEL!r})"
     app = _SPACE_APP.format(
         model_id=model_id,
+        model_line=here if backend == "onnx" else repr(model_id),
         tta_views=tta_views,
         backoff_threshold=backoff_threshold,
         geo_line=_SPACE_GEO_LINES if geo else "",
         geo_arg="GEO_PRIOR" if geo else "None",
+        backend=backend,
     )
     (out / "app.py").write_text(app, encoding="utf-8")
     (out / "requirements.txt").write_text("\n".join(requirements) + "\n", encoding="utf-8")

@@ -111,3 +111,16 @@ def test_a_benchmarks_raw_figures_become_its_entry(tmp_path):
     assert (
         run_all._entry(tmp_path, "geo", True, 1.0, 1.0) is None
     )  # a benchmark that wrote nothing keeps its old entry
+
+
+def test_bench_gpu_runs_on_cpu(tmp_path, monkeypatch):
+    # prepared for an accelerator; run here on the CPU, tiny, so that the script cannot rot
+    from benchmarks import bench_gpu, common
+
+    monkeypatch.setattr(common, "RESULTS_DIR", tmp_path)
+    assert bench_gpu.main(["--device", "cpu", "--quick"]) == 0
+    result = json.loads((tmp_path / "gpu.json").read_text())["results"]
+    assert result["loader_img_s"] > 0
+    assert {mode: "img_s" in r for mode, r in result["training"].items()} == {"eager": True, "compile": True}
+    for run in result["evaluation"].values():
+        assert run["model_img_s"] > 0 and run["end_to_end_img_s"] > 0

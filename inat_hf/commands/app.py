@@ -3,6 +3,7 @@
     python scripts/app.py --model_dir runs/demo/model            # http://127.0.0.1:7860
     python scripts/app.py --model_dir runs/demo/model --geo_prior runs/demo/geo_prior   # + location and date
     python scripts/app.py --model_dir you/inat-model --export_space space/
+    python scripts/app.py --backend onnx --model_dir runs/demo/onnx --export_space space/   # no torch in the Space
 
 The page calls the same predictor as ``predict.py`` (see :mod:`inat_hf.app`). Needs gradio
 (``pip install -e ".[app]"``); without it the command says so and exits with status 2.
@@ -61,6 +62,7 @@ class AppArguments:
             "--model_dir (a Hub id) into this new folder, instead of serving."
         },
     )
+    backend: str = same_as_predict("backend")
     device: str | None = same_as_predict("device")
     bf16: bool = same_as_predict("bf16")
     channels_last: bool = same_as_predict("channels_last")
@@ -87,6 +89,7 @@ def run_app(args: AppArguments) -> int:
             tta_views=args.tta_views,
             geo_prior=args.geo_prior,
             backoff_threshold=args.backoff_threshold,
+            backend=args.backend,
         )
         print(f"Space written to {out}: push it with `huggingface-cli upload --repo-type space YOU/NAME {out}`.")
         return 0
@@ -98,7 +101,12 @@ def run_app(args: AppArguments) -> int:
     examples = expand_inputs(sources)[:MAX_EXAMPLES] if sources else []
     page = ClassifierPage.from_pretrained(
         args.model_dir,
-        predictor_kwargs={"device": args.device, "bf16": args.bf16, "channels_last": args.channels_last},
+        predictor_kwargs={
+            "backend": args.backend,
+            "device": args.device,
+            "bf16": args.bf16,
+            "channels_last": args.channels_last,
+        },
         geo_prior=args.geo_prior,
         tta_views=args.tta_views,
         examples=examples,

@@ -59,6 +59,14 @@ class PredictArguments:
     device: str | None = dataclasses.field(
         default=None, metadata={"help": "torch device (default: cuda when available, else cpu)."}
     )
+    backend: str = dataclasses.field(
+        default="torch",
+        metadata={
+            "help": "torch: --model_dir is a checkpoint run with PyTorch. onnx: --model_dir is a folder written by "
+            "`inat-export --format onnx`, run with ONNX Runtime on the CPU, without importing torch.",
+            "choices": ["torch", "onnx"],
+        },
+    )
     quiet: bool = dataclasses.field(default=False, metadata={"help": "Do not print the table."})
     geo_prior: str | None = dataclasses.field(
         default=None,
@@ -298,17 +306,18 @@ def run_prediction(args: PredictArguments, extra_inputs: list[str] = ()) -> int:
         on_skip=lambda path, reason: print(f"skipped: {printable_path(path)} ({reason})", file=sys.stderr),
     )
     check_output_files(args, files)
-    config = load_config(args.model_dir)  # clear errors before loading weights (from_pretrained checks the rest)
-    lookup = category_id_lookup(Taxonomy.from_config(config)) if args.submission else None
-
+    if args.backend == "torch":  # clear errors before loading weights (from_pretrained checks the rest)
+        lookup = category_id_lookup(Taxonomy.from_config(load_config(args.model_dir))) if args.submission else None
     predictor = Predictor.from_pretrained(
-        args.model_dir, device=args.device, bf16=args.bf16, channels_last=args.channels_last
+        args.model_dir, backend=args.backend, device=args.device, bf16=args.bf16, channels_last=args.channels_last
     )
+    if args.backend == "onnx":  # its config is read without transformers (which would import torch)
+        lookup = category_id_lookup(predictor.taxonomy) if args.submission else None
     geo = locations = None
     if args.geo_prior is not None:  # aligned to the model's labels; one location per file: the arguments, else EXIF
         from ..geo.fusion import GeoFusion, photo_locations
 
-        geo = GeoFusion.from_pretrained(args.geo_prior, predictor.taxonomy.labels, device=predictor.device)
+        geo = GeoFusion.for_predictor(args.geo_prior, predictor)
         locations = photo_locations(files, args.lat, args.lon, args.date, source="arguments")
     num_views = args.tta_views if args.tta else 1
     top_k = max(args.top_k, 5) if args.submission else args.top_k  # the submission always needs 5

@@ -15,15 +15,17 @@ import io
 import os
 import warnings
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import PIL.Image
 import PIL.ImageOps
-import torch
 
 from ..files import printable_path
 from .rgb import to_rgb
+
+if TYPE_CHECKING:  # torch loads where tensors are made: decode_array (the ONNX backend's) never imports it
+    import torch
 
 ImageInput = Any
 """Anything :func:`decode_image` accepts (see the module docstring)."""
@@ -79,16 +81,19 @@ def _as_bytes(image: ImageInput, name: str) -> bytes | bytearray | memoryview:
 
 
 def _pil_to_rgb_tensor(img: PIL.Image.Image) -> torch.Tensor:
+    import torch
+
     # np.array copies into a writable buffer; the result is a CHW view of that HWC buffer.
     return torch.from_numpy(np.array(to_rgb(img))).permute(2, 0, 1)
 
 
-def _decode_pil(data: bytes | bytearray | memoryview, name: str) -> torch.Tensor:
+def _decode_pil(data: bytes | bytearray | memoryview, name: str) -> np.ndarray:
+    """RGB ``uint8 [H, W, 3]`` (EXIF orientation applied, :func:`~.rgb.to_rgb`)."""
     try:
         with PIL.Image.open(io.BytesIO(data)) as img:
             img.load()
             PIL.ImageOps.exif_transpose(img, in_place=True)
-            return _pil_to_rgb_tensor(img)
+            return np.array(to_rgb(img))
     except (OSError, SyntaxError, ValueError, PIL.Image.DecompressionBombError) as e:
         # Never quote the data itself: a path may lead to any file (a private text file), and PIL's messages
         # do not quote it either.
@@ -102,6 +107,8 @@ def decode_image(image: ImageInput) -> torch.Tensor:
     """Decode ``image`` (see the module docstring; uint8 arrays / tensors of 1 or 3 channels) to RGB ``uint8
     [3, H, W]``. Raises :class:`ImageDecodeError` (a ``ValueError`` naming the image, what was expected and what was
     found) when it cannot be read or decoded, ``TypeError`` for an unsupported input type."""
+    import torch
+
     if isinstance(image, torch.Tensor):
         return _tensor_to_rgb(image, printable_path(image_name(image)))
     if isinstance(image, np.ndarray):
@@ -125,10 +132,35 @@ def decode_image(image: ImageInput) -> torch.Tensor:
                 return decode_jpeg(torch.frombuffer(bytearray(data), dtype=torch.uint8))
         except RuntimeError:
             pass  # e.g. an unusual JPEG flavour: let PIL try (and produce the error message)
-    return _decode_pil(data, name)
+    return torch.from_numpy(_decode_pil(data, name)).permute(2, 0, 1)
+
+
+def decode_array(image: ImageInput) -> np.ndarray:
+    """:func:`decode_image` without torch (the ONNX backend's decoder): RGB ``uint8 [H, W, 3]`` from a path,
+    bytes, a ``datasets`` Image value, a PIL image or a ``HW``/``HWC`` uint8 array, through PIL (whose JPEG decoding
+    is bit-identical to torchvision's). Same errors as :func:`decode_image`."""
+    if isinstance(image, np.ndarray):
+        array = image[..., None] if image.ndim == 2 else image
+        if array.dtype != np.uint8 or array.ndim != 3 or array.shape[-1] not in (1, 3):
+            raise TypeError(
+                f"expected a uint8 image array [H, W] or [H, W, C] with 1 or 3 channels for {image_name(image)}, "
+                f"found {image.dtype} of shape {image.shape}"
+            )
+        return np.ascontiguousarray(np.broadcast_to(array, (*array.shape[:2], 3)))
+    if isinstance(image, PIL.Image.Image):
+        return np.array(to_rgb(PIL.ImageOps.exif_transpose(image)))
+    if not isinstance(image, (Mapping, str, os.PathLike, bytes, bytearray, memoryview)):
+        raise TypeError(
+            "decode_array expected a datasets Image dict, a path, bytes, a PIL image or a numpy array, found "
+            f"{type(image).__name__}"
+        )
+    name = image_name(image)
+    return _decode_pil(_as_bytes(image, name), name)
 
 
 def _tensor_to_rgb(t: torch.Tensor, name: str) -> torch.Tensor:
+    import torch
+
     t = t[None] if t.ndim == 2 else t
     if t.dtype != torch.uint8 or t.ndim != 3 or t.shape[0] not in (1, 3):
         raise TypeError(

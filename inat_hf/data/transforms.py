@@ -12,20 +12,19 @@ being the eval preset's output. Datasets apply a preset per item with
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as tvF
 
+from .array_preset import PIL_RESAMPLE as _PIL_RESAMPLE
+from .array_preset import eval_kwargs_from_image_processor  # noqa: F401 - re-exported: the presets' kwargs
 from .augmentation import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, AugmentationConfig
 from .decode import ImageInput, decode_image
 from .kernels import FusedColorJitter, RandomGaussianBlur, RandomRotationNearest, TimmAutoAugment
 from .tta_views import TTA_VIEWS
-
-# PIL.Image.Resampling codes (transformers image processors store `resample` so) and the names they stand for.
-_PIL_RESAMPLE = {0: "nearest", 1: "lanczos", 2: "bilinear", 3: "bicubic"}
 
 
 def _interpolation(value: str | int | v2.InterpolationMode) -> v2.InterpolationMode:
@@ -70,33 +69,6 @@ def center_crop(img: torch.Tensor, size: int) -> torch.Tensor:
         h, w = img.shape[-2:]
     top, left = int((h - size) / 2.0), int((w - size) / 2.0)
     return img[..., top : top + size, left : left + size]
-
-
-def eval_kwargs_from_image_processor(processor: Any) -> dict[str, Any]:
-    """Keyword arguments for :class:`EvalPreset` / :class:`TTAPreset` that reproduce a transformers image
-    processor with ``size={"shortest_edge": R}`` and ``crop_size={"height": S, "width": S}`` (BitImageProcessor,
-    e.g. the model's). Raises ``ValueError`` for processors configured otherwise."""
-
-    def get(obj, key):
-        return obj.get(key) if isinstance(obj, Mapping) else getattr(obj, key, None)
-
-    size, crop = processor.size, processor.crop_size
-    shortest = get(size, "shortest_edge")
-    if not shortest or not getattr(processor, "do_center_crop", True) or crop is None:
-        raise ValueError(
-            f"expected an image processor with size={{'shortest_edge': R}} and a center crop, found size={size}"
-        )
-    height, width = get(crop, "height"), get(crop, "width")
-    if height != width:
-        raise ValueError(f"expected a square crop_size, found {crop}")
-    resample = processor.resample
-    return {
-        "image_size": int(height),
-        "resize_size": int(shortest),
-        "interpolation": int(resample) if not isinstance(resample, v2.InterpolationMode) else resample,
-        "mean": tuple(float(v) for v in processor.image_mean),
-        "std": tuple(float(v) for v in processor.image_std),
-    }
 
 
 class TrainPreset:

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..inference import tta
 from ..inference.errors import InferenceError
 from .records import GeoRecords, clean_records, day_of_year, split_records
 
@@ -133,6 +134,13 @@ def _exif_gps(gps) -> tuple[float | None, float | None, str | None]:
     return position[0], position[1], None
 
 
+def _as(like, tensor: torch.Tensor):
+    """``tensor`` as ``like`` is: a numpy array, or a tensor on ``like``'s device (``None``: as it is)."""
+    if like is None:
+        return tensor
+    return tensor.cpu().numpy() if isinstance(like, np.ndarray) else tensor.to(like.device)
+
+
 def split_locations(split, where: str) -> GeoRecords:
     """A dataset split's locations, one record per image: a bad location or date is counted and left out, so that
     image is scored image-only."""
@@ -142,7 +150,14 @@ def split_locations(split, where: str) -> GeoRecords:
 class GeoFusion:
     """A :class:`~inat_hf.models.GeoPriorModel` aligned to an image model's ``label_names`` (in its label order)."""
 
-    def __init__(self, model, label_names: Sequence[str], *, device: str | torch.device | None = None):
+    def __init__(
+        self,
+        model,
+        label_names: Sequence[str],
+        *,
+        device: str | torch.device | None = None,
+        fusion_weight: float | None = None,
+    ):
         prior_names = [str(model.config.id2label[i]) for i in range(model.config.num_labels)]
         position = {name: i for i, name in enumerate(prior_names)}
         missing = [n for n in label_names if n not in position]
@@ -155,6 +170,8 @@ class GeoFusion:
         self.device = torch.device(device or "cpu")
         self.model = model.eval().to(self.device)
         self.index = torch.tensor([position[n] for n in label_names], device=self.device)
+        # the image model's calibrated weight (config.fusion_weight) wins over the prior's own
+        self.fusion_weight = float(model.config.fusion_weight if fusion_weight is None else fusion_weight)
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike, label_names: Sequence[str], **kwargs) -> GeoFusion:
@@ -174,6 +191,15 @@ class GeoFusion:
             )
         return cls(AutoModel.from_pretrained(path), label_names, **kwargs)
 
+    @classmethod
+    def for_predictor(cls, path: str | os.PathLike, predictor) -> GeoFusion:
+        """The prior saved in ``path`` aligned to a ``Predictor``'s labels, on its device (the CPU for the ONNX
+        backend), fused with the model config's ``fusion_weight`` when it has one (calibrated with the image model),
+        else the prior's own."""
+        device = predictor.device if predictor.backend == "torch" else "cpu"
+        weight = getattr(predictor.config, "fusion_weight", None)
+        return cls.from_pretrained(path, predictor.taxonomy.labels, device=device, fusion_weight=weight)
+
     @staticmethod
     def photo_records(locations: Sequence[Location | None], names: Sequence[str]) -> tuple[GeoRecords, list[Location]]:
         """One record per photo, checked as training records are (no location: the prior is neutral for it)."""
@@ -187,17 +213,22 @@ class GeoFusion:
 
     def log_ratio(self, records: GeoRecords, rows: slice | np.ndarray = slice(None)) -> torch.Tensor:
         """The fusion term ``[B, C_image]`` for ``records[rows]`` (zeros where there is no location)."""
-        return self.model.log_prior_ratio(*self._inputs(records, rows))[:, self.index]
+        weight = self.fusion_weight
+        return self.model.log_prior_ratio(*self._inputs(records, rows), weight=weight)[:, self.index]
 
-    def log_probs(self, records: GeoRecords, rows: slice | np.ndarray = slice(None)) -> torch.Tensor:
-        """Prior-only log-probabilities ``[B, C_image]`` over the image model's labels."""
+    def log_probs(self, records: GeoRecords, rows: slice | np.ndarray = slice(None), *, like=None):
+        """Prior-only log-probabilities ``[B, C_image]`` over the image model's labels (as ``like``: a tensor on its
+        device or a numpy array)."""
         probs = self.model.probabilities(*self._inputs(records, rows))[:, self.index]
-        return (probs / probs.sum(-1, keepdim=True)).clamp_min(1e-30).log()
+        return _as(like, (probs / probs.sum(-1, keepdim=True)).clamp_min(1e-30).log())
 
-    def fuse(self, scores: torch.Tensor, records: GeoRecords, rows: slice | np.ndarray = slice(None)) -> torch.Tensor:
-        """Image scores (logits or log-probabilities) ``[B, C]`` -> fused log-scores ``[B, C]``."""
-        return scores.float().log_softmax(-1) + self.log_ratio(records, rows).to(scores.device)
+    def fuse(self, scores, records: GeoRecords, rows: slice | np.ndarray = slice(None)):
+        """Image scores (logits or log-probabilities) ``[B, C]``, a tensor or a numpy array (the ONNX backend) ->
+        fused log-scores ``[B, C]`` of the same kind."""
+        return tta.log_softmax(scores.astype(np.float32) if isinstance(scores, np.ndarray) else scores.float()) + _as(
+            scores, self.log_ratio(records, rows)
+        )
 
     def summary(self) -> dict[str, Any]:
         c = self.model.config
-        return {"loss": c.loss, "fusion_weight": float(c.fusion_weight), "num_prior_labels": c.num_labels}
+        return {"loss": c.loss, "fusion_weight": self.fusion_weight, "num_prior_labels": c.num_labels}

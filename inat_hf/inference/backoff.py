@@ -36,23 +36,25 @@ class RankGroups:
         groups = {rank: taxonomy.groups(rank) for rank in taxonomy.rank_groups()}
         return cls(list(groups), [names for names, _ in groups.values()], [index for _, index in groups.values()])
 
-    def best(self, probs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``[B, C]`` label probabilities -> per rank the best group's probability and index, both ``[B, R]``."""
-        import torch
-
+    def best(self, probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``[B, C]`` label probabilities (numpy) -> per rank the best group's probability and index, both ``[B, R]``."""
         conf, best = [], []
-        for r, names in enumerate(self.names):
-            index = torch.as_tensor(self.label_to_group[r], device=probs.device)
-            summed = torch.zeros(probs.shape[0], len(names), device=probs.device, dtype=probs.dtype)
-            c, b = summed.index_add_(1, index, probs).max(-1)
-            conf.append(c)
-            best.append(b)
-        return torch.stack(conf, 1), torch.stack(best, 1)
+        for index in self.label_to_group:
+            # each group's summed probability: labels sorted by group, summed between the groups' starts
+            order = np.argsort(index, kind="stable")
+            starts = np.flatnonzero(np.r_[True, np.diff(index[order]) != 0])
+            summed = np.add.reduceat(probs[:, order], starts, axis=1)  # [B, groups present], in group order
+            present = index[order][starts]
+            b = summed.argmax(-1)
+            conf.append(summed[np.arange(len(summed)), b])
+            best.append(present[b])
+        return np.stack(conf, 1), np.stack(best, 1)
 
 
-def backoff_answer(probs: torch.Tensor, groups: RankGroups, threshold: float) -> list[dict[str, Any]]:
-    """Per image of ``probs [B, C]``: the finest rank whose best taxon reaches ``threshold`` (``None`` if none)."""
-    conf, best = groups.best(probs.float())
+def backoff_answer(probs: np.ndarray, groups: RankGroups, threshold: float) -> list[dict[str, Any]]:
+    """Per image of ``probs [B, C]`` (numpy): the finest rank whose best taxon reaches ``threshold`` (``None`` if
+    none)."""
+    conf, best = groups.best(np.asarray(probs, dtype=np.float32))
     answers = []
     for conf_i, best_i in zip(conf.tolist(), best.tolist()):
         r = next((r for r, c in enumerate(conf_i) if c >= threshold), None)
@@ -80,13 +82,11 @@ class BackoffAccumulator:
         self._correct: list[np.ndarray] = []
 
     def update(self, scores: torch.Tensor, labels: torch.Tensor) -> None:
-        import torch
-
-        conf, best = self.groups.best(scores.float().softmax(-1))
-        labels = labels.to(best.device)
-        truth = torch.as_tensor(np.stack(self.groups.label_to_group, 1), device=best.device)[labels.clamp_min(0)]
-        self._conf.append(conf.cpu().numpy())
-        self._correct.append(((best == truth) & (labels >= 0)[:, None]).cpu().numpy())
+        conf, best = self.groups.best(scores.float().softmax(-1).cpu().numpy())
+        labels = labels.cpu().numpy()
+        truth = np.stack(self.groups.label_to_group, 1)[labels.clip(min=0)]
+        self._conf.append(conf)
+        self._correct.append((best == truth) & (labels >= 0)[:, None])
 
     def result(self) -> tuple[np.ndarray, np.ndarray]:
         r = len(self.groups.ranks)

@@ -2,30 +2,40 @@
 
 Loading checks the config (labels, taxonomy) and the image processor (the evaluation preprocessing the presets
 replicate) *before* loading weights or reading images, so a wrong folder fails at once with a message.
+
+Two backends, one path: ``backend="torch"`` (a checkpoint, PyTorch) or ``backend="onnx"`` (a folder written by
+``inat-export``, ONNX Runtime, :mod:`.onnx_model`). Only the forward pass and the preprocessing's implementation
+differ (the torch presets vs :class:`~inat_hf.data.array_preset.ArrayPreset`, PIL + numpy); TTA views, the
+:mod:`.tta` math, location fusion, back-off and calibration are the same calls. The ONNX backend never imports
+torch (a Space can serve it without torch installed).
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import functools
 import os
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
-from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from ..data.array_preset import ArrayPreset, eval_kwargs_from_image_processor
 from ..data.decode import ImageInput, image_name
 from ..data.taxonomy import Taxonomy
-from ..data.transforms import EvalPreset, TTAPreset, eval_kwargs_from_image_processor
 from ..files import printable_path
 from . import tta
 from .backoff import DEFAULT_BACKOFF_THRESHOLD, RankGroups, backoff_answer
 from .errors import InferenceError
 
-__all__ = ["ImagePrediction", "Predictor", "load_config", "load_image_processor"]
+if TYPE_CHECKING:  # torch loads with the torch backend only
+    import torch
+
+BACKENDS = ("torch", "onnx")
+
+__all__ = ["BACKENDS", "ImagePrediction", "Predictor", "load_config", "load_image_processor"]
 
 PROCESSOR_FILE = "preprocessor_config.json"
 CONFIG_FILE = "config.json"
@@ -133,7 +143,7 @@ class ImagePrediction:
     backoff: dict[str, Any] | None = None  # taxonomic back-off: {"rank", "taxon", "probability"}
 
 
-class _ImageList(Dataset):
+class _ImageList:
     """Decodes + transforms one image per item; a failure becomes an error item, not an exception, so that one bad
     file among many does not stop the others."""
 
@@ -143,7 +153,7 @@ class _ImageList(Dataset):
     def __len__(self) -> int:
         return len(self.images)
 
-    def __getitem__(self, index: int) -> tuple[int, torch.Tensor | None, str | None]:
+    def __getitem__(self, index: int) -> tuple[int, Any, str | None]:
         try:
             return index, self.transform(self.images[index]), None
         except Exception as err:  # any per-file failure (corrupt, missing, unreadable) is reported per file
@@ -153,14 +163,38 @@ class _ImageList(Dataset):
 
 def _collate_items(items):
     ok = [(i, t) for i, t, e in items if e is None]
-    pixel_values = torch.stack([t for _, t in ok]) if ok else None
+    pixel_values = None
+    if ok and isinstance(ok[0][1], np.ndarray):  # the ONNX backend's presets
+        pixel_values = np.stack([t for _, t in ok])
+    elif ok:
+        import torch
+
+        pixel_values = torch.stack([t for _, t in ok])
     return [i for i, _ in ok], pixel_values, [(i, e) for i, _, e in items if e is not None]
 
 
+def _batches(dataset, collate_fn, batch_size: int, num_workers: int):
+    """The ONNX backend's loader, without torch: batches in order; ``num_workers`` threads decode each batch (PIL
+    releases the GIL while it decodes and resizes)."""
+    pool = concurrent.futures.ThreadPoolExecutor(num_workers) if num_workers > 0 else None
+    try:
+        for start in range(0, len(dataset), batch_size):
+            rows = range(start, min(start + batch_size, len(dataset)))
+            yield collate_fn(list(pool.map(dataset.__getitem__, rows) if pool else map(dataset.__getitem__, rows)))
+    finally:
+        if pool is not None:
+            pool.shutdown()
+
+
+def _numpy(x) -> np.ndarray:
+    return x if isinstance(x, np.ndarray) else x.cpu().numpy()
+
+
 class Predictor:
-    """A classifier ready for inference: model (eval mode, on ``device``: default CUDA when available), its image
-    processor (replicated by :class:`EvalPreset` / :class:`TTAPreset`), bf16 autocast, channels-last, and the TTA
-    ``average`` (``"prob"`` or ``"logit"``, see :mod:`inat_hf.inference.tta`)."""
+    """A classifier ready for inference: the model (a PyTorch model in eval mode on ``device``, default CUDA when
+    available; or an :class:`~.onnx_model.OnnxClassifier`), its image processor (replicated by the presets), bf16
+    autocast and channels-last (PyTorch only), and the TTA ``average`` (``"prob"`` or ``"logit"``, see
+    :mod:`inat_hf.inference.tta`). The config's ``temperature`` (1 when absent) divides every view's logits."""
 
     def __init__(
         self,
@@ -172,21 +206,48 @@ class Predictor:
         channels_last: bool = False,
         average: str = "prob",
     ):
+        from .onnx_model import OnnxClassifier
+
         tta.check_average(average)
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        self.model = model.eval().to(self.device)
-        if channels_last:
-            self.model = self.model.to(memory_format=torch.channels_last)
+        self.backend = "onnx" if isinstance(model, OnnxClassifier) else "torch"
+        if self.backend == "onnx":
+            if device not in (None, "cpu") or bf16 or channels_last:
+                raise InferenceError(
+                    "the ONNX backend runs on the CPU in float32 (or the int8 graph it was exported as): "
+                    "--device, --bf16 and --channels_last are PyTorch options."
+                )
+            self.device, self.model = "cpu", model
+        else:
+            import torch
+
+            self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+            self.model = model.eval().to(self.device)
+            if channels_last:
+                self.model = self.model.to(memory_format=torch.channels_last)
         self.config = model.config
         self.processor = processor
         self.bf16, self.channels_last, self.average = bf16, channels_last, average
+        self.temperature = float(getattr(self.config, "temperature", 1.0))  # calibration; 1: none
         self.preset_kwargs = eval_kwargs_from_image_processor(processor)
         self.taxonomy = Taxonomy.from_config(self.config)
         self.source = getattr(model, "name_or_path", "") or type(model).__name__  # for error messages
 
     @classmethod
-    def from_pretrained(cls, model_dir: str | os.PathLike, **kwargs: Any) -> Predictor:
-        """Check the config and the image processor, then load the weights (``AutoModelForImageClassification``)."""
+    def from_pretrained(cls, model_dir: str | os.PathLike, *, backend: str = "torch", **kwargs: Any) -> Predictor:
+        """Check the config and the image processor, then load the weights (``AutoModelForImageClassification``);
+        ``backend="onnx"``: the folder ``inat-export`` wrote (``kwargs``: ``threads`` for ONNX Runtime too)."""
+        if backend not in BACKENDS:
+            raise InferenceError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}.")
+        if backend == "onnx":
+            from .onnx_model import OnnxClassifier
+
+            model = OnnxClassifier.from_pretrained(model_dir, threads=kwargs.pop("threads", None))
+            try:
+                return cls(model, model.processor, **kwargs)
+            except ValueError as err:  # a config or processor the inference path cannot read
+                if isinstance(err, InferenceError):
+                    raise
+                raise InferenceError(f"{os.fspath(model_dir)!r}: {err}") from err
         from transformers import AutoModelForImageClassification
 
         load_config(model_dir)  # clear errors first, before the (slow) weight loading
@@ -203,29 +264,43 @@ class Predictor:
         """The taxonomy's groups for taxonomic back-off (``predict(backoff=...)``); ``None`` without a taxonomy."""
         return RankGroups.from_taxonomy(self.taxonomy) if self.taxonomy.ranks else None
 
-    def transform(self, num_views: int = 1) -> EvalPreset:
-        """One image -> ``[3, S, S]`` (``num_views == 1``: :class:`EvalPreset`) or ``[V, 3, S, S]`` (TTA)."""
+    def transform(self, num_views: int = 1):
+        """One image -> ``[3, S, S]`` (``num_views == 1``: :class:`EvalPreset`) or ``[V, 3, S, S]`` (TTA); numpy
+        arrays from :class:`ArrayPreset` for the ONNX backend."""
+        if self.backend == "onnx":
+            return ArrayPreset(num_views=num_views, **self.preset_kwargs)
+        from ..data.transforms import EvalPreset, TTAPreset
+
         if num_views == 1:
             return EvalPreset(**self.preset_kwargs)
         return TTAPreset(num_views=num_views, **self.preset_kwargs)
 
-    def loader(self, dataset: Dataset, collate_fn, *, batch_size: int, num_workers: int) -> DataLoader:
-        """The items in order, in batches (pinned memory when the model is on CUDA)."""
+    def loader(self, dataset, collate_fn, *, batch_size: int, num_workers: int):
+        """The items in order, in batches (pinned memory when the model is on CUDA; ONNX: threads, no torch)."""
+        if self.backend == "onnx":
+            return _batches(dataset, collate_fn, batch_size, num_workers)
+        from torch.utils.data import DataLoader
+
         pin_memory = self.device.type == "cuda"
         return DataLoader(dataset, batch_size, collate_fn=collate_fn, num_workers=num_workers, pin_memory=pin_memory)
 
-    def scores(self, pixel_values: torch.Tensor, **fusion) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def scores(self, pixel_values, **fusion) -> tuple[Any, dict[str, Any]]:
         """``[B, V, 3, S, S]`` (or ``[B, 3, S, S]``) -> (per-view logits ``[B, V, C]``, :func:`~.tta.score`'s runs;
-        ``fusion``: its ``geo``, ``locations``, ``rows``). Non-finite logits raise :class:`InferenceError` naming the
-        checkpoint: softmax would turn them into NaN probabilities and an arbitrary ranking."""
-        logits = tta.view_logits(self.model, pixel_values, bf16=self.bf16, channels_last=self.channels_last)
-        if not bool(torch.isfinite(logits).all()):
+        ``fusion``: its ``geo``, ``locations``, ``rows``): tensors, or numpy arrays with the ONNX backend.
+        Non-finite logits raise :class:`InferenceError` naming the checkpoint: softmax would turn them into NaN
+        probabilities and an arbitrary ranking."""
+        if self.backend == "onnx":
+            logits = self.model(pixel_values)
+        else:
+            logits = tta.view_logits(self.model, pixel_values, bf16=self.bf16, channels_last=self.channels_last)
+        finite = _numpy(tta.array_module(logits).isfinite(logits))
+        if not finite.all():
             raise InferenceError(
                 f"the model {self.source} produced non-finite logits (NaN/Inf) for "
-                f"{int((~torch.isfinite(logits)).any(-1).sum())} of {logits.shape[0] * logits.shape[1]} views: its "
+                f"{int((~finite).any(-1).sum())} of {logits.shape[0] * logits.shape[1]} views: its "
                 "weights are damaged or overflow. Re-download or re-save the checkpoint."
             )
-        return logits, tta.score(logits, average=self.average, **fusion)
+        return logits, tta.score(logits, average=self.average, temperature=self.temperature, **fusion)
 
     def predict(
         self,
@@ -261,10 +336,10 @@ class Predictor:
                 if pixel_values is not None:
                     _, runs = self.scores(pixel_values, geo=geo, locations=records, rows=np.asarray(positions))
                     scores = runs["fused" if geo is not None else "image"]
-                    probs, indices = (t.cpu().numpy() for t in tta.top_k(scores, top_k))
+                    probs, indices = (_numpy(t) for t in tta.top_k(scores, top_k))
                     answers = [None] * len(positions)
                     if backoff is not None:
-                        answers = backoff_answer(scores.softmax(dim=-1), backoff, backoff_threshold)
+                        answers = backoff_answer(_numpy(tta.softmax(scores)), backoff, backoff_threshold)
                     for row, p in enumerate(positions):
                         location = locations[p].to_dict() if geo is not None else None
                         results[p] = ImagePrediction(

@@ -125,9 +125,7 @@ def render_result(
         )
     views = f"{num_views}-view test-time augmentation" if num_views > 1 else "a single center-crop view"
     head = "<tr><th>#</th><th>probability</th><th>scientific name</th><th>common name</th><th>taxonomy</th></tr>"
-    backoff = describe_backoff(prediction.backoff)  # predict.py's words
-    if backoff is None and prediction.backoff is not None:
-        backoff = f"not {backoff_threshold:.0%} sure of any rank"
+    backoff = describe_backoff(prediction.backoff, backoff_threshold)  # predict.py's words
     location = describe_location(prediction.location)
     return (
         '<div id="inat-result">'
@@ -241,7 +239,9 @@ class ClassifierPage:
         if geo_prior is not None:
             from .geo.fusion import GeoFusion
 
-            geo = GeoFusion.from_pretrained(geo_prior, predictor.taxonomy.labels, device=predictor.device)
+            geo = GeoFusion.from_pretrained(
+                geo_prior, predictor.taxonomy.labels, device=predictor.device, weight=predictor.config.fusion_weight
+            )
         return cls(predictor, model_id=model_dir, geo=geo, **kwargs)
 
     def _check_size(self, path: str, name: str) -> None:

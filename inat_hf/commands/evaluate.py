@@ -48,7 +48,7 @@ class EvaluateArguments:
     geo_prior: str | None = option(
         None,
         "A location/date prior (scripts/train_geo_prior.py): also report prior-only and fused (image x prior, "
-        "weight = the prior's saved fusion_weight) metrics, from the split's coordinates/dates.",
+        "weight = the model's calibrated fusion_weight, else the prior's) metrics, from the split's coordinates/dates.",
     )
     backoff_threshold: float = option(
         DEFAULT_BACKOFF_THRESHOLD,
@@ -112,7 +112,7 @@ def run_evaluation(args: EvaluateArguments, data: DataArguments) -> dict:
 
     options = dict(device=args.device, bf16=args.bf16, channels_last=args.channels_last, average=args.tta_average)
     predictor = Predictor.from_pretrained(args.model_dir, **options)
-    geo, locations, geo_info = _load_geo(args, split, taxonomy.labels, predictor.device)
+    geo, locations, geo_info = _load_geo(args, split, predictor)
     groups = predictor.backoff_groups
     evaluation = evaluate_split(
         predictor,
@@ -172,13 +172,16 @@ def run_evaluation(args: EvaluateArguments, data: DataArguments) -> dict:
     return summary
 
 
-def _load_geo(args: EvaluateArguments, split, label_names, device):
-    """The prior aligned to the model's labels and the split's locations (bad ones counted, not used)."""
+def _load_geo(args: EvaluateArguments, split, predictor):
+    """The prior aligned to the model's labels (fused with its calibrated weight) and the split's locations (bad
+    ones counted, not used)."""
     if args.geo_prior is None:
         return None, None, None
     from ..geo.fusion import GeoFusion, split_locations
 
-    geo = GeoFusion.from_pretrained(args.geo_prior, label_names, device=device)
+    geo = GeoFusion.from_pretrained(
+        args.geo_prior, predictor.taxonomy.labels, device=predictor.device, weight=predictor.config.fusion_weight
+    )
     locations = split_locations(split, f"{args.split} split")
     note = "fused = image run x prior; images without a location keep the image answer (prior-only: the training "
     note += "label frequencies)"

@@ -166,7 +166,7 @@ def _describe_location(location: dict) -> str:
     return where + when
 
 
-def _print_table(pred, taxonomy) -> None:
+def _print_table(pred, taxonomy, backoff_threshold: float) -> None:
     print(printable_path(pred.source))
     if pred.location is not None:
         print(f"  [{_describe_location(pred.location)}]")
@@ -175,7 +175,7 @@ def _print_table(pred, taxonomy) -> None:
         common = f" ({info['common_name']})" if info["common_name"] else ""
         lineage = " > ".join(v for r, v in info["taxonomy"].items() if r != taxonomy.rank)
         print(f"  {rank}. {prob:6.1%}  {info['label']}{common}" + (f"   [{lineage}]" if lineage else ""))
-    backoff = describe_backoff(pred.backoff)
+    backoff = describe_backoff(pred.backoff, backoff_threshold)
     if backoff is not None:
         print(f"  {backoff}")
 
@@ -225,7 +225,9 @@ def run_prediction(args: PredictArguments, extra_inputs: list[str] = ()) -> int:
     if args.geo_prior is not None:  # aligned to the model's labels; one location per file: the arguments, else EXIF
         from ..geo.fusion import GeoFusion, photo_locations
 
-        geo = GeoFusion.from_pretrained(args.geo_prior, predictor.taxonomy.labels, device=predictor.device)
+        geo = GeoFusion.from_pretrained(
+            args.geo_prior, predictor.taxonomy.labels, device=predictor.device, weight=predictor.config.fusion_weight
+        )
         locations = photo_locations(files, args.lat, args.lon, args.date, source="arguments")
     num_views = args.tta_views if args.tta else 1
     top_k = max(args.top_k, 5) if args.submission else args.top_k  # the submission always needs 5
@@ -249,7 +251,7 @@ def run_prediction(args: PredictArguments, extra_inputs: list[str] = ()) -> int:
         done.append(pred)
         trimmed.append(dataclasses.replace(pred, indices=pred.indices[: args.top_k], probs=pred.probs[: args.top_k]))
         if not args.quiet:
-            _print_table(trimmed[-1], predictor.taxonomy)
+            _print_table(trimmed[-1], predictor.taxonomy, args.backoff_threshold)
 
     if args.output:
         _write_output(args.output, trimmed, predictor.taxonomy)

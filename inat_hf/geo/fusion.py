@@ -111,9 +111,17 @@ def split_locations(split, where: str) -> GeoRecords:
 
 
 class GeoFusion:
-    """A :class:`~inat_hf.models.GeoPriorModel` aligned to an image model's ``label_names`` (in its label order)."""
+    """A :class:`~inat_hf.models.GeoPriorModel` aligned to an image model's ``label_names`` (in its label order),
+    fused with ``weight`` (the image model's calibrated ``InatConfig.fusion_weight``; ``None``: the prior's own)."""
 
-    def __init__(self, model, label_names: Sequence[str], *, device: str | torch.device | None = None):
+    def __init__(
+        self,
+        model,
+        label_names: Sequence[str],
+        *,
+        device: str | torch.device | None = None,
+        weight: float | None = None,
+    ):
         prior_names = [str(model.config.id2label[i]) for i in range(model.config.num_labels)]
         position = {name: i for i, name in enumerate(prior_names)}
         missing = [n for n in label_names if n not in position]
@@ -126,6 +134,7 @@ class GeoFusion:
         self.device = torch.device(device or "cpu")
         self.model = model.eval().to(self.device)
         self.index = torch.tensor([position[n] for n in label_names], device=self.device)
+        self.weight = float(model.config.fusion_weight if weight is None else weight)
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike, label_names: Sequence[str], **kwargs) -> GeoFusion:
@@ -156,9 +165,13 @@ class GeoFusion:
         columns = (records.latitude, records.longitude, records.day_of_year)
         return [torch.from_numpy(np.ascontiguousarray(c[rows], dtype=np.float32)).to(self.device) for c in columns]
 
-    def log_ratio(self, records: GeoRecords, rows: slice | np.ndarray = slice(None)) -> torch.Tensor:
-        """The fusion term ``[B, C_image]`` for ``records[rows]`` (zeros where there is no location)."""
-        return self.model.log_prior_ratio(*self._inputs(records, rows))[:, self.index]
+    def log_ratio(
+        self, records: GeoRecords, rows: slice | np.ndarray = slice(None), *, weight: float | None = None
+    ) -> torch.Tensor:
+        """The fusion term ``[B, C_image]`` for ``records[rows]`` (zeros where there is no location), with
+        ``weight`` (default: :attr:`weight`)."""
+        weight = self.weight if weight is None else weight
+        return self.model.log_prior_ratio(*self._inputs(records, rows), weight=weight)[:, self.index]
 
     def log_probs(self, records: GeoRecords, rows: slice | np.ndarray = slice(None)) -> torch.Tensor:
         """Prior-only log-probabilities ``[B, C_image]`` over the image model's labels."""
@@ -171,4 +184,4 @@ class GeoFusion:
 
     def summary(self) -> dict[str, Any]:
         c = self.model.config
-        return {"loss": c.loss, "fusion_weight": float(c.fusion_weight), "num_prior_labels": c.num_labels}
+        return {"loss": c.loss, "fusion_weight": self.weight, "num_prior_labels": c.num_labels}

@@ -199,8 +199,10 @@ class Predictor:
 
     @functools.cached_property
     def backoff_groups(self) -> RankGroups | None:
-        """The taxonomy's groups for taxonomic back-off (``predict(backoff=...)``); ``None`` without a taxonomy."""
-        return RankGroups.from_taxonomy(self.taxonomy) if self.taxonomy.ranks else None
+        """The taxonomy's groups for taxonomic back-off (``predict(backoff=...)``); ``None`` without a taxonomy or
+        a rank that separates the labels."""
+        groups = RankGroups.from_taxonomy(self.taxonomy) if self.taxonomy.ranks else None
+        return groups if groups is not None and groups.ranks else None
 
     def transform(self, num_views: int = 1) -> EvalPreset:
         """One image -> ``[3, S, S]`` (``num_views == 1``: :class:`EvalPreset`) or ``[V, 3, S, S]`` (TTA)."""

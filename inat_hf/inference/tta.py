@@ -1,6 +1,7 @@
 """THE inference path after the forward pass, shared by the Trainer's evaluation, ``evaluate.py``, ``predict.py``
 and the web page: per-view logits (:func:`view_logits`) -> TTA average -> optional location fusion (:func:`score`)
--> softmax + top-k (:func:`top_k`). A change to TTA or fusion is one edit here.
+-> softmax + top-k (:func:`top_k`). A change to TTA or fusion is one edit here. Each view's logits are divided by
+the model's calibrated ``config.temperature`` (``calibrate.py``) before the views are averaged.
 
 TTA is ONE batched forward over ``B x V`` images, so it costs ``V`` times the compute and nothing more.
 ``average="prob"`` (default) gives ``log(mean_v softmax(z_v))``: a drop-in for logits in which a view that is very
@@ -27,7 +28,8 @@ def check_average(average: str) -> None:
 @torch.inference_mode()
 def view_logits(model, pixel_values: torch.Tensor, *, bf16: bool = False, channels_last: bool = False) -> torch.Tensor:
     """float32 logits ``[B, V, C]`` of ``pixel_values [B, V, 3, H, W]`` (or ``[B, 3, H, W]``: ``V = 1``), from one
-    ``model(pixel_values=...)`` over the flattened batch, on the model's device (bf16: under autocast)."""
+    ``model(pixel_values=...)`` over the flattened batch, on the model's device (bf16: under autocast), divided by
+    the model's ``config.temperature``."""
     if pixel_values.ndim == 4:
         pixel_values = pixel_values.unsqueeze(1)
     if pixel_values.ndim != 5:
@@ -41,8 +43,9 @@ def view_logits(model, pixel_values: torch.Tensor, *, bf16: bool = False, channe
         flat = flat.contiguous(memory_format=torch.channels_last)
     autocast = torch.autocast(flat.device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
     with autocast:
-        out = model(pixel_values=flat)
-    return getattr(out, "logits", out).float().view(b, v, -1)
+        out = model(pixel_values=flat, apply_temperature=False)  # raw logits: the temperature is applied here
+    temperature = getattr(getattr(model, "config", None), "temperature", 1.0)
+    return getattr(out, "logits", out).float().view(b, v, -1) / temperature
 
 
 def average_views(logits: torch.Tensor, average: str = "prob") -> torch.Tensor:

@@ -77,7 +77,7 @@ class EvaluateArguments:
         return self.tta_views if self.tta else 1
 
 
-def _load_split(data: DataArguments, args: EvaluateArguments, label_rank: str):
+def load_split(data: DataArguments, args: EvaluateArguments, label_rank: str):
     """The split to evaluate (its first --max_samples images) and where it came from."""
     from ..data.source import load_data
 
@@ -104,7 +104,7 @@ def run_evaluation(args: EvaluateArguments, data: DataArguments) -> dict:
     load_image_processor(args.model_dir)
     taxonomy = Taxonomy.from_config(config)
     lookup = category_id_lookup(taxonomy) if args.submission else None
-    split, source = _load_split(data, args, getattr(config, "label_rank", "species"))
+    split, source = load_split(data, args, getattr(config, "label_rank", "species"))
     names = getattr(split.features.get("label"), "names", None)
     if names is None:
         raise InferenceError("the dataset's 'label' column is not a ClassLabel: its label names are unknown.")

@@ -104,6 +104,20 @@ def exif_location(path: str | os.PathLike) -> Location:
     return Location(lat, lon, date, "exif" if lat is not None else None, "exif" if date is not None else None)
 
 
+def describe_unusual(unusual: dict[str, Any] | None, label: str) -> str | None:
+    """The "unusual here and now" note on a top answer ``label`` (:attr:`ImagePrediction.unusual`), as
+    ``predict.py`` prints it and the web page shows it; ``None`` when it is not unusual (or there is no location)."""
+    if not unusual or not unusual["unusual_here"]:
+        return None
+    ratio = unusual["prior_ratio"]
+    return (
+        f"unusual here and now: the location prior finds {label} {1 / ratio:.0f}× rarer at this place and date than "
+        "on average (a rare sighting, or a misidentification)"
+        if ratio > 0
+        else f"unusual here and now: the location prior never expects {label} at this place and date"
+    )
+
+
 def split_locations(split, where: str) -> GeoRecords:
     """A dataset split's locations, one record per image: a bad location or date is counted and left out, so that
     image is scored image-only."""
@@ -177,6 +191,15 @@ class GeoFusion:
         """Prior-only log-probabilities ``[B, C_image]`` over the image model's labels."""
         probs = self.model.probabilities(*self._inputs(records, rows))[:, self.index]
         return (probs / probs.sum(-1, keepdim=True)).clamp_min(1e-30).log()
+
+    def prior_ratio(self, records: GeoRecords, rows: slice | np.ndarray, answers: torch.Tensor) -> torch.Tensor:
+        """``p(answer | place, date) / p(answer)`` per record ``[B]`` (``answers [B]``: image-model label indices):
+        how much likelier (> 1) or rarer (< 1) the prior finds the answer here and now than across its training
+        records (``p(y)``: their label frequencies, else uniform). 1 where there is no location."""
+        probs = self.model.probabilities(*self._inputs(records, rows))  # [B, C_prior]
+        base = torch.tensor(self.model.config.class_prior or [1.0] * probs.shape[-1], device=probs.device)
+        index = self.index[answers.to(self.device)]
+        return (probs.gather(1, index[:, None])[:, 0] / (base / base.sum())[index]).float()
 
     def fuse(self, scores: torch.Tensor, records: GeoRecords, rows: slice | np.ndarray = slice(None)) -> torch.Tensor:
         """Image scores (logits or log-probabilities) ``[B, C]`` -> fused log-scores ``[B, C]``."""

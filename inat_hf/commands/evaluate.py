@@ -56,6 +56,8 @@ class EvaluateArguments:
         "the report gives per-rank precision and coverage (backoff.csv, precision_coverage.png).",
     )
 
+    unusual_below: float = same_as_predict("unusual_below")
+
     def __post_init__(self):
         if self.tta and not 2 <= self.tta_views <= len(TTA_VIEWS):
             raise ValueError(
@@ -154,6 +156,10 @@ def run_evaluation(args: EvaluateArguments, data: DataArguments) -> dict:
     run_dir = make_run_dir(args.output_dir)
     if geo_info is not None:
         info["geo"] = geo_info
+    if evaluation.prior_ratio is not None and evaluation.runs["fused"].labeled.any():
+        geo_info["unusual"] = unusual_rates(
+            evaluation.prior_ratio, evaluation.runs["fused"], locations.has_location, args.unusual_below
+        )
     if evaluation.backoff and evaluation.runs[primary].labeled.any():  # precision needs labels
         info["backoff"] = _write_backoff(run_dir, evaluation.backoff, groups.ranks, args.backoff_threshold)
     summary = write_evaluation_report(
@@ -186,6 +192,27 @@ def _load_geo(args: EvaluateArguments, split, predictor):
     note = "fused = image run x prior; images without a location keep the image answer (prior-only: the training "
     note += "label frequencies)"
     return geo, locations, {"prior": args.geo_prior, **geo.summary(), "counts": locations.counts, "note": note}
+
+
+def unusual_rates(ratio, fused, located, threshold: float) -> dict:
+    """How often "unusual here and now" fires on the fused top-1 answers that are right and on those that are wrong
+    (labeled images with a location)."""
+    import numpy as np
+
+    keep = fused.labeled & np.asarray(located, dtype=bool)
+    flagged, correct = ratio[keep] < threshold, (fused.predictions == fused.labels)[keep]
+
+    def rate(mask):
+        return float(flagged[mask].mean()) if mask.any() else None
+
+    return {
+        "threshold": threshold,
+        "images": int(keep.sum()),
+        "fires": rate(np.ones_like(correct)),
+        "fires_on_correct": rate(correct),
+        "fires_on_wrong": rate(~correct),
+        "precision_of_flag_for_errors": float((~correct[flagged]).mean()) if flagged.any() else None,
+    }
 
 
 def _write_backoff(run_dir, backoff: dict, ranks: list[str], threshold: float) -> dict:
@@ -222,6 +249,13 @@ def format_summary(summary: dict) -> str:
         )
         if hier:
             lines.append("          " + "  ".join(f"{rank} {acc:.4f}" for rank, acc in hier.items()))
+    unusual = summary.get("geo", {}).get("unusual")
+    if unusual and unusual["images"]:
+        show = {k: "-" if unusual[k] is None else f"{unusual[k]:.1%}" for k in ("fires_on_correct", "fires_on_wrong")}
+        lines.append(
+            f"  unusual here (prior ratio < {unusual['threshold']:g}) fires on {show['fires_on_correct']} of right and "
+            f"{show['fires_on_wrong']} of wrong fused answers ({unusual['images']} images with a location)"
+        )
     for name, table in summary.get("backoff", {}).get("runs", {}).items():
         stops = ", ".join(
             f"{rank} {s['coverage']:.0%}" + (f" ({s['precision']:.0%} right)" if s["precision"] is not None else "")

@@ -134,6 +134,8 @@ def test_evaluate_reports_image_prior_and_fused_side_by_side(trained_model_dir, 
         assert {"top1", "top3", "top5", "hierarchical_accuracy"} <= set(run)
     assert summary["geo"]["fusion_weight"] == 1.0 and summary["geo"]["loss"] == "softmax"
     assert summary["geo"]["counts"]["records"] == 16
+    unusual = summary["geo"]["unusual"]  # how often "unusual here and now" fires on right and wrong fused answers
+    assert unusual["threshold"] == 0.1 and 0 < unusual["images"] <= 16 and 0 <= unusual["fires"] <= 1
     hier = pd.read_csv(run_dir / "hierarchical_accuracy.csv")
     assert {"no_tta", "geo_prior", "fused"} <= set(hier.columns)
     backoff = summary["backoff"]
@@ -191,3 +193,16 @@ def test_predict_with_location_from_exif_and_arguments(trained_model_dir, demo_r
     assert set(table["geo_location_source"]) == {"arguments"} and table["geo_location_used"].all()
     assert predict_main([*base, "--geo_prior", str(demo_prior), "--lat", "91", "--lon", "10"]) == 2
     assert "latitude in [-90, 90]" in capsys.readouterr().err
+
+
+def test_unusual_rates_split_by_right_and_wrong_answers():
+    from inat_hf.commands.evaluate import unusual_rates
+    from inat_hf.inference.evaluator import TopKPredictions
+
+    labels = np.array([0, 1, 2, 3, 0, -1])
+    fused = TopKPredictions(np.array([[0], [1], [0], [0], [0], [0]]), np.ones((6, 1)), labels)  # right, right, wrong..
+    ratio = np.array([0.05, 2.0, 0.01, 0.5, 1.0, 0.01])
+    located = np.array([True, True, True, True, False, True])  # image 4: no location; image 5: unlabeled
+    out = unusual_rates(ratio, fused, located, 0.1)
+    assert out["images"] == 4 and out["fires_on_correct"] == 0.5 and out["fires_on_wrong"] == 0.5
+    assert out["fires"] == 0.5 and out["precision_of_flag_for_errors"] == 0.5

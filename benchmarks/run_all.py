@@ -29,9 +29,9 @@ if __package__ in (None, ""):
 from benchmarks.common import REPO_ROOT, RESULTS_DIR, machine_info
 from benchmarks.report import render
 
-BENCHMARKS = ("prepare", "data", "train", "infer", "learning", "geo", "startup")
-# Not run by --quick: it trains two models to the end on real photos (minutes, not seconds).
-FULL_ONLY = ("learning",)
+BENCHMARKS = ("prepare", "data", "train", "infer", "learning", "geo", "calibration", "startup")
+# Not run by --quick: they train models to the end on real photos (minutes, not seconds).
+FULL_ONLY = ("learning", "calibration")
 
 
 def output_paths(quick: bool) -> tuple[Path, Path, Path]:

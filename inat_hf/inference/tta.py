@@ -42,10 +42,14 @@ def view_logits(model, pixel_values: torch.Tensor, *, bf16: bool = False, channe
     if channels_last:
         flat = flat.contiguous(memory_format=torch.channels_last)
     autocast = torch.autocast(flat.device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+    # A calibrated model (config.temperature) gives its raw logits on request and they are divided here, as an
+    # exported model's are; any other module's logits are used as they come.
+    temperature = getattr(getattr(model, "config", None), "temperature", None)
+    raw = {} if temperature is None else {"apply_temperature": False}
     with autocast:
-        out = model(pixel_values=flat, apply_temperature=False)  # raw logits: the temperature is applied here
-    temperature = getattr(getattr(model, "config", None), "temperature", 1.0)
-    return getattr(out, "logits", out).float().view(b, v, -1) / temperature
+        out = model(pixel_values=flat, **raw)
+    logits = getattr(out, "logits", out).float().view(b, v, -1)
+    return logits if temperature is None else logits / temperature
 
 
 def average_views(logits: torch.Tensor, average: str = "prob") -> torch.Tensor:

@@ -510,7 +510,14 @@ def _calibration_section(r: dict) -> list[str]:
             for when, m in run.items():
                 backoff = m.get("backoff_precision")
                 rows.append(
-                    [name, when, f"{m['ece']:.4f}", f"{m['nll']:.3f}", f"{m['top1']:.1%}", f"{m['mean_confidence']:.1%}"]
+                    [
+                        name,
+                        when,
+                        f"{m['ece']:.4f}",
+                        f"{m['nll']:.3f}",
+                        f"{m['top1']:.1%}",
+                        f"{m['mean_confidence']:.1%}",
+                    ]
                     + [
                         "" if "backoff_coverage" not in m else "-" if backoff is None else f"{backoff:.1%}",
                         f"{m['backoff_coverage']:.1%}" if "backoff_coverage" in m else "",
@@ -525,7 +532,7 @@ def _calibration_section(r: dict) -> list[str]:
         return out + [f"Unusual here: skipped: {u['skipped']}"]
     if u:
         out += [
-            f"\"Unusual here and now\" on the real iNat 2021 records ({u['records']:,} val_20 records with a location; "
+            f'"Unusual here and now" on the real iNat 2021 records ({u["records"]:,} val_20 records with a location; '
             f"no images): how often p(answer | place, date) / p(answer) falls below the threshold. {u['simulation']}. "
             f"Default threshold: {u['default_threshold']:g}.",
             "",
@@ -638,9 +645,9 @@ SECTIONS: dict[str, tuple[str, str, Callable[[dict], list[str]]]] = {
         _geo_section,
     ),
     "calibration": (
-        "Calibration and \"unusual here\"",
+        'Calibration and "unusual here"',
         "`calibrate.py`'s fit (temperature T, fusion weight w: minimum NLL) on a seeded half of val, scored before and "
-        "after on the other half; and how often the \"unusual here and now\" flag fires.",
+        'after on the other half; and how often the "unusual here and now" flag fires.',
         _calibration_section,
     ),
     "startup": (

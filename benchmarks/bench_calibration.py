@@ -72,8 +72,9 @@ def demo(quick: bool, work: Path) -> dict:
         ["scripts/calibrate.py", "--model_dir", work / "model", "--dataset_dir", work / "prepared", "--split", "val"]
         + ["--geo_prior", work / "geo_prior", "--no_progress"],
     ]
+    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))  # this checkout's inat_hf, whatever is installed
     for step in steps:
-        subprocess.run([*py, *map(str, step)], cwd=REPO_ROOT, check=True, stdout=subprocess.DEVNULL)
+        subprocess.run([*py, *map(str, step)], cwd=REPO_ROOT, env=env, check=True, stdout=subprocess.DEVNULL)
     report = json.loads((work / "model" / "calibration.json").read_text())
     return {"command": "scripts/calibrate.py --split val --geo_prior (demo model)", **_before_after(report)}
 

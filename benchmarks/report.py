@@ -18,7 +18,19 @@ from benchmarks.bench_quickstart import DEMO, INSTALL, TESTS
 from benchmarks.bench_startup import TIMM_TRAIN
 
 # Benchmarks in the order they run and appear; train_families only holds a separate `bench_train --families` run.
-ORDER = ("quickstart", "prepare", "data", "train", "train_families", "infer", "deploy", "learning", "geo", "startup")
+ORDER = (
+    "quickstart",
+    "prepare",
+    "data",
+    "train",
+    "train_families",
+    "infer",
+    "deploy",
+    "learning",
+    "geo",
+    "calibration",
+)
+ORDER += ("startup",)
 
 
 def _cell(v) -> str:
@@ -273,6 +285,28 @@ def _geo_rows(geo: dict, _: dict) -> list[dict]:
     return rows
 
 
+def _calibration_rows(cal: dict, _: dict) -> list[dict]:
+    rows = []
+    for part, what in (("demo", "demo model, demo val"), ("real_photos", "real bird photos, their val split")):
+        r = cal.get(part) or {}
+        if not r or "skipped" in r:
+            continue
+        for name, run in r["runs"].items():
+            before, after = run["before"]["ece"], run["after"]["ece"]
+            rows.append(
+                _row(
+                    f"calibration ({what}; {name}): ECE on the {r['report_images']} held-out images, fit on the "
+                    f"other {r['fit_images']}",
+                    f"{before:.4f} uncalibrated",
+                    f"{after:.4f} (T = {r['temperature']['after']:.3g})",
+                    None,
+                    "lower after",
+                    after < before,
+                )
+            )
+    return rows
+
+
 def _startup_rows(startup: dict, _: dict) -> list[dict]:
     base, rows = startup["baselines"], []
     for name, run in startup["commands"].items():
@@ -358,6 +392,7 @@ SUMMARY: dict[str, Callable[[dict, dict], list[dict]]] = {
     "deploy": _deploy_rows,
     "learning": _learning_rows,
     "geo": _geo_rows,
+    "calibration": _calibration_rows,
     "startup": _startup_rows,
 }
 
@@ -562,6 +597,56 @@ def _learning_section(r: dict) -> list[str]:
     ]
 
 
+def _calibration_section(r: dict) -> list[str]:
+    out = []
+    for part, title in (("demo", "Demo"), ("real_photos", "Real bird photos")):
+        p = r.get(part) or {}
+        if "skipped" in p:
+            out += [f"{title}: skipped: {p['skipped']}", ""]
+            continue
+        fitted = f"T {p['temperature']['before']:g} → {p['temperature']['after']:.3g}"
+        if "fusion_weight" in p:
+            fitted += f", w {p['fusion_weight']['before']:g} → {p['fusion_weight']['after']:.3g}"
+        out += [f"{title} ({p.get('model') or p.get('command')}): fit on {p['fit_images']} images, {fitted}:", ""]
+        rows = []
+        for name, run in p["runs"].items():
+            for when, m in run.items():
+                backoff = m.get("backoff_precision")
+                rows.append(
+                    [
+                        name,
+                        when,
+                        f"{m['ece']:.4f}",
+                        f"{m['nll']:.3f}",
+                        f"{m['top1']:.1%}",
+                        f"{m['mean_confidence']:.1%}",
+                    ]
+                    + [
+                        "" if "backoff_coverage" not in m else "-" if backoff is None else f"{backoff:.1%}",
+                        f"{m['backoff_coverage']:.1%}" if "backoff_coverage" in m else "",
+                    ]
+                )
+        out += table(
+            ["run", "", "ECE", "NLL", "top-1", "mean confidence", "back-off precision", "back-off answers"], rows
+        )
+        out.append("")
+    u = r.get("unusual_real_records") or {}
+    if "skipped" in u:
+        return out + [f"Unusual here: skipped: {u['skipped']}"]
+    if u:
+        out += [
+            f'"Unusual here and now" on the real iNat 2021 records ({u["records"]:,} val_20 records with a location; '
+            f"no images): how often p(answer | place, date) / p(answer) falls below the threshold. {u['simulation']}. "
+            f"Default threshold: {u['default_threshold']:g}.",
+            "",
+        ]
+        out += table(
+            ["prior ratio below", "fires on right answers", "fires on wrong answers (simulated)"],
+            [[t, f"{f['right']:.1%}", f"{f['wrong']:.1%}"] for t, f in u["fires"].items()],
+        )
+    return out
+
+
 def _steps(training: dict) -> str:
     return f"{_n(training.get('steps'), ',')} × {_n(training.get('batch_size'), ',')}"
 
@@ -699,6 +784,12 @@ SECTIONS: dict[str, tuple[str, str, Callable[[dict], list[str]]]] = {
         "The prior against k-NNs over place and over place and date, a place-only prior and chance on real records "
         "(also without the date), and the cost of a default training run at iNat size.",
         _geo_section,
+    ),
+    "calibration": (
+        'Calibration and "unusual here"',
+        "`calibrate.py`'s fit (temperature T, fusion weight w: minimum NLL) on a seeded half of val, scored before and "
+        'after on the other half; and how often the "unusual here and now" flag fires.',
+        _calibration_section,
     ),
     "startup": (
         "Start-up",

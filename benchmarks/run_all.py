@@ -30,10 +30,10 @@ if __package__ in (None, ""):
 from benchmarks.common import REPO_ROOT, RESULTS_DIR, machine_info
 from benchmarks.report import render, render_readme
 
-BENCHMARKS = ("quickstart", "prepare", "data", "train", "infer", "deploy", "learning", "geo", "startup")
-# Not run by --quick: `learning` trains two models to the end on real photos (minutes, not seconds); `quickstart`
-# installs a fresh clone and runs the demo and the test suite in it (a quarter of an hour).
-FULL_ONLY = ("quickstart", "learning")
+BENCHMARKS = ("quickstart", "prepare", "data", "train", "infer", "deploy", "learning", "geo", "calibration", "startup")
+# Not run by --quick: `learning` and `calibration` train models to the end on real photos (minutes, not seconds);
+# `quickstart` installs a fresh clone and runs the demo and the test suite in it (a quarter of an hour).
+FULL_ONLY = ("quickstart", "learning", "calibration")
 
 
 def output_paths(quick: bool) -> tuple[Path, Path, Path]:

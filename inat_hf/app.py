@@ -25,6 +25,7 @@ from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError, 
 
 from .data.image_check import DEFAULT_MAX_IMAGE_PIXELS
 from .data.taxonomy import Taxonomy
+from .geo.arguments import DEFAULT_UNUSUAL_BELOW
 from .inference.backoff import DEFAULT_BACKOFF_THRESHOLD, describe_backoff
 from .inference.errors import InferenceError
 from .inference.predictor import ImagePrediction, Predictor, load_config, load_image_processor
@@ -48,6 +49,7 @@ CSS = """
 #inat-result th, #inat-result td { text-align: left; padding: 4px 8px; border-bottom: 1px solid #ddd; }
 #inat-result .inat-lineage { font-size: 0.85em; color: #555; }
 #inat-result .inat-backoff { font-size: 1.1em; margin: 8px 0; }
+#inat-result .inat-unusual { color: #b45309; margin: 8px 0; }
 .inat-error { color: #a40000; background: #fff0f0; border: 1px solid #e0b0b0; padding: 8px 12px; border-radius: 6px; }
 """
 
@@ -133,13 +135,17 @@ def render_result(
         )
     views = f"{num_views}-view test-time augmentation" if num_views > 1 else "a single center-crop view"
     head = "<tr><th>#</th><th>probability</th><th>scientific name</th><th>common name</th><th>taxonomy</th></tr>"
-    backoff = describe_backoff(prediction.backoff)  # predict.py's words
-    if backoff is None and prediction.backoff is not None:
-        backoff = f"not {backoff_threshold:.0%} sure of any rank"
+    backoff = describe_backoff(prediction.backoff, backoff_threshold)  # predict.py's words
+    unusual = None
+    if prediction.unusual is not None:
+        from .geo.fusion import describe_unusual
+
+        unusual = describe_unusual(prediction.unusual, taxonomy.labels[prediction.indices[0]])
     location = describe_location(prediction.location)
     return (
         '<div id="inat-result">'
         + (f'<p class="inat-backoff">{html.escape(backoff)}</p>' if backoff else "")
+        + (f'<p class="inat-unusual">⚠ {html.escape(unusual)}</p>' if unusual else "")
         + f"<table><thead>{head}</thead><tbody>{''.join(rows)}</tbody></table>"
         + (f'<p class="inat-location">{html.escape(location)}</p>' if location else "")
         + f'<p class="inat-note">Top {len(rows)} of {taxonomy.num_labels} {html.escape(taxonomy.rank or "labels")}'
@@ -206,7 +212,7 @@ class ClassifierPage:
     """The web page of a classifier: ``predictor`` (as ``predict.py`` loads it), ``model_id`` (shown; its recipe
     and model card are read), ``tta_views`` (when the visitor turns TTA on), one-click ``examples``, images over
     ``max_image_pixels`` refused with a message, ``geo`` (a ``GeoFusion`` aligned to the model's labels: the page
-    then takes a location and date) and ``backoff_threshold`` (as ``predict.py``'s)."""
+    then takes a location and date), ``backoff_threshold`` and ``unusual_below`` (as ``predict.py``'s)."""
 
     predictor: Predictor
     _: dataclasses.KW_ONLY
@@ -217,6 +223,7 @@ class ClassifierPage:
     title: str | None = None
     geo: GeoFusion | None = None
     backoff_threshold: float = DEFAULT_BACKOFF_THRESHOLD
+    unusual_below: float = DEFAULT_UNUSUAL_BELOW
 
     def __post_init__(self):
         if not 0 < self.backoff_threshold <= 1:
@@ -228,7 +235,12 @@ class ClassifierPage:
             facts = self.geo.summary()
             self.summary += (
                 f"\n- location/date prior: `{self.geo.model.name_or_path}` ({facts['loss']} loss, "
-                f"{facts['num_prior_labels']} labels, fusion weight {facts['fusion_weight']:g})"
+                f"{facts['num_prior_labels']} labels, fusion weight {facts['fusion_weight']:g}); answers it finds "
+                f"{1 / self.unusual_below:g}× rarer than average at the place and date are flagged"
+            )
+        if self.predictor.config.temperature != 1:
+            self.summary += (
+                f"\n- calibrated: logits divided by the temperature {self.predictor.config.temperature:.3g}"
             )
         if self.predictor.backoff_groups:
             self.summary += f"\n- taxonomic back-off threshold: {self.backoff_threshold:g}"
@@ -309,6 +321,7 @@ class ClassifierPage:
                 locations=self._locations(path, inputs),
                 backoff=self.predictor.backoff_groups,
                 backoff_threshold=self.backoff_threshold,
+                unusual_below=self.unusual_below,
             )
             error = prediction.error
         except InferenceError as err:  # too large, a bad location, or no usable scores for this image

@@ -52,6 +52,7 @@ class AppArguments:
         },
     )
     backoff_threshold: float = same_as_predict("backoff_threshold")
+    unusual_below: float = same_as_predict("unusual_below")
     max_file_size: str = dataclasses.field(
         default="20mb", metadata={"help": "Largest upload the page accepts (gradio size string)."}
     )
@@ -111,6 +112,7 @@ def run_app(args: AppArguments) -> int:
         tta_views=args.tta_views,
         examples=examples,
         backoff_threshold=args.backoff_threshold,
+        unusual_below=args.unusual_below,
     )
     page.launch(host=args.host, port=args.port, share=args.share, max_file_size=args.max_file_size)
     return 0

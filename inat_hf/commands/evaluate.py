@@ -48,13 +48,15 @@ class EvaluateArguments:
     geo_prior: str | None = option(
         None,
         "A location/date prior (scripts/train_geo_prior.py): also report prior-only and fused (image x prior, "
-        "weight = the prior's saved fusion_weight) metrics, from the split's coordinates/dates.",
+        "weight = the model's calibrated fusion_weight, else the prior's) metrics, from the split's coordinates/dates.",
     )
     backoff_threshold: float = option(
         DEFAULT_BACKOFF_THRESHOLD,
         "Taxonomic back-off: the answer is the finest rank whose best taxon has at least this summed probability; "
         "the report gives per-rank precision and coverage (backoff.csv, precision_coverage.png).",
     )
+
+    unusual_below: float = same_as_predict("unusual_below")
 
     def __post_init__(self):
         if self.tta and not 2 <= self.tta_views <= len(TTA_VIEWS):
@@ -77,7 +79,7 @@ class EvaluateArguments:
         return self.tta_views if self.tta else 1
 
 
-def _load_split(data: DataArguments, args: EvaluateArguments, label_rank: str):
+def load_split(data: DataArguments, args: EvaluateArguments, label_rank: str):
     """The split to evaluate (its first --max_samples images) and where it came from."""
     from ..data.source import load_data
 
@@ -104,7 +106,7 @@ def run_evaluation(args: EvaluateArguments, data: DataArguments) -> dict:
     load_image_processor(args.model_dir)
     taxonomy = Taxonomy.from_config(config)
     lookup = category_id_lookup(taxonomy) if args.submission else None
-    split, source = _load_split(data, args, getattr(config, "label_rank", "species"))
+    split, source = load_split(data, args, getattr(config, "label_rank", "species"))
     names = getattr(split.features.get("label"), "names", None)
     if names is None:
         raise InferenceError("the dataset's 'label' column is not a ClassLabel: its label names are unknown.")
@@ -112,7 +114,7 @@ def run_evaluation(args: EvaluateArguments, data: DataArguments) -> dict:
 
     options = dict(device=args.device, bf16=args.bf16, channels_last=args.channels_last, average=args.tta_average)
     predictor = Predictor.from_pretrained(args.model_dir, **options)
-    geo, locations, geo_info = _load_geo(args, split, taxonomy.labels, predictor.device)
+    geo, locations, geo_info = _load_geo(args, split, predictor)
     groups = predictor.backoff_groups
     evaluation = evaluate_split(
         predictor,
@@ -154,6 +156,10 @@ def run_evaluation(args: EvaluateArguments, data: DataArguments) -> dict:
     run_dir = make_run_dir(args.output_dir)
     if geo_info is not None:
         info["geo"] = geo_info
+    if evaluation.prior_ratio is not None and evaluation.runs["fused"].labeled.any():
+        geo_info["unusual"] = unusual_rates(
+            evaluation.prior_ratio, evaluation.runs["fused"], locations.has_location, args.unusual_below
+        )
     if evaluation.backoff and evaluation.runs[primary].labeled.any():  # precision needs labels
         info["backoff"] = _write_backoff(run_dir, evaluation.backoff, groups.ranks, args.backoff_threshold)
     summary = write_evaluation_report(
@@ -172,17 +178,39 @@ def run_evaluation(args: EvaluateArguments, data: DataArguments) -> dict:
     return summary
 
 
-def _load_geo(args: EvaluateArguments, split, label_names, device):
-    """The prior aligned to the model's labels and the split's locations (bad ones counted, not used)."""
+def _load_geo(args: EvaluateArguments, split, predictor):
+    """The prior aligned to the model's labels (fused with its calibrated weight) and the split's locations (bad
+    ones counted, not used)."""
     if args.geo_prior is None:
         return None, None, None
     from ..geo.fusion import GeoFusion, split_locations
 
-    geo = GeoFusion.from_pretrained(args.geo_prior, label_names, device=device)
+    geo = GeoFusion.for_predictor(args.geo_prior, predictor)
     locations = split_locations(split, f"{args.split} split")
     note = "fused = image run x prior; images without a location keep the image answer (prior-only: the training "
     note += "label frequencies)"
     return geo, locations, {"prior": args.geo_prior, **geo.summary(), "counts": locations.counts, "note": note}
+
+
+def unusual_rates(ratio, fused, located, threshold: float) -> dict:
+    """How often "unusual here and now" fires on the fused top-1 answers that are right and on those that are wrong
+    (labeled images with a location)."""
+    import numpy as np
+
+    keep = fused.labeled & np.asarray(located, dtype=bool)
+    flagged, correct = ratio[keep] < threshold, (fused.predictions == fused.labels)[keep]
+
+    def rate(mask):
+        return float(flagged[mask].mean()) if mask.any() else None
+
+    return {
+        "threshold": threshold,
+        "images": int(keep.sum()),
+        "fires": rate(np.ones_like(correct)),
+        "fires_on_correct": rate(correct),
+        "fires_on_wrong": rate(~correct),
+        "precision_of_flag_for_errors": float((~correct[flagged]).mean()) if flagged.any() else None,
+    }
 
 
 def _write_backoff(run_dir, backoff: dict, ranks: list[str], threshold: float) -> dict:
@@ -219,6 +247,13 @@ def format_summary(summary: dict) -> str:
         )
         if hier:
             lines.append("          " + "  ".join(f"{rank} {acc:.4f}" for rank, acc in hier.items()))
+    unusual = summary.get("geo", {}).get("unusual")
+    if unusual and unusual["images"]:
+        show = {k: "-" if unusual[k] is None else f"{unusual[k]:.1%}" for k in ("fires_on_correct", "fires_on_wrong")}
+        lines.append(
+            f"  unusual here (prior ratio < {unusual['threshold']:g}) fires on {show['fires_on_correct']} of right and "
+            f"{show['fires_on_wrong']} of wrong fused answers ({unusual['images']} images with a location)"
+        )
     for name, table in summary.get("backoff", {}).get("runs", {}).items():
         stops = ", ".join(
             f"{rank} {s['coverage']:.0%}" + (f" ({s['precision']:.0%} right)" if s["precision"] is not None else "")

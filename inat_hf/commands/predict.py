@@ -22,6 +22,7 @@ from pathlib import Path
 from ..cli import CommandParser, run_command, summary_line
 from ..data.tta_views import TTA_VIEWS
 from ..files import atomic_write, printable_path
+from ..geo.arguments import DEFAULT_UNUSUAL_BELOW
 from ..inference.backoff import DEFAULT_BACKOFF_THRESHOLD, describe_backoff
 from ..inference.errors import InferenceError
 
@@ -91,6 +92,14 @@ class PredictArguments:
         },
     )
 
+    unusual_below: float = dataclasses.field(
+        default=DEFAULT_UNUSUAL_BELOW,
+        metadata={
+            "help": "With --geo_prior: flag the top answer as 'unusual here and now' when the prior finds it this many "
+            "times less likely at the photo's place and date than on average (p(y|place,date)/p(y) below it)."
+        },
+    )
+
     def __post_init__(self):
         if self.top_k < 1:
             raise ValueError(f"--top_k must be >= 1, got {self.top_k}.")
@@ -104,6 +113,8 @@ class PredictArguments:
             raise ValueError(f"--submission must end in .csv, got {self.submission!r}.")
         if not 0 < self.backoff_threshold <= 1:
             raise ValueError(f"--backoff_threshold must be in (0, 1], got {self.backoff_threshold}.")
+        if not self.unusual_below >= 0:
+            raise ValueError(f"--unusual_below must be >= 0 (0: never flag), got {self.unusual_below}.")
         if (self.lat is not None or self.lon is not None or self.date is not None) and self.geo_prior is None:
             raise ValueError("--lat/--lon/--date are used by the location prior: pass --geo_prior DIR too.")
 
@@ -222,7 +233,7 @@ def _rows(predictions, taxonomy):
     for pred in predictions:
         extra = {
             f"{prefix}_{k}": "" if v is None else v
-            for prefix, values in (("geo", pred.location), ("backoff", pred.backoff))
+            for prefix, values in (("geo", pred.location), ("backoff", pred.backoff), ("geo", pred.unusual))
             for k, v in (values or {}).items()
         }
         for rank, (index, prob) in enumerate(zip(pred.indices, pred.probs), start=1):
@@ -249,7 +260,7 @@ def _describe_location(location: dict) -> str:
     return where + when
 
 
-def _print_table(pred, taxonomy) -> None:
+def _print_table(pred, taxonomy, backoff_threshold: float) -> None:
     print(printable_path(pred.source))
     if pred.location is not None:
         print(f"  [{_describe_location(pred.location)}]")
@@ -258,9 +269,15 @@ def _print_table(pred, taxonomy) -> None:
         common = f" ({info['common_name']})" if info["common_name"] else ""
         lineage = " > ".join(v for r, v in info["taxonomy"].items() if r != taxonomy.rank)
         print(f"  {rank}. {prob:6.1%}  {info['label']}{common}" + (f"   [{lineage}]" if lineage else ""))
-    backoff = describe_backoff(pred.backoff)
+    backoff = describe_backoff(pred.backoff, backoff_threshold)
     if backoff is not None:
         print(f"  {backoff}")
+    if pred.unusual is not None:
+        from ..geo.fusion import describe_unusual
+
+        note = describe_unusual(pred.unusual, taxonomy.labels[pred.indices[0]])
+        if note is not None:
+            print(f"  ⚠ {note}")
 
 
 def _write_output(path: str, predictions, taxonomy) -> None:
@@ -277,6 +294,7 @@ def _write_output(path: str, predictions, taxonomy) -> None:
                 ],
                 **({"location": p.location} if p.location is not None else {}),
                 **({"backoff": p.backoff} if p.backoff is not None else {}),
+                **({"unusual": p.unusual} if p.unusual is not None else {}),
             }
             for p in predictions
         ]
@@ -333,6 +351,7 @@ def run_prediction(args: PredictArguments, extra_inputs: list[str] = ()) -> int:
         locations=locations,
         backoff=predictor.backoff_groups,
         backoff_threshold=args.backoff_threshold,
+        unusual_below=args.unusual_below,
     ):
         if pred.error is not None:
             failed.append(pred)
@@ -341,7 +360,7 @@ def run_prediction(args: PredictArguments, extra_inputs: list[str] = ()) -> int:
         done.append(pred)
         trimmed.append(dataclasses.replace(pred, indices=pred.indices[: args.top_k], probs=pred.probs[: args.top_k]))
         if not args.quiet and (len(trimmed) <= SHOWN_WITH_FILE or not (args.output or args.submission)):
-            _print_table(trimmed[-1], predictor.taxonomy)
+            _print_table(trimmed[-1], predictor.taxonomy, args.backoff_threshold)
 
     if not args.quiet and len(trimmed) > SHOWN_WITH_FILE and (args.output or args.submission):
         print(

@@ -61,3 +61,9 @@ class GeoTrainingArguments:
             raise ValueError(f"--max_steps must be >= 1, got {self.max_steps}.")
         if self.min_steps < 0 or self.learning_rate <= 0 or not 0 < self.lr_decay <= 1:
             raise ValueError("--min_steps must be >= 0, --learning_rate > 0 and --lr_decay in (0, 1].")
+
+
+# "Unusual here and now": an answer the prior finds this many times rarer at the photo's place and date than across
+# its training records (p(y | place, date) / p(y) below it) is flagged. 0.1 = ten times rarer than on average: on
+# the real iNat 2021 records it flags few right answers and many more wrong ones (docs/calibration.md).
+DEFAULT_UNUSUAL_BELOW = 0.1

@@ -141,6 +141,20 @@ def _as(like, tensor: torch.Tensor):
     return tensor.cpu().numpy() if isinstance(like, np.ndarray) else tensor.to(like.device)
 
 
+def describe_unusual(unusual: dict[str, Any] | None, label: str) -> str | None:
+    """The "unusual here and now" note on a top answer ``label`` (:attr:`ImagePrediction.unusual`), as
+    ``predict.py`` prints it and the web page shows it; ``None`` when it is not unusual (or there is no location)."""
+    if not unusual or not unusual["unusual_here"]:
+        return None
+    ratio = unusual["prior_ratio"]
+    return (
+        f"unusual here and now: the location prior finds {label} {1 / ratio:.0f}× rarer at this place and date than "
+        "on average (a rare sighting, or a misidentification)"
+        if ratio > 0
+        else f"unusual here and now: the location prior never expects {label} at this place and date"
+    )
+
+
 def split_locations(split, where: str) -> GeoRecords:
     """A dataset split's locations, one record per image: a bad location or date is counted and left out, so that
     image is scored image-only."""
@@ -148,7 +162,8 @@ def split_locations(split, where: str) -> GeoRecords:
 
 
 class GeoFusion:
-    """A :class:`~inat_hf.models.GeoPriorModel` aligned to an image model's ``label_names`` (in its label order)."""
+    """A :class:`~inat_hf.models.GeoPriorModel` aligned to an image model's ``label_names`` (in its label order),
+    fused with ``weight`` (the image model's calibrated ``InatConfig.fusion_weight``; ``None``: the prior's own)."""
 
     def __init__(
         self,
@@ -211,9 +226,12 @@ class GeoFusion:
         columns = (records.latitude, records.longitude, records.day_of_year)
         return [torch.from_numpy(np.ascontiguousarray(c[rows], dtype=np.float32)).to(self.device) for c in columns]
 
-    def log_ratio(self, records: GeoRecords, rows: slice | np.ndarray = slice(None)) -> torch.Tensor:
-        """The fusion term ``[B, C_image]`` for ``records[rows]`` (zeros where there is no location)."""
-        weight = self.fusion_weight
+    def log_ratio(
+        self, records: GeoRecords, rows: slice | np.ndarray = slice(None), *, weight: float | None = None
+    ) -> torch.Tensor:
+        """The fusion term ``[B, C_image]`` for ``records[rows]`` (zeros where there is no location), with
+        ``weight`` (default: :attr:`fusion_weight`; calibration fits it from the term at weight 1)."""
+        weight = self.fusion_weight if weight is None else weight
         return self.model.log_prior_ratio(*self._inputs(records, rows), weight=weight)[:, self.index]
 
     def log_probs(self, records: GeoRecords, rows: slice | np.ndarray = slice(None), *, like=None):
@@ -221,6 +239,15 @@ class GeoFusion:
         device or a numpy array)."""
         probs = self.model.probabilities(*self._inputs(records, rows))[:, self.index]
         return _as(like, (probs / probs.sum(-1, keepdim=True)).clamp_min(1e-30).log())
+
+    def prior_ratio(self, records: GeoRecords, rows: slice | np.ndarray, answers) -> torch.Tensor:
+        """``p(answer | place, date) / p(answer)`` per record ``[B]`` (``answers [B]``: image-model label indices, a
+        tensor or an array): how much likelier (> 1) or rarer (< 1) the prior finds the answer here and now than
+        across its training records (``p(y)``: their label frequencies, else uniform). 1 where there is no location."""
+        probs = self.model.probabilities(*self._inputs(records, rows))  # [B, C_prior]
+        base = torch.tensor(self.model.config.class_prior or [1.0] * probs.shape[-1], device=probs.device)
+        index = self.index[torch.as_tensor(answers).to(self.device)]
+        return (probs.gather(1, index[:, None])[:, 0] / (base / base.sum())[index]).float()
 
     def fuse(self, scores, records: GeoRecords, rows: slice | np.ndarray = slice(None)):
         """Image scores (logits or log-probabilities) ``[B, C]``, a tensor or a numpy array (the ONNX backend) ->

@@ -1,7 +1,9 @@
 """Taxonomic back-off: "we're pretty sure this is in the genus …".
 
 Species probabilities are summed up the model's :class:`~inat_hf.data.taxonomy.Taxonomy` (genus = sum of its
-species, …); the answer is the finest rank whose best group reaches ``threshold`` (default 0.8). For evaluation,
+species, …); the answer is the finest rank whose best group reaches ``threshold`` (default 0.8), up to the coarsest
+rank that still separates the labels: a rank where every label falls in one taxon (the kingdom Animalia of an
+animals-only model) is always 100 % sure and says nothing, so it is never an answer ("not sure" instead). For evaluation,
 :class:`BackoffAccumulator` keeps per image and rank the best group's probability and whether it holds the true
 label (``[N, R]``): per-rank precision and coverage at any threshold follow (:func:`backoff_table`,
 :func:`plot_precision_coverage`).
@@ -25,7 +27,7 @@ DEFAULT_BACKOFF_THRESHOLD = 0.8
 
 @dataclasses.dataclass
 class RankGroups:
-    """Per rank (finest first): group names and ``label_to_group [C]``."""
+    """Per rank (finest first) that separates the labels (two taxa or more): group names and ``label_to_group [C]``."""
 
     ranks: list[str]
     names: list[list[str]]
@@ -34,6 +36,7 @@ class RankGroups:
     @classmethod
     def from_taxonomy(cls, taxonomy: Taxonomy) -> RankGroups:
         groups = {rank: taxonomy.groups(rank) for rank in taxonomy.rank_groups()}
+        groups = {rank: (names, index) for rank, (names, index) in groups.items() if len(names) > 1}
         return cls(list(groups), [names for names, _ in groups.values()], [index for _, index in groups.values()])
 
     def best(self, probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -65,11 +68,13 @@ def backoff_answer(probs: np.ndarray, groups: RankGroups, threshold: float) -> l
     return answers
 
 
-def describe_backoff(answer: Mapping[str, Any] | None) -> str | None:
-    """One :func:`backoff_answer` in words ("pretty sure: genus Turdus (85.0%)"), as ``predict.py`` prints it and
-    the web page shows it; ``None`` when there is no answer (no taxonomy, or no rank reaches the threshold)."""
-    if answer is None or answer["rank"] is None:
+def describe_backoff(answer: Mapping[str, Any] | None, threshold: float) -> str | None:
+    """One :func:`backoff_answer` in words ("pretty sure: genus Turdus (85.0%)", or "not 80% sure of any rank"),
+    as ``predict.py`` prints it and the web page shows it; ``None`` without a back-off (no taxonomy)."""
+    if answer is None:
         return None
+    if answer["rank"] is None:
+        return f"not {threshold:.0%} sure of any rank"
     return f"pretty sure: {answer['rank']} {answer['taxon']} ({answer['probability']:.1%})"
 
 

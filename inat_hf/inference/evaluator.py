@@ -117,6 +117,8 @@ class EvaluationRun:
     num_images: int
     # per run: (conf [N, R], correct [N, R]) of the taxonomic back-off (inat_hf.inference.backoff)
     backoff: dict[str, tuple[np.ndarray, np.ndarray]] = dataclasses.field(default_factory=dict)
+    # with a prior: p(y | place, date) / p(y) of the fused top-1 answer per image [N] (1 without a location)
+    prior_ratio: np.ndarray | None = None
 
 
 def check_label_sets(
@@ -192,6 +194,7 @@ def evaluate_split(
     accumulators = {name: TopKAccumulator(k, capacity=len(dataset)) for name in names}
     backoff_runs = (image_run, "fused")[: 1 + (geo is not None)] if backoff is not None else ()
     backoffs = {name: BackoffAccumulator(backoff) for name in backoff_runs}
+    ratios = []
     offset = 0  # the loader is sequential: batch rows are split rows offset .. offset + B
     start = time.perf_counter()
     with tqdm(total=len(dataset), unit="img", desc="evaluate", disable=None if progress else True) as bar:
@@ -203,6 +206,8 @@ def evaluate_split(
             runs = {run_names[name]: scores for name, scores in runs.items()}
             if both:
                 runs["no_tta"] = logits[:, 0]  # what score() gives for view 0 alone
+            if geo is not None:
+                ratios.append(geo.prior_ratio(locations, rows, runs["fused"].argmax(-1)).cpu().numpy())
             for name, scores in runs.items():
                 accumulators[name].update(scores, labels)
                 if name in backoffs:
@@ -216,6 +221,7 @@ def evaluate_split(
         seconds=seconds,
         num_images=len(dataset),
         backoff={name: acc.result() for name, acc in backoffs.items()},
+        prior_ratio=np.concatenate(ratios) if ratios else None,
     )
 
 

@@ -141,6 +141,8 @@ class ImagePrediction:
     error: str | None = None
     location: dict[str, Any] | None = None  # with a location prior: Location.to_dict() (what was used, from where)
     backoff: dict[str, Any] | None = None  # taxonomic back-off: {"rank", "taxon", "probability"}
+    # with a location prior and a location: {"prior_ratio": p(top-1 | place, date) / p(top-1), "unusual_here": bool}
+    unusual: dict[str, Any] | None = None
 
 
 class _ImageList:
@@ -261,8 +263,10 @@ class Predictor:
 
     @functools.cached_property
     def backoff_groups(self) -> RankGroups | None:
-        """The taxonomy's groups for taxonomic back-off (``predict(backoff=...)``); ``None`` without a taxonomy."""
-        return RankGroups.from_taxonomy(self.taxonomy) if self.taxonomy.ranks else None
+        """The taxonomy's groups for taxonomic back-off (``predict(backoff=...)``); ``None`` without a taxonomy or
+        a rank that separates the labels."""
+        groups = RankGroups.from_taxonomy(self.taxonomy) if self.taxonomy.ranks else None
+        return groups if groups is not None and groups.ranks else None
 
     def transform(self, num_views: int = 1):
         """One image -> ``[3, S, S]`` (``num_views == 1``: :class:`EvalPreset`) or ``[V, 3, S, S]`` (TTA); numpy
@@ -315,13 +319,15 @@ class Predictor:
         locations=None,
         backoff=None,
         backoff_threshold: float = DEFAULT_BACKOFF_THRESHOLD,
+        unusual_below: float | None = None,
     ) -> Iterator[ImagePrediction]:
         """Top-k predictions for ``images`` (paths, bytes, PIL images, ...), yielded in input order per batch; an
         image that cannot be read yields an :class:`ImagePrediction` with ``error`` set.
 
         ``geo`` (a ``GeoFusion``) with ``locations`` (one ``Location`` or ``None`` per image): fused with the
         location/date prior (no location: image only). ``backoff`` (a ``RankGroups``): also the finest rank whose
-        summed probability reaches ``backoff_threshold``.
+        summed probability reaches ``backoff_threshold``. ``unusual_below`` (with ``geo``): flag a top answer whose
+        prior ratio ``p(y | place, date) / p(y)`` is below it ("unusual here and now").
         """
         records = None
         if geo is not None:
@@ -340,10 +346,22 @@ class Predictor:
                     answers = [None] * len(positions)
                     if backoff is not None:
                         answers = backoff_answer(_numpy(tta.softmax(scores)), backoff, backoff_threshold)
+                    ratios = [None] * len(positions)
+                    if geo is not None and unusual_below is not None:
+                        ratios = geo.prior_ratio(records, np.asarray(positions), indices[:, 0]).tolist()
                     for row, p in enumerate(positions):
                         location = locations[p].to_dict() if geo is not None else None
+                        unusual = None
+                        if ratios[row] is not None and location["location_used"]:
+                            unusual = {"prior_ratio": ratios[row], "unusual_here": ratios[row] < unusual_below}
                         results[p] = ImagePrediction(
-                            p, image_name(images[p]), indices[row], probs[row], location=location, backoff=answers[row]
+                            p,
+                            image_name(images[p]),
+                            indices[row],
+                            probs[row],
+                            location=location,
+                            backoff=answers[row],
+                            unusual=unusual,
                         )
                 bar.update(len(results))
                 yield from (results[p] for p in sorted(results))

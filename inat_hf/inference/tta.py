@@ -1,6 +1,8 @@
 """THE inference path after the forward pass, shared by the Trainer's evaluation, ``evaluate.py``, ``predict.py``
 and the web page: per-view logits (:func:`view_logits`, or an ONNX graph's) -> TTA average -> optional location
-fusion (:func:`score`) -> softmax + top-k (:func:`top_k`). A change to TTA or fusion is one edit here.
+fusion (:func:`score`) -> softmax + top-k (:func:`top_k`). A change to TTA or fusion is one edit here. Each view's
+logits are divided by the model's calibrated ``config.temperature`` (``calibrate.py``) in :func:`score`, before the
+views are averaged; :func:`view_logits` gives the raw logits (as an exported graph does).
 
 TTA is ONE batched forward over ``B x V`` images, so it costs ``V`` times the compute and nothing more.
 ``average="prob"`` (default) gives ``log(mean_v softmax(z_v))``: a drop-in for logits in which a view that is very
@@ -43,7 +45,8 @@ def check_average(average: str) -> None:
 
 def view_logits(model, pixel_values, *, bf16: bool = False, channels_last: bool = False):
     """float32 logits ``[B, V, C]`` of ``pixel_values [B, V, 3, H, W]`` (or ``[B, 3, H, W]``: ``V = 1``), from one
-    ``model(pixel_values=...)`` over the flattened batch, on the model's device (bf16: under autocast)."""
+    ``model(pixel_values=...)`` over the flattened batch, on the model's device (bf16: under autocast): the raw
+    logits, before any calibrated temperature (:func:`score` applies it)."""
     import torch
 
     if pixel_values.ndim == 4:
@@ -58,8 +61,11 @@ def view_logits(model, pixel_values, *, bf16: bool = False, channels_last: bool 
     if channels_last:
         flat = flat.contiguous(memory_format=torch.channels_last)
     autocast = torch.autocast(flat.device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+    # A calibrated model's eval-mode forward divides by its temperature (for pipeline()); here the raw logits are
+    # wanted, as an exported graph gives them: score() divides once, for both backends.
+    raw = {"apply_temperature": False} if hasattr(getattr(model, "config", None), "temperature") else {}
     with torch.inference_mode(), autocast:
-        out = model(pixel_values=flat)
+        out = model(pixel_values=flat, **raw)
     return getattr(out, "logits", out).float().view(b, v, -1)
 
 

@@ -53,6 +53,8 @@ _RULES = {
     "interpolation": choice(INTERPOLATIONS),
     "image_mean": (lambda v: len(v) == 3 and all(math.isfinite(x) for x in v), "must be a list of 3 numbers (RGB)"),
     "image_std": (lambda v: len(v) == 3 and all(x > 0 for x in v), "must be a list of 3 positive numbers (RGB)"),
+    "temperature": (lambda v: math.isfinite(v) and v > 0, "must be a positive number (1: the logits as trained)"),
+    "fusion_weight": (lambda v: v is None or math.isfinite(v) and v >= 0, "must be a number >= 0 or None"),
     "taxonomy": (
         lambda v: v is None or isinstance(v, dict) and isinstance(v.get("ranks", {}), dict),
         "must be None or a dict like {'rank': 'species', 'ranks': {rank: [one name per label]}, ...}",
@@ -71,6 +73,9 @@ class InatConfig(PreTrainedConfig):
       `label_smoothing` smooths class-index labels only (soft mixup targets are used as given).
     - `taxonomy`: the dict `inat_hf.data.Taxonomy.to_dict()` writes, one entry per label in each list; it is
       validated by `Taxonomy.from_config`. Labels use the standard `id2label` / `num_labels` arguments.
+    - `temperature` T and `fusion_weight` w are fitted after training by `calibrate.py` (minimum NLL on a held-out
+      split): inference divides each view's logits by T, and fuses a location prior with weight w. Training ignores
+      both.
     - Evaluation resizes the shortest edge to `floor(image_size / crop_pct)` and center-crops `image_size` (timm's
       way). Preprocessing fields left at `None` take timm's values for the backbone (a ViT gets its own mean/std;
       `image_size` follows `model_args["img_size"]`); a saved config holds the resolved values.
@@ -142,6 +147,14 @@ class InatConfig(PreTrainedConfig):
     )
     image_std: list[float] | None = dataclasses.field(
         default=None, metadata={"help": "RGB normalisation std (training too); None: timm's."}
+    )
+    temperature: float = dataclasses.field(
+        default=1.0,
+        metadata={"help": "Logit temperature T (probabilities = softmax(logits / T)), fitted by calibrate.py."},
+    )
+    fusion_weight: float | None = dataclasses.field(
+        default=None,
+        metadata={"help": "Weight w of a location prior fused with this model (calibrate.py); None: the prior's own."},
     )
 
     def __post_init__(self, **kwargs):

@@ -161,10 +161,14 @@ class InatForImageClassification(InatPreTrainedModel):
         labels: torch.Tensor | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
+        apply_temperature: bool | None = None,
     ) -> ImageClassifierOutput | tuple[torch.Tensor, ...]:
         """`pixel_values` [B, 3, H, W] (`create_image_processor`); `labels`: class indices [B] or soft targets
         [B, num_labels] (mixup), giving the focal loss. `output_hidden_states`: timm's `forward_intermediates` and
-        the features after attention."""
+        the features after attention. `apply_temperature` (default: when not training): the logits divided by the
+        calibrated `config.temperature`, so that `pipeline()` and `softmax(model(x).logits)` give calibrated
+        probabilities; the loss always sees the raw logits. inat_hf's inference path passes `False` and divides
+        each view itself (`inat_hf.inference.tta`), as for an exported model."""
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         output_hidden_states = (
             output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
@@ -194,6 +198,8 @@ class InatForImageClassification(InatPreTrainedModel):
         if labels is not None:
             self._check_labels(labels, logits)
             loss = self.objective(logits, labels)
+        if apply_temperature if apply_temperature is not None else not self.training:
+            logits = logits / self.config.temperature
 
         hidden_states = (*intermediates, features) if output_hidden_states else None
         if not return_dict:

@@ -16,6 +16,8 @@ from .unfreezing import LIST_STAGES_HINT, parse_unfreeze_schedule
 
 # Set from the prepared dataset (label set, rank, class frequencies), never from the recipe.
 MODEL_FIELDS_FROM_DATA = ("label_rank", "taxonomy", "focal_alpha")
+# InatConfig fields fitted after training (calibrate.py), not recipe options.
+MODEL_FIELDS_FROM_CALIBRATION = ("temperature", "fusion_weight")
 # AugmentationConfig field -> the InatConfig field that sets it: the train crop and the eval preprocessing share them.
 AUGMENTATION_FROM_MODEL = {"image_size": "image_size", "mean": "image_mean", "std": "image_std"}
 

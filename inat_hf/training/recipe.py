@@ -25,6 +25,7 @@ from ..models.backbone import CLASSIFIER_STAGES, describe_backbone
 from ..models.configuration_inat import InatConfig
 from .arguments import (
     AUGMENTATION_FROM_MODEL,
+    MODEL_FIELDS_FROM_CALIBRATION,
     MODEL_FIELDS_FROM_DATA,
     InatTrainingArguments,
     ModelRunArguments,
@@ -89,7 +90,8 @@ def recipe_parser(help_all: bool = True) -> CommandParser:
     parser = CommandParser([], prog="train.py", usage=usage, description=about, add_help=False,
                            error_class=RecipeError, debug_flag="--traceback",
                            formatter_class=argparse.ArgumentDefaultsHelpFormatter if help_all else OneLineHelp)  # fmt: skip
-    parser.add_config(InatConfig, "model", "InatConfig's keyword arguments, then the weights", MODEL_FIELDS_FROM_DATA)
+    parser.add_config(InatConfig, "model", "InatConfig's keyword arguments, then the weights",
+                      MODEL_FIELDS_FROM_DATA + MODEL_FIELDS_FROM_CALIBRATION)  # fmt: skip
     parser.add_dataclass(ModelRunArguments, "model")
     parser.add_dataclass(TrainDataArguments, "data", "--data_dir or --dataset_dir replaces the recipe's source")
     parser.add_config(AugmentationConfig, "augmentation", "image_size/mean/std: the model's", AUGMENTATION_FROM_MODEL)

@@ -16,7 +16,7 @@ from inat_hf.commands.predict import main as predict_main
 from inat_hf.data.taxonomy import Taxonomy
 from inat_hf.geo.fusion import GeoFusion, exif_location, photo_locations
 from inat_hf.geo.records import GeoRecords
-from inat_hf.inference.backoff import RankGroups, backoff_answer, backoff_table
+from inat_hf.inference.backoff import RankGroups, backoff_answer, backoff_table, describe_backoff
 from inat_hf.inference.errors import InferenceError
 from inat_hf.models import GeoPriorConfig, GeoPriorModel
 
@@ -31,13 +31,14 @@ NAMES = RANKS["species"]
 
 def test_backoff_sums_species_up_the_ranks():
     groups = RankGroups.from_taxonomy(Taxonomy(rank="species", labels=NAMES, ranks=RANKS))
-    assert groups.ranks == ["species", "genus", "family", "kingdom"]  # finest first, in the taxonomy's order
+    # finest first, in the taxonomy's order; not the kingdom: every label is in Animalia, so it says nothing
+    assert groups.ranks == ["species", "genus", "family"]
     probs = torch.tensor(
         [
             [0.90, 0.05, 0.03, 0.02],  # sure of the species
             [0.45, 0.40, 0.10, 0.05],  # sure of the genus only (0.85)
             [0.40, 0.05, 0.40, 0.15],  # family 0.85
-            [0.30, 0.0, 0.30, 0.40],  # only the kingdom reaches 0.8
+            [0.30, 0.0, 0.30, 0.40],  # only the kingdom (every label's) reaches 0.8: not sure
         ]
     )
     answers = backoff_answer(probs, groups, 0.8)
@@ -45,9 +46,11 @@ def test_backoff_sums_species_up_the_ranks():
         ("species", "Turdus merula"),
         ("genus", "Turdus"),
         ("family", "Turdidae"),
-        ("kingdom", "Animalia"),
+        (None, None),
     ]
     assert answers[1]["probability"] == pytest.approx(0.85)
+    assert describe_backoff(answers[3], 0.8) == "not 80% sure of any rank"
+    assert describe_backoff(answers[1], 0.8) == "pretty sure: genus Turdus (85.0%)"
 
 
 def test_backoff_precision_and_coverage_per_rank():
@@ -173,6 +176,8 @@ def test_evaluate_reports_image_prior_and_fused_side_by_side(
     assert counts["records"] == 16
     unusable = 16 - counts["with_location"]
     assert f"location prior: {unusable} of 16 images had no usable location (missing " in capsys.readouterr().out
+    unusual = summary["geo"]["unusual"]  # how often "unusual here and now" fires on right and wrong fused answers
+    assert unusual["threshold"] == 0.1 and 0 < unusual["images"] <= 16 and 0 <= unusual["fires"] <= 1
     hier = pd.read_csv(run_dir / "hierarchical_accuracy.csv")
     assert {"no_tta", "geo_prior", "fused"} <= set(hier.columns)
     backoff = summary["backoff"]
@@ -180,8 +185,8 @@ def test_evaluate_reports_image_prior_and_fused_side_by_side(
     for table in backoff["runs"].values():
         assert sum(s["coverage"] for s in table["per_rank"].values()) + table["no_answer"] / 16 == pytest.approx(1)
     csv = pd.read_csv(run_dir / "backoff.csv")
-    for _, run in csv.groupby("run"):  # finest first, as the taxonomy goes up the tree
-        assert run["rank"].tolist() == ["species", "genus", "family", "order", "class", "phylum", "kingdom"]
+    for _, run in csv.groupby("run"):  # finest first, as the taxonomy goes up the tree; the demo is all Animalia
+        assert run["rank"].tolist() == ["species", "genus", "family", "order", "class", "phylum"]
     assert (run_dir / "precision_coverage.png").stat().st_size > 1000
     # The fused run is exactly the image run where the prior is neutral and differs where it is not.
     image = pd.read_csv(run_dir / "predictions.csv")
@@ -234,3 +239,16 @@ def test_predict_with_location_from_exif_and_arguments(trained_model_dir, demo_r
     assert set(table["geo_location_source"]) == {"arguments"} and table["geo_location_used"].all()
     assert predict_main([*base, "--geo_prior", str(demo_prior), "--lat", "91", "--lon", "10"]) == 2
     assert "latitude in [-90, 90]" in capsys.readouterr().err
+
+
+def test_unusual_rates_split_by_right_and_wrong_answers():
+    from inat_hf.commands.evaluate import unusual_rates
+    from inat_hf.inference.evaluator import TopKPredictions
+
+    labels = np.array([0, 1, 2, 3, 0, -1])
+    fused = TopKPredictions(np.array([[0], [1], [0], [0], [0], [0]]), np.ones((6, 1)), labels)  # right, right, wrong..
+    ratio = np.array([0.05, 2.0, 0.01, 0.5, 1.0, 0.01])
+    located = np.array([True, True, True, True, False, True])  # image 4: no location; image 5: unlabeled
+    out = unusual_rates(ratio, fused, located, 0.1)
+    assert out["images"] == 4 and out["fires_on_correct"] == 0.5 and out["fires_on_wrong"] == 0.5
+    assert out["fires"] == 0.5 and out["precision_of_flag_for_errors"] == 0.5

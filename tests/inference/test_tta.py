@@ -120,3 +120,15 @@ def test_two_view_tta_of_a_flip_invariant_model_equals_no_tta(model, demo_root):
     with torch.no_grad():
         not_invariant = model(pixel_values=single).logits.softmax(-1)
     assert not torch.allclose(tta_logits(model, two).softmax(-1), not_invariant, atol=1e-4)
+
+
+def test_temperature_divides_each_view_before_averaging(model, views):
+    with torch.no_grad():
+        raw = torch.stack([model(pixel_values=views[:, v]).logits for v in range(4)], dim=1)
+    model.config.temperature = 2.5
+    try:
+        torch.testing.assert_close(view_logits(model, views), raw / 2.5, atol=1e-5, rtol=1e-5)
+        expected = (raw / 2.5).softmax(-1).mean(1)  # the average of the calibrated views' probabilities
+        torch.testing.assert_close(tta_logits(model, views).softmax(-1), expected, atol=1e-5, rtol=1e-5)
+    finally:
+        model.config.temperature = 1.0

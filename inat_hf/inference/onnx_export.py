@@ -47,7 +47,7 @@ class _Logits(torch.nn.Module):
         self.model = model
 
     def forward(self, pixel_values):
-        return self.model(pixel_values=pixel_values).logits
+        return self.model(pixel_values=pixel_values, apply_temperature=False).logits  # raw: score() divides by T
 
 
 def export_onnx(model, path: str, *, image_size: int, opset: int = DEFAULT_OPSET, dynamic_batch: bool = True) -> None:

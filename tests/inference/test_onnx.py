@@ -225,3 +225,20 @@ def test_onnx_backend_fuses_the_location_prior(exported, trained_model_dir, demo
     _same_predictions(*runs, atol=0.02)
     image_only = list(Predictor.from_pretrained(exported, backend="onnx").predict(photos, top_k=3))
     assert any(not np.allclose(a.probs, b.probs, atol=0.02) for a, b in zip(runs[1], image_only))  # the prior counted
+
+
+def test_a_calibrated_checkpoint_exports_raw_logits_and_both_backends_agree(trained_model_dir, photos, tmp_path):
+    """The temperature is applied once, by tta.score, on both paths: the graph holds the raw logits (the model's
+    eval-mode forward would divide them for pipeline())."""
+    calibrated = tmp_path / "calibrated"
+    shutil.copytree(trained_model_dir, calibrated)
+    config = json.loads((calibrated / "config.json").read_text())
+    (calibrated / "config.json").write_text(json.dumps({**config, "temperature": 3.0}))
+    out = tmp_path / "onnx"
+    assert export_main(["--model_dir", str(calibrated), "--output_dir", str(out)]) == 0
+    torch_predictor = Predictor.from_pretrained(calibrated, device="cpu")
+    kwargs = dict(top_k=3, num_views=1, batch_size=4)
+    reference = list(torch_predictor.predict(photos[:8], **kwargs))
+    _same_predictions(
+        reference, list(Predictor.from_pretrained(out, backend="onnx").predict(photos[:8], **kwargs)), atol=0.02
+    )

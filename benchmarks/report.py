@@ -866,7 +866,7 @@ README_MARK = (
     "<!-- generated:{name}: `python -m benchmarks --render` writes this block from benchmarks/results.json -->"
 )
 README_END = "<!-- /generated:{name} -->"
-README_RESULTS = ("learning", "geo", "deploy")  # the benchmarks whose summary rows the README repeats
+README_RESULTS = ("learning", "geo", "calibration", "deploy")  # the benchmarks whose summary rows the README repeats
 
 
 def _readme_quickstart(doc: dict) -> list[str]:

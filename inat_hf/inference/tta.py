@@ -133,10 +133,12 @@ def top_k(scores, k: int):
 
 
 def tta_logits(model, pixel_values, *, average: str = "prob"):
-    """``score(view_logits(model, pixel_values), average=average)["image"]``: TTA scores ``[B, C]`` (an inference
-    tensor: ``.clone()`` it before in-place edits outside inference mode)."""
+    """``score(view_logits(model, pixel_values), average=average, temperature=T)["image"]``: TTA scores ``[B, C]``
+    with the model's calibrated ``config.temperature`` T (1 when absent; an inference tensor: ``.clone()`` it before
+    in-place edits outside inference mode)."""
     import torch
 
     check_average(average)  # before the forward pass, not after it
+    temperature = float(getattr(getattr(model, "config", None), "temperature", 1.0))
     with torch.inference_mode():
-        return score(view_logits(model, pixel_values), average=average)["image"]
+        return score(view_logits(model, pixel_values), average=average, temperature=temperature)["image"]

@@ -107,10 +107,13 @@ def truncate_metrics(path: str, global_step: int) -> None:
         return
     header, body = rows[0], rows[1:]
     step = header.index("step")
-    kind = header.index("kind")
+    kind = header.index("kind") if "kind" in header else None  # (files written before the column existed)
     kept = [
-        r for r in body if len(r) > kind and r[step] and int(float(r[step])) <= global_step and r[kind] != "final_eval"
-    ]
+        r
+        for r in body
+        if len(r) > step and r[step] and int(float(r[step])) <= global_step
+        and (kind is None or len(r) <= kind or r[kind] != "final_eval")
+    ]  # fmt: skip
     with atomic_write(path, newline="") as f:
         csv.writer(f).writerows([header, *kept])
 

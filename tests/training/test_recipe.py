@@ -272,6 +272,7 @@ def test_resuming_a_checkpoint_of_another_model_fails_before_anything_is_written
 # AugmentationConfig. The fields the data decides (labels, rank, class weights) and the three the augmentation takes
 # from the model (one image_size, mean and std) are not recipe keys of their own.
 FROM_DATA = ("label_rank", "taxonomy", "focal_alpha")
+FROM_CALIBRATION = ("temperature", "fusion_weight")  # fitted after training (calibrate.py), not recipe keys
 FROM_MODEL = {"image_size": "image_size", "mean": "image_mean", "std": "image_std"}
 EXAMPLES = {
     "model": {
@@ -330,7 +331,11 @@ def test_every_config_field_is_a_recipe_key_an_option_a_saved_value_and_in_the_h
     from inat_hf.models import InatConfig
 
     own = inspect.get_annotations(InatConfig)  # its own fields; PreTrainedConfig's generic ones are not keys
-    inat_fields = {f.name: f for f in dataclasses.fields(InatConfig) if f.name in own and f.name not in FROM_DATA}
+    inat_fields = {
+        f.name: f
+        for f in dataclasses.fields(InatConfig)
+        if f.name in own and f.name not in FROM_DATA + FROM_CALIBRATION
+    }
     augmentation_keys = [f.name for f in dataclasses.fields(AugmentationConfig) if f.name not in FROM_MODEL]
     assert sorted(EXAMPLES["model"]) == sorted(inat_fields), "give each InatConfig field an example value here"
     assert sorted(EXAMPLES["augmentation"]) == sorted(augmentation_keys), "and each AugmentationConfig field"

@@ -20,7 +20,6 @@ from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as tvF
 
 from .array_preset import PIL_RESAMPLE as _PIL_RESAMPLE
-from .array_preset import eval_kwargs_from_image_processor  # noqa: F401 - re-exported: the presets' kwargs
 from .augmentation import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, AugmentationConfig
 from .decode import ImageInput, decode_image
 from .kernels import FusedColorJitter, RandomGaussianBlur, RandomRotationNearest, TimmAutoAugment
@@ -117,7 +116,7 @@ class TrainPreset:
 class EvalPreset:
     """The model's image processor (BitImageProcessor) on one image: resize the shortest edge to ``resize_size``
     (default ``floor(image_size / crop_pct)``, antialiased) -> center crop ``image_size`` (zero padded when
-    smaller) -> :func:`normalize`. :func:`eval_kwargs_from_image_processor` copies a processor's settings."""
+    smaller) -> :func:`normalize`. :func:`~inat_hf.data.array_preset.eval_kwargs_from_image_processor` copies a processor's settings."""
 
     def __init__(
         self,

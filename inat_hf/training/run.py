@@ -16,10 +16,11 @@ from transformers import EarlyStoppingCallback, set_seed
 from transformers.utils import logging
 
 from ..data import PreparedInat, Taxonomy
+from ..data.array_preset import eval_kwargs_from_image_processor
 from ..data.collate import ImageClassificationCollator
 from ..data.source import load_data
 from ..data.torch_dataset import ImageClassificationDataset
-from ..data.transforms import EvalPreset, TrainPreset, TTAPreset, eval_kwargs_from_image_processor
+from ..data.transforms import EvalPreset, TrainPreset, TTAPreset
 from ..files import check_model_output_dir
 from ..inference.evaluator import check_label_sets
 from ..models import InatConfig, InatForImageClassification

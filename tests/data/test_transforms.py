@@ -14,6 +14,7 @@ import torch
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as tvF
 
+from inat_hf.data.array_preset import eval_kwargs_from_image_processor
 from inat_hf.data.augmentation import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, AugmentationConfig
 from inat_hf.data.collate import ImageClassificationCollator
 from inat_hf.data.kernels import FusedColorJitter, RandomGaussianBlur, RandomRotationNearest, separable_gaussian_blur
@@ -23,7 +24,6 @@ from inat_hf.data.transforms import (
     EvalPreset,
     TrainPreset,
     TTAPreset,
-    eval_kwargs_from_image_processor,
     normalize,
 )
 

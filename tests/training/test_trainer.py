@@ -11,7 +11,8 @@ from safetensors.torch import load_file
 from transformers import AutoModelForImageClassification, pipeline
 
 from inat_hf.data import load_prepared
-from inat_hf.data.transforms import EvalPreset, TTAPreset, eval_kwargs_from_image_processor
+from inat_hf.data.array_preset import eval_kwargs_from_image_processor
+from inat_hf.data.transforms import EvalPreset, TTAPreset
 from inat_hf.inference.tta import tta_logits
 from inat_hf.models.losses import focal_loss
 from inat_hf.training.metrics_log import CSV_COLUMNS
